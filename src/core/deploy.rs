@@ -1,0 +1,198 @@
+//! A deploy as the API shows it, its statuses and triggers, and which status changes
+//! are allowed. The store persists these; the runner drives them.
+
+use serde::Serialize;
+
+use super::ids::{AppName, DeployId, EnvironmentName};
+use super::time::UnixMillis;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    DeployStatus {
+        Queued => "queued",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        RolledBack => "rolled_back",
+        Superseded => "superseded",
+        Skipped => "skipped",
+        Cancelled => "cancelled",
+        Interrupted => "interrupted",
+    }
+);
+
+string_enum!(
+    /// Why a deploy exists.
+    Trigger {
+        Push => "push",
+        Manual => "manual",
+        Rollback => "rollback",
+        Promote => "promote",
+        Teardown => "teardown",
+        Sync => "sync",
+    }
+);
+
+impl DeployStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, DeployStatus::Queued | DeployStatus::Running)
+    }
+
+    /// The allowed moves. Terminal statuses never change: a deploy's outcome is history.
+    pub fn can_become(self, next: DeployStatus) -> bool {
+        use DeployStatus::*;
+        match self {
+            Queued => matches!(next, Running | Superseded | Skipped | Cancelled),
+            Running => matches!(
+                next,
+                Succeeded | Failed | RolledBack | Skipped | Cancelled | Interrupted
+            ),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub status: DeployStatus,
+    pub duration_ms: Option<i64>,
+}
+
+/// One deploy, shaped as the contract's JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deploy {
+    pub id: DeployId,
+    pub app: AppName,
+    pub environment: EnvironmentName,
+    /// Full ref name (`refs/heads/develop`), or what a manual deploy asked for.
+    pub git_ref: String,
+    /// The pushed object (40 hex) as received; a manual deploy may not know it yet.
+    pub commit: Option<String>,
+    pub trigger: Trigger,
+    pub status: DeployStatus,
+    pub reason: Option<String>,
+    pub release: Option<String>,
+    pub forced: bool,
+    pub created_at: UnixMillis,
+    pub started_at: Option<UnixMillis>,
+    pub finished_at: Option<UnixMillis>,
+    pub stages: Vec<Stage>,
+}
+
+impl Deploy {
+    pub fn log_url(&self) -> String {
+        format!("/api/deploys/{}/log", self.id)
+    }
+}
+
+impl Serialize for Deploy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("Deploy", 15)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("app", &self.app)?;
+        out.serialize_field("environment", &self.environment)?;
+        out.serialize_field("ref", &self.git_ref)?;
+        out.serialize_field("commit", &self.commit)?;
+        out.serialize_field("trigger", &self.trigger)?;
+        out.serialize_field("status", &self.status)?;
+        out.serialize_field("reason", &self.reason)?;
+        out.serialize_field("release", &self.release)?;
+        out.serialize_field("forced", &self.forced)?;
+        out.serialize_field("created_at", &self.created_at.rfc3339())?;
+        out.serialize_field("started_at", &self.started_at.map(UnixMillis::rfc3339))?;
+        out.serialize_field("finished_at", &self.finished_at.map(UnixMillis::rfc3339))?;
+        out.serialize_field("stages", &self.stages)?;
+        out.serialize_field("log_url", &self.log_url())?;
+        out.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_terminal_ones_are_final() {
+        for status in DeployStatus::ALL {
+            assert_eq!(DeployStatus::parse(status.as_str()), Some(*status));
+            if status.is_terminal() {
+                for next in DeployStatus::ALL {
+                    assert!(!status.can_become(*next), "{status} -> {next}");
+                }
+            }
+        }
+        assert!(DeployStatus::Queued.can_become(DeployStatus::Superseded));
+        assert!(!DeployStatus::Running.can_become(DeployStatus::Superseded));
+        assert!(DeployStatus::Running.can_become(DeployStatus::Interrupted));
+        assert_eq!(DeployStatus::parse("done"), None);
+        for trigger in Trigger::ALL {
+            assert_eq!(Trigger::parse(trigger.as_str()), Some(*trigger));
+        }
+    }
+
+    #[test]
+    fn json_has_the_contract_shape() {
+        let deploy = Deploy {
+            id: DeployId(7),
+            app: AppName::parse("shop").unwrap(),
+            environment: EnvironmentName::parse("staging").unwrap(),
+            git_ref: "refs/heads/develop".into(),
+            commit: Some("a".repeat(40)),
+            trigger: Trigger::Push,
+            status: DeployStatus::Queued,
+            reason: None,
+            release: None,
+            forced: false,
+            created_at: UnixMillis(0),
+            started_at: None,
+            finished_at: None,
+            stages: vec![Stage {
+                name: "fetch".into(),
+                status: DeployStatus::Succeeded,
+                duration_ms: Some(41),
+            }],
+        };
+        let json = serde_json::to_value(&deploy).unwrap();
+        assert_eq!(json["id"], "7");
+        assert_eq!(json["ref"], "refs/heads/develop");
+        assert_eq!(json["trigger"], "push");
+        assert_eq!(json["status"], "queued");
+        assert_eq!(json["created_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(json["started_at"], serde_json::Value::Null);
+        assert_eq!(json["stages"][0]["duration_ms"], 41);
+        assert_eq!(json["log_url"], "/api/deploys/7/log");
+    }
+}

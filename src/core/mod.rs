@@ -1,0 +1,13 @@
+//! The pure core: every decision stagehand makes that can be made without touching
+//! the world. Nothing here imports actix, tokio, rusqlite, git2, `std::fs`,
+//! `std::net` or `std::process`, and nothing here reads a clock: callers pass the time in.
+
+pub mod deploy;
+pub mod duration;
+pub mod event;
+pub mod ids;
+pub mod ref_pattern;
+pub mod routing;
+pub mod secret;
+pub mod signature;
+pub mod time;

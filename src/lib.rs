@@ -1,0 +1,20 @@
+//! stagehand: push-to-deploy for multi-stage environments.
+//!
+//! Code map (see `ARCHITECTURE.md` for the invariants):
+//!
+//! - [`core`]: the pure heart. Signature checks, GitHub event decoding, branch →
+//!   environment routing, environment and release naming, deploy statuses. No I/O.
+//! - [`config`]: `stagehand.toml` + `STAGEHAND__…` overrides → a validated [`config::Config`].
+//! - [`store`]: the embedded SQLite database; every SQL statement lives there.
+//! - [`intake`]: what a verified delivery means for the store (the hook's decisions,
+//!   independent of HTTP).
+//! - [`http`]: the actix-web edge: `/hooks`, `/api`, `/healthz`, `/metrics`.
+//! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod intake;
+pub mod server;
+pub mod store;
