@@ -1,1 +1,1001 @@
+//! `stagehand.toml` + `STAGEHAND__SECTION__KEY` overrides → a validated [`Config`].
+//!
+//! Reading (file, environment, secret files) is split from validation: [`load`] reads,
+//! [`Config::from_sources`] parses and checks, and the tests drive the second with
+//! strings. Every problem found is reported at once, each naming its key, so an
+//! operator fixes a file in one pass. Handlers never see raw TOML: durations, names,
+//! patterns and paths arrive here as ready-to-use types.
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::duration::parse_duration;
+use crate::core::ids::{AppName, EnvironmentName};
+use crate::core::ref_pattern::RefPattern;
+use crate::core::routing::{RefSource, RouteRule, RoutingTable};
+use crate::core::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the config file: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub server: ServerConfig,
+    pub apps: BTreeMap<AppName, AppConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub api_token_env: String,
+    /// `None` when the variable is unset: the API then answers 401 to everyone.
+    pub api_token: Option<Secret>,
+    pub max_parallel_deploys: usize,
+    pub shutdown_grace: Duration,
+    pub log_retention: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchWith {
+    /// libgit2, in process (the default).
+    Git2,
+    /// The `git` CLI, for SSH setups libgit2 cannot handle (ssh config, aliases, agents).
+    GitCli,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub name: AppName,
+    pub repo: String,
+    pub github: String,
+    pub secret: Secret,
+    pub root: PathBuf,
+    pub ssh_key: Option<PathBuf>,
+    pub repo_token: Option<Secret>,
+    pub fetch_with: FetchWith,
+    pub sync: Vec<String>,
+    pub notify: Vec<String>,
+    pub environments: BTreeMap<EnvironmentName, EnvironmentConfig>,
+    pub routing: RoutingTable,
+}
+
+/// A `shared` entry: a path inside every release that links to `<env>/shared/<path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPath {
+    pub path: String,
+    /// Written with a trailing `/`: created as a directory, else as an empty file.
+    pub is_dir: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// One environment with the app's defaults already applied.
+#[derive(Debug, Clone)]
+pub struct EnvironmentConfig {
+    pub name: EnvironmentName,
+    pub source: RefSource,
+    /// The app's `env` overlaid with the environment's.
+    pub env: BTreeMap<String, String>,
+    pub build: Vec<String>,
+    pub after_release: Vec<String>,
+    pub keep_releases: usize,
+    pub shared: Vec<SharedPath>,
+    pub cache: Vec<String>,
+    pub step_timeout: Duration,
+    pub auto_deploy: bool,
+    pub protected: bool,
+    pub health_check: Option<HealthCheck>,
+    pub seed_from: Option<EnvironmentName>,
+    pub url: Option<String>,
+}
+
+impl AppConfig {
+    pub fn environment(&self, name: &EnvironmentName) -> Option<&EnvironmentConfig> {
+        self.environments.get(name)
+    }
+}
+
+/// Reads `file` and the `STAGEHAND__…` variables in `env`, then validates.
+/// `env` is passed in (not read from the process) so tests control it.
+pub fn load(file: &Path, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    Config::from_sources(file, &text, env, &|path: &Path| {
+        std::fs::read_to_string(path)
+    })
+}
+
+/// Where `--config` defaults from: `$STAGEHAND_CONFIG`, else `./stagehand.toml`.
+pub fn default_path(env: &HashMap<String, String>) -> PathBuf {
+    env.get("STAGEHAND_CONFIG")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("stagehand.toml"))
+}
+
+type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+impl Config {
+    pub fn from_sources(
+        file: &Path,
+        toml_text: &str,
+        env: &HashMap<String, String>,
+        read_file: ReadFile<'_>,
+    ) -> Result<Config, ConfigError> {
+        let overrides: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("STAGEHAND__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("STAGEHAND")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(overrides)),
+            )
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError::Parse {
+                file: file.to_owned(),
+                message: e.to_string(),
+            })?;
+        let base_dir = file.parent().unwrap_or(Path::new("."));
+        let mut v = Validator {
+            problems: Vec::new(),
+            env,
+            read_file,
+            base_dir,
+        };
+        let config = v.config(file, raw);
+        match config {
+            Some(config) if v.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                problems: v.problems,
+            }),
+        }
+    }
+
+    /// The table `stagehand check` prints: what feeds each environment and how.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for app in self.apps.values() {
+            out.push_str(&format!(
+                "app {} ({}, from {}) → {}\n",
+                app.name,
+                app.github,
+                app.repo,
+                app.root.display()
+            ));
+            out.push_str(&format!(
+                "  {:<14} {:<22} {:<7} {:<10} {}\n",
+                "ENVIRONMENT", "FED BY", "DEPLOY", "PROTECTED", "NOTES"
+            ));
+            for env in app.environments.values() {
+                let mut notes = Vec::new();
+                if env.source.is_temporary() {
+                    notes.push(format!("temporary: one <{}-…> per branch", env.name));
+                }
+                if let Some(seed) = &env.seed_from {
+                    notes.push(format!("seeded from {seed}"));
+                }
+                if env.health_check.is_some() {
+                    notes.push("health-checked".into());
+                }
+                out.push_str(&format!(
+                    "  {:<14} {:<22} {:<7} {:<10} {}\n",
+                    env.name.as_str(),
+                    env.source.describe(),
+                    if env.auto_deploy { "auto" } else { "manual" },
+                    if env.protected { "yes" } else { "no" },
+                    notes.join("; ")
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    apps: BTreeMap<String, RawApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    state_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    api_token_env: Option<String>,
+    max_parallel_deploys: Option<i64>,
+    shutdown_grace: Option<String>,
+    log_retention: Option<String>,
+}
+
+/// Keys an environment may set to override its app's.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawOverridable {
+    env: Option<BTreeMap<String, String>>,
+    build: Option<Vec<String>>,
+    after_release: Option<Vec<String>>,
+    keep_releases: Option<i64>,
+    shared: Option<Vec<String>>,
+    cache: Option<Vec<String>>,
+    step_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    repo: String,
+    github: String,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    root: PathBuf,
+    ssh_key: Option<PathBuf>,
+    token_env: Option<String>,
+    fetch_with: Option<String>,
+    sync: Option<Vec<String>>,
+    notify: Option<Vec<String>>,
+    #[serde(flatten)]
+    defaults: RawOverridable,
+    #[serde(default)]
+    environments: BTreeMap<String, RawEnvironment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvironment {
+    branch: Option<String>,
+    tag: Option<String>,
+    auto_deploy: Option<bool>,
+    protected: Option<bool>,
+    health_check: Option<RawHealthCheck>,
+    seed_from: Option<String>,
+    url: Option<String>,
+    #[serde(flatten)]
+    overrides: RawOverridable,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    url: String,
+    timeout: Option<String>,
+}
+
+/// Longest configured environment name: leaves room for `-<branch slug>` in temporary ones.
+const MAX_CONFIGURED_ENV_LEN: usize = 40;
+
+struct Validator<'a> {
+    problems: Vec<String>,
+    env: &'a HashMap<String, String>,
+    read_file: ReadFile<'a>,
+    base_dir: &'a Path,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, key: &str, message: impl std::fmt::Display) {
+        self.problems.push(format!("{key}: {message}"));
+    }
+
+    /// Relative paths are taken from the config file's directory, not the process's.
+    fn path(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn duration(&mut self, key: &str, text: Option<&str>, default: Duration) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.problem(key, e);
+                default
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: Option<i64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) => {
+                self.problem(key, format!("must be at least 1, got {n}"));
+                default
+            }
+        }
+    }
+
+    fn config(&mut self, file: &Path, raw: RawConfig) -> Option<Config> {
+        let server = self.server(raw.server);
+        if raw.apps.is_empty() {
+            self.problem("apps", "no app is configured: add an [apps.<name>] table");
+        }
+        let mut apps = BTreeMap::new();
+        for (name, raw_app) in raw.apps {
+            let key = format!("apps.{name}");
+            match AppName::parse(&name) {
+                Ok(app_name) => {
+                    if let Some(app) = self.app(&key, app_name.clone(), raw_app) {
+                        apps.insert(app_name, app);
+                    }
+                }
+                Err(e) => self.problem(&key, e),
+            }
+        }
+        Some(Config {
+            file: file.to_owned(),
+            server,
+            apps,
+        })
+    }
+
+    fn server(&mut self, raw: RawServer) -> ServerConfig {
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:9000".into());
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            self.problem(
+                "server.listen",
+                format!(
+                    "{listen_text:?} is not an address: write IP:PORT, e.g. \"127.0.0.1:9000\""
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 9000))
+        });
+        let api_token_env = raw
+            .api_token_env
+            .unwrap_or_else(|| "STAGEHAND_API_TOKEN".into());
+        let api_token = self
+            .env
+            .get(&api_token_env)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        if let Some(url) = &raw.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            self.problem(
+                "server.public_url",
+                format!("{url:?} must start with http:// or https://"),
+            );
+        }
+        ServerConfig {
+            listen,
+            state_dir: self.path(raw.state_dir.unwrap_or_else(|| "/var/lib/stagehand".into())),
+            public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            api_token_env,
+            api_token,
+            max_parallel_deploys: self.positive(
+                "server.max_parallel_deploys",
+                raw.max_parallel_deploys,
+                2,
+            ),
+            shutdown_grace: self.duration(
+                "server.shutdown_grace",
+                raw.shutdown_grace.as_deref(),
+                Duration::from_secs(60),
+            ),
+            log_retention: self.duration(
+                "server.log_retention",
+                raw.log_retention.as_deref(),
+                Duration::from_secs(90 * 86_400),
+            ),
+        }
+    }
+
+    fn secret(
+        &mut self,
+        key: &str,
+        secret_env: Option<String>,
+        secret_file: Option<PathBuf>,
+    ) -> Secret {
+        let value = match (secret_env, secret_file) {
+            (Some(_), Some(_)) => {
+                self.problem(key, "set secret_env or secret_file, not both");
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    key,
+                    "no webhook secret: set secret_env or secret_file (the webhook never runs unsigned)",
+                );
+                None
+            }
+            (Some(var), None) => match self.env.get(&var).map(|v| v.trim()) {
+                Some(v) if !v.is_empty() => Some(v.to_owned()),
+                _ => {
+                    self.problem(
+                        &format!("{key}.secret_env"),
+                        format!("environment variable {var} is not set or empty"),
+                    );
+                    None
+                }
+            },
+            (None, Some(path)) => {
+                let path = self.path(path);
+                match (self.read_file)(&path) {
+                    Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+                    Ok(_) => {
+                        self.problem(
+                            &format!("{key}.secret_file"),
+                            format!("{} is empty", path.display()),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.problem(
+                            &format!("{key}.secret_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Secret::new(value.unwrap_or_default())
+    }
+
+    fn app(&mut self, key: &str, name: AppName, raw: RawApp) -> Option<AppConfig> {
+        let secret = self.secret(key, raw.secret_env, raw.secret_file);
+        let github = raw.github.trim().to_owned();
+        if github.split('/').count() != 2 || github.split('/').any(str::is_empty) {
+            self.problem(
+                &format!("{key}.github"),
+                format!("{github:?} is not owner/name"),
+            );
+        }
+        if raw.repo.trim().is_empty() {
+            self.problem(&format!("{key}.repo"), "is empty");
+        }
+        let fetch_with = match raw.fetch_with.as_deref() {
+            None | Some("git2") => FetchWith::Git2,
+            Some("git") => FetchWith::GitCli,
+            Some(other) => {
+                self.problem(
+                    &format!("{key}.fetch_with"),
+                    format!("{other:?} is not \"git2\" or \"git\""),
+                );
+                FetchWith::Git2
+            }
+        };
+        let repo_token = raw.token_env.and_then(|var| match self.env.get(&var) {
+            Some(v) if !v.is_empty() => Some(Secret::new(v.clone())),
+            _ => {
+                self.problem(
+                    &format!("{key}.token_env"),
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        });
+        if raw.environments.is_empty() {
+            self.problem(
+                &format!("{key}.environments"),
+                "the app has no environments: add [apps.<app>.environments.<name>] with a branch",
+            );
+        }
+        let env_names: Vec<String> = raw.environments.keys().cloned().collect();
+        let mut environments = BTreeMap::new();
+        for (env_name, raw_env) in raw.environments {
+            let env_key = format!("{key}.environments.{env_name}");
+            let parsed = EnvironmentName::parse(&env_name).and_then(|n| {
+                if n.as_str().len() > MAX_CONFIGURED_ENV_LEN {
+                    Err(crate::core::ids::IdError::BadName {
+                        kind: "environment",
+                        value: env_name.clone(),
+                        max: MAX_CONFIGURED_ENV_LEN,
+                    })
+                } else {
+                    Ok(n)
+                }
+            });
+            match parsed {
+                Ok(n) => {
+                    if let Some(env) =
+                        self.environment(&env_key, n.clone(), &raw.defaults, raw_env, &env_names)
+                    {
+                        environments.insert(n, env);
+                    }
+                }
+                Err(e) => self.problem(&env_key, e),
+            }
+        }
+        let rules = environments
+            .values()
+            .map(|e| RouteRule {
+                environment: e.name.clone(),
+                source: e.source.clone(),
+            })
+            .collect();
+        let routing = match RoutingTable::new(rules) {
+            Ok(table) => table,
+            Err(conflict) => {
+                self.problem(&format!("{key}.environments"), conflict);
+                return None;
+            }
+        };
+        Some(AppConfig {
+            name,
+            repo: raw.repo,
+            github,
+            secret,
+            root: self.path(raw.root),
+            ssh_key: raw.ssh_key.map(|p| self.path(p)),
+            repo_token,
+            fetch_with,
+            sync: raw.sync.unwrap_or_default(),
+            notify: raw.notify.unwrap_or_default(),
+            environments,
+            routing,
+        })
+    }
+
+    fn environment(
+        &mut self,
+        key: &str,
+        name: EnvironmentName,
+        app: &RawOverridable,
+        raw: RawEnvironment,
+        siblings: &[String],
+    ) -> Option<EnvironmentConfig> {
+        let pattern = |v: &mut Self, field: &str, text: &str| match RefPattern::parse(text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                v.problem(&format!("{key}.{field}"), e);
+                None
+            }
+        };
+        let source = match (&raw.branch, &raw.tag) {
+            (Some(b), None) => RefSource::Branch(pattern(self, "branch", b)?),
+            (None, Some(t)) => RefSource::Tag(pattern(self, "tag", t)?),
+            (Some(_), Some(_)) => {
+                self.problem(key, "set branch or tag, not both");
+                return None;
+            }
+            (None, None) => {
+                self.problem(key, "nothing feeds this environment: set branch (or tag)");
+                return None;
+            }
+        };
+        let o = &raw.overrides;
+        let mut env = app.env.clone().unwrap_or_default();
+        env.extend(o.env.clone().unwrap_or_default());
+        for var in env.keys() {
+            let valid = var
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                self.problem(
+                    &format!("{key}.env"),
+                    format!("{var:?} is not a valid variable name"),
+                );
+            } else if var.starts_with("STAGEHAND_") {
+                self.problem(
+                    &format!("{key}.env"),
+                    format!("{var} is set by stagehand itself"),
+                );
+            }
+        }
+        let shared = o
+            .shared
+            .clone()
+            .or_else(|| app.shared.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|entry| {
+                let is_dir = entry.ends_with('/');
+                let path = entry.trim_end_matches('/').to_owned();
+                if self.relative_inside(&format!("{key}.shared"), &path) {
+                    Some(SharedPath { path, is_dir })
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let cache = o
+            .cache
+            .clone()
+            .or_else(|| app.cache.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.trim_end_matches('/').to_owned())
+            .filter(|c| self.relative_inside(&format!("{key}.cache"), c))
+            .collect();
+        let timeout_key = if o.step_timeout.is_some() {
+            format!("{key}.step_timeout")
+        } else {
+            "step_timeout".into()
+        };
+        let step_timeout = self.duration(
+            &timeout_key,
+            o.step_timeout.as_deref().or(app.step_timeout.as_deref()),
+            Duration::from_secs(15 * 60),
+        );
+        let health_check = raw.health_check.map(|h| {
+            if !h.url.starts_with("http://") {
+                self.problem(
+                    &format!("{key}.health_check.url"),
+                    format!("{:?} must be an http:// URL", h.url),
+                );
+            }
+            HealthCheck {
+                url: h.url,
+                timeout: self.duration(
+                    &format!("{key}.health_check.timeout"),
+                    h.timeout.as_deref(),
+                    Duration::from_secs(30),
+                ),
+            }
+        });
+        let seed_from = raw.seed_from.and_then(|seed| {
+            if seed == name.as_str() || !siblings.contains(&seed) {
+                self.problem(
+                    &format!("{key}.seed_from"),
+                    format!(
+                        "{seed:?} names no other environment of this app (have: {})",
+                        siblings.join(", ")
+                    ),
+                );
+                None
+            } else {
+                EnvironmentName::parse(&seed).ok()
+            }
+        });
+        Some(EnvironmentConfig {
+            name,
+            source,
+            env,
+            build: o
+                .build
+                .clone()
+                .or_else(|| app.build.clone())
+                .unwrap_or_default(),
+            after_release: o
+                .after_release
+                .clone()
+                .or_else(|| app.after_release.clone())
+                .unwrap_or_default(),
+            keep_releases: self.positive(
+                &format!("{key}.keep_releases"),
+                o.keep_releases.or(app.keep_releases),
+                5,
+            ),
+            shared,
+            cache,
+            step_timeout,
+            auto_deploy: raw.auto_deploy.unwrap_or(true),
+            protected: raw.protected.unwrap_or(false),
+            health_check,
+            seed_from,
+            url: raw.url,
+        })
+    }
+
+    /// Shared and cache paths are joined onto release directories: only plain relative paths.
+    fn relative_inside(&mut self, key: &str, path: &str) -> bool {
+        let p = Path::new(path);
+        let ok = !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
+        if !ok {
+            self.problem(
+                key,
+                format!("{path:?} must be a relative path inside the release, without `..`"),
+            );
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9100"
+state_dir = "state"
+
+[apps.shop]
+repo = "/srv/git/shop.git"
+github = "acme/shop"
+secret_env = "SHOP_SECRET"
+root = "/srv/shop"
+shared = ["storage/", ".env"]
+build = ["make"]
+env = { APP_NAME = "shop", APP_ENV = "unset" }
+
+[apps.shop.environments.production]
+branch = "main"
+protected = true
+env = { APP_ENV = "production" }
+
+[apps.shop.environments.staging]
+branch = "develop"
+keep_releases = 3
+build = ["make staging"]
+
+[apps.shop.environments.preview]
+branch = "feature/*"
+seed_from = "staging"
+step_timeout = "90s"
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let read = |p: &Path| -> std::io::Result<String> {
+            if p.ends_with("shop.secret") {
+                Ok("from-file\n".into())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file",
+                ))
+            }
+        };
+        Config::from_sources(
+            Path::new("/etc/stagehand/stagehand.toml"),
+            toml,
+            &env(vars),
+            &read,
+        )
+    }
+
+    fn errors(toml: &str, vars: &[(&str, &str)]) -> String {
+        match parse(toml, vars) {
+            Ok(_) => panic!("config was accepted:\n{toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_good_file_becomes_ready_types() {
+        let config = parse(
+            GOOD,
+            &[("SHOP_SECRET", "s3cret"), ("STAGEHAND_API_TOKEN", "tok")],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.port(), 9100);
+        assert_eq!(
+            config.server.state_dir,
+            PathBuf::from("/etc/stagehand/state")
+        );
+        assert_eq!(
+            config.server.api_token.as_ref().map(Secret::expose),
+            Some("tok")
+        );
+        let shop = &config.apps[&AppName::parse("shop").unwrap()];
+        assert_eq!(shop.secret.expose(), "s3cret");
+        let prod = &shop.environments[&EnvironmentName::parse("production").unwrap()];
+        assert_eq!(prod.env["APP_ENV"], "production");
+        assert_eq!(prod.env["APP_NAME"], "shop");
+        assert_eq!(prod.build, ["make"]);
+        assert!(prod.protected && prod.auto_deploy);
+        assert_eq!(
+            prod.shared[0],
+            SharedPath {
+                path: "storage".into(),
+                is_dir: true
+            }
+        );
+        assert_eq!(
+            prod.shared[1],
+            SharedPath {
+                path: ".env".into(),
+                is_dir: false
+            }
+        );
+        let staging = &shop.environments[&EnvironmentName::parse("staging").unwrap()];
+        assert_eq!(
+            (staging.keep_releases, staging.build.as_slice()),
+            (3, &["make staging".to_string()][..])
+        );
+        let preview = &shop.environments[&EnvironmentName::parse("preview").unwrap()];
+        assert_eq!(preview.step_timeout, Duration::from_secs(90));
+        assert_eq!(
+            preview.seed_from.as_ref().map(|s| s.as_str()),
+            Some("staging")
+        );
+        assert_eq!(staging.step_timeout, Duration::from_secs(900));
+        let table = config.describe();
+        assert!(table.contains("branches feature/*"), "{table}");
+        assert!(table.contains("seeded from staging"), "{table}");
+    }
+
+    #[test]
+    fn env_vars_override_keys() {
+        let config = parse(
+            GOOD,
+            &[
+                ("SHOP_SECRET", "s"),
+                ("STAGEHAND__SERVER__MAX_PARALLEL_DEPLOYS", "4"),
+                ("STAGEHAND__SERVER__LISTEN", "127.0.0.1:9200"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.max_parallel_deploys, 4);
+        assert_eq!(config.server.listen.port(), 9200);
+        assert!(config.server.api_token.is_none());
+    }
+
+    #[test]
+    fn secret_file_is_read_and_trimmed() {
+        let toml = GOOD.replace(
+            r#"secret_env = "SHOP_SECRET""#,
+            r#"secret_file = "shop.secret""#,
+        );
+        let config = parse(&toml, &[]).unwrap();
+        assert_eq!(
+            config.apps.values().next().unwrap().secret.expose(),
+            "from-file"
+        );
+    }
+
+    /// Each broken file and a piece of the message it must give.
+    #[test]
+    fn errors_name_the_key() {
+        let ok = [("SHOP_SECRET", "s")];
+        let cases: Vec<(String, &[(&str, &str)], &str)> = vec![
+            (
+                GOOD.replace("keep_releases = 3", "keep_release = 3"),
+                &ok,
+                "unknown field `keep_release`",
+            ),
+            (
+                GOOD.replace("[server]", "[server]\nport = 1"),
+                &ok,
+                "unknown field `port`",
+            ),
+            (
+                GOOD.to_string(),
+                &[],
+                "apps.shop.secret_env: environment variable SHOP_SECRET is not set",
+            ),
+            (
+                GOOD.replace(r#"secret_env = "SHOP_SECRET""#, ""),
+                &ok,
+                "apps.shop: no webhook secret",
+            ),
+            (
+                GOOD.replace(
+                    r#"secret_env = "SHOP_SECRET""#,
+                    r#"secret_file = "missing""#,
+                ),
+                &ok,
+                "apps.shop.secret_file: cannot read /etc/stagehand/missing",
+            ),
+            (
+                GOOD.replace(r#""90s""#, r#""90 seconds""#),
+                &ok,
+                "apps.shop.environments.preview.step_timeout: \"90 seconds\" is not a duration",
+            ),
+            (
+                GOOD.replace(r#"seed_from = "staging""#, r#"seed_from = "stage""#),
+                &ok,
+                "apps.shop.environments.preview.seed_from: \"stage\" names no other environment",
+            ),
+            (
+                GOOD.replace(r#"branch = "develop""#, r#"branch = "ma*""#),
+                &ok,
+                "environments `production` (branch main) and `staging` (branches ma*) both match \"main\"",
+            ),
+            (
+                GOOD.split("[apps.shop.environments.production]")
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                &ok,
+                "apps.shop.environments: the app has no environments",
+            ),
+            (
+                GOOD.replace(r#"branch = "develop""#, ""),
+                &ok,
+                "apps.shop.environments.staging: nothing feeds this environment",
+            ),
+            (
+                GOOD.replace(r#"listen = "127.0.0.1:9100""#, r#"listen = "nine""#),
+                &ok,
+                "server.listen: \"nine\" is not an address",
+            ),
+            (
+                GOOD.replace(r#"["storage/", ".env"]"#, r#"["../etc"]"#),
+                &ok,
+                "apps.shop.environments.production.shared: \"../etc\" must be a relative path",
+            ),
+            (
+                GOOD.replace(
+                    "[apps.shop.environments.staging]",
+                    "[apps.shop.environments.Staging]",
+                ),
+                &ok,
+                "apps.shop.environments.Staging: environment name \"Staging\" is not allowed",
+            ),
+            (
+                GOOD.replace("keep_releases = 3", "keep_releases = 0"),
+                &ok,
+                "keep_releases: must be at least 1",
+            ),
+            (
+                GOOD.replace(r#"APP_NAME = "shop""#, r#"STAGEHAND_APP = "x""#),
+                &ok,
+                "STAGEHAND_APP is set by stagehand itself",
+            ),
+            ("[server]\n".to_string(), &ok, "apps: no app is configured"),
+            (
+                "[apps.shop\n".to_string(),
+                &ok,
+                "/etc/stagehand/stagehand.toml: ",
+            ),
+        ];
+        for (toml, vars, needle) in cases {
+            let message = errors(&toml, vars);
+            assert!(
+                message.contains(needle),
+                "expected {needle:?} in:\n{message}"
+            );
+            assert!(
+                message.starts_with("/etc/stagehand/stagehand.toml: "),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let toml = GOOD
+            .replace(r#""90s""#, r#""soon""#)
+            .replace("keep_releases = 3", "keep_releases = -1");
+        let message = errors(&toml, &[]);
+        assert!(
+            message.contains("4 problem(s)") || message.contains("3 problem(s)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("SHOP_SECRET") && message.contains("soon") && message.contains("-1"),
+            "{message}"
+        );
+    }
+}
