@@ -878,7 +878,8 @@ step_timeout = "90s"
     #[test]
     fn errors_name_the_key() {
         let ok = [("SHOP_SECRET", "s")];
-        let cases: Vec<(String, &[(&str, &str)], &str)> = vec![
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        let cases: Vec<(String, Vars<'_>, &str)> = vec![
             (
                 GOOD.replace("keep_releases = 3", "keep_release = 3"),
                 &ok,

@@ -16,5 +16,6 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod intake;
+pub mod pipeline;
 pub mod server;
 pub mod store;

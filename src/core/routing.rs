@@ -118,7 +118,7 @@ impl RoutingTable {
 pub fn new_temporary_name(
     base: &EnvironmentName,
     branch: &str,
-    is_taken: impl Fn(&str) -> bool,
+    mut is_taken: impl FnMut(&str) -> bool,
 ) -> Result<EnvironmentName, IdError> {
     let plain = temporary_environment_name(base.as_str(), branch);
     let name = if is_taken(&plain) {
@@ -195,7 +195,8 @@ mod tests {
 
     #[test]
     fn overlapping_rules_are_refused_with_an_example() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Rules<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Rules<'_>, Option<&str>)] = &[
             (&[("a", "branch:main"), ("b", "branch:main")], Some("main")),
             (&[("a", "branch:main"), ("b", "branch:ma*")], Some("main")),
             (

@@ -102,7 +102,8 @@ mod tests {
     #[test]
     fn bad_headers_are_told_apart() {
         let upper = SIGNATURE.to_uppercase().replace("SHA256=", "sha256=");
-        let cases: &[(Option<&str>, &[u8], Result<(), SignatureError>)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [u8], Result<(), SignatureError>);
+        let cases: &[Case<'_>] = &[
             (None, BODY, Err(SignatureError::Missing)),
             (Some(""), BODY, Err(SignatureError::Malformed)),
             (Some("sha1=757107ea"), BODY, Err(SignatureError::Malformed)),

@@ -1,1 +1,95 @@
+//! The actix-web edge. It parses requests into core types, calls the store and the
+//! pure decisions, and maps errors through one table ([`error`]). Nothing outside
+//! this module knows actix.
+//!
+//! | route              | module       | auth                  |
+//! |--------------------|--------------|-----------------------|
+//! | `POST /hooks/{app}`| [`hooks`]    | GitHub signature      |
+//! | `GET /api/…`       | [`api`]      | bearer token          |
+//! | `GET /healthz`     | here         | none                  |
+//! | `GET /metrics`     | here         | none                  |
 
+pub mod api;
+pub mod error;
+pub mod hooks;
+pub mod metrics;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+
+use crate::config::Config;
+use crate::core::time::UnixMillis;
+use crate::store::Store;
+use error::HttpError;
+use metrics::Metrics;
+
+/// A clock the tests can replace.
+pub type Clock = Arc<dyn Fn() -> UnixMillis + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        UnixMillis(now)
+    })
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+}
+
+/// Builds the HTTP server on an already-bound listener (tests bind `127.0.0.1:0`).
+/// Signals are left to the caller, which owns shutdown.
+pub fn server(listener: TcpListener, state: AppState, workers: usize) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| HttpError::NotFound(e.to_string()).into()),
+            )
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| HttpError::BadRequest(e.to_string()).into()),
+            )
+            .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics))
+            .route("/hooks/{app}", web::post().to(hooks::receive))
+            .service(api::scope())
+            .default_service(web::to(not_found))
+    })
+    .workers(workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let counts = state.store.run(|s| s.deploy_counts()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&counts)))
+}
+
+async fn not_found() -> Result<HttpResponse, HttpError> {
+    Err(HttpError::NotFound(
+        "no such route: see the HTTP API in README.md".into(),
+    ))
+}

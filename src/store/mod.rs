@@ -1,1 +1,599 @@
+//! The embedded SQLite store at `<state_dir>/stagehand.db`: deliveries, deploys and
+//! their stages, pinged hooks, temporary environments. Every SQL statement of
+//! stagehand lives in this module.
+//!
+//! One connection behind a `std::sync::Mutex`: SQLite serialises writers anyway, and
+//! a statement here takes microseconds. The methods are blocking; async callers go
+//! through [`Store::run`], which moves the work to tokio's blocking pool so the HTTP
+//! workers never wait on the disk.
+//!
+//! Durability: WAL with `synchronous = NORMAL`. A committed row survives a crash of
+//! the process (what a 202 promises); a power cut may lose the last commits.
 
+mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use crate::core::deploy::{Deploy, DeployStatus, Stage, Trigger};
+use crate::core::ids::{AppName, DeployId, EnvironmentName, IdError};
+use crate::core::routing::new_temporary_name;
+use crate::core::time::UnixMillis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database holds a value stagehand cannot read: {0}")]
+    Corrupt(String),
+    #[error(
+        "the database is newer (schema {found}) than this stagehand (schema {known}): upgrade stagehand"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl From<IdError> for StoreError {
+    fn from(e: IdError) -> StoreError {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// A delivery that passed its signature check.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub app: AppName,
+    pub delivery_id: String,
+    /// Empty when GitHub did not send `X-GitHub-Hook-ID`.
+    pub hook_id: String,
+    pub event: String,
+    pub received_at: UnixMillis,
+}
+
+/// Which environment a new deploy goes to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Fixed(EnvironmentName),
+    /// An existing temporary environment (`name`) made from pattern environment `base`.
+    Instance {
+        name: EnvironmentName,
+        base: EnvironmentName,
+    },
+    /// A branch of a pattern environment: its temporary environment is found, or made.
+    Temporary {
+        base: EnvironmentName,
+        branch: String,
+        /// Configured environment names the new temporary name must not take.
+        reserved: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDeploy {
+    pub target: Target,
+    pub git_ref: String,
+    pub commit: Option<String>,
+    pub trigger: Trigger,
+    pub forced: bool,
+    /// `Queued`, or `Skipped` with a reason when the delivery says not to deploy.
+    pub status: DeployStatus,
+    pub reason: Option<String>,
+    pub from_environment: Option<EnvironmentName>,
+}
+
+/// What a verified delivery asks of the store.
+#[derive(Debug, Clone)]
+pub enum Intent {
+    Ping,
+    Ignore {
+        reason: String,
+    },
+    Deploy(NewDeploy),
+    /// Tear down the temporary environment of `branch`, if it has one.
+    Teardown {
+        base: EnvironmentName,
+        branch: String,
+        git_ref: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    Ping {
+        duplicate: bool,
+    },
+    Ignored {
+        reason: String,
+        duplicate: bool,
+    },
+    Deploy {
+        deploy: Box<Deploy>,
+        duplicate: bool,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeployFilter {
+    pub app: Option<String>,
+    pub environment: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemporaryEnvironment {
+    pub name: EnvironmentName,
+    pub base: EnvironmentName,
+    pub branch: String,
+}
+
+const DEPLOY_COLUMNS: &str = "id, app, environment, ref, commit_sha, trigger, status, reason, release, forced, created_at, started_at, finished_at";
+
+impl Store {
+    /// Opens (creating if needed) `<state_dir>/stagehand.db` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(open_err)?;
+        Store::migrate(conn)
+    }
+
+    fn migrate(mut conn: Connection) -> Result<Store, StoreError> {
+        let known = migrations::MIGRATIONS.len() as i64;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        for (i, step) in migrations::MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(found as usize)
+        {
+            let tx = conn.transaction()?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions
+        // roll back on drop), so a poisoned lock is safe to keep using.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs blocking store work on tokio's blocking pool.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Records a delivery and what it asks for in one transaction: a redelivery (same
+    /// app, hook id and delivery id) returns what the first one recorded and does nothing.
+    pub fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        intent: Intent,
+    ) -> Result<Recorded, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing = tx
+            .query_row(
+                "SELECT outcome, detail, deploy_id FROM deliveries WHERE app = ?1 AND hook_id = ?2 AND delivery_id = ?3",
+                params![delivery.app.as_str(), delivery.hook_id, delivery.delivery_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?)),
+            )
+            .optional()?;
+        if let Some((outcome, detail, deploy_id)) = existing {
+            return match (outcome.as_str(), deploy_id) {
+                ("deploy", Some(id)) => Ok(Recorded::Deploy {
+                    deploy: Box::new(load_deploy(&tx, DeployId(id))?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("delivery points at missing deploy {id}"))
+                    })?),
+                    duplicate: true,
+                }),
+                ("ping", _) => Ok(Recorded::Ping { duplicate: true }),
+                _ => Ok(Recorded::Ignored {
+                    reason: detail.unwrap_or_default(),
+                    duplicate: true,
+                }),
+            };
+        }
+        let recorded = match intent {
+            Intent::Ping => {
+                tx.execute(
+                    "INSERT INTO hooks (app, hook_id, last_ping_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (app, hook_id) DO UPDATE SET last_ping_at = excluded.last_ping_at",
+                    params![
+                        delivery.app.as_str(),
+                        delivery.hook_id,
+                        delivery.received_at.0
+                    ],
+                )?;
+                Recorded::Ping { duplicate: false }
+            }
+            Intent::Ignore { reason } => Recorded::Ignored {
+                reason,
+                duplicate: false,
+            },
+            Intent::Deploy(new) => {
+                let deploy = insert_deploy(&tx, &delivery.app, new, delivery.received_at)?;
+                Recorded::Deploy {
+                    deploy: Box::new(deploy),
+                    duplicate: false,
+                }
+            }
+            Intent::Teardown {
+                base,
+                branch,
+                git_ref,
+            } => teardown(
+                &tx,
+                &delivery.app,
+                &base,
+                &branch,
+                git_ref,
+                delivery.received_at,
+            )?,
+        };
+        let (outcome, detail, deploy_id) = match &recorded {
+            Recorded::Ping { .. } => ("ping", None, None),
+            Recorded::Ignored { reason, .. } => ("ignored", Some(reason.as_str()), None),
+            Recorded::Deploy { deploy, .. } => ("deploy", None, Some(deploy.id.0)),
+        };
+        tx.execute(
+            "INSERT INTO deliveries (app, delivery_id, hook_id, event, outcome, detail, deploy_id, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                delivery.app.as_str(),
+                delivery.delivery_id,
+                delivery.hook_id,
+                delivery.event,
+                outcome,
+                detail,
+                deploy_id,
+                delivery.received_at.0
+            ],
+        )?;
+        tx.commit()?;
+        Ok(recorded)
+    }
+
+    /// A deploy not tied to a delivery (manual, rollback, promote, sync).
+    pub fn create_deploy(
+        &self,
+        app: &AppName,
+        new: NewDeploy,
+        now: UnixMillis,
+    ) -> Result<Deploy, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let deploy = insert_deploy(&tx, app, new, now)?;
+        tx.commit()?;
+        Ok(deploy)
+    }
+
+    pub fn deploy(&self, id: DeployId) -> Result<Option<Deploy>, StoreError> {
+        load_deploy(&self.lock(), id)
+    }
+
+    /// Newest first.
+    pub fn deploys(&self, filter: &DeployFilter) -> Result<Vec<Deploy>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys
+             WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR environment = ?2)
+             ORDER BY id DESC LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![filter.app, filter.environment, filter.limit as i64],
+                deploy_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(|row| row.finish(&conn)).collect()
+    }
+
+    pub fn last_deploy(
+        &self,
+        app: &AppName,
+        environment: &EnvironmentName,
+    ) -> Result<Option<Deploy>, StoreError> {
+        let filter = DeployFilter {
+            app: Some(app.to_string()),
+            environment: Some(environment.to_string()),
+            limit: 1,
+        };
+        Ok(self.deploys(&filter)?.into_iter().next())
+    }
+
+    pub fn temporary_environments(
+        &self,
+        app: &AppName,
+    ) -> Result<Vec<TemporaryEnvironment>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, base, branch FROM temporary_environments WHERE app = ?1 ORDER BY name",
+        )?;
+        let rows = stmt
+            .query_map([app.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(name, base, branch)| {
+                Ok(TemporaryEnvironment {
+                    name: EnvironmentName::parse(&name)?,
+                    base: EnvironmentName::parse(&base)?,
+                    branch,
+                })
+            })
+            .collect()
+    }
+
+    /// Deploy counts by status, for `/metrics`.
+    pub fn deploy_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT status, count(*) FROM deploys GROUP BY status ORDER BY status",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn hook_ids(&self, app: &AppName) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT hook_id FROM hooks WHERE app = ?1 ORDER BY hook_id")?;
+        let rows = stmt
+            .query_map([app.as_str()], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+fn insert_deploy(
+    tx: &Transaction<'_>,
+    app: &AppName,
+    new: NewDeploy,
+    now: UnixMillis,
+) -> Result<Deploy, StoreError> {
+    let (environment, base) = match new.target {
+        Target::Fixed(env) => (env.clone(), env),
+        Target::Instance { name, base } => (name, base),
+        Target::Temporary {
+            base,
+            branch,
+            reserved,
+        } => (
+            temporary_environment(tx, app, &base, &branch, &reserved, now)?,
+            base,
+        ),
+    };
+    tx.execute(
+        "INSERT INTO deploys (app, environment, base_environment, ref, commit_sha, trigger, status, reason, forced,
+                              from_environment, created_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            app.as_str(),
+            environment.as_str(),
+            base.as_str(),
+            new.git_ref,
+            new.commit,
+            new.trigger.as_str(),
+            new.status.as_str(),
+            new.reason,
+            new.forced,
+            new.from_environment.as_ref().map(EnvironmentName::as_str),
+            now.0,
+            new.status.is_terminal().then_some(now.0),
+        ],
+    )?;
+    let id = DeployId(tx.last_insert_rowid());
+    load_deploy(tx, id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("deploy {id} vanished after insert")))
+}
+
+/// The temporary environment of `branch`, made on its first push.
+fn temporary_environment(
+    tx: &Transaction<'_>,
+    app: &AppName,
+    base: &EnvironmentName,
+    branch: &str,
+    reserved: &[String],
+    now: UnixMillis,
+) -> Result<EnvironmentName, StoreError> {
+    let existing: Option<String> = tx
+        .query_row(
+            "SELECT name FROM temporary_environments WHERE app = ?1 AND branch = ?2",
+            params![app.as_str(), branch],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(name) = existing {
+        return Ok(EnvironmentName::parse(&name)?);
+    }
+    let mut taken =
+        tx.prepare_cached("SELECT 1 FROM temporary_environments WHERE app = ?1 AND name = ?2")?;
+    let name = new_temporary_name(base, branch, |candidate| {
+        reserved.iter().any(|r| r == candidate)
+            || taken
+                .exists(params![app.as_str(), candidate])
+                .unwrap_or(true)
+    })?;
+    tx.execute(
+        "INSERT INTO temporary_environments (app, name, base, branch, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![app.as_str(), name.as_str(), base.as_str(), branch, now.0],
+    )?;
+    Ok(name)
+}
+
+/// A teardown for `branch`'s temporary environment; one already waiting or running is
+/// reused, so the `push` (deleted) and `delete` events of one deletion tear down once.
+fn teardown(
+    tx: &Transaction<'_>,
+    app: &AppName,
+    base: &EnvironmentName,
+    branch: &str,
+    git_ref: String,
+    now: UnixMillis,
+) -> Result<Recorded, StoreError> {
+    let name: Option<String> = tx
+        .query_row(
+            "SELECT name FROM temporary_environments WHERE app = ?1 AND branch = ?2",
+            params![app.as_str(), branch],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(name) = name else {
+        return Ok(Recorded::Ignored {
+            reason: format!(
+                "branch {branch:?} has no temporary environment (never deployed, or already torn down)"
+            ),
+            duplicate: false,
+        });
+    };
+    let pending: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM deploys WHERE app = ?1 AND environment = ?2 AND trigger = 'teardown'
+               AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+            params![app.as_str(), name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = pending {
+        let deploy = load_deploy(tx, DeployId(id))?
+            .ok_or_else(|| StoreError::Corrupt(format!("teardown {id} vanished")))?;
+        return Ok(Recorded::Deploy {
+            deploy: Box::new(deploy),
+            duplicate: false,
+        });
+    }
+    let new = NewDeploy {
+        target: Target::Instance {
+            name: EnvironmentName::parse(&name)?,
+            base: base.clone(),
+        },
+        git_ref,
+        commit: None,
+        trigger: Trigger::Teardown,
+        forced: false,
+        status: DeployStatus::Queued,
+        reason: None,
+        from_environment: None,
+    };
+    let deploy = insert_deploy(tx, app, new, now)?;
+    Ok(Recorded::Deploy {
+        deploy: Box::new(deploy),
+        duplicate: false,
+    })
+}
+
+/// A deploy row before its stages are attached.
+struct DeployRow(Deploy);
+
+impl DeployRow {
+    fn finish(mut self, conn: &Connection) -> Result<Deploy, StoreError> {
+        self.0.stages = load_stages(conn, self.0.id)?;
+        Ok(self.0)
+    }
+}
+
+fn deploy_row(r: &Row<'_>) -> rusqlite::Result<DeployRow> {
+    let text = |i: usize| r.get::<_, String>(i);
+    let bad = |i: usize, what: &str, value: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("bad {what} {value:?}").into(),
+        )
+    };
+    let app = text(1)?;
+    let environment = text(2)?;
+    let trigger = text(5)?;
+    let status = text(6)?;
+    Ok(DeployRow(Deploy {
+        id: DeployId(r.get(0)?),
+        app: AppName::parse(&app).map_err(|_| bad(1, "app", &app))?,
+        environment: EnvironmentName::parse(&environment)
+            .map_err(|_| bad(2, "environment", &environment))?,
+        git_ref: text(3)?,
+        commit: r.get(4)?,
+        trigger: Trigger::parse(&trigger).ok_or_else(|| bad(5, "trigger", &trigger))?,
+        status: DeployStatus::parse(&status).ok_or_else(|| bad(6, "status", &status))?,
+        reason: r.get(7)?,
+        release: r.get(8)?,
+        forced: r.get(9)?,
+        created_at: UnixMillis(r.get(10)?),
+        started_at: r.get::<_, Option<i64>>(11)?.map(UnixMillis),
+        finished_at: r.get::<_, Option<i64>>(12)?.map(UnixMillis),
+        stages: Vec::new(),
+    }))
+}
+
+fn load_deploy(conn: &Connection, id: DeployId) -> Result<Option<Deploy>, StoreError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = ?1"
+        ))?
+        .query_row([id.0], deploy_row)
+        .optional()?;
+    row.map(|r| r.finish(conn)).transpose()
+}
+
+fn load_stages(conn: &Connection, id: DeployId) -> Result<Vec<Stage>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, status, duration_ms FROM stages WHERE deploy_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map([id.0], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(name, status, duration_ms)| {
+            let status = DeployStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("stage status {status:?}")))?;
+            Ok(Stage {
+                name,
+                status,
+                duration_ms,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,199 @@
+//! Shared end-to-end harness: a real server on 127.0.0.1:0 over a real SQLite file in a
+//! temp dir, and a client that signs deliveries built from `webhook-samples/`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use serde_json::Value;
+use stagehand::config::Config;
+use stagehand::core::signature;
+use stagehand::http::{self, AppState, metrics::Metrics};
+use stagehand::store::Store;
+
+pub const SECRET: &str = "It's a Secret to Everybody";
+pub const TOKEN: &str = "test-api-token";
+
+pub fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("webhook-samples")
+}
+
+pub fn sample_bytes(name: &str) -> Vec<u8> {
+    let path = samples_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+pub fn sample(name: &str) -> Value {
+    serde_json::from_slice(&sample_bytes(name)).unwrap()
+}
+
+/// The config every hook test starts from; `root` and `state_dir` go in the temp dir.
+pub fn config_toml(dir: &Path) -> String {
+    format!(
+        r#"
+[server]
+state_dir = "{state}"
+
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+
+[apps.shop.environments.production]
+branch = "main"
+protected = true
+
+[apps.shop.environments.staging]
+branch = "develop"
+
+[apps.shop.environments.preview]
+branch = "feature/*"
+seed_from = "staging"
+
+[apps.shop.environments.releases]
+tag = "v*"
+"#,
+        state = dir.join("state").display(),
+        repo = dir.join("repo").display(),
+        root = dir.join("srv").display(),
+    )
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    handle: ServerHandle,
+}
+
+pub async fn start() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(dir.path());
+    start_with(dir, &toml).await
+}
+
+pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
+    let env: HashMap<String, String> = [
+        ("SHOP_WEBHOOK_SECRET", SECRET),
+        ("STAGEHAND_API_TOKEN", TOKEN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::from_sources(&dir.path().join("stagehand.toml"), toml, &env, &|p| {
+        std::fs::read_to_string(p)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&config.server.state_dir).unwrap();
+    let store = Store::open(&config.server.state_dir.join("stagehand.db")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState {
+        config: Arc::new(config),
+        store: store.clone(),
+        metrics: Arc::new(Metrics::default()),
+        clock: http::system_clock(),
+    };
+    let server = http::server(listener, state, 1).unwrap();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    TestServer {
+        url,
+        dir,
+        store,
+        handle,
+    }
+}
+
+/// One delivery, as GitHub would send it.
+pub struct Delivery {
+    pub event: String,
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub delivery_id: String,
+    pub hook_id: Option<String>,
+    /// `None`: sign with [`SECRET`]; `Some(None)`: no signature header.
+    pub signature: Option<Option<String>>,
+    pub app: String,
+}
+
+impl Delivery {
+    pub fn json(event: &str, body: &Value) -> Delivery {
+        Delivery::raw(event, serde_json::to_vec(body).unwrap())
+    }
+
+    pub fn raw(event: &str, body: Vec<u8>) -> Delivery {
+        Delivery {
+            event: event.into(),
+            body,
+            content_type: "application/json".into(),
+            delivery_id: unique_id(),
+            hook_id: Some("123456789".into()),
+            signature: None,
+            app: "shop".into(),
+        }
+    }
+}
+
+pub fn unique_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "72d3162e-cc78-11e3-81ab-{:012}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestServer {
+    pub async fn send(&self, delivery: &Delivery) -> (u16, Value) {
+        let mut req = awc::Client::default()
+            .post(format!("{}/hooks/{}", self.url, delivery.app))
+            .insert_header(("Content-Type", delivery.content_type.as_str()))
+            .insert_header(("X-GitHub-Event", delivery.event.as_str()))
+            .insert_header(("X-GitHub-Delivery", delivery.delivery_id.as_str()));
+        if let Some(hook) = &delivery.hook_id {
+            req = req.insert_header(("X-GitHub-Hook-ID", hook.as_str()));
+        }
+        let signature = match &delivery.signature {
+            None => Some(signature::sign(SECRET.as_bytes(), &delivery.body)),
+            Some(explicit) => explicit.clone(),
+        };
+        if let Some(sig) = signature {
+            req = req.insert_header(("X-Hub-Signature-256", sig));
+        }
+        let mut resp = req.send_body(delivery.body.clone()).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body().await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// GET with the API token (or `token`).
+    pub async fn get_with(&self, path: &str, token: Option<&str>) -> (u16, Value, String) {
+        let mut req = awc::Client::default().get(format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body().await.unwrap();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, json, _) = self.get_with(path, Some(TOKEN)).await;
+        (status, json)
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
