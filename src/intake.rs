@@ -84,6 +84,7 @@ fn pushed(app: &AppConfig, push: &Push) -> Intent {
         },
         reason: skip_reason,
         from_environment: None,
+        release: None,
     })
 }
 

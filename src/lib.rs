@@ -16,6 +16,7 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod intake;
+pub mod logs;
 pub mod pipeline;
 pub mod server;
 pub mod store;

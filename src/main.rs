@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     let result = match cli.command {
         Command::Serve { config } => load(config, &env).and_then(|config| {
-            actix_web::rt::System::new().block_on(stagehand::server::serve(config))
+            actix_web::rt::System::new().block_on(stagehand::server::serve(config, env.clone()))
         }),
         Command::Check { config } => load(config, &env).map(|config| {
             print!("{}", config.describe());

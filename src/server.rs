@@ -1,42 +1,130 @@
-//! `stagehand serve`: opens the store, binds the listener and runs the HTTP server
-//! until SIGINT or SIGTERM.
+//! Wiring: opens the store and the logs, recovers from a previous crash, starts the
+//! HTTP server and the runner, and stops them in order. `stagehand serve` and the
+//! end-to-end tests both start stagehand through [`start`], on a listener they bound.
 
+use std::collections::HashMap;
+use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use actix_web::dev::ServerHandle;
+use anyhow::Context as _;
+use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::http::{self, AppState, metrics::Metrics};
+use crate::http::{self, AppState, Clock, metrics::Metrics};
+use crate::logs::LogHub;
+use crate::pipeline::deploy::Context;
+use crate::pipeline::runner::Runner;
 use crate::store::Store;
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let state_dir = &config.server.state_dir;
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+/// A running stagehand.
+pub struct Running {
+    pub url: String,
+    pub state: AppState,
+    pub runner: Runner,
+    http: ServerHandle,
+    http_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    runner_task: actix_web::rt::task::JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Starts everything on `listener`. Must run inside an actix system (`actix_web::rt`).
+pub async fn start(
+    config: Config,
+    listener: TcpListener,
+    process_env: HashMap<String, String>,
+    clock: Clock,
+) -> anyhow::Result<Running> {
+    let state_dir = config.server.state_dir.clone();
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
     let store = Store::open(&state_dir.join("stagehand.db"))?;
-    let listener = std::net::TcpListener::bind(config.server.listen)
-        .with_context(|| format!("binding server.listen {}", config.server.listen))?;
-    if config.server.api_token.is_none() {
-        tracing::warn!(
-            "{} is not set: the API refuses every request",
-            config.server.api_token_env
-        );
+    let logs = Arc::new(LogHub::new(&state_dir.join("logs")).with_context(|| "creating the logs directory")?);
+    let config = Arc::new(config);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let ctx = Context {
+        config: config.clone(),
+        store: store.clone(),
+        logs: logs.clone(),
+        clock: clock.clone(),
+        cancel: cancel_rx,
+        process_env: Arc::new(process_env),
+        checkout_threads: 2,
+    };
+    let runner = Runner::new(ctx, cancel_tx);
+    let interrupted = runner.recover().await?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "deploys were interrupted by the last stop");
     }
-    tracing::info!(listen = %config.server.listen, "stagehand serving");
+    let url = format!("http://{}", listener.local_addr()?);
     let state = AppState {
-        config: Arc::new(config),
+        config: config.clone(),
         store,
         metrics: Arc::new(Metrics::default()),
-        clock: http::system_clock(),
+        clock,
+        logs: logs.clone(),
+        runner: Some(runner.clone()),
     };
-    let server = http::server(listener, state, 2)?;
-    let handle = server.handle();
-    let running = tokio::spawn(server);
+    let server = http::server(listener, state.clone(), 2)?;
+    let http = server.handle();
+    let http_task = actix_web::rt::spawn(server);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let runner_task = {
+        let runner = runner.clone();
+        actix_web::rt::spawn(async move { runner.run(shutdown_rx).await })
+    };
+    let retention = config.server.log_retention;
+    actix_web::rt::spawn(prune_logs(logs, retention));
+    Ok(Running {
+        url,
+        state,
+        runner,
+        http,
+        http_task,
+        runner_task,
+        shutdown,
+    })
+}
+
+impl Running {
+    /// Stops taking deliveries, lets running deploys finish within `shutdown_grace`,
+    /// cancels the rest, and returns when all is down.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.http.stop(true).await;
+        let _ = self.shutdown.send(true);
+        self.runner_task.await.context("runner task")?;
+        self.http_task.await.context("HTTP server task")??;
+        Ok(())
+    }
+}
+
+async fn prune_logs(logs: Arc<LogHub>, retention: Duration) {
+    loop {
+        let logs2 = logs.clone();
+        let cutoff = std::time::SystemTime::now().checked_sub(retention);
+        if let Some(cutoff) = cutoff {
+            match tokio::task::spawn_blocking(move || logs2.prune(cutoff)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "pruned old deploy logs"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "pruning deploy logs failed"),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+    }
+}
+
+/// `stagehand serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(config: Config, process_env: HashMap<String, String>) -> anyhow::Result<()> {
+    let listener =
+        TcpListener::bind(config.server.listen).with_context(|| format!("binding server.listen {}", config.server.listen))?;
+    if config.server.api_token.is_none() {
+        tracing::warn!("{} is not set: the API refuses every request", config.server.api_token_env);
+    }
+    let running = start(config, listener, process_env, http::system_clock()).await?;
+    tracing::info!(url = %running.url, "stagehand serving");
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    handle.stop(true).await;
-    running.await.context("HTTP server task")??;
-    Ok(())
+    tracing::info!("shutting down: no new deliveries; running deploys get the grace period");
+    running.stop().await
 }
 
 async fn shutdown_signal() {

@@ -64,6 +64,31 @@ string_enum!(
     }
 );
 
+impl Trigger {
+    /// Deploys of a commit (as opposed to rollbacks, teardowns, syncs): only these
+    /// coalesce, because only for these a newer one makes an older one pointless.
+    pub fn deploys_a_commit(self) -> bool {
+        matches!(self, Trigger::Push | Trigger::Manual | Trigger::Promote)
+    }
+}
+
+/// Which of an environment's queued deploys (oldest first) runs next, and which older
+/// ones it supersedes: a run of commit deploys coalesces to its newest; anything else
+/// runs in order.
+pub fn next_to_run(queued: &[(DeployId, Trigger)]) -> Option<(DeployId, Vec<DeployId>)> {
+    let (first, trigger) = *queued.first()?;
+    if !trigger.deploys_a_commit() {
+        return Some((first, Vec::new()));
+    }
+    let run: Vec<DeployId> = queued
+        .iter()
+        .take_while(|(_, t)| t.deploys_a_commit())
+        .map(|(id, _)| *id)
+        .collect();
+    let (newest, older) = run.split_last()?;
+    Some((*newest, older.to_vec()))
+}
+
 impl DeployStatus {
     pub fn is_terminal(self) -> bool {
         !matches!(self, DeployStatus::Queued | DeployStatus::Running)
@@ -96,6 +121,8 @@ pub struct Deploy {
     pub id: DeployId,
     pub app: AppName,
     pub environment: EnvironmentName,
+    /// The configured environment it belongs to (`preview` for `preview-feature-x`).
+    pub base_environment: EnvironmentName,
     /// Full ref name (`refs/heads/develop`), or what a manual deploy asked for.
     pub git_ref: String,
     /// The pushed object (40 hex) as received; a manual deploy may not know it yet.
@@ -105,6 +132,8 @@ pub struct Deploy {
     pub reason: Option<String>,
     pub release: Option<String>,
     pub forced: bool,
+    /// For a promote: the environment whose live commit this deploys.
+    pub from_environment: Option<EnvironmentName>,
     pub created_at: UnixMillis,
     pub started_at: Option<UnixMillis>,
     pub finished_at: Option<UnixMillis>,
@@ -120,10 +149,11 @@ impl Deploy {
 impl Serialize for Deploy {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut out = s.serialize_struct("Deploy", 15)?;
+        let mut out = s.serialize_struct("Deploy", 17)?;
         out.serialize_field("id", &self.id)?;
         out.serialize_field("app", &self.app)?;
         out.serialize_field("environment", &self.environment)?;
+        out.serialize_field("base_environment", &self.base_environment)?;
         out.serialize_field("ref", &self.git_ref)?;
         out.serialize_field("commit", &self.commit)?;
         out.serialize_field("trigger", &self.trigger)?;
@@ -131,6 +161,7 @@ impl Serialize for Deploy {
         out.serialize_field("reason", &self.reason)?;
         out.serialize_field("release", &self.release)?;
         out.serialize_field("forced", &self.forced)?;
+        out.serialize_field("from", &self.from_environment)?;
         out.serialize_field("created_at", &self.created_at.rfc3339())?;
         out.serialize_field("started_at", &self.started_at.map(UnixMillis::rfc3339))?;
         out.serialize_field("finished_at", &self.finished_at.map(UnixMillis::rfc3339))?;
@@ -164,11 +195,31 @@ mod tests {
     }
 
     #[test]
+    fn queued_commit_deploys_coalesce_to_the_newest() {
+        use Trigger::*;
+        let ids = |list: &[(i64, Trigger)]| list.iter().map(|(i, t)| (DeployId(*i), *t)).collect::<Vec<_>>();
+        let cases: &[(&[(i64, Trigger)], Option<(i64, &[i64])>)] = &[
+            (&[], None),
+            (&[(1, Push)], Some((1, &[]))),
+            (&[(1, Push), (2, Push), (3, Manual)], Some((3, &[1, 2]))),
+            (&[(1, Push), (2, Teardown), (3, Push)], Some((1, &[]))),
+            (&[(1, Rollback), (2, Push)], Some((1, &[]))),
+            (&[(1, Push), (2, Push), (3, Rollback), (4, Push)], Some((2, &[1]))),
+        ];
+        for (queued, expected) in cases {
+            let got = next_to_run(&ids(queued)).map(|(id, older)| (id.0, older.iter().map(|d| d.0).collect::<Vec<_>>()));
+            let expected = expected.map(|(id, older)| (id, older.to_vec()));
+            assert_eq!(got, expected, "{queued:?}");
+        }
+    }
+
+    #[test]
     fn json_has_the_contract_shape() {
         let deploy = Deploy {
             id: DeployId(7),
             app: AppName::parse("shop").unwrap(),
             environment: EnvironmentName::parse("staging").unwrap(),
+            base_environment: EnvironmentName::parse("staging").unwrap(),
             git_ref: "refs/heads/develop".into(),
             commit: Some("a".repeat(40)),
             trigger: Trigger::Push,
@@ -176,6 +227,7 @@ mod tests {
             reason: None,
             release: None,
             forced: false,
+            from_environment: None,
             created_at: UnixMillis(0),
             started_at: None,
             finished_at: None,

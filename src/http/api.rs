@@ -16,15 +16,22 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::HttpError;
-use crate::core::ids::DeployId;
+use crate::config::AppConfig;
+use crate::core::deploy::{DeployStatus, Trigger};
+use crate::core::ids::{AppName, DeployId, EnvironmentName};
+use crate::core::release::is_release_id;
+use crate::core::routing::RefSource;
 use crate::pipeline::layout::EnvironmentDir;
-use crate::store::DeployFilter;
+use crate::store::{DeployFilter, NewDeploy, Store, StoreError, Target};
 
 pub fn scope() -> Scope {
     web::scope("/api")
         .route("/apps", web::get().to(apps))
         .route("/deploys", web::get().to(deploys))
         .route("/deploys/{id}", web::get().to(deploy))
+        .route("/deploys/{id}/log", web::get().to(log))
+        .route("/apps/{app}/environments/{env}/deploy", web::post().to(manual_deploy))
+        .route("/apps/{app}/environments/{env}/rollback", web::post().to(rollback))
 }
 
 /// Proof that the request carried the API token.
@@ -149,4 +156,181 @@ async fn apps(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse,
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "apps": apps })))
+}
+
+/// An environment named in a URL: a configured one, or an existing temporary one.
+struct Addressed {
+    app: AppConfig,
+    target: Target,
+    /// The configured environment it belongs to.
+    base: EnvironmentName,
+    /// The branch a temporary environment follows.
+    temporary_branch: Option<String>,
+}
+
+fn addressed(store: &Store, state: &AppState, app: &str, env: &str) -> Result<Addressed, HttpError> {
+    let app_config = AppName::parse(app)
+        .ok()
+        .and_then(|name| state.config.apps.get(&name))
+        .ok_or_else(|| HttpError::NotFound(format!("no app {app:?}")))?;
+    let missing = || HttpError::NotFound(format!("app `{}` has no environment {env:?}", app_config.name));
+    let name = EnvironmentName::parse(env).map_err(|_| missing())?;
+    if let Some(configured) = app_config.environments.get(&name) {
+        if configured.source.is_temporary() {
+            return Err(HttpError::BadRequest(format!(
+                "`{name}` is a pattern ({}): address one of its temporary environments instead",
+                configured.source.describe()
+            )));
+        }
+        return Ok(Addressed {
+            app: app_config.clone(),
+            target: Target::Fixed(name.clone()),
+            base: name,
+            temporary_branch: None,
+        });
+    }
+    let temporary = store
+        .temporary_environments(&app_config.name)?
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(missing)?;
+    Ok(Addressed {
+        app: app_config.clone(),
+        base: temporary.base.clone(),
+        temporary_branch: Some(temporary.branch.clone()),
+        target: Target::Instance {
+            name: temporary.name,
+            base: temporary.base,
+        },
+    })
+}
+
+/// An optional JSON body: empty means `{}`.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, HttpError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| HttpError::BadRequest(format!("body is not the expected JSON: {e}")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    release: Option<String>,
+}
+
+/// Records a deploy asked for through the API and wakes the runner.
+async fn create(
+    state: &AppState,
+    app: String,
+    env: String,
+    make: impl FnOnce(&Addressed) -> Result<NewDeploy, HttpError> + Send + 'static,
+) -> Result<HttpResponse, HttpError> {
+    let state2 = state.clone();
+    let now = (state.clock)();
+    let created = state
+        .store
+        .run(move |store| {
+            let result = addressed(store, &state2, &app, &env).and_then(|a| {
+                let new = make(&a)?;
+                store.create_deploy(&a.app.name, new, now).map_err(HttpError::from)
+            });
+            Ok::<_, StoreError>(result)
+        })
+        .await??;
+    state.wake_runner();
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+async fn manual_deploy(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let (app, env) = path.into_inner();
+    let body: DeployBody = optional_json(&body)?;
+    create(&state, app, env, move |a| {
+        let git_ref = match (body.git_ref, &a.temporary_branch) {
+            (Some(r), _) if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 => {
+                return Err(HttpError::BadRequest(format!("{r:?} is not a ref")));
+            }
+            (Some(r), _) => r,
+            (None, Some(branch)) => format!("refs/heads/{branch}"),
+            (None, None) => match a.app.environments.get(&a.base).map(|e| &e.source) {
+                Some(RefSource::Branch(p)) => format!("refs/heads/{p}"),
+                _ => {
+                    return Err(HttpError::BadRequest(format!(
+                        "`{}` follows tags: say which one with {{\"ref\": \"v1.2.3\"}}",
+                        a.base
+                    )));
+                }
+            },
+        };
+        Ok(NewDeploy {
+            target: a.target.clone(),
+            git_ref,
+            commit: None,
+            trigger: Trigger::Manual,
+            forced: false,
+            status: DeployStatus::Queued,
+            reason: None,
+            from_environment: None,
+            release: None,
+        })
+    })
+    .await
+}
+
+async fn rollback(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let (app, env) = path.into_inner();
+    let body: RollbackBody = optional_json(&body)?;
+    if let Some(release) = &body.release
+        && !is_release_id(release)
+    {
+        return Err(HttpError::BadRequest(format!("{release:?} is not a release id")));
+    }
+    create(&state, app, env, move |a| {
+        Ok(NewDeploy {
+            target: a.target.clone(),
+            git_ref: String::new(),
+            commit: None,
+            trigger: Trigger::Rollback,
+            forced: false,
+            status: DeployStatus::Queued,
+            reason: None,
+            from_environment: None,
+            release: body.release,
+        })
+    })
+    .await
+}
+
+/// The deploy's log as plain text.
+async fn log(_: Authorized, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let missing = || HttpError::NotFound(format!("no deploy {:?}", id.as_str()));
+    let deploy_id = DeployId::parse(&id).ok_or_else(missing)?;
+    state.store.run(move |s| s.deploy(deploy_id)).await?.ok_or_else(missing)?;
+    let path = state.logs.path(deploy_id);
+    let text = web::block(move || match std::fs::read(&path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(|e| HttpError::BadRequest(e.to_string()))?
+    .map_err(|e| HttpError::NotFound(format!("cannot read the log: {e}")))?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
 }

@@ -22,6 +22,8 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::config::Config;
 use crate::core::time::UnixMillis;
+use crate::logs::LogHub;
+use crate::pipeline::runner::Runner;
 use crate::store::Store;
 use error::HttpError;
 use metrics::Metrics;
@@ -46,6 +48,17 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
+    pub logs: Arc<LogHub>,
+    /// Nudged after a deploy is recorded; `None` when only the HTTP side runs (tests).
+    pub runner: Option<Runner>,
+}
+
+impl AppState {
+    pub fn wake_runner(&self) {
+        if let Some(runner) = &self.runner {
+            runner.wake();
+        }
+    }
 }
 
 /// Builds the HTTP server on an already-bound listener (tests bind `127.0.0.1:0`).

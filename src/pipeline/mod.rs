@@ -1,4 +1,12 @@
-//! The deploy pipeline's edges: the on-disk layout of environments and releases.
-//! (The stages themselves arrive with the runner.)
+//! The deploy pipeline's edges: git (mirror, fetch), the release tree on disk
+//! (checkout, shared links, switch, cleanup), build commands, health checks, and the
+//! runner that drives deploys through them.
 
+pub mod checkout;
+pub mod commands;
+pub mod deploy;
+pub mod git;
+pub mod health;
 pub mod layout;
+pub mod releases;
+pub mod runner;

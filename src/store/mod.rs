@@ -92,6 +92,8 @@ pub struct NewDeploy {
     pub status: DeployStatus,
     pub reason: Option<String>,
     pub from_environment: Option<EnvironmentName>,
+    /// For a rollback: the release asked for (else the one before the live one).
+    pub release: Option<String>,
 }
 
 /// What a verified delivery asks of the store.
@@ -139,7 +141,7 @@ pub struct TemporaryEnvironment {
     pub branch: String,
 }
 
-const DEPLOY_COLUMNS: &str = "id, app, environment, ref, commit_sha, trigger, status, reason, release, forced, created_at, started_at, finished_at";
+const DEPLOY_COLUMNS: &str = "id, app, environment, ref, commit_sha, trigger, status, reason, release, forced, created_at, started_at, finished_at, base_environment, from_environment";
 
 impl Store {
     /// Opens (creating if needed) `<state_dir>/stagehand.db` and migrates it.
@@ -387,6 +389,152 @@ impl Store {
     }
 }
 
+/// A deploy the runner may start: its id, environment and trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedDeploy {
+    pub id: DeployId,
+    pub app: AppName,
+    pub environment: EnvironmentName,
+    pub trigger: Trigger,
+}
+
+impl Store {
+    /// Every queued deploy, oldest first.
+    pub fn queued(&self) -> Result<Vec<QueuedDeploy>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, app, environment, trigger FROM deploys WHERE status = 'queued' ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, app, environment, trigger)| {
+                Ok(QueuedDeploy {
+                    id: DeployId(id),
+                    app: AppName::parse(&app)?,
+                    environment: EnvironmentName::parse(&environment)?,
+                    trigger: Trigger::parse(&trigger)
+                        .ok_or_else(|| StoreError::Corrupt(format!("trigger {trigger:?}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves `id` from queued to running and marks `superseded` as superseded by it, in
+    /// one transaction. `None` when `id` was no longer queued.
+    pub fn start(&self, id: DeployId, superseded: &[DeployId], now: UnixMillis) -> Result<Option<Deploy>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let started = tx.execute(
+            "UPDATE deploys SET status = 'running', started_at = ?2 WHERE id = ?1 AND status = 'queued'",
+            params![id.0, now.0],
+        )?;
+        if started == 0 {
+            return Ok(None);
+        }
+        for older in superseded {
+            tx.execute(
+                "UPDATE deploys SET status = 'superseded', reason = ?2, finished_at = ?3
+                 WHERE id = ?1 AND status = 'queued'",
+                params![older.0, format!("superseded by deploy {id}, a newer push to the same environment"), now.0],
+            )?;
+        }
+        let deploy = load_deploy(&tx, id)?;
+        tx.commit()?;
+        Ok(deploy)
+    }
+
+    /// Records the release (and the resolved commit) before its directory is made, so a
+    /// crash leaves a record of what to clean up.
+    pub fn set_release(&self, id: DeployId, release: &str, commit: Option<&str>) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE deploys SET release = ?2, commit_sha = COALESCE(?3, commit_sha) WHERE id = ?1",
+            params![id.0, release, commit],
+        )?;
+        Ok(())
+    }
+
+    /// The commit a deploy resolved to, and the full ref it was found under.
+    pub fn set_commit(&self, id: DeployId, commit: &str, git_ref: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE deploys SET commit_sha = ?2, ref = ?3 WHERE id = ?1",
+            params![id.0, commit, git_ref],
+        )?;
+        Ok(())
+    }
+
+    /// Opens a stage row; returns its sequence number.
+    pub fn begin_stage(&self, id: DeployId, name: &str, now: UnixMillis) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        let seq: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM stages WHERE deploy_id = ?1",
+            [id.0],
+            |r| r.get(0),
+        )?;
+        conn.execute(
+            "INSERT INTO stages (deploy_id, seq, name, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![id.0, seq, name, now.0],
+        )?;
+        Ok(seq)
+    }
+
+    pub fn end_stage(&self, id: DeployId, seq: i64, status: DeployStatus, duration_ms: i64) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE stages SET status = ?3, duration_ms = ?4 WHERE deploy_id = ?1 AND seq = ?2",
+            params![id.0, seq, status.as_str(), duration_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a running deploy. Returns the deploy as stored.
+    pub fn finish(&self, id: DeployId, status: DeployStatus, reason: Option<&str>, now: UnixMillis) -> Result<Option<Deploy>, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "UPDATE deploys SET status = ?2, reason = ?3, finished_at = ?4 WHERE id = ?1 AND status IN ('queued', 'running')",
+            params![id.0, status.as_str(), reason, now.0],
+        )?;
+        load_deploy(&conn, id)
+    }
+
+    /// At start-up: deploys left `running` by a previous process become `interrupted`
+    /// (and their open stages too). Returns them, so their half-made releases can go.
+    pub fn interrupt_running(&self, now: UnixMillis) -> Result<Vec<Deploy>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<i64> = tx
+            .prepare("SELECT id FROM deploys WHERE status = 'running' ORDER BY id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        tx.execute(
+            "UPDATE stages SET status = 'interrupted' WHERE status = 'running' AND deploy_id IN (SELECT id FROM deploys WHERE status = 'running')",
+            [],
+        )?;
+        tx.execute(
+            "UPDATE deploys SET status = 'interrupted', finished_at = ?1,
+                    reason = 'the server stopped during this deploy' WHERE status = 'running'",
+            [now.0],
+        )?;
+        let deploys = ids
+            .into_iter()
+            .filter_map(|id| load_deploy(&tx, DeployId(id)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(deploys)
+    }
+
+    /// Forgets a torn-down temporary environment (its deploys stay as history).
+    pub fn remove_temporary_environment(&self, app: &AppName, name: &EnvironmentName) -> Result<(), StoreError> {
+        self.lock().execute(
+            "DELETE FROM temporary_environments WHERE app = ?1 AND name = ?2",
+            params![app.as_str(), name.as_str()],
+        )?;
+        Ok(())
+    }
+}
+
 fn insert_deploy(
     tx: &Transaction<'_>,
     app: &AppName,
@@ -407,8 +555,8 @@ fn insert_deploy(
     };
     tx.execute(
         "INSERT INTO deploys (app, environment, base_environment, ref, commit_sha, trigger, status, reason, forced,
-                              from_environment, created_at, finished_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                              from_environment, created_at, finished_at, release)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             app.as_str(),
             environment.as_str(),
@@ -422,6 +570,7 @@ fn insert_deploy(
             new.from_environment.as_ref().map(EnvironmentName::as_str),
             now.0,
             new.status.is_terminal().then_some(now.0),
+            new.release,
         ],
     )?;
     let id = DeployId(tx.last_insert_rowid());
@@ -516,6 +665,7 @@ fn teardown(
         status: DeployStatus::Queued,
         reason: None,
         from_environment: None,
+        release: None,
     };
     let deploy = insert_deploy(tx, app, new, now)?;
     Ok(Recorded::Deploy {
@@ -545,6 +695,8 @@ fn deploy_row(r: &Row<'_>) -> rusqlite::Result<DeployRow> {
     };
     let app = text(1)?;
     let environment = text(2)?;
+    let base = text(13)?;
+    let from: Option<String> = r.get(14)?;
     let trigger = text(5)?;
     let status = text(6)?;
     Ok(DeployRow(Deploy {
@@ -552,6 +704,10 @@ fn deploy_row(r: &Row<'_>) -> rusqlite::Result<DeployRow> {
         app: AppName::parse(&app).map_err(|_| bad(1, "app", &app))?,
         environment: EnvironmentName::parse(&environment)
             .map_err(|_| bad(2, "environment", &environment))?,
+        base_environment: EnvironmentName::parse(&base).map_err(|_| bad(13, "environment", &base))?,
+        from_environment: from
+            .map(|f| EnvironmentName::parse(&f).map_err(|_| bad(14, "environment", &f)))
+            .transpose()?,
         git_ref: text(3)?,
         commit: r.get(4)?,
         trigger: Trigger::parse(&trigger).ok_or_else(|| bad(5, "trigger", &trigger))?,

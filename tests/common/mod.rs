@@ -97,6 +97,8 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
         clock: http::system_clock(),
+        logs: Arc::new(stagehand::logs::LogHub::new(&dir.path().join("logs")).unwrap()),
+        runner: None,
     };
     let server = http::server(listener, state, 1).unwrap();
     let handle = server.handle();
@@ -196,4 +198,173 @@ impl TestServer {
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
+}
+
+/// Runs the git CLI in `dir`, panicking with its stderr on failure; returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Writes `files` (path, content), commits them on the current branch, returns the sha.
+pub fn commit(repo: &Path, message: &str, files: &[(&str, &str)]) -> String {
+    for (path, content) in files {
+        let full = repo.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, content).unwrap();
+        git(repo, &["add", path]);
+    }
+    git(repo, &["commit", "-q", "--allow-empty", "-m", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+/// A source repository with `main` and `develop`: an executable script, a symlink, and
+/// a `storage/` directory that the shared link replaces.
+pub fn source_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    commit(&repo, "Initial", &[("index.html", "<h1>shop</h1>\n"), ("bin/hello", "#!/bin/sh\necho hello from the release\n"), ("storage/.gitkeep", "")]);
+    git(&repo, &["update-index", "--chmod=+x", "bin/hello"]);
+    std::os::unix::fs::symlink("index.html", repo.join("home.html")).unwrap();
+    git(&repo, &["add", "home.html"]);
+    git(&repo, &["commit", "-q", "-m", "Executable and symlink"]);
+    git(&repo, &["branch", "develop"]);
+    repo
+}
+
+/// The full stagehand (HTTP + runner) over `toml`, in `dir`.
+pub struct Full {
+    pub running: stagehand::server::Running,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn env_map(extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [("SHOP_WEBHOOK_SECRET", SECRET), ("STAGEHAND_API_TOKEN", TOKEN)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    if let Ok(path) = std::env::var("PATH") {
+        env.insert("PATH".into(), path);
+    }
+    env
+}
+
+pub async fn start_full(dir: tempfile::TempDir, toml: &str) -> Full {
+    let env = env_map(&[]);
+    let config = Config::from_sources(&dir.path().join("stagehand.toml"), toml, &env, &|p| std::fs::read_to_string(p))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let running = stagehand::server::start(config, listener, env, http::system_clock()).await.unwrap();
+    Full { running, dir }
+}
+
+impl Full {
+    pub fn client(&self) -> Client {
+        Client { url: self.running.url.clone() }
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.running.stop().await.unwrap();
+        self.dir
+    }
+}
+
+/// Talks to a running stagehand over HTTP only (works for a child process too).
+#[derive(Clone)]
+pub struct Client {
+    pub url: String,
+}
+
+impl Client {
+    pub async fn push(&self, body: &Value) -> (u16, Value) {
+        let delivery = Delivery::json("push", body);
+        deliver(&self.url, &delivery).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let mut resp = awc::Client::default()
+            .get(format!("{}{}", self.url, path))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body().limit(64 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let mut resp = awc::Client::default()
+            .post(format!("{}{}", self.url, path))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .send_json(body)
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body().await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Polls a deploy until it ends; panics after `secs`.
+    pub async fn wait(&self, id: &Value, secs: u64) -> Value {
+        let id = id.as_str().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let (status, deploy) = self.get(&format!("/api/deploys/{id}")).await;
+            assert_eq!(status, 200, "{deploy}");
+            let s = deploy["status"].as_str().unwrap_or_default().to_owned();
+            if !["queued", "running"].contains(&s.as_str()) {
+                return deploy;
+            }
+            assert!(std::time::Instant::now() < deadline, "deploy {id} still {s} after {secs}s");
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn log(&self, id: &Value) -> String {
+        let id = id.as_str().unwrap();
+        let mut resp = awc::Client::default()
+            .get(format!("{}/api/deploys/{id}/log", self.url))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .send()
+            .await
+            .unwrap();
+        let body = resp.body().limit(64 << 20).await.unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+pub async fn deliver(url: &str, delivery: &Delivery) -> (u16, Value) {
+    let sig = signature::sign(SECRET.as_bytes(), &delivery.body);
+    let mut resp = awc::Client::default()
+        .post(format!("{url}/hooks/{}", delivery.app))
+        .insert_header(("Content-Type", delivery.content_type.as_str()))
+        .insert_header(("X-GitHub-Event", delivery.event.as_str()))
+        .insert_header(("X-GitHub-Delivery", delivery.delivery_id.as_str()))
+        .insert_header(("X-GitHub-Hook-ID", "123456789"))
+        .insert_header(("X-Hub-Signature-256", sig))
+        .send_body(delivery.body.clone())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.body().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// A push delivery (from `webhook-samples/push.json`) of `sha` to `git_ref`.
+pub fn push_body(git_ref: &str, sha: &str) -> Value {
+    let mut body = sample("push.json");
+    body["ref"] = Value::String(git_ref.into());
+    body["after"] = Value::String(sha.into());
+    body["forced"] = Value::Bool(false);
+    body["head_commit"]["id"] = Value::String(sha.into());
+    body
 }

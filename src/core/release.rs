@@ -1,0 +1,135 @@
+//! Release naming and the decisions about which releases to keep, which is the
+//! previous one, and whether a pushed commit still needs deploying.
+
+use super::ids::CommitSha;
+use super::time::UnixMillis;
+
+/// `20261127T184312Z-3f2a1c9`: UTC time + short sha, so names sort by time and say what
+/// they hold. A second deploy of one sha in the same second gets `-2`, `-3`, …
+pub fn new_release_id(now: UnixMillis, commit: &CommitSha, exists: impl Fn(&str) -> bool) -> String {
+    let base = format!("{}-{}", now.compact(), commit.short());
+    if !exists(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| !exists(candidate))
+        .unwrap_or(base)
+}
+
+/// Whether a directory name under `releases/` is one stagehand made (anything else
+/// there is left alone).
+pub fn is_release_id(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() >= 24
+        && bytes[..8].iter().all(u8::is_ascii_digit)
+        && bytes[8] == b'T'
+        && bytes[9..15].iter().all(u8::is_ascii_digit)
+        && bytes[15] == b'Z'
+        && bytes[16] == b'-'
+        && name[17..].bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// The release before `live` (the rollback target): the newest one older than it.
+pub fn previous_release<'a>(releases: &'a [String], live: &str) -> Option<&'a str> {
+    let mut sorted: Vec<&String> = releases.iter().filter(|r| r.as_str() < live).collect();
+    sorted.sort();
+    sorted.last().map(|s| s.as_str())
+}
+
+/// Releases to delete: all but the newest `keep`, and never the live one or the one
+/// before it (the instant-rollback target), whatever `keep` says.
+pub fn releases_to_remove(releases: &[String], live: Option<&str>, keep: usize) -> Vec<String> {
+    let mut sorted: Vec<&String> = releases.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let previous = live.and_then(|l| previous_release(releases, l));
+    let cut = sorted.len().saturating_sub(keep);
+    sorted[..cut]
+        .iter()
+        .filter(|r| Some(r.as_str()) != live && Some(r.as_str()) != previous)
+        .map(|r| r.to_string())
+        .collect()
+}
+
+/// What the runner knows when a push deploy starts, after fetching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkipFacts {
+    pub is_live: bool,
+    pub is_ancestor_of_live: bool,
+    pub forced: bool,
+    pub by_hand: bool,
+}
+
+/// Deliveries arrive out of order: a commit already live, or older than the live one,
+/// is skipped, unless the push was forced or a person asked for it.
+pub fn skip_reason(facts: SkipFacts) -> Option<&'static str> {
+    if facts.by_hand || facts.forced {
+        None
+    } else if facts.is_live {
+        Some("this commit is already live")
+    } else if facts.is_ancestor_of_live {
+        Some("this commit is older than the live one (an out-of-order delivery)")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn release_ids_are_sortable_and_unique() {
+        let sha = CommitSha::parse("3f2a1c9aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap();
+        let now = UnixMillis(1_795_804_992_345);
+        assert_eq!(new_release_id(now, &sha, |_| false), "20261127T184312Z-3f2a1c9");
+        let taken = ["20261127T184312Z-3f2a1c9", "20261127T184312Z-3f2a1c9-2"];
+        let id = new_release_id(now, &sha, |c| taken.contains(&c));
+        assert_eq!(id, "20261127T184312Z-3f2a1c9-3");
+        for good in [taken[0], taken[1], id.as_str()] {
+            assert!(is_release_id(good), "{good}");
+        }
+        for bad in ["current", "20261127T184312Z", "2026112xT184312Z-3f2a1c9", "../20261127T184312Z-3f2a1c9", ".tmp-x"] {
+            assert!(!is_release_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cleanup_keeps_newest_live_and_previous() {
+        let all = names(&["r1", "r2", "r3", "r4", "r5", "r6"]);
+        let cases: &[(Option<&str>, usize, &[&str])] = &[
+            (Some("r6"), 3, &["r1", "r2", "r3"]),
+            (Some("r6"), 10, &[]),
+            // keep = 1 still keeps the rollback target.
+            (Some("r6"), 1, &["r1", "r2", "r3", "r4"]),
+            // Rolled back to r2: r2 and r1 survive however small `keep` is.
+            (Some("r2"), 2, &["r3", "r4"]),
+            (None, 2, &["r1", "r2", "r3", "r4"]),
+        ];
+        for (live, keep, expected) in cases {
+            assert_eq!(releases_to_remove(&all, *live, *keep), names(expected), "live {live:?} keep {keep}");
+        }
+        assert_eq!(previous_release(&all, "r4"), Some("r3"));
+        assert_eq!(previous_release(&all, "r1"), None);
+    }
+
+    #[test]
+    fn skipping_out_of_order_deliveries() {
+        let facts = |is_live, is_ancestor_of_live, forced, by_hand| SkipFacts {
+            is_live,
+            is_ancestor_of_live,
+            forced,
+            by_hand,
+        };
+        assert_eq!(skip_reason(facts(false, false, false, false)), None);
+        assert_eq!(skip_reason(facts(true, false, false, false)), Some("this commit is already live"));
+        assert!(skip_reason(facts(false, true, false, false)).unwrap().contains("out-of-order"));
+        assert_eq!(skip_reason(facts(true, true, true, false)), None);
+        assert_eq!(skip_reason(facts(true, true, false, true)), None);
+    }
+}

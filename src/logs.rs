@@ -1,0 +1,205 @@
+//! Deploy logs: one append-only file per deploy under `<state_dir>/logs/<id>.log`, and
+//! a live feed for followers.
+//!
+//! Every line is masked ([`Masker`]) before it is written or sent. While a deploy runs,
+//! its log keeps the events sent so far in memory next to a broadcast channel, and
+//! [`LogHub::follow`] takes the snapshot and the subscription under one lock: a
+//! follower joining mid-deploy gets everything so far, then the rest, nothing lost or
+//! doubled. Once the deploy ends the file is the record.
+//!
+//! Appending a line is a plain `write(2)` into the page cache (microseconds), done on
+//! the calling task: cheaper than a hop to the blocking pool per line.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+
+use crate::core::deploy::DeployStatus;
+use crate::core::ids::DeployId;
+use crate::core::mask::Masker;
+use crate::core::time::UnixMillis;
+
+/// Where a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// stagehand's own account of what it does.
+    Info,
+    Stdout,
+    Stderr,
+}
+
+impl Source {
+    fn tag(self) -> &'static str {
+        match self {
+            Source::Info => "info",
+            Source::Stdout => "out",
+            Source::Stderr => "err",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// `seq` is the line's number in the file, from 1.
+    Line { seq: u64, text: String },
+    Stage { name: String, status: DeployStatus, duration_ms: Option<i64> },
+    Status { status: DeployStatus, reason: Option<String> },
+}
+
+struct Live {
+    file: Option<File>,
+    lines: u64,
+    history: Vec<LogEvent>,
+    tx: broadcast::Sender<LogEvent>,
+}
+
+pub struct LogHub {
+    dir: PathBuf,
+    live: Mutex<HashMap<DeployId, Arc<Mutex<Live>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Appending a line cannot leave the state half-changed, so a poisoned lock is usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LogHub {
+    pub fn new(dir: &Path) -> std::io::Result<LogHub> {
+        std::fs::create_dir_all(dir)?;
+        Ok(LogHub {
+            dir: dir.to_owned(),
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn path(&self, id: DeployId) -> PathBuf {
+        self.dir.join(format!("{id}.log"))
+    }
+
+    /// Starts (or resumes, appending) the log of deploy `id`.
+    pub fn open(self: &Arc<Self>, id: DeployId, masker: Masker) -> DeployLog {
+        let path = self.path(id);
+        let file = OpenOptions::new().create(true).append(true).open(&path);
+        let lines = std::fs::read(&path)
+            .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
+            .unwrap_or(0);
+        if let Err(e) = &file {
+            tracing::error!(path = %path.display(), error = %e, "cannot open deploy log: lines go to followers only");
+        }
+        let (tx, _) = broadcast::channel(1024);
+        let live = Arc::new(Mutex::new(Live {
+            file: file.ok(),
+            lines,
+            history: Vec::new(),
+            tx,
+        }));
+        lock(&self.live).insert(id, live.clone());
+        DeployLog {
+            hub: self.clone(),
+            id,
+            live,
+            masker,
+        }
+    }
+
+    /// For a running deploy: what was sent so far and a receiver for the rest.
+    /// `None` when the deploy is not running here (read the file instead).
+    pub fn follow(&self, id: DeployId) -> Option<(Vec<LogEvent>, broadcast::Receiver<LogEvent>)> {
+        let live = lock(&self.live).get(&id)?.clone();
+        let live = lock(&live);
+        Some((live.history.clone(), live.tx.subscribe()))
+    }
+
+    /// Deletes log files older than `cutoff`; returns how many. Blocking.
+    pub fn prune(&self, cutoff: std::time::SystemTime) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+            if old && entry.path().extension().is_some_and(|e| e == "log") {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The writer side of one deploy's log. Dropping it ends the live feed.
+pub struct DeployLog {
+    hub: Arc<LogHub>,
+    id: DeployId,
+    live: Arc<Mutex<Live>>,
+    masker: Masker,
+}
+
+impl DeployLog {
+    pub fn id(&self) -> DeployId {
+        self.id
+    }
+
+    pub fn line(&self, now: UnixMillis, stage: &str, source: Source, text: &str) {
+        let text = format!("{} {stage:<7} {:<4} {}", now.rfc3339(), source.tag(), self.masker.mask(text));
+        let mut live = lock(&self.live);
+        if let Some(file) = live.file.as_mut()
+            && let Err(e) = writeln!(file, "{text}")
+        {
+            tracing::error!(deploy = %self.id, error = %e, "writing the deploy log failed");
+            live.file = None;
+        }
+        live.lines += 1;
+        let event = LogEvent::Line { seq: live.lines, text };
+        live.history.push(event.clone());
+        let _ = live.tx.send(event);
+    }
+
+    pub fn info(&self, now: UnixMillis, stage: &str, text: &str) {
+        self.line(now, stage, Source::Info, text);
+    }
+
+    pub fn event(&self, event: LogEvent) {
+        let mut live = lock(&self.live);
+        live.history.push(event.clone());
+        let _ = live.tx.send(event);
+    }
+}
+
+impl Drop for DeployLog {
+    fn drop(&mut self) {
+        lock(&self.hub.live).remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_masked_written_and_followed_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(LogHub::new(dir.path()).unwrap());
+        let log = hub.open(DeployId(1), Masker::new(["hunter2".to_string()]));
+        log.line(UnixMillis(0), "build", Source::Stdout, "password hunter2");
+        let (history, mut rx) = hub.follow(DeployId(1)).unwrap();
+        log.line(UnixMillis(1), "build", Source::Stderr, "second");
+        assert_eq!(history.len(), 1);
+        let LogEvent::Line { seq, text } = rx.try_recv().unwrap() else { panic!("not a line") };
+        assert_eq!((seq, text.as_str()), (2, "1970-01-01T00:00:00.001Z build   err  second"));
+        drop(log);
+        assert!(hub.follow(DeployId(1)).is_none());
+        let file = std::fs::read_to_string(hub.path(DeployId(1))).unwrap();
+        assert_eq!(
+            file,
+            "1970-01-01T00:00:00.000Z build   out  password ***\n1970-01-01T00:00:00.001Z build   err  second\n"
+        );
+        // Reopening appends and keeps counting.
+        let log = hub.open(DeployId(1), Masker::default());
+        log.info(UnixMillis(2), "fetch", "third");
+        let (history, _) = hub.follow(DeployId(1)).unwrap();
+        assert!(matches!(&history[0], LogEvent::Line { seq: 3, .. }));
+    }
+}

@@ -1,0 +1,645 @@
+//! One deploy, start to end: the stages of the contract's pipeline for commit deploys
+//! (fetch → checkout → link → build → switch → after_release → health → cleanup),
+//! and the shorter paths of rollbacks and teardowns.
+//!
+//! Invariant: nothing before `switch` touches `current`; a failure there removes the
+//! half-made release and leaves the environment as it was. The release id is stored
+//! before its directory exists, so a crash leaves a record of what to remove.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::config::{AppConfig, Config, EnvironmentConfig};
+use crate::core::deploy::{Deploy, DeployStatus, Trigger};
+use crate::core::event::GitRef;
+use crate::core::ids::CommitSha;
+use crate::core::mask::{Masker, is_secret_name};
+use crate::core::release::{SkipFacts, new_release_id, previous_release, releases_to_remove, skip_reason};
+use crate::http::Clock;
+use crate::logs::{DeployLog, LogEvent, LogHub, Source};
+use crate::store::{Store, StoreError};
+
+use super::checkout;
+use super::commands::{self, CommandSpec, Outcome, Stream};
+use super::git::{Mirror, Remote};
+use super::health;
+use super::layout::EnvironmentDir;
+use super::releases;
+
+/// What every deploy needs from the process around it.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub logs: Arc<LogHub>,
+    pub clock: Clock,
+    /// Becomes true when running deploys must stop (shutdown grace exhausted).
+    pub cancel: watch::Receiver<bool>,
+    /// stagehand's own environment, from which commands inherit only a safe few variables.
+    pub process_env: Arc<HashMap<String, String>>,
+    /// Threads writing a checkout.
+    pub checkout_threads: usize,
+}
+
+/// Why a deploy stopped early: the status it ends with and the reason shown to people.
+#[derive(Debug, Clone)]
+struct Stop {
+    status: DeployStatus,
+    reason: String,
+}
+
+impl Stop {
+    fn failed(reason: impl Into<String>) -> Stop {
+        Stop {
+            status: DeployStatus::Failed,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Stop {
+        Stop::failed(format!("database error: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, Stop>;
+
+/// Runs `deploy` (already `running` in the store) and records how it ended.
+pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
+    let id = deploy.id;
+    let outcome = match resolve(ctx, &deploy) {
+        Ok((app, env_config)) => {
+            let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
+            let log = ctx.logs.open(id, masker(ctx, app, env_config));
+            let run = Run {
+                ctx,
+                deploy: &deploy,
+                app,
+                env_config,
+                env_dir,
+                log,
+                new_release: std::sync::Mutex::new(None),
+                git_ref: std::sync::Mutex::new(deploy.git_ref.clone()),
+            };
+            let outcome = run.go().await;
+            run.finish_log(&outcome);
+            outcome
+        }
+        Err(stop) => Err(stop),
+    };
+    let (status, reason) = match outcome {
+        Ok(None) => (DeployStatus::Succeeded, None),
+        Ok(Some(Stop { status, reason })) | Err(Stop { status, reason }) => (status, Some(reason)),
+    };
+    let now = (ctx.clock)();
+    let finished = ctx
+        .store
+        .run(move |s| s.finish(id, status, reason.as_deref(), now))
+        .await;
+    match finished {
+        Ok(Some(deploy)) => deploy,
+        Ok(None) | Err(_) => deploy,
+    }
+}
+
+fn resolve<'a>(ctx: &'a Context, deploy: &Deploy) -> Result<(&'a AppConfig, &'a EnvironmentConfig)> {
+    let app = ctx
+        .config
+        .apps
+        .get(&deploy.app)
+        .ok_or_else(|| Stop::failed(format!("app `{}` is no longer in the config", deploy.app)))?;
+    let env = app.environments.get(&deploy.base_environment).ok_or_else(|| {
+        Stop::failed(format!(
+            "environment `{}` is no longer in the config",
+            deploy.base_environment
+        ))
+    })?;
+    Ok((app, env))
+}
+
+fn masker(ctx: &Context, app: &AppConfig, env: &EnvironmentConfig) -> Masker {
+    let mut values = vec![app.secret.expose().to_owned()];
+    values.extend(ctx.config.server.api_token.as_ref().map(|t| t.expose().to_owned()));
+    values.extend(app.repo_token.as_ref().map(|t| t.expose().to_owned()));
+    let secret_vars = env.env.iter().chain(ctx.process_env.iter());
+    values.extend(secret_vars.filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
+    Masker::new(values)
+}
+
+struct Run<'a> {
+    ctx: &'a Context,
+    deploy: &'a Deploy,
+    app: &'a AppConfig,
+    env_config: &'a EnvironmentConfig,
+    env_dir: EnvironmentDir,
+    log: DeployLog,
+    /// Set once checkout starts: removed again if the deploy stops before `switch`.
+    /// (A `Mutex` only because stages borrow the run shared while they go.)
+    new_release: std::sync::Mutex<Option<String>>,
+    /// The deploy's ref, made precise by fetch for manual deploys.
+    git_ref: std::sync::Mutex<String>,
+}
+
+/// `Ok(None)`: succeeded. `Ok(Some(stop))`: ended after the switch with another status
+/// (rolled back, skipped). `Err(stop)`: failed or cancelled.
+type Outcome2 = Result<Option<Stop>>;
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Run<'_> {
+    fn git_ref(&self) -> String {
+        locked(&self.git_ref).clone()
+    }
+
+    fn now(&self) -> crate::core::time::UnixMillis {
+        (self.ctx.clock)()
+    }
+
+    fn info(&self, stage: &str, text: &str) {
+        self.log.info(self.now(), stage, text);
+    }
+
+    async fn go(&self) -> Outcome2 {
+        self.log.event(LogEvent::Status {
+            status: DeployStatus::Running,
+            reason: None,
+        });
+        self.info(
+            "deploy",
+            &format!(
+                "deploy {} of {} to {} ({} trigger, {})",
+                self.deploy.id,
+                self.app.name,
+                self.deploy.environment,
+                self.deploy.trigger,
+                self.deploy.git_ref
+            ),
+        );
+        let dir = self.env_dir.dir.clone();
+        let _lock = blocking(move || lock_environment(&dir)).await?;
+        let result = match self.deploy.trigger {
+            Trigger::Push | Trigger::Manual | Trigger::Promote => self.release_commit().await,
+            Trigger::Rollback => self.rollback().await,
+            Trigger::Teardown => self.teardown().await.map(|()| None),
+            Trigger::Sync => Err(Stop::failed("sync deploys are not supported by this version")),
+        };
+        let half_made = locked(&self.new_release).take();
+        if result.is_err()
+            && let Some(release) = half_made
+        {
+            let path = self.env_dir.releases().join(&release);
+            match blocking(move || releases::remove_tree(&path).map_err(|e| Stop::failed(e.to_string()))).await {
+                Ok(()) => self.info("cleanup", &format!("removed the half-made release {release}")),
+                Err(e) => self.info("cleanup", &format!("could not remove the half-made release {release}: {}", e.reason)),
+            }
+        }
+        result
+    }
+
+    fn finish_log(&self, outcome: &Outcome2) {
+        let (status, reason) = match outcome {
+            Ok(None) => (DeployStatus::Succeeded, None),
+            Ok(Some(stop)) | Err(stop) => (stop.status, Some(stop.reason.clone())),
+        };
+        let text = match &reason {
+            Some(reason) => format!("{status}: {reason}"),
+            None => format!("{status}"),
+        };
+        self.info("deploy", &text);
+        self.log.event(LogEvent::Status { status, reason });
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        if *self.ctx.cancel.borrow() {
+            Err(Stop {
+                status: DeployStatus::Cancelled,
+                reason: "stagehand is shutting down and the grace period ran out".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `work` as stage `name`: recorded in the store and the log with its duration.
+    async fn stage<T>(&self, name: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.check_cancel()?;
+        let id = self.deploy.id;
+        let now = self.now();
+        let stage = name.to_owned();
+        let seq = self.ctx.store.run(move |s| s.begin_stage(id, &stage, now)).await?;
+        self.log.event(LogEvent::Stage {
+            name: name.to_owned(),
+            status: DeployStatus::Running,
+            duration_ms: None,
+        });
+        let started = Instant::now();
+        let result = work.await;
+        let ms = started.elapsed().as_millis() as i64;
+        let status = match &result {
+            Ok(_) => DeployStatus::Succeeded,
+            Err(stop) => stop.status,
+        };
+        self.info(name, &format!("{status} in {}", human_ms(ms)));
+        let _ = self.ctx.store.run(move |s| s.end_stage(id, seq, status, ms)).await;
+        self.log.event(LogEvent::Stage {
+            name: name.to_owned(),
+            status,
+            duration_ms: Some(ms),
+        });
+        result
+    }
+
+    async fn release_commit(&self) -> Outcome2 {
+        let mirror = Mirror::new(&self.ctx.config.server.state_dir, &self.app.name);
+        let commit = self.stage("fetch", self.fetch(&mirror)).await?;
+        self.skip_if_stale(&mirror, &commit).await?;
+        let release = self.stage("checkout", self.checkout(&mirror, &commit)).await?;
+        let release_dir = self.env_dir.releases().join(&release);
+        self.stage("link", self.link(&release_dir)).await?;
+        let env = self.command_env(&commit, &release, &release_dir);
+        self.stage("build", self.commands("build", &self.env_config.build, &release_dir, &env)).await?;
+        let previous = self.env_dir.live().map(|l| l.release);
+        self.stage("switch", self.switch(&release)).await?;
+        // From here on the new release is live: it is no longer half-made.
+        locked(&self.new_release).take();
+        let mut after_env = env.clone();
+        after_env.push((
+            "STAGEHAND_PREVIOUS_RELEASE".into(),
+            previous.clone().unwrap_or_default(),
+        ));
+        let after = self
+            .stage("after_release", self.commands("after_release", &self.env_config.after_release, &release_dir, &after_env))
+            .await;
+        if let Err(stop) = after {
+            return self.switch_back(previous, stop).await;
+        }
+        if let Some(check) = &self.env_config.health_check {
+            let (url, timeout) = (check.url.clone(), check.timeout);
+            let healthy = self
+                .stage("health", async move {
+                    blocking(move || {
+                        health::wait_healthy(&url, timeout).map_err(|e| Stop::failed(format!("health check failed: {e}")))
+                    })
+                    .await
+                })
+                .await;
+            match healthy {
+                Ok(code) => self.info("health", &format!("healthy (HTTP {code})")),
+                Err(stop) => return self.switch_back(previous, stop).await,
+            }
+        }
+        self.stage("cleanup", self.cleanup()).await.ok();
+        Ok(None)
+    }
+
+    async fn fetch(&self, mirror: &Mirror) -> Result<String> {
+        let remote = Remote::of(self.app);
+        let git_ref = GitRef::from_full(&self.deploy.git_ref);
+        let pushed = self.deploy.trigger == Trigger::Push && !matches!(git_ref, GitRef::Other(_));
+        let refspecs = if pushed {
+            vec![format!("+{0}:{0}", self.deploy.git_ref)]
+        } else {
+            vec!["+refs/heads/*:refs/heads/*".into(), "+refs/tags/*:refs/tags/*".into()]
+        };
+        self.info("fetch", &format!("fetching {} from {}", refspecs.join(" "), remote.url));
+        mirror
+            .fetch(&remote, refspecs, self.env_config.step_timeout)
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        // A push names its commit (for a tag, possibly the tag object); a manual deploy
+        // names a ref or a sha; a promote, the commit live in its source.
+        let spec = match (&self.deploy.commit, self.deploy.trigger) {
+            (Some(commit), _) => commit.clone(),
+            (None, _) => self.deploy.git_ref.clone(),
+        };
+        let m = mirror.clone();
+        let (commit, found_as) = blocking(move || {
+            m.resolve_commit(&spec).map_err(|e| {
+                Stop::failed(format!(
+                    "{e} (was the branch force-pushed or deleted before the deploy started?)"
+                ))
+            })
+        })
+        .await?;
+        // A manual `--ref develop` is recorded as the ref it named, so the build sees
+        // STAGEHAND_BRANCH=develop; a push keeps the ref it was pushed to.
+        if self.deploy.trigger != Trigger::Push && found_as.starts_with("refs/") {
+            *locked(&self.git_ref) = found_as;
+        }
+        let (id, c, r) = (self.deploy.id, commit.clone(), self.git_ref());
+        self.ctx.store.run(move |s| s.set_commit(id, &c, &r)).await?;
+        let (m, c) = (mirror.clone(), commit.clone());
+        if let Ok(line) = blocking(move || m.describe(&c).map_err(|e| Stop::failed(e.to_string()))).await {
+            self.info("fetch", &format!("commit {line}"));
+        }
+        Ok(commit)
+    }
+
+    async fn skip_if_stale(&self, mirror: &Mirror, commit: &str) -> Result<()> {
+        let Some(live_commit) = self.env_dir.live().and_then(|l| l.commit) else {
+            return Ok(());
+        };
+        let is_live = live_commit == commit;
+        let (m, c, l) = (mirror.clone(), commit.to_owned(), live_commit.clone());
+        let is_ancestor_of_live = !is_live
+            && blocking(move || m.is_ancestor(&c, &l).map_err(|e| Stop::failed(e.to_string())))
+                .await
+                .unwrap_or(false);
+        let facts = SkipFacts {
+            is_live,
+            is_ancestor_of_live,
+            forced: self.deploy.forced,
+            by_hand: self.deploy.trigger != Trigger::Push,
+        };
+        match skip_reason(facts) {
+            Some(reason) => Err(Stop {
+                status: DeployStatus::Skipped,
+                reason: format!("{reason} ({})", &live_commit[..7.min(live_commit.len())]),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn checkout(&self, mirror: &Mirror, commit: &str) -> Result<String> {
+        let sha = CommitSha::parse(commit).map_err(|e| Stop::failed(e.to_string()))?;
+        let releases_dir = self.env_dir.releases();
+        let dir = releases_dir.clone();
+        let now = self.now();
+        let release = blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
+            Ok(new_release_id(now, &sha, |name| dir.join(name).exists()))
+        })
+        .await?;
+        let (id, r, c) = (self.deploy.id, release.clone(), commit.to_owned());
+        self.ctx.store.run(move |s| s.set_release(id, &r, Some(&c))).await?;
+        *locked(&self.new_release) = Some(release.clone());
+        let release_dir = releases_dir.join(&release);
+        self.info("checkout", &format!("writing {} into releases/{release}", &commit[..7]));
+        let (repo, dest, c, threads) = (mirror.path.clone(), release_dir.clone(), commit.to_owned(), self.ctx.checkout_threads);
+        let stats = blocking(move || {
+            let stats = checkout::write_tree(&repo, &c, &dest, threads).map_err(|e| Stop::failed(format!("checkout: {e}")))?;
+            std::fs::write(dest.join("REVISION"), format!("{c}\n"))
+                .map_err(|e| Stop::failed(format!("writing REVISION: {e}")))?;
+            Ok(stats)
+        })
+        .await?;
+        self.info(
+            "checkout",
+            &format!(
+                "{} files, {} symlinks, {:.1} MB",
+                stats.files,
+                stats.symlinks,
+                stats.bytes as f64 / 1e6
+            ),
+        );
+        for path in &stats.submodules_skipped {
+            self.info("checkout", &format!("submodule {path} skipped: submodules are not checked out"));
+        }
+        if !self.env_config.cache.is_empty()
+            && let Some(live) = self.env_dir.live()
+        {
+            let live_dir = self.env_dir.releases().join(&live.release);
+            let (paths, dest) = (self.env_config.cache.clone(), release_dir.clone());
+            let notes = blocking(move || {
+                releases::copy_cache(&live_dir, &dest, &paths).map_err(|e| Stop::failed(format!("cache: {e}")))
+            })
+            .await?;
+            for note in notes {
+                self.info("checkout", &note);
+            }
+        }
+        Ok(release)
+    }
+
+    async fn link(&self, release_dir: &Path) -> Result<()> {
+        let (env, dir, shared) = (self.env_dir.clone(), release_dir.to_owned(), self.env_config.shared.clone());
+        let notes = blocking(move || {
+            releases::link_shared(&env, &dir, &shared).map_err(|e| Stop::failed(format!("linking shared data: {e}")))
+        })
+        .await?;
+        for note in notes {
+            self.info("link", &note);
+        }
+        Ok(())
+    }
+
+    fn command_env(&self, commit: &str, release: &str, release_dir: &Path) -> Vec<(String, String)> {
+        let mut env = commands::base_env(&self.ctx.process_env);
+        env.extend(self.env_config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let git_ref = GitRef::from_full(&self.git_ref());
+        let (branch, tag) = match &git_ref {
+            GitRef::Branch(b) => (b.clone(), String::new()),
+            GitRef::Tag(t) => (String::new(), t.clone()),
+            GitRef::Other(_) => (String::new(), String::new()),
+        };
+        let vars = [
+            ("STAGEHAND_APP", self.app.name.to_string()),
+            ("STAGEHAND_ENVIRONMENT", self.deploy.environment.to_string()),
+            ("STAGEHAND_BASE_ENVIRONMENT", self.deploy.base_environment.to_string()),
+            ("STAGEHAND_BRANCH", branch),
+            ("STAGEHAND_TAG", tag),
+            ("STAGEHAND_REF", self.git_ref()),
+            ("STAGEHAND_COMMIT", commit.to_owned()),
+            ("STAGEHAND_RELEASE", release.to_owned()),
+            ("STAGEHAND_RELEASE_DIR", release_dir.display().to_string()),
+            ("STAGEHAND_SHARED_DIR", self.env_dir.shared().display().to_string()),
+            ("STAGEHAND_DEPLOY_ID", self.deploy.id.to_string()),
+            ("STAGEHAND_TRIGGER", self.deploy.trigger.to_string()),
+        ];
+        env.extend(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        env
+    }
+
+    async fn commands(&self, stage: &str, list: &[String], dir: &Path, env: &[(String, String)]) -> Result<()> {
+        if list.is_empty() {
+            self.info(stage, "no commands configured");
+        }
+        for command in list {
+            self.check_cancel()?;
+            self.info(stage, &format!("$ {command}"));
+            let spec = CommandSpec {
+                command: command.clone(),
+                dir: dir.to_owned(),
+                env: env.to_vec(),
+                timeout: self.env_config.step_timeout,
+                kill_grace: std::time::Duration::from_secs(5),
+            };
+            let clock = self.ctx.clock.clone();
+            let log = &self.log;
+            let on_line = |stream: Stream, text: &str| {
+                let source = match stream {
+                    Stream::Stdout => Source::Stdout,
+                    Stream::Stderr => Source::Stderr,
+                };
+                log.line(clock(), stage, source, text);
+            };
+            let outcome = commands::run(&spec, on_line, self.ctx.cancel.clone())
+                .await
+                .map_err(|e| Stop::failed(e.to_string()))?;
+            match outcome {
+                Outcome::Succeeded => {}
+                Outcome::Cancelled => {
+                    return Err(Stop {
+                        status: DeployStatus::Cancelled,
+                        reason: format!("{stage} command `{command}` cancelled: stagehand is shutting down"),
+                    });
+                }
+                other => {
+                    return Err(Stop::failed(format!("{stage} command `{command}` failed: {}", other.describe())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn switch(&self, release: &str) -> Result<()> {
+        let (env, r) = (self.env_dir.clone(), release.to_owned());
+        blocking(move || releases::switch(&env, &r).map_err(|e| Stop::failed(format!("switching current: {e}")))).await?;
+        self.info("switch", &format!("current → releases/{release}"));
+        Ok(())
+    }
+
+    /// After a failure past the switch: back to `previous` and `rolled_back`, or, with
+    /// nothing to go back to, `failed` with the new release left live.
+    async fn switch_back(&self, previous: Option<String>, stop: Stop) -> Outcome2 {
+        if stop.status == DeployStatus::Cancelled {
+            return Err(stop);
+        }
+        let Some(previous) = previous else {
+            return Err(Stop::failed(format!(
+                "{}; there is no previous release to go back to, so the new one stays live",
+                stop.reason
+            )));
+        };
+        self.stage("switch", self.switch(&previous)).await?;
+        Ok(Some(Stop {
+            status: DeployStatus::RolledBack,
+            reason: format!("{}; switched back to {previous}", stop.reason),
+        }))
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        let env = self.env_dir.clone();
+        let keep = self.env_config.keep_releases;
+        let removed = blocking(move || {
+            let all = releases::list(&env).map_err(|e| Stop::failed(e.to_string()))?;
+            let live = env.live().map(|l| l.release);
+            let doomed = releases_to_remove(&all, live.as_deref(), keep);
+            for release in &doomed {
+                releases::remove_tree(&env.releases().join(release))
+                    .map_err(|e| Stop::failed(format!("removing {release}: {e}")))?;
+            }
+            Ok(doomed)
+        })
+        .await;
+        match &removed {
+            Ok(list) if list.is_empty() => self.info("cleanup", &format!("keeping every release (keep_releases = {keep})")),
+            Ok(list) => self.info("cleanup", &format!("removed {}", list.join(", "))),
+            Err(stop) => self.info("cleanup", &format!("cleanup failed (the deploy stands): {}", stop.reason)),
+        }
+        removed.map(drop)
+    }
+
+    async fn rollback(&self) -> Outcome2 {
+        let env = self.env_dir.clone();
+        let requested = self.deploy.release.clone();
+        let (target, live) = blocking(move || {
+            let all = releases::list(&env).map_err(|e| Stop::failed(e.to_string()))?;
+            let live = env.live().map(|l| l.release);
+            let target = match requested {
+                Some(r) if all.contains(&r) => r,
+                Some(r) => return Err(Stop::failed(format!("release {r} does not exist (see `stagehand releases`)"))),
+                None => live
+                    .as_deref()
+                    .and_then(|l| previous_release(&all, l))
+                    .map(str::to_owned)
+                    .ok_or_else(|| Stop::failed("there is no release before the live one to roll back to"))?,
+            };
+            Ok((target, live))
+        })
+        .await?;
+        if live.as_deref() == Some(target.as_str()) {
+            return Err(Stop {
+                status: DeployStatus::Skipped,
+                reason: format!("{target} is already live"),
+            });
+        }
+        let revision = std::fs::read_to_string(self.env_dir.releases().join(&target).join("REVISION"))
+            .map(|s| s.trim().to_owned())
+            .ok();
+        let (id, r, c) = (self.deploy.id, target.clone(), revision.clone());
+        self.ctx.store.run(move |s| s.set_release(id, &r, c.as_deref())).await?;
+        self.stage("switch", self.switch(&target)).await?;
+        let release_dir = self.env_dir.releases().join(&target);
+        let mut env = self.command_env(revision.as_deref().unwrap_or_default(), &target, &release_dir);
+        env.push(("STAGEHAND_PREVIOUS_RELEASE".into(), live.unwrap_or_default()));
+        self.stage("after_release", self.commands("after_release", &self.env_config.after_release, &release_dir, &env))
+            .await?;
+        Ok(None)
+    }
+
+    async fn teardown(&self) -> Result<()> {
+        if self.env_config.protected {
+            return Err(Stop::failed(format!("`{}` is protected: never torn down", self.deploy.environment)));
+        }
+        if self.deploy.environment == self.deploy.base_environment {
+            return Err(Stop::failed("only temporary environments are torn down"));
+        }
+        let dir = self.env_dir.dir.clone();
+        self.stage("teardown", async {
+            let path = dir.clone();
+            blocking(move || releases::remove_tree(&path).map_err(|e| Stop::failed(format!("removing {}: {e}", path.display()))))
+                .await?;
+            self.info("teardown", &format!("removed {}", dir.display()));
+            Ok(())
+        })
+        .await?;
+        let (app, name) = (self.app.name.clone(), self.deploy.environment.clone());
+        self.ctx.store.run(move |s| s.remove_temporary_environment(&app, &name)).await?;
+        Ok(())
+    }
+}
+
+fn human_ms(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// Runs blocking work (git, the filesystem) on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Stop::failed(format!("internal task failed: {e}")))?
+}
+
+/// Holds `<env>/.stagehand.lock` with `flock` for the deploy's length, so a second
+/// stagehand on the same `root` cannot deploy into the environment at the same time.
+/// The kernel drops the lock with the process: a crash never leaves it locked.
+fn lock_environment(dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
+    let path: PathBuf = dir.join(".stagehand.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Stop::failed(format!("opening {}: {e}", path.display())))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        Stop::failed(format!(
+            "{} is locked by another process ({e}): is a second stagehand deploying to the same root?",
+            path.display()
+        ))
+    })?;
+    Ok(file)
+}

@@ -1,0 +1,292 @@
+//! The app's bare mirror at `<state_dir>/mirrors/<app>.git`: fetching pushed refs into
+//! it, and reading commits and ancestry out of it.
+//!
+//! Two fetchers share the mirror. libgit2 (in process) serves local paths, `file://`
+//! and `https://`. SSH URLs always go through the `git` CLI, as does any app with
+//! `fetch_with = "git"`: libgit2's SSH ignores `~/.ssh/config` (aliases, ports,
+//! IdentityFile) and has looped on failing credentials before (cargo#2845), which is
+//! why cargo grew `net.git-fetch-with-cli`; this build does not even link libssh2.
+//!
+//! All libgit2 calls block: callers run them on the blocking pool, one `Repository`
+//! handle per call (it is `Send` but not `Sync`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
+
+use crate::config::{AppConfig, FetchWith};
+use crate::core::ids::AppName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot open or create the mirror {path}: {source}")]
+    Mirror { path: PathBuf, source: git2::Error },
+    #[error("fetching {refspecs} from {url}: {detail}")]
+    Fetch { url: String, refspecs: String, detail: String },
+    #[error("{what} is not in the repository after fetching: {detail}")]
+    Missing { what: String, detail: String },
+    #[error("reading the repository: {0}")]
+    Read(#[from] git2::Error),
+}
+
+/// How to reach the app's repository.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    pub ssh_key: Option<PathBuf>,
+    pub token: Option<String>,
+    pub with: FetchWith,
+}
+
+impl Remote {
+    pub fn of(app: &AppConfig) -> Remote {
+        let with = if is_ssh_url(&app.repo) {
+            FetchWith::GitCli
+        } else {
+            app.fetch_with
+        };
+        Remote {
+            url: app.repo.clone(),
+            ssh_key: app.ssh_key.clone(),
+            token: app.repo_token.as_ref().map(|t| t.expose().to_owned()),
+            with,
+        }
+    }
+}
+
+/// `ssh://…` and scp-like `user@host:path`.
+pub fn is_ssh_url(url: &str) -> bool {
+    if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+        return true;
+    }
+    match url.split_once(':') {
+        Some((host, _)) => !host.contains('/') && host.contains('@'),
+        None => false,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub path: PathBuf,
+}
+
+/// How many credential attempts before giving up (libgit2 asks again on each failure).
+const MAX_CREDENTIAL_ATTEMPTS: usize = 3;
+/// Packs pile up because libgit2 never repacks; past this many the mirror is repacked.
+const REPACK_AFTER_PACKS: usize = 20;
+
+impl Mirror {
+    pub fn new(state_dir: &Path, app: &AppName) -> Mirror {
+        Mirror {
+            path: state_dir.join("mirrors").join(format!("{app}.git")),
+        }
+    }
+
+    /// Opens the mirror, creating an empty bare repository on first use. Blocking.
+    pub fn open(&self) -> Result<Repository, GitError> {
+        let err = |source| GitError::Mirror {
+            path: self.path.clone(),
+            source,
+        };
+        match Repository::open_bare(&self.path) {
+            Ok(repo) => Ok(repo),
+            Err(_) if !self.path.exists() => Repository::init_bare(&self.path).map_err(err),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Fetches `refspecs` (`+refs/heads/x:refs/heads/x`) from the remote into the mirror.
+    pub async fn fetch(&self, remote: &Remote, refspecs: Vec<String>, timeout: Duration) -> Result<(), GitError> {
+        let mirror = self.clone();
+        let fetch_err = |detail: String| GitError::Fetch {
+            url: remote.url.clone(),
+            refspecs: refspecs.join(" "),
+            detail,
+        };
+        let result = match remote.with {
+            FetchWith::Git2 => {
+                let remote = remote.clone();
+                let specs = refspecs.clone();
+                let work = tokio::task::spawn_blocking(move || mirror.fetch_git2(&remote, &specs));
+                match tokio::time::timeout(timeout, work).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(join)) => Err(fetch_err(join.to_string())),
+                    Err(_) => Err(fetch_err(format!("timed out after {}s", timeout.as_secs()))),
+                }
+            }
+            FetchWith::GitCli => {
+                let mirror = self.clone();
+                tokio::task::spawn_blocking(move || mirror.open().map(drop))
+                    .await
+                    .map_err(|e| fetch_err(e.to_string()))??;
+                self.fetch_cli(remote, &refspecs, timeout).await.map_err(fetch_err)
+            }
+        };
+        if result.is_ok() {
+            let mirror = self.clone();
+            let _ = tokio::task::spawn_blocking(move || mirror.repack_if_needed()).await;
+        }
+        result
+    }
+
+    fn fetch_git2(&self, remote: &Remote, refspecs: &[String]) -> Result<(), GitError> {
+        let repo = self.open()?;
+        let mut callbacks = RemoteCallbacks::new();
+        let mut attempts = 0;
+        let token = remote.token.clone();
+        callbacks.credentials(move |_url, username, allowed| {
+            attempts += 1;
+            if attempts > MAX_CREDENTIAL_ATTEMPTS {
+                return Err(git2::Error::from_str("authentication failed: check token_env"));
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+                && let Some(token) = &token
+            {
+                return git2::Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
+            }
+            if allowed.contains(CredentialType::DEFAULT) {
+                return git2::Cred::default();
+            }
+            Err(git2::Error::from_str("the repository needs credentials: set token_env"))
+        });
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.download_tags(git2::AutotagOption::None);
+        // An anonymous remote: the URL comes from the config each time, so a changed
+        // `repo` takes effect without editing the mirror's own config.
+        let mut git_remote = repo.remote_anonymous(&remote.url)?;
+        git_remote
+            .fetch(refspecs, Some(&mut options), None)
+            .map_err(|e| GitError::Fetch {
+                url: remote.url.clone(),
+                refspecs: refspecs.join(" "),
+                detail: e.message().to_owned(),
+            })
+    }
+
+    async fn fetch_cli(&self, remote: &Remote, refspecs: &[String], timeout: Duration) -> Result<(), String> {
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.arg("--git-dir")
+            .arg(&self.path)
+            .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--"])
+            .arg(&remote.url)
+            .args(refspecs)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(key) = &remote.ssh_key {
+            cmd.env(
+                "GIT_SSH_COMMAND",
+                format!("ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes", key.display()),
+            );
+        } else {
+            cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+        }
+        if let Some(token) = &remote.token {
+            // The token travels in the environment, never in argv (visible in `ps`).
+            cmd.env("STAGEHAND_GIT_TOKEN", token)
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "credential.helper")
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    "!f() { echo username=x-access-token; echo \"password=$STAGEHAND_GIT_TOKEN\"; }; f",
+                );
+        }
+        let output = tokio::time::timeout(timeout, cmd.output())
+            .await
+            .map_err(|_| format!("git fetch timed out after {}s", timeout.as_secs()))?
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "git fetch failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    fn repack_if_needed(&self) {
+        let packs = std::fs::read_dir(self.path.join("objects/pack"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if packs > REPACK_AFTER_PACKS {
+            let status = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&self.path)
+                .args(["repack", "-adq"])
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                tracing::warn!(mirror = %self.path.display(), "git repack failed; the mirror keeps {packs} packs");
+            }
+        }
+    }
+
+    /// The commit `spec` (a sha, a full ref, or a short branch/tag name) names, peeling
+    /// annotated tags, and the full ref it was found under (`spec` itself for a sha).
+    /// Blocking.
+    pub fn resolve_commit(&self, spec: &str) -> Result<(String, String), GitError> {
+        let repo = self.open()?;
+        let candidates = [
+            spec.to_owned(),
+            format!("refs/heads/{spec}"),
+            format!("refs/tags/{spec}"),
+        ];
+        let mut last = None;
+        for candidate in &candidates {
+            match repo.revparse_single(candidate).and_then(|o| o.peel_to_commit()) {
+                Ok(commit) => return Ok((commit.id().to_string(), candidate.clone())),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(GitError::Missing {
+            what: format!("{spec:?}"),
+            detail: last.map(|e| e.message().to_owned()).unwrap_or_default(),
+        })
+    }
+
+    /// Whether `ancestor` is reachable from `descendant` (and differs from it). Blocking.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+        let repo = self.open()?;
+        let a = git2::Oid::from_str(ancestor)?;
+        let d = git2::Oid::from_str(descendant)?;
+        if repo.find_commit(d).is_err() {
+            return Ok(false);
+        }
+        Ok(repo.graph_descendant_of(d, a)?)
+    }
+
+    /// One line describing a commit, for the log: `3f2a1c9 Add cart totals (Ada)`.
+    pub fn describe(&self, commit: &str) -> Result<String, GitError> {
+        let repo = self.open()?;
+        let c = repo.find_commit(git2::Oid::from_str(commit)?)?;
+        let summary = String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned();
+        let author = String::from_utf8_lossy(c.author().name_bytes()).into_owned();
+        Ok(format!("{} {summary} ({author})", &commit[..7.min(commit.len())]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ssh_url;
+
+    #[test]
+    fn ssh_urls() {
+        for (url, ssh) in [
+            ("git@github.com:acme/shop.git", true),
+            ("ssh://git@github.com/acme/shop.git", true),
+            ("https://github.com/acme/shop.git", false),
+            ("file:///srv/git/shop.git", false),
+            ("/srv/git/shop.git", false),
+            ("./relative:path", false),
+        ] {
+            assert_eq!(is_ssh_url(url), ssh, "{url}");
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The deploy pipeline end to end: real git repositories, the real server on
+//! 127.0.0.1:0, signed deliveries from webhook-samples/, real build processes.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn toml(dir: &Path, repo: &Path, extra_app: &str, staging: &str) -> String {
+    format!(
+        r#"
+[server]
+state_dir = "{state}"
+max_parallel_deploys = 2
+shutdown_grace = "2s"
+
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+shared = ["storage/", ".env"]
+keep_releases = 3
+step_timeout = "60s"
+build = [
+  "printf 'APP_ENV=%s branch=%s commit=%s release=%s\n' \"$APP_ENV\" \"$STAGEHAND_BRANCH\" \"$STAGEHAND_COMMIT\" \"$STAGEHAND_RELEASE\"",
+  "echo \"db password: $DB_PASSWORD\"",
+  "./bin/hello",
+  "if [ -f build.sh ]; then sh build.sh; fi",
+]
+env = {{ APP_NAME = "shop", DB_PASSWORD = "hunter2hunter2" }}
+{extra_app}
+
+[apps.shop.environments.production]
+branch = "main"
+env = {{ APP_ENV = "production" }}
+
+[apps.shop.environments.staging]
+branch = "develop"
+env = {{ APP_ENV = "staging" }}
+{staging}
+
+[apps.shop.environments.preview]
+branch = "feature/*"
+env = {{ APP_ENV = "preview" }}
+"#,
+        state = dir.join("state").display(),
+        repo = repo.display(),
+        root = dir.join("srv").display(),
+    )
+}
+
+struct Setup {
+    full: Full,
+    client: Client,
+    repo: PathBuf,
+    root: PathBuf,
+}
+
+async fn setup(extra_app: &str, staging: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let root = dir.path().join("srv");
+    let toml = toml(dir.path(), &repo, extra_app, staging);
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    Setup { full, client, repo, root }
+}
+
+/// Pushes the head of `branch` and waits for the deploy to end.
+async fn push_and_wait(s: &Setup, branch: &str) -> Value {
+    let sha = git(&s.repo, &["rev-parse", branch]);
+    let (status, answer) = s.client.push(&push_body(&format!("refs/heads/{branch}"), &sha)).await;
+    assert_eq!(status, 202, "{answer}");
+    s.client.wait(&answer["deploy"]["id"], 60).await
+}
+
+fn live(root: &Path, env: &str) -> Option<String> {
+    std::fs::read_link(root.join(env).join("current"))
+        .ok()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+}
+
+fn releases(root: &Path, env: &str) -> Vec<String> {
+    let mut list: Vec<String> = std::fs::read_dir(root.join(env).join("releases"))
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    list.sort();
+    list
+}
+
+fn checkout(repo: &Path, branch: &str) {
+    git(repo, &["checkout", "-q", branch]);
+}
+
+#[actix_web::test]
+async fn a_push_goes_live() {
+    let s = setup("", "").await;
+    let sha = git(&s.repo, &["rev-parse", "develop"]);
+    let deploy = push_and_wait(&s, "develop").await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    assert_eq!(deploy["commit"], sha);
+    let release = deploy["release"].as_str().unwrap();
+    assert!(release.ends_with(&sha[..7]), "{release}");
+
+    let env = s.root.join("staging");
+    assert_eq!(live(&s.root, "staging").as_deref(), Some(release));
+    let dir = env.join("releases").join(release);
+    assert_eq!(std::fs::read_to_string(dir.join("REVISION")).unwrap().trim(), sha);
+    // Exec bit and symlink from the tree.
+    let mode = std::fs::metadata(dir.join("bin/hello")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o111, 0o111, "{mode:o}");
+    assert_eq!(std::fs::read_link(dir.join("home.html")).unwrap(), Path::new("index.html"));
+    // Shared links replace the tree's storage/ and create .env.
+    assert_eq!(std::fs::read_link(dir.join("storage")).unwrap(), Path::new("../../shared/storage"));
+    assert!(env.join("shared/storage").is_dir());
+    assert!(env.join("shared/.env").is_file());
+
+    let stages: Vec<&str> = deploy["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["fetch", "checkout", "link", "build", "switch", "after_release", "cleanup"]);
+    for stage in deploy["stages"].as_array().unwrap() {
+        assert_eq!(stage["status"], "succeeded", "{stage}");
+        assert!(stage["duration_ms"].is_i64(), "{stage}");
+    }
+
+    let log = s.client.log(&deploy["id"]).await;
+    assert!(log.contains(&format!("APP_ENV=staging branch=develop commit={sha} release={release}")), "{log}");
+    assert!(log.contains("hello from the release"), "{log}");
+    assert!(log.contains("db password: ***") && !log.contains("hunter2hunter2"), "{log}");
+    assert!(log.contains("storage/ from the repository replaced by the link"), "{log}");
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_failing_build_leaves_everything_as_it_was() {
+    let s = setup("", "").await;
+    let first = push_and_wait(&s, "develop").await;
+    assert_eq!(first["status"], "succeeded");
+    let before = (live(&s.root, "staging"), releases(&s.root, "staging"));
+
+    checkout(&s.repo, "develop");
+    commit(&s.repo, "Break the build", &[("build.sh", "echo about to fail >&2; exit 3\n")]);
+    let failed = push_and_wait(&s, "develop").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("build command `if [ -f build.sh ]; then sh build.sh; fi` failed: exit code 3"), "{reason}");
+    assert_eq!((live(&s.root, "staging"), releases(&s.root, "staging")), before);
+    let log = s.client.log(&failed["id"]).await;
+    assert!(log.contains("err  about to fail"), "{log}");
+    assert!(log.contains("removed the half-made release"), "{log}");
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_build_past_step_timeout_is_killed_with_its_children() {
+    let s = setup("", "step_timeout = \"2s\"").await;
+    checkout(&s.repo, "develop");
+    commit(
+        &s.repo,
+        "Hang",
+        &[("build.sh", "sleep 1000 &\necho $! > \"$STAGEHAND_SHARED_DIR/child.pid\"\nsleep 1000\n")],
+    );
+    let deploy = push_and_wait(&s, "develop").await;
+    assert_eq!(deploy["status"], "failed", "{deploy}");
+    assert!(deploy["reason"].as_str().unwrap().contains("timed out"), "{deploy}");
+    let pid = std::fs::read_to_string(s.root.join("staging/shared/child.pid")).unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+    // The orphan is reaped by whoever adopted it; either way it must not be running.
+    let mut gone = false;
+    for _ in 0..50 {
+        let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+        if state.is_empty() || state.split_whitespace().nth(2) == Some("Z") {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "the build's child {} survived", pid.trim());
+    assert_eq!(live(&s.root, "staging"), None);
+    assert_eq!(releases(&s.root, "staging"), Vec::<String>::new());
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn quick_pushes_coalesce_and_the_newest_goes_live() {
+    let s = setup("", "").await;
+    checkout(&s.repo, "develop");
+    let mut shas = Vec::new();
+    for i in 0..5 {
+        let script = format!("sleep 1\necho {i} >> \"$STAGEHAND_SHARED_DIR/builds.log\"\n");
+        shas.push(commit(&s.repo, &format!("Change {i}"), &[("build.sh", &script)]));
+    }
+    let mut ids = Vec::new();
+    for sha in &shas {
+        let (status, answer) = s.client.push(&push_body("refs/heads/develop", sha)).await;
+        assert_eq!(status, 202);
+        ids.push(answer["deploy"]["id"].clone());
+    }
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(s.client.wait(id, 60).await["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("succeeded"), "{statuses:?}");
+    for status in &statuses {
+        assert!(["succeeded", "superseded", "skipped"].contains(&status.as_str()), "{statuses:?}");
+    }
+    let builds = std::fs::read_to_string(s.root.join("staging/shared/builds.log")).unwrap();
+    assert!(builds.lines().count() <= 2, "builds ran: {builds:?} ({statuses:?})");
+    let live_release = live(&s.root, "staging").unwrap();
+    let revision = std::fs::read_to_string(s.root.join("staging/releases").join(live_release).join("REVISION")).unwrap();
+    assert_eq!(revision.trim(), shas[4]);
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
+    let s = setup("", "keep_releases = 2").await;
+    checkout(&s.repo, "develop");
+    let mut deployed = Vec::new();
+    for i in 0..3 {
+        commit(&s.repo, &format!("Release {i}"), &[("VERSION", &format!("{i}\n"))]);
+        let deploy = push_and_wait(&s, "develop").await;
+        assert_eq!(deploy["status"], "succeeded", "{deploy}");
+        deployed.push(deploy["release"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(releases(&s.root, "staging"), deployed[1..].to_vec());
+
+    let (status, answer) = s.client.post("/api/apps/shop/environments/staging/rollback", &json!({})).await;
+    assert_eq!(status, 202, "{answer}");
+    let rollback = s.client.wait(&answer["deploy"]["id"], 30).await;
+    assert_eq!(rollback["status"], "succeeded", "{rollback}");
+    assert_eq!(rollback["trigger"], "rollback");
+    assert_eq!(rollback["release"], deployed[1]);
+    assert_eq!(live(&s.root, "staging").as_deref(), Some(deployed[1].as_str()));
+
+    // Asking for a release that is not there fails without touching `current`.
+    let (status, answer) = s
+        .client
+        .post("/api/apps/shop/environments/staging/rollback", &json!({"release": "20000101T000000Z-0000000"}))
+        .await;
+    assert_eq!(status, 202);
+    let missing = s.client.wait(&answer["deploy"]["id"], 30).await;
+    assert_eq!(missing["status"], "failed");
+    assert!(missing["reason"].as_str().unwrap().contains("does not exist"), "{missing}");
+    assert_eq!(live(&s.root, "staging").as_deref(), Some(deployed[1].as_str()));
+    let (status, _) = s.client.post("/api/apps/shop/environments/staging/rollback", &json!({"release": "../etc"})).await;
+    assert_eq!(status, 400);
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn an_out_of_order_delivery_is_skipped_but_a_manual_deploy_is_not() {
+    let s = setup("", "").await;
+    checkout(&s.repo, "develop");
+    let old = commit(&s.repo, "Old", &[("VERSION", "1\n")]);
+    commit(&s.repo, "New", &[("VERSION", "2\n")]);
+    assert_eq!(push_and_wait(&s, "develop").await["status"], "succeeded");
+    let (_, answer) = s.client.push(&push_body("refs/heads/develop", &old)).await;
+    let late = s.client.wait(&answer["deploy"]["id"], 30).await;
+    assert_eq!(late["status"], "skipped", "{late}");
+    assert!(late["reason"].as_str().unwrap().contains("older than the live one"), "{late}");
+
+    let (status, answer) = s.client.post("/api/apps/shop/environments/staging/deploy", &json!({"ref": old})).await;
+    assert_eq!(status, 202, "{answer}");
+    let manual = s.client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(manual["status"], "succeeded", "{manual}");
+    assert_eq!(manual["trigger"], "manual");
+    assert_eq!(manual["commit"], old);
+    // A manual deploy by branch name records the full ref.
+    let (_, answer) = s.client.post("/api/apps/shop/environments/staging/deploy", &json!({})).await;
+    let by_branch = s.client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(by_branch["status"], "succeeded", "{by_branch}");
+    assert_eq!(by_branch["ref"], "refs/heads/develop");
+    let (status, _) = s.client.post("/api/apps/shop/environments/preview/deploy", &json!({})).await;
+    assert_eq!(status, 400);
+    let (status, _) = s.client.post("/api/apps/shop/environments/nope/deploy", &json!({})).await;
+    assert_eq!(status, 404);
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_branch_named_like_a_shell_command_runs_nothing() {
+    let s = setup("", "").await;
+    let branch = "feature/x$(touch${IFS}pwned)`touch${IFS}pwned2`";
+    git(&s.repo, &["checkout", "-q", "-b", branch]);
+    commit(&s.repo, "Sneaky", &[("VERSION", "x\n")]);
+    let deploy = push_and_wait(&s, branch).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    let env = deploy["environment"].as_str().unwrap();
+    assert!(env.starts_with("preview-feature-x-touch-ifs-pwned"), "{env}");
+    let release = s.root.join(env).join("releases").join(deploy["release"].as_str().unwrap());
+    for name in ["pwned", "pwned2"] {
+        assert!(!release.join(name).exists(), "{name} was created");
+    }
+    let log = s.client.log(&deploy["id"]).await;
+    assert!(log.contains(&format!("branch={branch} ")), "{log}");
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn deleting_a_preview_branch_tears_its_environment_down() {
+    let s = setup("", "").await;
+    git(&s.repo, &["checkout", "-q", "-b", "feature/cart"]);
+    commit(&s.repo, "Cart", &[("VERSION", "cart\n")]);
+    let deploy = push_and_wait(&s, "feature/cart").await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    assert!(s.root.join("preview-feature-cart/current").exists());
+    let mut deleted = sample("push-delete-branch.json");
+    deleted["ref"] = json!("refs/heads/feature/cart");
+    let (status, answer) = s.client.push(&deleted).await;
+    assert_eq!(status, 202, "{answer}");
+    let teardown = s.client.wait(&answer["deploy"]["id"], 30).await;
+    assert_eq!(teardown["status"], "succeeded", "{teardown}");
+    assert!(!s.root.join("preview-feature-cart").exists());
+    let (_, apps) = s.client.get("/api/apps").await;
+    let names: Vec<&str> =
+        apps["apps"][0]["environments"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"preview-feature-cart"), "{names:?}");
+    s.full.stop().await;
+}
