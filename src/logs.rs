@@ -46,8 +46,15 @@ impl Source {
 pub enum LogEvent {
     /// `seq` is the line's number in the file, from 1.
     Line { seq: u64, text: String },
-    Stage { name: String, status: DeployStatus, duration_ms: Option<i64> },
-    Status { status: DeployStatus, reason: Option<String> },
+    Stage {
+        name: String,
+        status: DeployStatus,
+        duration_ms: Option<i64>,
+    },
+    Status {
+        status: DeployStatus,
+        reason: Option<String>,
+    },
 }
 
 struct Live {
@@ -119,7 +126,10 @@ impl LogHub {
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
-            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
             if old && entry.path().extension().is_some_and(|e| e == "log") {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
@@ -143,7 +153,12 @@ impl DeployLog {
     }
 
     pub fn line(&self, now: UnixMillis, stage: &str, source: Source, text: &str) {
-        let text = format!("{} {stage:<7} {:<4} {}", now.rfc3339(), source.tag(), self.masker.mask(text));
+        let text = format!(
+            "{} {stage:<7} {:<4} {}",
+            now.rfc3339(),
+            source.tag(),
+            self.masker.mask(text)
+        );
         let mut live = lock(&self.live);
         if let Some(file) = live.file.as_mut()
             && let Err(e) = writeln!(file, "{text}")
@@ -152,7 +167,10 @@ impl DeployLog {
             live.file = None;
         }
         live.lines += 1;
-        let event = LogEvent::Line { seq: live.lines, text };
+        let event = LogEvent::Line {
+            seq: live.lines,
+            text,
+        };
         live.history.push(event.clone());
         let _ = live.tx.send(event);
     }
@@ -187,8 +205,13 @@ mod tests {
         let (history, mut rx) = hub.follow(DeployId(1)).unwrap();
         log.line(UnixMillis(1), "build", Source::Stderr, "second");
         assert_eq!(history.len(), 1);
-        let LogEvent::Line { seq, text } = rx.try_recv().unwrap() else { panic!("not a line") };
-        assert_eq!((seq, text.as_str()), (2, "1970-01-01T00:00:00.001Z build   err  second"));
+        let LogEvent::Line { seq, text } = rx.try_recv().unwrap() else {
+            panic!("not a line")
+        };
+        assert_eq!(
+            (seq, text.as_str()),
+            (2, "1970-01-01T00:00:00.001Z build   err  second")
+        );
         drop(log);
         assert!(hub.follow(DeployId(1)).is_none());
         let file = std::fs::read_to_string(hub.path(DeployId(1))).unwrap();

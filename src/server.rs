@@ -37,9 +37,12 @@ pub async fn start(
     clock: Clock,
 ) -> anyhow::Result<Running> {
     let state_dir = config.server.state_dir.clone();
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
     let store = Store::open(&state_dir.join("stagehand.db"))?;
-    let logs = Arc::new(LogHub::new(&state_dir.join("logs")).with_context(|| "creating the logs directory")?);
+    let logs = Arc::new(
+        LogHub::new(&state_dir.join("logs")).with_context(|| "creating the logs directory")?,
+    );
     let config = Arc::new(config);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let ctx = Context {
@@ -115,13 +118,17 @@ async fn prune_logs(logs: Arc<LogHub>, retention: Duration) {
 
 /// `stagehand serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config, process_env: HashMap<String, String>) -> anyhow::Result<()> {
-    let listener =
-        TcpListener::bind(config.server.listen).with_context(|| format!("binding server.listen {}", config.server.listen))?;
+    let listener = TcpListener::bind(config.server.listen)
+        .with_context(|| format!("binding server.listen {}", config.server.listen))?;
     if config.server.api_token.is_none() {
-        tracing::warn!("{} is not set: the API refuses every request", config.server.api_token_env);
+        tracing::warn!(
+            "{} is not set: the API refuses every request",
+            config.server.api_token_env
+        );
     }
     let running = start(config, listener, process_env, http::system_clock()).await?;
-    tracing::info!(url = %running.url, "stagehand serving");
+    // On stdout, so scripts (and tests) can find the port when `listen` ends in `:0`.
+    println!("stagehand listening on {}", running.url);
     shutdown_signal().await;
     tracing::info!("shutting down: no new deliveries; running deploys get the grace period");
     running.stop().await

@@ -16,8 +16,20 @@ fn check_accepts_the_example_config_and_prints_the_table() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["production", "branch main", "branches feature/*", "tags v*", "manual", "seeded from staging", ": ok"] {
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "production",
+        "branch main",
+        "branches feature/*",
+        "tags v*",
+        "manual",
+        "seeded from staging",
+        ": ok",
+    ] {
         assert!(stdout.contains(needle), "{needle:?} missing in:\n{stdout}");
     }
     assert!(!stdout.contains("s3cret"));
@@ -41,9 +53,18 @@ fn check_fails_naming_the_file_and_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&file.display().to_string()), "{stderr}");
-    assert!(stderr.contains("apps.shop.secret_env: environment variable NOPE_SECRET is not set"), "{stderr}");
+    assert!(
+        stderr.contains("apps.shop.secret_env: environment variable NOPE_SECRET is not set"),
+        "{stderr}"
+    );
 
-    let missing = stagehand().args(["check", "--config", "/nonexistent/stagehand.toml"]).output().unwrap();
+    let missing = stagehand()
+        .args(["check", "--config", "/nonexistent/stagehand.toml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/stagehand.toml: cannot read"));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("/nonexistent/stagehand.toml: cannot read")
+    );
 }

@@ -67,13 +67,21 @@ async fn setup(extra_app: &str, staging: &str) -> Setup {
     let toml = toml(dir.path(), &repo, extra_app, staging);
     let full = start_full(dir, &toml).await;
     let client = full.client();
-    Setup { full, client, repo, root }
+    Setup {
+        full,
+        client,
+        repo,
+        root,
+    }
 }
 
 /// Pushes the head of `branch` and waits for the deploy to end.
 async fn push_and_wait(s: &Setup, branch: &str) -> Value {
     let sha = git(&s.repo, &["rev-parse", branch]);
-    let (status, answer) = s.client.push(&push_body(&format!("refs/heads/{branch}"), &sha)).await;
+    let (status, answer) = s
+        .client
+        .push(&push_body(&format!("refs/heads/{branch}"), &sha))
+        .await;
     assert_eq!(status, 202, "{answer}");
     s.client.wait(&answer["deploy"]["id"], 60).await
 }
@@ -86,7 +94,10 @@ fn live(root: &Path, env: &str) -> Option<String> {
 
 fn releases(root: &Path, env: &str) -> Vec<String> {
     let mut list: Vec<String> = std::fs::read_dir(root.join(env).join("releases"))
-        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     list.sort();
     list
@@ -109,28 +120,69 @@ async fn a_push_goes_live() {
     let env = s.root.join("staging");
     assert_eq!(live(&s.root, "staging").as_deref(), Some(release));
     let dir = env.join("releases").join(release);
-    assert_eq!(std::fs::read_to_string(dir.join("REVISION")).unwrap().trim(), sha);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("REVISION"))
+            .unwrap()
+            .trim(),
+        sha
+    );
     // Exec bit and symlink from the tree.
-    let mode = std::fs::metadata(dir.join("bin/hello")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.join("bin/hello"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o111, 0o111, "{mode:o}");
-    assert_eq!(std::fs::read_link(dir.join("home.html")).unwrap(), Path::new("index.html"));
+    assert_eq!(
+        std::fs::read_link(dir.join("home.html")).unwrap(),
+        Path::new("index.html")
+    );
     // Shared links replace the tree's storage/ and create .env.
-    assert_eq!(std::fs::read_link(dir.join("storage")).unwrap(), Path::new("../../shared/storage"));
+    assert_eq!(
+        std::fs::read_link(dir.join("storage")).unwrap(),
+        Path::new("../../shared/storage")
+    );
     assert!(env.join("shared/storage").is_dir());
     assert!(env.join("shared/.env").is_file());
 
-    let stages: Vec<&str> = deploy["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["fetch", "checkout", "link", "build", "switch", "after_release", "cleanup"]);
+    let stages: Vec<&str> = deploy["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "fetch",
+            "checkout",
+            "link",
+            "build",
+            "switch",
+            "after_release",
+            "cleanup"
+        ]
+    );
     for stage in deploy["stages"].as_array().unwrap() {
         assert_eq!(stage["status"], "succeeded", "{stage}");
         assert!(stage["duration_ms"].is_i64(), "{stage}");
     }
 
     let log = s.client.log(&deploy["id"]).await;
-    assert!(log.contains(&format!("APP_ENV=staging branch=develop commit={sha} release={release}")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "APP_ENV=staging branch=develop commit={sha} release={release}"
+        )),
+        "{log}"
+    );
     assert!(log.contains("hello from the release"), "{log}");
-    assert!(log.contains("db password: ***") && !log.contains("hunter2hunter2"), "{log}");
-    assert!(log.contains("storage/ from the repository replaced by the link"), "{log}");
+    assert!(
+        log.contains("db password: ***") && !log.contains("hunter2hunter2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("storage/ from the repository replaced by the link"),
+        "{log}"
+    );
     s.full.stop().await;
 }
 
@@ -142,12 +194,24 @@ async fn a_failing_build_leaves_everything_as_it_was() {
     let before = (live(&s.root, "staging"), releases(&s.root, "staging"));
 
     checkout(&s.repo, "develop");
-    commit(&s.repo, "Break the build", &[("build.sh", "echo about to fail >&2; exit 3\n")]);
+    commit(
+        &s.repo,
+        "Break the build",
+        &[("build.sh", "echo about to fail >&2; exit 3\n")],
+    );
     let failed = push_and_wait(&s, "develop").await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
-    assert!(reason.contains("build command `if [ -f build.sh ]; then sh build.sh; fi` failed: exit code 3"), "{reason}");
-    assert_eq!((live(&s.root, "staging"), releases(&s.root, "staging")), before);
+    assert!(
+        reason.contains(
+            "build command `if [ -f build.sh ]; then sh build.sh; fi` failed: exit code 3"
+        ),
+        "{reason}"
+    );
+    assert_eq!(
+        (live(&s.root, "staging"), releases(&s.root, "staging")),
+        before
+    );
     let log = s.client.log(&failed["id"]).await;
     assert!(log.contains("err  about to fail"), "{log}");
     assert!(log.contains("removed the half-made release"), "{log}");
@@ -161,11 +225,17 @@ async fn a_build_past_step_timeout_is_killed_with_its_children() {
     commit(
         &s.repo,
         "Hang",
-        &[("build.sh", "sleep 1000 &\necho $! > \"$STAGEHAND_SHARED_DIR/child.pid\"\nsleep 1000\n")],
+        &[(
+            "build.sh",
+            "sleep 1000 &\necho $! > \"$STAGEHAND_SHARED_DIR/child.pid\"\nsleep 1000\n",
+        )],
     );
     let deploy = push_and_wait(&s, "develop").await;
     assert_eq!(deploy["status"], "failed", "{deploy}");
-    assert!(deploy["reason"].as_str().unwrap().contains("timed out"), "{deploy}");
+    assert!(
+        deploy["reason"].as_str().unwrap().contains("timed out"),
+        "{deploy}"
+    );
     let pid = std::fs::read_to_string(s.root.join("staging/shared/child.pid")).unwrap();
     let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
     // The orphan is reaped by whoever adopted it; either way it must not be running.
@@ -191,7 +261,11 @@ async fn quick_pushes_coalesce_and_the_newest_goes_live() {
     let mut shas = Vec::new();
     for i in 0..5 {
         let script = format!("sleep 1\necho {i} >> \"$STAGEHAND_SHARED_DIR/builds.log\"\n");
-        shas.push(commit(&s.repo, &format!("Change {i}"), &[("build.sh", &script)]));
+        shas.push(commit(
+            &s.repo,
+            &format!("Change {i}"),
+            &[("build.sh", &script)],
+        ));
     }
     let mut ids = Vec::new();
     for sha in &shas {
@@ -201,16 +275,37 @@ async fn quick_pushes_coalesce_and_the_newest_goes_live() {
     }
     let mut statuses = Vec::new();
     for id in &ids {
-        statuses.push(s.client.wait(id, 60).await["status"].as_str().unwrap().to_owned());
+        statuses.push(
+            s.client.wait(id, 60).await["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    assert_eq!(statuses.last().map(String::as_str), Some("succeeded"), "{statuses:?}");
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("succeeded"),
+        "{statuses:?}"
+    );
     for status in &statuses {
-        assert!(["succeeded", "superseded", "skipped"].contains(&status.as_str()), "{statuses:?}");
+        assert!(
+            ["succeeded", "superseded", "skipped"].contains(&status.as_str()),
+            "{statuses:?}"
+        );
     }
     let builds = std::fs::read_to_string(s.root.join("staging/shared/builds.log")).unwrap();
-    assert!(builds.lines().count() <= 2, "builds ran: {builds:?} ({statuses:?})");
+    assert!(
+        builds.lines().count() <= 2,
+        "builds ran: {builds:?} ({statuses:?})"
+    );
     let live_release = live(&s.root, "staging").unwrap();
-    let revision = std::fs::read_to_string(s.root.join("staging/releases").join(live_release).join("REVISION")).unwrap();
+    let revision = std::fs::read_to_string(
+        s.root
+            .join("staging/releases")
+            .join(live_release)
+            .join("REVISION"),
+    )
+    .unwrap();
     assert_eq!(revision.trim(), shas[4]);
     s.full.stop().await;
 }
@@ -221,32 +316,60 @@ async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
     checkout(&s.repo, "develop");
     let mut deployed = Vec::new();
     for i in 0..3 {
-        commit(&s.repo, &format!("Release {i}"), &[("VERSION", &format!("{i}\n"))]);
+        commit(
+            &s.repo,
+            &format!("Release {i}"),
+            &[("VERSION", &format!("{i}\n"))],
+        );
         let deploy = push_and_wait(&s, "develop").await;
         assert_eq!(deploy["status"], "succeeded", "{deploy}");
         deployed.push(deploy["release"].as_str().unwrap().to_owned());
     }
     assert_eq!(releases(&s.root, "staging"), deployed[1..].to_vec());
 
-    let (status, answer) = s.client.post("/api/apps/shop/environments/staging/rollback", &json!({})).await;
+    let (status, answer) = s
+        .client
+        .post("/api/apps/shop/environments/staging/rollback", &json!({}))
+        .await;
     assert_eq!(status, 202, "{answer}");
     let rollback = s.client.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(rollback["status"], "succeeded", "{rollback}");
     assert_eq!(rollback["trigger"], "rollback");
     assert_eq!(rollback["release"], deployed[1]);
-    assert_eq!(live(&s.root, "staging").as_deref(), Some(deployed[1].as_str()));
+    assert_eq!(
+        live(&s.root, "staging").as_deref(),
+        Some(deployed[1].as_str())
+    );
 
     // Asking for a release that is not there fails without touching `current`.
     let (status, answer) = s
         .client
-        .post("/api/apps/shop/environments/staging/rollback", &json!({"release": "20000101T000000Z-0000000"}))
+        .post(
+            "/api/apps/shop/environments/staging/rollback",
+            &json!({"release": "20000101T000000Z-0000000"}),
+        )
         .await;
     assert_eq!(status, 202);
     let missing = s.client.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(missing["status"], "failed");
-    assert!(missing["reason"].as_str().unwrap().contains("does not exist"), "{missing}");
-    assert_eq!(live(&s.root, "staging").as_deref(), Some(deployed[1].as_str()));
-    let (status, _) = s.client.post("/api/apps/shop/environments/staging/rollback", &json!({"release": "../etc"})).await;
+    assert!(
+        missing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{missing}"
+    );
+    assert_eq!(
+        live(&s.root, "staging").as_deref(),
+        Some(deployed[1].as_str())
+    );
+    let (status, _) = s
+        .client
+        .post(
+            "/api/apps/shop/environments/staging/rollback",
+            &json!({"release": "../etc"}),
+        )
+        .await;
     assert_eq!(status, 400);
     s.full.stop().await;
 }
@@ -261,22 +384,43 @@ async fn an_out_of_order_delivery_is_skipped_but_a_manual_deploy_is_not() {
     let (_, answer) = s.client.push(&push_body("refs/heads/develop", &old)).await;
     let late = s.client.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(late["status"], "skipped", "{late}");
-    assert!(late["reason"].as_str().unwrap().contains("older than the live one"), "{late}");
+    assert!(
+        late["reason"]
+            .as_str()
+            .unwrap()
+            .contains("older than the live one"),
+        "{late}"
+    );
 
-    let (status, answer) = s.client.post("/api/apps/shop/environments/staging/deploy", &json!({"ref": old})).await;
+    let (status, answer) = s
+        .client
+        .post(
+            "/api/apps/shop/environments/staging/deploy",
+            &json!({"ref": old}),
+        )
+        .await;
     assert_eq!(status, 202, "{answer}");
     let manual = s.client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(manual["status"], "succeeded", "{manual}");
     assert_eq!(manual["trigger"], "manual");
     assert_eq!(manual["commit"], old);
     // A manual deploy by branch name records the full ref.
-    let (_, answer) = s.client.post("/api/apps/shop/environments/staging/deploy", &json!({})).await;
+    let (_, answer) = s
+        .client
+        .post("/api/apps/shop/environments/staging/deploy", &json!({}))
+        .await;
     let by_branch = s.client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(by_branch["status"], "succeeded", "{by_branch}");
     assert_eq!(by_branch["ref"], "refs/heads/develop");
-    let (status, _) = s.client.post("/api/apps/shop/environments/preview/deploy", &json!({})).await;
+    let (status, _) = s
+        .client
+        .post("/api/apps/shop/environments/preview/deploy", &json!({}))
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = s.client.post("/api/apps/shop/environments/nope/deploy", &json!({})).await;
+    let (status, _) = s
+        .client
+        .post("/api/apps/shop/environments/nope/deploy", &json!({}))
+        .await;
     assert_eq!(status, 404);
     s.full.stop().await;
 }
@@ -290,8 +434,15 @@ async fn a_branch_named_like_a_shell_command_runs_nothing() {
     let deploy = push_and_wait(&s, branch).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     let env = deploy["environment"].as_str().unwrap();
-    assert!(env.starts_with("preview-feature-x-touch-ifs-pwned"), "{env}");
-    let release = s.root.join(env).join("releases").join(deploy["release"].as_str().unwrap());
+    assert!(
+        env.starts_with("preview-feature-x-touch-ifs-pwned"),
+        "{env}"
+    );
+    let release = s
+        .root
+        .join(env)
+        .join("releases")
+        .join(deploy["release"].as_str().unwrap());
     for name in ["pwned", "pwned2"] {
         assert!(!release.join(name).exists(), "{name} was created");
     }
@@ -316,8 +467,12 @@ async fn deleting_a_preview_branch_tears_its_environment_down() {
     assert_eq!(teardown["status"], "succeeded", "{teardown}");
     assert!(!s.root.join("preview-feature-cart").exists());
     let (_, apps) = s.client.get("/api/apps").await;
-    let names: Vec<&str> =
-        apps["apps"][0]["environments"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = apps["apps"][0]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert!(!names.contains(&"preview-feature-cart"), "{names:?}");
     s.full.stop().await;
 }

@@ -197,17 +197,25 @@ mod tests {
     #[test]
     fn queued_commit_deploys_coalesce_to_the_newest() {
         use Trigger::*;
-        let ids = |list: &[(i64, Trigger)]| list.iter().map(|(i, t)| (DeployId(*i), *t)).collect::<Vec<_>>();
+        let ids = |list: &[(i64, Trigger)]| {
+            list.iter()
+                .map(|(i, t)| (DeployId(*i), *t))
+                .collect::<Vec<_>>()
+        };
         let cases: &[(&[(i64, Trigger)], Option<(i64, &[i64])>)] = &[
             (&[], None),
             (&[(1, Push)], Some((1, &[]))),
             (&[(1, Push), (2, Push), (3, Manual)], Some((3, &[1, 2]))),
             (&[(1, Push), (2, Teardown), (3, Push)], Some((1, &[]))),
             (&[(1, Rollback), (2, Push)], Some((1, &[]))),
-            (&[(1, Push), (2, Push), (3, Rollback), (4, Push)], Some((2, &[1]))),
+            (
+                &[(1, Push), (2, Push), (3, Rollback), (4, Push)],
+                Some((2, &[1])),
+            ),
         ];
         for (queued, expected) in cases {
-            let got = next_to_run(&ids(queued)).map(|(id, older)| (id.0, older.iter().map(|d| d.0).collect::<Vec<_>>()));
+            let got = next_to_run(&ids(queued))
+                .map(|(id, older)| (id.0, older.iter().map(|d| d.0).collect::<Vec<_>>()));
             let expected = expected.map(|(id, older)| (id, older.to_vec()));
             assert_eq!(got, expected, "{queued:?}");
         }

@@ -7,7 +7,9 @@ use std::borrow::Cow;
 /// Variable names that hold secrets, by the convention most tools share.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["SECRET", "TOKEN", "PASSWORD", "KEY"].iter().any(|word| upper.contains(word))
+    ["SECRET", "TOKEN", "PASSWORD", "KEY"]
+        .iter()
+        .any(|word| upper.contains(word))
 }
 
 /// Values shorter than this are not masked: masking `KEY=1` would star every `1` in
@@ -22,7 +24,10 @@ pub struct Masker {
 
 impl Masker {
     pub fn new(values: impl IntoIterator<Item = String>) -> Masker {
-        let mut values: Vec<String> = values.into_iter().filter(|v| v.len() >= MIN_MASKED_LEN).collect();
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| v.len() >= MIN_MASKED_LEN)
+            .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
         Masker { values }
@@ -60,7 +65,11 @@ mod tests {
 
     #[test]
     fn masks_every_occurrence_longest_first() {
-        let masker = Masker::new(["hunter2".to_string(), "hunter2-extra".to_string(), "1".to_string()]);
+        let masker = Masker::new([
+            "hunter2".to_string(),
+            "hunter2-extra".to_string(),
+            "1".to_string(),
+        ]);
         let cases = [
             ("password is hunter2", "password is ***"),
             ("hunter2 and hunter2", "*** and ***"),

@@ -6,7 +6,11 @@ use super::time::UnixMillis;
 
 /// `20261127T184312Z-3f2a1c9`: UTC time + short sha, so names sort by time and say what
 /// they hold. A second deploy of one sha in the same second gets `-2`, `-3`, …
-pub fn new_release_id(now: UnixMillis, commit: &CommitSha, exists: impl Fn(&str) -> bool) -> String {
+pub fn new_release_id(
+    now: UnixMillis,
+    commit: &CommitSha,
+    exists: impl Fn(&str) -> bool,
+) -> String {
     let base = format!("{}-{}", now.compact(), commit.short());
     if !exists(&base) {
         return base;
@@ -27,7 +31,9 @@ pub fn is_release_id(name: &str) -> bool {
         && bytes[9..15].iter().all(u8::is_ascii_digit)
         && bytes[15] == b'Z'
         && bytes[16] == b'-'
-        && name[17..].bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        && name[17..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 /// The release before `live` (the rollback target): the newest one older than it.
@@ -87,14 +93,23 @@ mod tests {
     fn release_ids_are_sortable_and_unique() {
         let sha = CommitSha::parse("3f2a1c9aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap();
         let now = UnixMillis(1_795_804_992_345);
-        assert_eq!(new_release_id(now, &sha, |_| false), "20261127T184312Z-3f2a1c9");
+        assert_eq!(
+            new_release_id(now, &sha, |_| false),
+            "20261127T184312Z-3f2a1c9"
+        );
         let taken = ["20261127T184312Z-3f2a1c9", "20261127T184312Z-3f2a1c9-2"];
         let id = new_release_id(now, &sha, |c| taken.contains(&c));
         assert_eq!(id, "20261127T184312Z-3f2a1c9-3");
         for good in [taken[0], taken[1], id.as_str()] {
             assert!(is_release_id(good), "{good}");
         }
-        for bad in ["current", "20261127T184312Z", "2026112xT184312Z-3f2a1c9", "../20261127T184312Z-3f2a1c9", ".tmp-x"] {
+        for bad in [
+            "current",
+            "20261127T184312Z",
+            "2026112xT184312Z-3f2a1c9",
+            "../20261127T184312Z-3f2a1c9",
+            ".tmp-x",
+        ] {
             assert!(!is_release_id(bad), "{bad}");
         }
     }
@@ -112,7 +127,11 @@ mod tests {
             (None, 2, &["r1", "r2", "r3", "r4"]),
         ];
         for (live, keep, expected) in cases {
-            assert_eq!(releases_to_remove(&all, *live, *keep), names(expected), "live {live:?} keep {keep}");
+            assert_eq!(
+                releases_to_remove(&all, *live, *keep),
+                names(expected),
+                "live {live:?} keep {keep}"
+            );
         }
         assert_eq!(previous_release(&all, "r4"), Some("r3"));
         assert_eq!(previous_release(&all, "r1"), None);
@@ -127,8 +146,15 @@ mod tests {
             by_hand,
         };
         assert_eq!(skip_reason(facts(false, false, false, false)), None);
-        assert_eq!(skip_reason(facts(true, false, false, false)), Some("this commit is already live"));
-        assert!(skip_reason(facts(false, true, false, false)).unwrap().contains("out-of-order"));
+        assert_eq!(
+            skip_reason(facts(true, false, false, false)),
+            Some("this commit is already live")
+        );
+        assert!(
+            skip_reason(facts(false, true, false, false))
+                .unwrap()
+                .contains("out-of-order")
+        );
         assert_eq!(skip_reason(facts(true, true, true, false)), None);
         assert_eq!(skip_reason(facts(true, true, false, true)), None);
     }

@@ -30,8 +30,14 @@ pub fn scope() -> Scope {
         .route("/deploys", web::get().to(deploys))
         .route("/deploys/{id}", web::get().to(deploy))
         .route("/deploys/{id}/log", web::get().to(log))
-        .route("/apps/{app}/environments/{env}/deploy", web::post().to(manual_deploy))
-        .route("/apps/{app}/environments/{env}/rollback", web::post().to(rollback))
+        .route(
+            "/apps/{app}/environments/{env}/deploy",
+            web::post().to(manual_deploy),
+        )
+        .route(
+            "/apps/{app}/environments/{env}/rollback",
+            web::post().to(rollback),
+        )
 }
 
 /// Proof that the request carried the API token.
@@ -168,12 +174,22 @@ struct Addressed {
     temporary_branch: Option<String>,
 }
 
-fn addressed(store: &Store, state: &AppState, app: &str, env: &str) -> Result<Addressed, HttpError> {
+fn addressed(
+    store: &Store,
+    state: &AppState,
+    app: &str,
+    env: &str,
+) -> Result<Addressed, HttpError> {
     let app_config = AppName::parse(app)
         .ok()
         .and_then(|name| state.config.apps.get(&name))
         .ok_or_else(|| HttpError::NotFound(format!("no app {app:?}")))?;
-    let missing = || HttpError::NotFound(format!("app `{}` has no environment {env:?}", app_config.name));
+    let missing = || {
+        HttpError::NotFound(format!(
+            "app `{}` has no environment {env:?}",
+            app_config.name
+        ))
+    };
     let name = EnvironmentName::parse(env).map_err(|_| missing())?;
     if let Some(configured) = app_config.environments.get(&name) {
         if configured.source.is_temporary() {
@@ -210,7 +226,8 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| HttpError::BadRequest(format!("body is not the expected JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| HttpError::BadRequest(format!("body is not the expected JSON: {e}")))
 }
 
 #[derive(Deserialize, Default)]
@@ -240,7 +257,9 @@ async fn create(
         .run(move |store| {
             let result = addressed(store, &state2, &app, &env).and_then(|a| {
                 let new = make(&a)?;
-                store.create_deploy(&a.app.name, new, now).map_err(HttpError::from)
+                store
+                    .create_deploy(&a.app.name, new, now)
+                    .map_err(HttpError::from)
             });
             Ok::<_, StoreError>(result)
         })
@@ -259,7 +278,9 @@ async fn manual_deploy(
     let body: DeployBody = optional_json(&body)?;
     create(&state, app, env, move |a| {
         let git_ref = match (body.git_ref, &a.temporary_branch) {
-            (Some(r), _) if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 => {
+            (Some(r), _)
+                if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 =>
+            {
                 return Err(HttpError::BadRequest(format!("{r:?} is not a ref")));
             }
             (Some(r), _) => r,
@@ -300,7 +321,9 @@ async fn rollback(
     if let Some(release) = &body.release
         && !is_release_id(release)
     {
-        return Err(HttpError::BadRequest(format!("{release:?} is not a release id")));
+        return Err(HttpError::BadRequest(format!(
+            "{release:?} is not a release id"
+        )));
     }
     create(&state, app, env, move |a| {
         Ok(NewDeploy {
@@ -319,10 +342,18 @@ async fn rollback(
 }
 
 /// The deploy's log as plain text.
-async fn log(_: Authorized, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+async fn log(
+    _: Authorized,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
     let missing = || HttpError::NotFound(format!("no deploy {:?}", id.as_str()));
     let deploy_id = DeployId::parse(&id).ok_or_else(missing)?;
-    state.store.run(move |s| s.deploy(deploy_id)).await?.ok_or_else(missing)?;
+    state
+        .store
+        .run(move |s| s.deploy(deploy_id))
+        .await?
+        .ok_or_else(missing)?;
     let path = state.logs.path(deploy_id);
     let text = web::block(move || match std::fs::read(&path) {
         Ok(bytes) => Ok(bytes),
@@ -332,5 +363,7 @@ async fn log(_: Authorized, id: web::Path<String>, state: web::Data<AppState>) -
     .await
     .map_err(|e| HttpError::BadRequest(e.to_string()))?
     .map_err(|e| HttpError::NotFound(format!("cannot read the log: {e}")))?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(text))
 }

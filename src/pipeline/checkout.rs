@@ -860,7 +860,17 @@ mod tests {
 
     #[test]
     fn check_name_refuses() {
-        for bad in [b"".as_slice(), b".", b"..", b".git", b".GIT", b"a/b", b"/", b"nul\0", b"../x"] {
+        for bad in [
+            b"".as_slice(),
+            b".",
+            b"..",
+            b".git",
+            b".GIT",
+            b"a/b",
+            b"/",
+            b"nul\0",
+            b"../x",
+        ] {
             assert!(
                 matches!(check_name(bad), Err(CheckoutError::UnsafeName { .. })),
                 "{bad:?}"

@@ -106,11 +106,17 @@ pub enum Outcome {
     Succeeded,
     /// The shell exited with a non-zero code. A command inside the shell that
     /// was killed by a signal usually shows up here as `128 + signal`.
-    Failed { code: i32 },
+    Failed {
+        code: i32,
+    },
     /// The shell itself died from a signal that did not come from us.
-    Signalled { signal: i32 },
+    Signalled {
+        signal: i32,
+    },
     /// We killed the process group after [`CommandSpec::timeout`].
-    TimedOut { after: Duration },
+    TimedOut {
+        after: Duration,
+    },
     /// The cancel signal fired and we killed the process group.
     Cancelled,
 }
@@ -662,8 +668,7 @@ mod tests {
     #[tokio::test]
     async fn crlf_is_trimmed_and_invalid_utf8_is_replaced() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (_, lines) =
-            run_collect(&spec(dir.path(), r"printf 'dos\r\nbad \377 byte\n\n'")).await;
+        let (_, lines) = run_collect(&spec(dir.path(), r"printf 'dos\r\nbad \377 byte\n\n'")).await;
         let lines: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(lines, ["dos", "bad \u{FFFD} byte", ""]);
     }
@@ -897,7 +902,10 @@ mod tests {
         .expect("run");
         assert_eq!(outcome, Outcome::Succeeded);
         assert_eq!(seen.len(), 2);
-        assert_eq!((seen[0].0.as_str(), seen[1].0.as_str()), ("first", "second"));
+        assert_eq!(
+            (seen[0].0.as_str(), seen[1].0.as_str()),
+            ("first", "second")
+        );
         let gap = seen[1].1 - seen[0].1;
         assert!(gap >= Duration::from_millis(1500), "gap {gap:?}");
     }
@@ -953,10 +961,16 @@ mod tests {
         let (outcome, lines) = result.expect("run did not return within 10 s");
         assert_eq!(outcome, Outcome::Succeeded);
         assert_eq!(lines, [(Stream::Stdout, "launched".to_owned())]);
-        assert!(escaped_alive, "the setsid process should have escaped the group");
+        assert!(
+            escaped_alive,
+            "the setsid process should have escaped the group"
+        );
         // It held the pipes, so run waited for the drain bound, and no longer.
         assert!(elapsed >= DRAIN_LIMIT, "{elapsed:?}");
-        assert!(elapsed < DRAIN_LIMIT + Duration::from_secs(3), "{elapsed:?}");
+        assert!(
+            elapsed < DRAIN_LIMIT + Duration::from_secs(3),
+            "{elapsed:?}"
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,9 @@ use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::event::GitRef;
 use crate::core::ids::CommitSha;
 use crate::core::mask::{Masker, is_secret_name};
-use crate::core::release::{SkipFacts, new_release_id, previous_release, releases_to_remove, skip_reason};
+use crate::core::release::{
+    SkipFacts, new_release_id, previous_release, releases_to_remove, skip_reason,
+};
 use crate::http::Clock;
 use crate::logs::{DeployLog, LogEvent, LogHub, Source};
 use crate::store::{Store, StoreError};
@@ -108,27 +110,42 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     }
 }
 
-fn resolve<'a>(ctx: &'a Context, deploy: &Deploy) -> Result<(&'a AppConfig, &'a EnvironmentConfig)> {
-    let app = ctx
-        .config
-        .apps
-        .get(&deploy.app)
-        .ok_or_else(|| Stop::failed(format!("app `{}` is no longer in the config", deploy.app)))?;
-    let env = app.environments.get(&deploy.base_environment).ok_or_else(|| {
-        Stop::failed(format!(
-            "environment `{}` is no longer in the config",
-            deploy.base_environment
-        ))
-    })?;
+fn resolve<'a>(
+    ctx: &'a Context,
+    deploy: &Deploy,
+) -> Result<(&'a AppConfig, &'a EnvironmentConfig)> {
+    let app =
+        ctx.config.apps.get(&deploy.app).ok_or_else(|| {
+            Stop::failed(format!("app `{}` is no longer in the config", deploy.app))
+        })?;
+    let env = app
+        .environments
+        .get(&deploy.base_environment)
+        .ok_or_else(|| {
+            Stop::failed(format!(
+                "environment `{}` is no longer in the config",
+                deploy.base_environment
+            ))
+        })?;
     Ok((app, env))
 }
 
 fn masker(ctx: &Context, app: &AppConfig, env: &EnvironmentConfig) -> Masker {
     let mut values = vec![app.secret.expose().to_owned()];
-    values.extend(ctx.config.server.api_token.as_ref().map(|t| t.expose().to_owned()));
+    values.extend(
+        ctx.config
+            .server
+            .api_token
+            .as_ref()
+            .map(|t| t.expose().to_owned()),
+    );
     values.extend(app.repo_token.as_ref().map(|t| t.expose().to_owned()));
     let secret_vars = env.env.iter().chain(ctx.process_env.iter());
-    values.extend(secret_vars.filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
+    values.extend(
+        secret_vars
+            .filter(|(k, _)| is_secret_name(k))
+            .map(|(_, v)| v.clone()),
+    );
     Masker::new(values)
 }
 
@@ -189,16 +206,31 @@ impl Run<'_> {
             Trigger::Push | Trigger::Manual | Trigger::Promote => self.release_commit().await,
             Trigger::Rollback => self.rollback().await,
             Trigger::Teardown => self.teardown().await.map(|()| None),
-            Trigger::Sync => Err(Stop::failed("sync deploys are not supported by this version")),
+            Trigger::Sync => Err(Stop::failed(
+                "sync deploys are not supported by this version",
+            )),
         };
         let half_made = locked(&self.new_release).take();
         if result.is_err()
             && let Some(release) = half_made
         {
             let path = self.env_dir.releases().join(&release);
-            match blocking(move || releases::remove_tree(&path).map_err(|e| Stop::failed(e.to_string()))).await {
-                Ok(()) => self.info("cleanup", &format!("removed the half-made release {release}")),
-                Err(e) => self.info("cleanup", &format!("could not remove the half-made release {release}: {}", e.reason)),
+            match blocking(move || {
+                releases::remove_tree(&path).map_err(|e| Stop::failed(e.to_string()))
+            })
+            .await
+            {
+                Ok(()) => self.info(
+                    "cleanup",
+                    &format!("removed the half-made release {release}"),
+                ),
+                Err(e) => self.info(
+                    "cleanup",
+                    &format!(
+                        "could not remove the half-made release {release}: {}",
+                        e.reason
+                    ),
+                ),
             }
         }
         result
@@ -234,7 +266,11 @@ impl Run<'_> {
         let id = self.deploy.id;
         let now = self.now();
         let stage = name.to_owned();
-        let seq = self.ctx.store.run(move |s| s.begin_stage(id, &stage, now)).await?;
+        let seq = self
+            .ctx
+            .store
+            .run(move |s| s.begin_stage(id, &stage, now))
+            .await?;
         self.log.event(LogEvent::Stage {
             name: name.to_owned(),
             status: DeployStatus::Running,
@@ -248,7 +284,11 @@ impl Run<'_> {
             Err(stop) => stop.status,
         };
         self.info(name, &format!("{status} in {}", human_ms(ms)));
-        let _ = self.ctx.store.run(move |s| s.end_stage(id, seq, status, ms)).await;
+        let _ = self
+            .ctx
+            .store
+            .run(move |s| s.end_stage(id, seq, status, ms))
+            .await;
         self.log.event(LogEvent::Stage {
             name: name.to_owned(),
             status,
@@ -261,11 +301,17 @@ impl Run<'_> {
         let mirror = Mirror::new(&self.ctx.config.server.state_dir, &self.app.name);
         let commit = self.stage("fetch", self.fetch(&mirror)).await?;
         self.skip_if_stale(&mirror, &commit).await?;
-        let release = self.stage("checkout", self.checkout(&mirror, &commit)).await?;
+        let release = self
+            .stage("checkout", self.checkout(&mirror, &commit))
+            .await?;
         let release_dir = self.env_dir.releases().join(&release);
         self.stage("link", self.link(&release_dir)).await?;
         let env = self.command_env(&commit, &release, &release_dir);
-        self.stage("build", self.commands("build", &self.env_config.build, &release_dir, &env)).await?;
+        self.stage(
+            "build",
+            self.commands("build", &self.env_config.build, &release_dir, &env),
+        )
+        .await?;
         let previous = self.env_dir.live().map(|l| l.release);
         self.stage("switch", self.switch(&release)).await?;
         // From here on the new release is live: it is no longer half-made.
@@ -276,7 +322,15 @@ impl Run<'_> {
             previous.clone().unwrap_or_default(),
         ));
         let after = self
-            .stage("after_release", self.commands("after_release", &self.env_config.after_release, &release_dir, &after_env))
+            .stage(
+                "after_release",
+                self.commands(
+                    "after_release",
+                    &self.env_config.after_release,
+                    &release_dir,
+                    &after_env,
+                ),
+            )
             .await;
         if let Err(stop) = after {
             return self.switch_back(previous, stop).await;
@@ -286,7 +340,8 @@ impl Run<'_> {
             let healthy = self
                 .stage("health", async move {
                     blocking(move || {
-                        health::wait_healthy(&url, timeout).map_err(|e| Stop::failed(format!("health check failed: {e}")))
+                        health::wait_healthy(&url, timeout)
+                            .map_err(|e| Stop::failed(format!("health check failed: {e}")))
                     })
                     .await
                 })
@@ -307,9 +362,15 @@ impl Run<'_> {
         let refspecs = if pushed {
             vec![format!("+{0}:{0}", self.deploy.git_ref)]
         } else {
-            vec!["+refs/heads/*:refs/heads/*".into(), "+refs/tags/*:refs/tags/*".into()]
+            vec![
+                "+refs/heads/*:refs/heads/*".into(),
+                "+refs/tags/*:refs/tags/*".into(),
+            ]
         };
-        self.info("fetch", &format!("fetching {} from {}", refspecs.join(" "), remote.url));
+        self.info(
+            "fetch",
+            &format!("fetching {} from {}", refspecs.join(" "), remote.url),
+        );
         mirror
             .fetch(&remote, refspecs, self.env_config.step_timeout)
             .await
@@ -335,9 +396,14 @@ impl Run<'_> {
             *locked(&self.git_ref) = found_as;
         }
         let (id, c, r) = (self.deploy.id, commit.clone(), self.git_ref());
-        self.ctx.store.run(move |s| s.set_commit(id, &c, &r)).await?;
+        self.ctx
+            .store
+            .run(move |s| s.set_commit(id, &c, &r))
+            .await?;
         let (m, c) = (mirror.clone(), commit.clone());
-        if let Ok(line) = blocking(move || m.describe(&c).map_err(|e| Stop::failed(e.to_string()))).await {
+        if let Ok(line) =
+            blocking(move || m.describe(&c).map_err(|e| Stop::failed(e.to_string()))).await
+        {
             self.info("fetch", &format!("commit {line}"));
         }
         Ok(commit)
@@ -350,9 +416,12 @@ impl Run<'_> {
         let is_live = live_commit == commit;
         let (m, c, l) = (mirror.clone(), commit.to_owned(), live_commit.clone());
         let is_ancestor_of_live = !is_live
-            && blocking(move || m.is_ancestor(&c, &l).map_err(|e| Stop::failed(e.to_string())))
-                .await
-                .unwrap_or(false);
+            && blocking(move || {
+                m.is_ancestor(&c, &l)
+                    .map_err(|e| Stop::failed(e.to_string()))
+            })
+            .await
+            .unwrap_or(false);
         let facts = SkipFacts {
             is_live,
             is_ancestor_of_live,
@@ -374,18 +443,31 @@ impl Run<'_> {
         let dir = releases_dir.clone();
         let now = self.now();
         let release = blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
             Ok(new_release_id(now, &sha, |name| dir.join(name).exists()))
         })
         .await?;
         let (id, r, c) = (self.deploy.id, release.clone(), commit.to_owned());
-        self.ctx.store.run(move |s| s.set_release(id, &r, Some(&c))).await?;
+        self.ctx
+            .store
+            .run(move |s| s.set_release(id, &r, Some(&c)))
+            .await?;
         *locked(&self.new_release) = Some(release.clone());
         let release_dir = releases_dir.join(&release);
-        self.info("checkout", &format!("writing {} into releases/{release}", &commit[..7]));
-        let (repo, dest, c, threads) = (mirror.path.clone(), release_dir.clone(), commit.to_owned(), self.ctx.checkout_threads);
+        self.info(
+            "checkout",
+            &format!("writing {} into releases/{release}", &commit[..7]),
+        );
+        let (repo, dest, c, threads) = (
+            mirror.path.clone(),
+            release_dir.clone(),
+            commit.to_owned(),
+            self.ctx.checkout_threads,
+        );
         let stats = blocking(move || {
-            let stats = checkout::write_tree(&repo, &c, &dest, threads).map_err(|e| Stop::failed(format!("checkout: {e}")))?;
+            let stats = checkout::write_tree(&repo, &c, &dest, threads)
+                .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             std::fs::write(dest.join("REVISION"), format!("{c}\n"))
                 .map_err(|e| Stop::failed(format!("writing REVISION: {e}")))?;
             Ok(stats)
@@ -401,7 +483,10 @@ impl Run<'_> {
             ),
         );
         for path in &stats.submodules_skipped {
-            self.info("checkout", &format!("submodule {path} skipped: submodules are not checked out"));
+            self.info(
+                "checkout",
+                &format!("submodule {path} skipped: submodules are not checked out"),
+            );
         }
         if !self.env_config.cache.is_empty()
             && let Some(live) = self.env_dir.live()
@@ -409,7 +494,8 @@ impl Run<'_> {
             let live_dir = self.env_dir.releases().join(&live.release);
             let (paths, dest) = (self.env_config.cache.clone(), release_dir.clone());
             let notes = blocking(move || {
-                releases::copy_cache(&live_dir, &dest, &paths).map_err(|e| Stop::failed(format!("cache: {e}")))
+                releases::copy_cache(&live_dir, &dest, &paths)
+                    .map_err(|e| Stop::failed(format!("cache: {e}")))
             })
             .await?;
             for note in notes {
@@ -420,9 +506,14 @@ impl Run<'_> {
     }
 
     async fn link(&self, release_dir: &Path) -> Result<()> {
-        let (env, dir, shared) = (self.env_dir.clone(), release_dir.to_owned(), self.env_config.shared.clone());
+        let (env, dir, shared) = (
+            self.env_dir.clone(),
+            release_dir.to_owned(),
+            self.env_config.shared.clone(),
+        );
         let notes = blocking(move || {
-            releases::link_shared(&env, &dir, &shared).map_err(|e| Stop::failed(format!("linking shared data: {e}")))
+            releases::link_shared(&env, &dir, &shared)
+                .map_err(|e| Stop::failed(format!("linking shared data: {e}")))
         })
         .await?;
         for note in notes {
@@ -431,9 +522,19 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn command_env(&self, commit: &str, release: &str, release_dir: &Path) -> Vec<(String, String)> {
+    fn command_env(
+        &self,
+        commit: &str,
+        release: &str,
+        release_dir: &Path,
+    ) -> Vec<(String, String)> {
         let mut env = commands::base_env(&self.ctx.process_env);
-        env.extend(self.env_config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(
+            self.env_config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let git_ref = GitRef::from_full(&self.git_ref());
         let (branch, tag) = match &git_ref {
             GitRef::Branch(b) => (b.clone(), String::new()),
@@ -443,14 +544,20 @@ impl Run<'_> {
         let vars = [
             ("STAGEHAND_APP", self.app.name.to_string()),
             ("STAGEHAND_ENVIRONMENT", self.deploy.environment.to_string()),
-            ("STAGEHAND_BASE_ENVIRONMENT", self.deploy.base_environment.to_string()),
+            (
+                "STAGEHAND_BASE_ENVIRONMENT",
+                self.deploy.base_environment.to_string(),
+            ),
             ("STAGEHAND_BRANCH", branch),
             ("STAGEHAND_TAG", tag),
             ("STAGEHAND_REF", self.git_ref()),
             ("STAGEHAND_COMMIT", commit.to_owned()),
             ("STAGEHAND_RELEASE", release.to_owned()),
             ("STAGEHAND_RELEASE_DIR", release_dir.display().to_string()),
-            ("STAGEHAND_SHARED_DIR", self.env_dir.shared().display().to_string()),
+            (
+                "STAGEHAND_SHARED_DIR",
+                self.env_dir.shared().display().to_string(),
+            ),
             ("STAGEHAND_DEPLOY_ID", self.deploy.id.to_string()),
             ("STAGEHAND_TRIGGER", self.deploy.trigger.to_string()),
         ];
@@ -458,7 +565,13 @@ impl Run<'_> {
         env
     }
 
-    async fn commands(&self, stage: &str, list: &[String], dir: &Path, env: &[(String, String)]) -> Result<()> {
+    async fn commands(
+        &self,
+        stage: &str,
+        list: &[String],
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<()> {
         if list.is_empty() {
             self.info(stage, "no commands configured");
         }
@@ -489,11 +602,16 @@ impl Run<'_> {
                 Outcome::Cancelled => {
                     return Err(Stop {
                         status: DeployStatus::Cancelled,
-                        reason: format!("{stage} command `{command}` cancelled: stagehand is shutting down"),
+                        reason: format!(
+                            "{stage} command `{command}` cancelled: stagehand is shutting down"
+                        ),
                     });
                 }
                 other => {
-                    return Err(Stop::failed(format!("{stage} command `{command}` failed: {}", other.describe())));
+                    return Err(Stop::failed(format!(
+                        "{stage} command `{command}` failed: {}",
+                        other.describe()
+                    )));
                 }
             }
         }
@@ -502,7 +620,10 @@ impl Run<'_> {
 
     async fn switch(&self, release: &str) -> Result<()> {
         let (env, r) = (self.env_dir.clone(), release.to_owned());
-        blocking(move || releases::switch(&env, &r).map_err(|e| Stop::failed(format!("switching current: {e}")))).await?;
+        blocking(move || {
+            releases::switch(&env, &r).map_err(|e| Stop::failed(format!("switching current: {e}")))
+        })
+        .await?;
         self.info("switch", &format!("current → releases/{release}"));
         Ok(())
     }
@@ -541,9 +662,15 @@ impl Run<'_> {
         })
         .await;
         match &removed {
-            Ok(list) if list.is_empty() => self.info("cleanup", &format!("keeping every release (keep_releases = {keep})")),
+            Ok(list) if list.is_empty() => self.info(
+                "cleanup",
+                &format!("keeping every release (keep_releases = {keep})"),
+            ),
             Ok(list) => self.info("cleanup", &format!("removed {}", list.join(", "))),
-            Err(stop) => self.info("cleanup", &format!("cleanup failed (the deploy stands): {}", stop.reason)),
+            Err(stop) => self.info(
+                "cleanup",
+                &format!("cleanup failed (the deploy stands): {}", stop.reason),
+            ),
         }
         removed.map(drop)
     }
@@ -556,12 +683,18 @@ impl Run<'_> {
             let live = env.live().map(|l| l.release);
             let target = match requested {
                 Some(r) if all.contains(&r) => r,
-                Some(r) => return Err(Stop::failed(format!("release {r} does not exist (see `stagehand releases`)"))),
+                Some(r) => {
+                    return Err(Stop::failed(format!(
+                        "release {r} does not exist (see `stagehand releases`)"
+                    )));
+                }
                 None => live
                     .as_deref()
                     .and_then(|l| previous_release(&all, l))
                     .map(str::to_owned)
-                    .ok_or_else(|| Stop::failed("there is no release before the live one to roll back to"))?,
+                    .ok_or_else(|| {
+                        Stop::failed("there is no release before the live one to roll back to")
+                    })?,
             };
             Ok((target, live))
         })
@@ -572,23 +705,45 @@ impl Run<'_> {
                 reason: format!("{target} is already live"),
             });
         }
-        let revision = std::fs::read_to_string(self.env_dir.releases().join(&target).join("REVISION"))
-            .map(|s| s.trim().to_owned())
-            .ok();
+        let revision =
+            std::fs::read_to_string(self.env_dir.releases().join(&target).join("REVISION"))
+                .map(|s| s.trim().to_owned())
+                .ok();
         let (id, r, c) = (self.deploy.id, target.clone(), revision.clone());
-        self.ctx.store.run(move |s| s.set_release(id, &r, c.as_deref())).await?;
+        self.ctx
+            .store
+            .run(move |s| s.set_release(id, &r, c.as_deref()))
+            .await?;
         self.stage("switch", self.switch(&target)).await?;
         let release_dir = self.env_dir.releases().join(&target);
-        let mut env = self.command_env(revision.as_deref().unwrap_or_default(), &target, &release_dir);
-        env.push(("STAGEHAND_PREVIOUS_RELEASE".into(), live.unwrap_or_default()));
-        self.stage("after_release", self.commands("after_release", &self.env_config.after_release, &release_dir, &env))
-            .await?;
+        let mut env = self.command_env(
+            revision.as_deref().unwrap_or_default(),
+            &target,
+            &release_dir,
+        );
+        env.push((
+            "STAGEHAND_PREVIOUS_RELEASE".into(),
+            live.unwrap_or_default(),
+        ));
+        self.stage(
+            "after_release",
+            self.commands(
+                "after_release",
+                &self.env_config.after_release,
+                &release_dir,
+                &env,
+            ),
+        )
+        .await?;
         Ok(None)
     }
 
     async fn teardown(&self) -> Result<()> {
         if self.env_config.protected {
-            return Err(Stop::failed(format!("`{}` is protected: never torn down", self.deploy.environment)));
+            return Err(Stop::failed(format!(
+                "`{}` is protected: never torn down",
+                self.deploy.environment
+            )));
         }
         if self.deploy.environment == self.deploy.base_environment {
             return Err(Stop::failed("only temporary environments are torn down"));
@@ -596,14 +751,20 @@ impl Run<'_> {
         let dir = self.env_dir.dir.clone();
         self.stage("teardown", async {
             let path = dir.clone();
-            blocking(move || releases::remove_tree(&path).map_err(|e| Stop::failed(format!("removing {}: {e}", path.display()))))
-                .await?;
+            blocking(move || {
+                releases::remove_tree(&path)
+                    .map_err(|e| Stop::failed(format!("removing {}: {e}", path.display())))
+            })
+            .await?;
             self.info("teardown", &format!("removed {}", dir.display()));
             Ok(())
         })
         .await?;
         let (app, name) = (self.app.name.clone(), self.deploy.environment.clone());
-        self.ctx.store.run(move |s| s.remove_temporary_environment(&app, &name)).await?;
+        self.ctx
+            .store
+            .run(move |s| s.remove_temporary_environment(&app, &name))
+            .await?;
         Ok(())
     }
 }
@@ -617,7 +778,9 @@ fn human_ms(ms: i64) -> String {
 }
 
 /// Runs blocking work (git, the filesystem) on the blocking pool.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Stop::failed(format!("internal task failed: {e}")))?
@@ -627,7 +790,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 /// stagehand on the same `root` cannot deploy into the environment at the same time.
 /// The kernel drops the lock with the process: a crash never leaves it locked.
 fn lock_environment(dir: &Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(dir).map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
     let path: PathBuf = dir.join(".stagehand.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -23,7 +23,11 @@ pub enum GitError {
     #[error("cannot open or create the mirror {path}: {source}")]
     Mirror { path: PathBuf, source: git2::Error },
     #[error("fetching {refspecs} from {url}: {detail}")]
-    Fetch { url: String, refspecs: String, detail: String },
+    Fetch {
+        url: String,
+        refspecs: String,
+        detail: String,
+    },
     #[error("{what} is not in the repository after fetching: {detail}")]
     Missing { what: String, detail: String },
     #[error("reading the repository: {0}")]
@@ -97,7 +101,12 @@ impl Mirror {
     }
 
     /// Fetches `refspecs` (`+refs/heads/x:refs/heads/x`) from the remote into the mirror.
-    pub async fn fetch(&self, remote: &Remote, refspecs: Vec<String>, timeout: Duration) -> Result<(), GitError> {
+    pub async fn fetch(
+        &self,
+        remote: &Remote,
+        refspecs: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(), GitError> {
         let mirror = self.clone();
         let fetch_err = |detail: String| GitError::Fetch {
             url: remote.url.clone(),
@@ -120,7 +129,9 @@ impl Mirror {
                 tokio::task::spawn_blocking(move || mirror.open().map(drop))
                     .await
                     .map_err(|e| fetch_err(e.to_string()))??;
-                self.fetch_cli(remote, &refspecs, timeout).await.map_err(fetch_err)
+                self.fetch_cli(remote, &refspecs, timeout)
+                    .await
+                    .map_err(fetch_err)
             }
         };
         if result.is_ok() {
@@ -138,7 +149,9 @@ impl Mirror {
         callbacks.credentials(move |_url, username, allowed| {
             attempts += 1;
             if attempts > MAX_CREDENTIAL_ATTEMPTS {
-                return Err(git2::Error::from_str("authentication failed: check token_env"));
+                return Err(git2::Error::from_str(
+                    "authentication failed: check token_env",
+                ));
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
                 && let Some(token) = &token
@@ -148,7 +161,9 @@ impl Mirror {
             if allowed.contains(CredentialType::DEFAULT) {
                 return git2::Cred::default();
             }
-            Err(git2::Error::from_str("the repository needs credentials: set token_env"))
+            Err(git2::Error::from_str(
+                "the repository needs credentials: set token_env",
+            ))
         });
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
@@ -165,11 +180,22 @@ impl Mirror {
             })
     }
 
-    async fn fetch_cli(&self, remote: &Remote, refspecs: &[String], timeout: Duration) -> Result<(), String> {
+    async fn fetch_cli(
+        &self,
+        remote: &Remote,
+        refspecs: &[String],
+        timeout: Duration,
+    ) -> Result<(), String> {
         let mut cmd = tokio::process::Command::new("git");
         cmd.arg("--git-dir")
             .arg(&self.path)
-            .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--"])
+            .args([
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--",
+            ])
             .arg(&remote.url)
             .args(refspecs)
             .env("GIT_TERMINAL_PROMPT", "0")
@@ -178,7 +204,10 @@ impl Mirror {
         if let Some(key) = &remote.ssh_key {
             cmd.env(
                 "GIT_SSH_COMMAND",
-                format!("ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes", key.display()),
+                format!(
+                    "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes",
+                    key.display()
+                ),
             );
         } else {
             cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
@@ -240,7 +269,10 @@ impl Mirror {
         ];
         let mut last = None;
         for candidate in &candidates {
-            match repo.revparse_single(candidate).and_then(|o| o.peel_to_commit()) {
+            match repo
+                .revparse_single(candidate)
+                .and_then(|o| o.peel_to_commit())
+            {
                 Ok(commit) => return Ok((commit.id().to_string(), candidate.clone())),
                 Err(e) => last = Some(e),
             }
@@ -268,7 +300,10 @@ impl Mirror {
         let c = repo.find_commit(git2::Oid::from_str(commit)?)?;
         let summary = String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned();
         let author = String::from_utf8_lossy(c.author().name_bytes()).into_owned();
-        Ok(format!("{} {summary} ({author})", &commit[..7.min(commit.len())]))
+        Ok(format!(
+            "{} {summary} ({author})",
+            &commit[..7.min(commit.len())]
+        ))
     }
 }
 

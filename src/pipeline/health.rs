@@ -19,7 +19,9 @@ pub fn wait_healthy(url: &str, timeout: Duration) -> Result<u16, String> {
             Ok(code) if Instant::now() + Duration::from_secs(1) >= deadline => {
                 return Err(format!("{url} answered {code}"));
             }
-            Err(e) if Instant::now() + Duration::from_secs(1) >= deadline => return Err(format!("{url}: {e}")),
+            Err(e) if Instant::now() + Duration::from_secs(1) >= deadline => {
+                return Err(format!("{url}: {e}"));
+            }
             _ => std::thread::sleep(Duration::from_secs(1)),
         }
     }
@@ -46,16 +48,24 @@ pub fn get_status(url: &str, timeout: Duration) -> Result<u16, String> {
         .next()
         .ok_or_else(|| format!("cannot resolve {authority}"))?;
     let mut stream = TcpStream::connect_timeout(&socket, timeout).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: stagehand-health\r\nConnection: close\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut head = [0u8; 64];
     let mut filled = 0;
     while filled < 12 {
-        let n = stream.read(&mut head[filled..]).map_err(|e| e.to_string())?;
+        let n = stream
+            .read(&mut head[filled..])
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             break;
         }
@@ -79,7 +89,9 @@ mod tests {
             if let Ok((mut s, _)) = listener.accept() {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf);
-                let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+                let _ = s.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                );
             }
         });
         url
@@ -87,17 +99,34 @@ mod tests {
 
     #[test]
     fn reads_status_codes() {
-        assert_eq!(get_status(&serve_once("204 No Content"), Duration::from_secs(2)), Ok(204));
-        assert_eq!(get_status(&serve_once("503 Unavailable"), Duration::from_secs(2)), Ok(503));
+        assert_eq!(
+            get_status(&serve_once("204 No Content"), Duration::from_secs(2)),
+            Ok(204)
+        );
+        assert_eq!(
+            get_status(&serve_once("503 Unavailable"), Duration::from_secs(2)),
+            Ok(503)
+        );
         assert!(get_status("https://x", Duration::from_secs(1)).is_err());
     }
 
     #[test]
     fn waits_until_healthy_or_gives_up() {
-        assert_eq!(wait_healthy(&serve_once("200 OK"), Duration::from_secs(3)), Ok(200));
+        assert_eq!(
+            wait_healthy(&serve_once("200 OK"), Duration::from_secs(3)),
+            Ok(200)
+        );
         // Nothing listens on this port after the listener is dropped.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let err = wait_healthy(&format!("http://127.0.0.1:{port}/"), Duration::from_millis(1500)).unwrap_err();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = wait_healthy(
+            &format!("http://127.0.0.1:{port}/"),
+            Duration::from_millis(1500),
+        )
+        .unwrap_err();
         assert!(err.contains("127.0.0.1"), "{err}");
     }
 }

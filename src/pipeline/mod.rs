@@ -8,5 +8,6 @@ pub mod deploy;
 pub mod git;
 pub mod health;
 pub mod layout;
+pub mod leftovers;
 pub mod releases;
 pub mod runner;

@@ -86,7 +86,11 @@ fn make_writable(dir: &Path) -> io::Result<()> {
 
 /// Links each shared path of the release to `<env>/shared/<path>`, creating the shared
 /// side empty on first use. Returns what it did, for the log.
-pub fn link_shared(env: &EnvironmentDir, release_dir: &Path, shared: &[SharedPath]) -> io::Result<Vec<String>> {
+pub fn link_shared(
+    env: &EnvironmentDir,
+    release_dir: &Path,
+    shared: &[SharedPath],
+) -> io::Result<Vec<String>> {
     let mut notes = Vec::new();
     for entry in shared {
         let rel = Path::new(&entry.path);
@@ -128,7 +132,11 @@ pub fn link_shared(env: &EnvironmentDir, release_dir: &Path, shared: &[SharedPat
         relative.push("shared");
         relative.push(rel);
         std::os::unix::fs::symlink(&relative, &link)?;
-        notes.push(format!("linked {} → shared/{}", display(entry), display(entry)));
+        notes.push(format!(
+            "linked {} → shared/{}",
+            display(entry),
+            display(entry)
+        ));
     }
     Ok(notes)
 }
@@ -166,13 +174,19 @@ fn ensure_real_dirs(base: &Path, rel: &Path) -> io::Result<()> {
 
 /// Copies the `cache` directories from the live release into the new one with
 /// `cp -a` (modes, symlinks and hard links kept; reflinks where the filesystem has them).
-pub fn copy_cache(live_dir: &Path, release_dir: &Path, paths: &[String]) -> io::Result<Vec<String>> {
+pub fn copy_cache(
+    live_dir: &Path,
+    release_dir: &Path,
+    paths: &[String],
+) -> io::Result<Vec<String>> {
     let mut notes = Vec::new();
     for path in paths {
         let from = live_dir.join(path);
         let to = release_dir.join(path);
         if !fs::symlink_metadata(&from).is_ok_and(|m| m.is_dir()) {
-            notes.push(format!("cache {path}: not in the live release, starting cold"));
+            notes.push(format!(
+                "cache {path}: not in the live release, starting cold"
+            ));
             continue;
         }
         if fs::symlink_metadata(&to).is_ok() {
@@ -189,7 +203,9 @@ pub fn copy_cache(live_dir: &Path, release_dir: &Path, paths: &[String]) -> io::
             notes.push(format!("cache {path}: copied from the live release"));
         } else {
             let _ = remove_tree(&to);
-            notes.push(format!("cache {path}: copy failed ({status}), starting cold"));
+            notes.push(format!(
+                "cache {path}: copy failed ({status}), starting cold"
+            ));
         }
     }
     Ok(notes)
@@ -213,9 +229,15 @@ mod tests {
         for r in ["20261127T184312Z-aaaaaaa", "20261127T184313Z-bbbbbbb"] {
             fs::create_dir(env.releases().join(r)).unwrap();
             switch(&env, r).unwrap();
-            assert_eq!(fs::read_link(env.current()).unwrap(), Path::new("releases").join(r));
+            assert_eq!(
+                fs::read_link(env.current()).unwrap(),
+                Path::new("releases").join(r)
+            );
         }
-        let names: Vec<_> = fs::read_dir(&env.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&env.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "no temporary link left: {names:?}");
     }
 
@@ -241,14 +263,31 @@ mod tests {
         fs::create_dir_all(release.join("storage")).unwrap();
         fs::write(release.join("storage/from-repo"), "x").unwrap();
         let shared = [
-            SharedPath { path: "storage".into(), is_dir: true },
-            SharedPath { path: ".env".into(), is_dir: false },
-            SharedPath { path: "public/uploads".into(), is_dir: true },
+            SharedPath {
+                path: "storage".into(),
+                is_dir: true,
+            },
+            SharedPath {
+                path: ".env".into(),
+                is_dir: false,
+            },
+            SharedPath {
+                path: "public/uploads".into(),
+                is_dir: true,
+            },
         ];
         let notes = link_shared(&env, &release, &shared).unwrap();
-        assert!(notes.iter().any(|n| n.contains("storage/ from the repository replaced")), "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("storage/ from the repository replaced")),
+            "{notes:?}"
+        );
         fs::write(release.join("storage/new"), "data").unwrap();
-        assert_eq!(fs::read_to_string(env.shared().join("storage/new")).unwrap(), "data");
+        assert_eq!(
+            fs::read_to_string(env.shared().join("storage/new")).unwrap(),
+            "data"
+        );
         assert!(env.shared().join(".env").is_file());
         assert_eq!(
             fs::read_link(release.join("public/uploads")).unwrap(),
@@ -266,7 +305,10 @@ mod tests {
         fs::create_dir_all(&outside).unwrap();
         fs::create_dir_all(&release).unwrap();
         std::os::unix::fs::symlink(&outside, release.join("public")).unwrap();
-        let shared = [SharedPath { path: "public/uploads".into(), is_dir: true }];
+        let shared = [SharedPath {
+            path: "public/uploads".into(),
+            is_dir: true,
+        }];
         let err = link_shared(&env, &release, &shared).unwrap_err();
         assert!(err.to_string().contains("not a directory"), "{err}");
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);

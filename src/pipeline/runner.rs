@@ -20,7 +20,7 @@ use crate::store::StoreError;
 
 use super::deploy::{Context, execute};
 use super::layout::EnvironmentDir;
-use super::releases;
+use super::{leftovers, releases};
 
 type EnvKey = (AppName, EnvironmentName);
 
@@ -72,10 +72,15 @@ impl Runner {
                 continue;
             };
             let removed = tokio::task::spawn_blocking(move || {
+                let dir = env.releases().join(&release);
+                let killed = leftovers::kill_groups_working_in(&dir);
+                if killed > 0 {
+                    tracing::warn!(groups = killed, release = %dir.display(), "killed build processes left by the last stop");
+                }
                 if env.live().is_some_and(|l| l.release == release) {
                     return Ok(false);
                 }
-                releases::remove_tree(&env.releases().join(&release)).map(|()| true)
+                releases::remove_tree(&dir).map(|()| true)
             })
             .await;
             tracing::warn!(deploy = %deploy.id, app = %deploy.app, environment = %deploy.environment,
@@ -120,7 +125,11 @@ impl Runner {
         }
         let grace = self.inner.ctx.config.server.shutdown_grace;
         if !tasks.is_empty() {
-            tracing::info!(running = tasks.len(), grace_s = grace.as_secs(), "waiting for running deploys");
+            tracing::info!(
+                running = tasks.len(),
+                grace_s = grace.as_secs(),
+                "waiting for running deploys"
+            );
         }
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
@@ -157,7 +166,9 @@ impl Runner {
 
     /// Starts the next deploy of an environment that is not busy, coalescing that
     /// environment's queue.
-    async fn start_next(&self) -> Result<Option<(EnvKey, crate::core::deploy::Deploy)>, StoreError> {
+    async fn start_next(
+        &self,
+    ) -> Result<Option<(EnvKey, crate::core::deploy::Deploy)>, StoreError> {
         let ctx = &self.inner.ctx;
         let queued = ctx.store.run(|s| s.queued()).await?;
         let busy: HashSet<EnvKey> = self.running().clone();
@@ -176,7 +187,11 @@ impl Runner {
                 continue;
             };
             let now = (ctx.clock)();
-            if let Some(deploy) = ctx.store.run(move |s| s.start(id, &superseded, now)).await? {
+            if let Some(deploy) = ctx
+                .store
+                .run(move |s| s.start(id, &superseded, now))
+                .await?
+            {
                 self.running().insert(key.clone());
                 return Ok(Some((key, deploy)));
             }

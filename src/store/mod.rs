@@ -407,7 +407,12 @@ impl Store {
         )?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
@@ -425,7 +430,12 @@ impl Store {
 
     /// Moves `id` from queued to running and marks `superseded` as superseded by it, in
     /// one transaction. `None` when `id` was no longer queued.
-    pub fn start(&self, id: DeployId, superseded: &[DeployId], now: UnixMillis) -> Result<Option<Deploy>, StoreError> {
+    pub fn start(
+        &self,
+        id: DeployId,
+        superseded: &[DeployId],
+        now: UnixMillis,
+    ) -> Result<Option<Deploy>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let started = tx.execute(
@@ -439,7 +449,11 @@ impl Store {
             tx.execute(
                 "UPDATE deploys SET status = 'superseded', reason = ?2, finished_at = ?3
                  WHERE id = ?1 AND status = 'queued'",
-                params![older.0, format!("superseded by deploy {id}, a newer push to the same environment"), now.0],
+                params![
+                    older.0,
+                    format!("superseded by deploy {id}, a newer push to the same environment"),
+                    now.0
+                ],
             )?;
         }
         let deploy = load_deploy(&tx, id)?;
@@ -449,7 +463,12 @@ impl Store {
 
     /// Records the release (and the resolved commit) before its directory is made, so a
     /// crash leaves a record of what to clean up.
-    pub fn set_release(&self, id: DeployId, release: &str, commit: Option<&str>) -> Result<(), StoreError> {
+    pub fn set_release(
+        &self,
+        id: DeployId,
+        release: &str,
+        commit: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.lock().execute(
             "UPDATE deploys SET release = ?2, commit_sha = COALESCE(?3, commit_sha) WHERE id = ?1",
             params![id.0, release, commit],
@@ -467,7 +486,12 @@ impl Store {
     }
 
     /// Opens a stage row; returns its sequence number.
-    pub fn begin_stage(&self, id: DeployId, name: &str, now: UnixMillis) -> Result<i64, StoreError> {
+    pub fn begin_stage(
+        &self,
+        id: DeployId,
+        name: &str,
+        now: UnixMillis,
+    ) -> Result<i64, StoreError> {
         let conn = self.lock();
         let seq: i64 = conn.query_row(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM stages WHERE deploy_id = ?1",
@@ -481,7 +505,13 @@ impl Store {
         Ok(seq)
     }
 
-    pub fn end_stage(&self, id: DeployId, seq: i64, status: DeployStatus, duration_ms: i64) -> Result<(), StoreError> {
+    pub fn end_stage(
+        &self,
+        id: DeployId,
+        seq: i64,
+        status: DeployStatus,
+        duration_ms: i64,
+    ) -> Result<(), StoreError> {
         self.lock().execute(
             "UPDATE stages SET status = ?3, duration_ms = ?4 WHERE deploy_id = ?1 AND seq = ?2",
             params![id.0, seq, status.as_str(), duration_ms],
@@ -490,7 +520,13 @@ impl Store {
     }
 
     /// Ends a running deploy. Returns the deploy as stored.
-    pub fn finish(&self, id: DeployId, status: DeployStatus, reason: Option<&str>, now: UnixMillis) -> Result<Option<Deploy>, StoreError> {
+    pub fn finish(
+        &self,
+        id: DeployId,
+        status: DeployStatus,
+        reason: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Option<Deploy>, StoreError> {
         let conn = self.lock();
         conn.execute(
             "UPDATE deploys SET status = ?2, reason = ?3, finished_at = ?4 WHERE id = ?1 AND status IN ('queued', 'running')",
@@ -526,7 +562,11 @@ impl Store {
     }
 
     /// Forgets a torn-down temporary environment (its deploys stay as history).
-    pub fn remove_temporary_environment(&self, app: &AppName, name: &EnvironmentName) -> Result<(), StoreError> {
+    pub fn remove_temporary_environment(
+        &self,
+        app: &AppName,
+        name: &EnvironmentName,
+    ) -> Result<(), StoreError> {
         self.lock().execute(
             "DELETE FROM temporary_environments WHERE app = ?1 AND name = ?2",
             params![app.as_str(), name.as_str()],
@@ -704,7 +744,8 @@ fn deploy_row(r: &Row<'_>) -> rusqlite::Result<DeployRow> {
         app: AppName::parse(&app).map_err(|_| bad(1, "app", &app))?,
         environment: EnvironmentName::parse(&environment)
             .map_err(|_| bad(2, "environment", &environment))?,
-        base_environment: EnvironmentName::parse(&base).map_err(|_| bad(13, "environment", &base))?,
+        base_environment: EnvironmentName::parse(&base)
+            .map_err(|_| bad(13, "environment", &base))?,
         from_environment: from
             .map(|f| EnvironmentName::parse(&f).map_err(|_| bad(14, "environment", &f)))
             .transpose()?,

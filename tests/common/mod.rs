@@ -203,12 +203,23 @@ impl TestServer {
 /// Runs the git CLI in `dir`, panicking with its stderr on failure; returns stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=ada@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -230,7 +241,15 @@ pub fn source_repo(dir: &Path) -> PathBuf {
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "-q"]);
-    commit(&repo, "Initial", &[("index.html", "<h1>shop</h1>\n"), ("bin/hello", "#!/bin/sh\necho hello from the release\n"), ("storage/.gitkeep", "")]);
+    commit(
+        &repo,
+        "Initial",
+        &[
+            ("index.html", "<h1>shop</h1>\n"),
+            ("bin/hello", "#!/bin/sh\necho hello from the release\n"),
+            ("storage/.gitkeep", ""),
+        ],
+    );
     git(&repo, &["update-index", "--chmod=+x", "bin/hello"]);
     std::os::unix::fs::symlink("index.html", repo.join("home.html")).unwrap();
     git(&repo, &["add", "home.html"]);
@@ -246,10 +265,13 @@ pub struct Full {
 }
 
 pub fn env_map(extra: &[(&str, &str)]) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> = [("SHOP_WEBHOOK_SECRET", SECRET), ("STAGEHAND_API_TOKEN", TOKEN)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut env: HashMap<String, String> = [
+        ("SHOP_WEBHOOK_SECRET", SECRET),
+        ("STAGEHAND_API_TOKEN", TOKEN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     if let Ok(path) = std::env::var("PATH") {
         env.insert("PATH".into(), path);
@@ -259,16 +281,22 @@ pub fn env_map(extra: &[(&str, &str)]) -> HashMap<String, String> {
 
 pub async fn start_full(dir: tempfile::TempDir, toml: &str) -> Full {
     let env = env_map(&[]);
-    let config = Config::from_sources(&dir.path().join("stagehand.toml"), toml, &env, &|p| std::fs::read_to_string(p))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::from_sources(&dir.path().join("stagehand.toml"), toml, &env, &|p| {
+        std::fs::read_to_string(p)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let running = stagehand::server::start(config, listener, env, http::system_clock()).await.unwrap();
+    let running = stagehand::server::start(config, listener, env, http::system_clock())
+        .await
+        .unwrap();
     Full { running, dir }
 }
 
 impl Full {
     pub fn client(&self) -> Client {
-        Client { url: self.running.url.clone() }
+        Client {
+            url: self.running.url.clone(),
+        }
     }
 
     pub async fn stop(self) -> tempfile::TempDir {
@@ -324,7 +352,10 @@ impl Client {
             if !["queued", "running"].contains(&s.as_str()) {
                 return deploy;
             }
-            assert!(std::time::Instant::now() < deadline, "deploy {id} still {s} after {secs}s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deploy {id} still {s} after {secs}s"
+            );
             actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
