@@ -476,3 +476,137 @@ async fn deleting_a_preview_branch_tears_its_environment_down() {
     assert!(!names.contains(&"preview-feature-cart"), "{names:?}");
     s.full.stop().await;
 }
+
+/// A health endpoint whose answer the test flips.
+fn health_server(healthy: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let status = if healthy.load(std::sync::atomic::Ordering::SeqCst) {
+                "200 OK"
+            } else {
+                "500 Oops"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    url
+}
+
+#[actix_web::test]
+async fn a_failing_health_check_switches_back() {
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let url = health_server(healthy.clone());
+    let s = setup(
+        "",
+        &format!("health_check = {{ url = \"{url}\", timeout = \"2s\" }}"),
+    )
+    .await;
+    let first = push_and_wait(&s, "develop").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let stages: Vec<&str> = first["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(stages.contains(&"health"), "{stages:?}");
+    let good = live(&s.root, "staging");
+
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    checkout(&s.repo, "develop");
+    commit(&s.repo, "Broken at runtime", &[("VERSION", "2\n")]);
+    let second = push_and_wait(&s, "develop").await;
+    assert_eq!(second["status"], "rolled_back", "{second}");
+    let reason = second["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("health check failed") && reason.contains("switched back"),
+        "{reason}"
+    );
+    assert_eq!(live(&s.root, "staging"), good);
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn shutdown_cancels_a_build_past_the_grace_period() {
+    let s = setup("", "").await;
+    checkout(&s.repo, "develop");
+    commit(
+        &s.repo,
+        "Slow",
+        &[("build.sh", "echo started\nsleep 1000\n")],
+    );
+    let sha = git(&s.repo, &["rev-parse", "develop"]);
+    let (_, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
+    let id = answer["deploy"]["id"].clone();
+    while !s.client.log(&id).await.contains("out  started") {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let root = s.root.clone();
+    let dir = s.full.stop().await;
+    let store = stagehand::store::Store::open(&dir.path().join("state/stagehand.db")).unwrap();
+    let deploy = store
+        .deploy(stagehand::core::ids::DeployId(
+            id.as_str().unwrap().parse().unwrap(),
+        ))
+        .unwrap()
+        .unwrap();
+    assert_eq!(deploy.status.as_str(), "cancelled", "{:?}", deploy.reason);
+    assert_eq!(live(&root, "staging"), None);
+    assert_eq!(releases(&root, "staging"), Vec::<String>::new());
+}
+
+#[actix_web::test]
+async fn the_git_cli_fetcher_and_warm_caches() {
+    let build = r#"fetch_with = "git"
+cache = ["vendor"]"#;
+    let s = setup(build, "").await;
+    checkout(&s.repo, "develop");
+    commit(
+        &s.repo,
+        "Vendor",
+        &[(
+            "build.sh",
+            "if [ -d vendor ]; then echo warm; else mkdir vendor && echo cold; fi\n",
+        )],
+    );
+    let first = push_and_wait(&s, "develop").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert!(s.client.log(&first["id"]).await.contains("out  cold"));
+    commit(&s.repo, "Again", &[("VERSION", "2\n")]);
+    let second = push_and_wait(&s, "develop").await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    let log = s.client.log(&second["id"]).await;
+    assert!(
+        log.contains("cache vendor: copied from the live release") && log.contains("out  warm"),
+        "{log}"
+    );
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_vanished_repository_fails_clearly() {
+    let s = setup("", "").await;
+    let sha = git(&s.repo, &["rev-parse", "develop"]);
+    std::fs::rename(&s.repo, s.repo.with_file_name("moved")).unwrap();
+    let (_, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
+    let deploy = s.client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "failed", "{deploy}");
+    let reason = deploy["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("fetching +refs/heads/develop:refs/heads/develop from"),
+        "{reason}"
+    );
+    assert_eq!(deploy["stages"][0]["name"], "fetch");
+    assert_eq!(deploy["stages"][0]["status"], "failed");
+    assert_eq!(live(&s.root, "staging"), None);
+    s.full.stop().await;
+}

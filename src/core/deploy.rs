@@ -202,7 +202,8 @@ mod tests {
                 .map(|(i, t)| (DeployId(*i), *t))
                 .collect::<Vec<_>>()
         };
-        let cases: &[(&[(i64, Trigger)], Option<(i64, &[i64])>)] = &[
+        type Case<'a> = (&'a [(i64, Trigger)], Option<(i64, &'a [i64])>);
+        let cases: &[Case<'_>] = &[
             (&[], None),
             (&[(1, Push)], Some((1, &[]))),
             (&[(1, Push), (2, Push), (3, Manual)], Some((3, &[1, 2]))),

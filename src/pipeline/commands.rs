@@ -277,7 +277,7 @@ pub async fn run(
     };
 
     let stop = {
-        let deadline = sleep_until(Instant::now() + spec.timeout);
+        let deadline = sleep_for(spec.timeout);
         tokio::pin!(deadline);
         let cancelled = cancelled(&mut cancel);
         tokio::pin!(cancelled);
@@ -324,7 +324,7 @@ async fn terminate<F: FnMut(Stream, &str)>(
     grace: Duration,
 ) -> io::Result<ExitStatus> {
     signal_group(pgid, Signal::TERM);
-    let grace_over = sleep_until(Instant::now() + grace);
+    let grace_over = sleep_for(grace);
     tokio::pin!(grace_over);
     loop {
         tokio::select! {
@@ -333,11 +333,22 @@ async fn terminate<F: FnMut(Stream, &str)>(
             () = &mut grace_over => break,
         }
     }
+    signal_group(pgid, Signal::KILL);
     loop {
         tokio::select! {
             status = child.wait() => return status,
             () = sink.deliver_or_park() => {}
         }
+    }
+}
+
+/// `sleep`, except that a duration too large for the clock (an operator
+/// writing a huge `step_timeout` to mean "no limit") waits forever instead of
+/// panicking on the addition.
+async fn sleep_for(duration: Duration) {
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -579,7 +590,6 @@ fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
     use std::time::Instant as StdInstant;
 
     fn spec(dir: &std::path::Path, command: &str) -> CommandSpec {
@@ -599,9 +609,14 @@ mod tests {
 
     async fn run_collect(spec: &CommandSpec) -> (Outcome, Vec<(Stream, String)>) {
         let mut lines = Vec::new();
-        let outcome = run(spec, |s, l| lines.push((s, l.to_owned())), never())
-            .await
-            .expect("run");
+        // A broken kill path shows up as a hang: make it a failure instead.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            run(spec, |s, l| lines.push((s, l.to_owned())), never()),
+        )
+        .await
+        .expect("run did not return within 30 s")
+        .expect("run");
         (outcome, lines)
     }
 
@@ -858,6 +873,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn huge_timeout_means_no_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = spec(dir.path(), "echo ok");
+        s.timeout = Duration::MAX;
+        s.kill_grace = Duration::MAX;
+        let (outcome, _) = run_collect(&s).await;
+        assert_eq!(outcome, Outcome::Succeeded);
+    }
+
+    #[tokio::test]
     async fn cancel_kills_the_group() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = spec(dir.path(), "sleep 1000 & echo $! > pid; sleep 1000");
@@ -869,7 +894,10 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(10)).await;
         });
         let start = StdInstant::now();
-        let outcome = run(&s, |_, _| {}, rx).await.expect("run");
+        let outcome = tokio::time::timeout(Duration::from_secs(30), run(&s, |_, _| {}, rx))
+            .await
+            .expect("run did not return within 30 s")
+            .expect("run");
         let elapsed = start.elapsed();
         flip.abort();
         assert_eq!(outcome, Outcome::Cancelled);
@@ -919,7 +947,9 @@ mod tests {
         let elapsed = start.elapsed();
         assert_eq!(outcome, Outcome::Succeeded);
         assert_eq!(lines, [(Stream::Stdout, "done".to_owned())]);
-        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        // Under the drain bound: the sleeper was killed as soon as the shell
+        // exited, it did not hold the pipes until the drain gave up.
+        assert!(elapsed < DRAIN_LIMIT, "{elapsed:?}");
         assert_gone(read_pid(&dir.path().join("pid"))).await;
     }
 
