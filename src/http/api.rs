@@ -29,7 +29,8 @@ pub fn scope() -> Scope {
         .route("/apps", web::get().to(apps))
         .route("/deploys", web::get().to(deploys))
         .route("/deploys/{id}", web::get().to(deploy))
-        .route("/deploys/{id}/log", web::get().to(log))
+        .route("/deploys/{id}/log", web::get().to(super::stream::log))
+        .route("/deploys/{id}/events", web::get().to(super::stream::events))
         .route(
             "/apps/{app}/environments/{env}/deploy",
             web::post().to(manual_deploy),
@@ -339,31 +340,4 @@ async fn rollback(
         })
     })
     .await
-}
-
-/// The deploy's log as plain text.
-async fn log(
-    _: Authorized,
-    id: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    let missing = || HttpError::NotFound(format!("no deploy {:?}", id.as_str()));
-    let deploy_id = DeployId::parse(&id).ok_or_else(missing)?;
-    state
-        .store
-        .run(move |s| s.deploy(deploy_id))
-        .await?
-        .ok_or_else(missing)?;
-    let path = state.logs.path(deploy_id);
-    let text = web::block(move || match std::fs::read(&path) {
-        Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    })
-    .await
-    .map_err(|e| HttpError::BadRequest(e.to_string()))?
-    .map_err(|e| HttpError::NotFound(format!("cannot read the log: {e}")))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(text))
 }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod error;
 pub mod hooks;
 pub mod metrics;
+pub mod stream;
 
 use std::net::TcpListener;
 use std::sync::Arc;

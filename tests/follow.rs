@@ -1,0 +1,162 @@
+//! Watching a deploy live: lines reach followers as they are written, not when the
+//! deploy ends.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+
+fn toml(dir: &Path, repo: &Path) -> String {
+    format!(
+        r#"
+[server]
+state_dir = "{state}"
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+shared = ["storage/"]
+build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        state = dir.join("state").display(),
+        repo = repo.display(),
+        root = dir.join("srv").display(),
+    )
+}
+
+async fn start() -> (Full, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let marker = dir.path().join("srv/staging/shared/second-written");
+    let toml = toml(dir.path(), &repo);
+    let sha = git(&repo, &["rev-parse", "develop"]);
+    (start_full(dir, &toml).await, sha, marker)
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+#[actix_web::test]
+async fn follow_gets_the_first_line_before_the_second_is_written() {
+    let (full, sha, marker) = start().await;
+    let c = full.client();
+    let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    // Subscribe right away: the deploy may still be queued.
+    let mut resp = client()
+        .get(format!("{}/api/deploys/{id}/log?follow=1", c.url))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut text = String::new();
+    let mut saw_first_early = false;
+    while let Some(chunk) = resp.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        if text.contains("out  first") && !text.contains("out  second") && !saw_first_early {
+            saw_first_early = !marker.exists();
+        }
+    }
+    assert!(
+        saw_first_early,
+        "the first line only arrived after the second was written:\n{text}"
+    );
+    assert!(text.contains("out  second"), "{text}");
+    assert!(
+        text.trim_end().ends_with("succeeded"),
+        "the stream ends with the outcome:\n{text}"
+    );
+    // The whole log again, after the end: the same lines as the file.
+    assert_eq!(c.log(&answer["deploy"]["id"]).await, text);
+    full.stop().await;
+}
+
+#[actix_web::test]
+async fn server_sent_events_stream_live_and_resume() {
+    let (full, sha, marker) = start().await;
+    let c = full.client();
+    let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    let mut resp = client()
+        .get(format!("{}/api/deploys/{id}/events", c.url))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut text = String::new();
+    let mut saw_first_early = false;
+    while let Some(chunk) = resp.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        if text.contains("out  first") && !saw_first_early && !text.contains("out  second") {
+            saw_first_early = !marker.exists();
+        }
+    }
+    assert!(saw_first_early, "{text}");
+    assert!(
+        text.contains(
+            "event: stage\ndata: {\"duration_ms\":null,\"name\":\"build\",\"status\":\"running\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("event: status\ndata: {\"reason\":null,\"status\":\"succeeded\"}"),
+        "{text}"
+    );
+    let ids: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+
+    // Resuming after line 3 replays from line 4 only.
+    let mut resp = client()
+        .get(format!("{}/api/deploys/{id}/events", c.url))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .insert_header(("Last-Event-ID", "3"))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.body().await.unwrap();
+    let resumed = String::from_utf8_lossy(&body);
+    let first_id = resumed
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap();
+    assert_eq!(first_id, "4");
+    assert!(resumed.contains("event: status"), "{resumed}");
+    full.stop().await;
+}
+
+#[actix_web::test]
+async fn following_needs_the_token_and_an_existing_deploy() {
+    let (full, _, _) = start().await;
+    let c = full.client();
+    let (status, _) = c.get("/api/deploys/42/log?follow=1").await;
+    assert_eq!(status, 404);
+    let resp = awc::Client::default()
+        .get(format!("{}/api/deploys/1/events", c.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    full.stop().await;
+}
