@@ -39,6 +39,11 @@ pub fn scope() -> Scope {
             "/apps/{app}/environments/{env}/rollback",
             web::post().to(rollback),
         )
+        .route(
+            "/apps/{app}/environments/{env}/promote",
+            web::post().to(promote),
+        )
+        .route("/apps/{app}/sync", web::post().to(sync))
 }
 
 /// Proof that the request carried the API token.
@@ -141,6 +146,18 @@ async fn apps(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse,
                 for (name, fed_by, base, is_temporary) in listed {
                     let live = EnvironmentDir::new(&app.root, &name).live();
                     let last = store.last_deploy(&app.name, &name)?;
+                    // A push to a manual (auto_deploy = false) environment waits as
+                    // the last thing that happened there until a deploy or promote.
+                    let pending = last
+                        .as_ref()
+                        .filter(|d| {
+                            d.status == DeployStatus::Skipped
+                                && d.trigger == Trigger::Push
+                                && d.reason
+                                    .as_deref()
+                                    .is_some_and(|r| r.starts_with("auto_deploy is off"))
+                        })
+                        .map(|d| json!({ "commit": d.commit, "ref": d.git_ref, "deploy": d.id }));
                     let config_env = app.environments.get(base.as_ref().unwrap_or(&name));
                     environments.push(json!({
                         "name": name,
@@ -153,6 +170,7 @@ async fn apps(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse,
                         "live_release": live.as_ref().map(|l| &l.release),
                         "live_commit": live.as_ref().and_then(|l| l.commit.as_ref()),
                         "last_deploy": last,
+                        "pending": pending,
                     }));
                 }
                 apps.push(
@@ -173,6 +191,26 @@ struct Addressed {
     base: EnvironmentName,
     /// The branch a temporary environment follows.
     temporary_branch: Option<String>,
+}
+
+impl Addressed {
+    fn name(&self) -> &EnvironmentName {
+        match &self.target {
+            Target::Fixed(name) | Target::Instance { name, .. } => name,
+            Target::Temporary { base, .. } => base,
+        }
+    }
+
+    fn dir(&self) -> EnvironmentDir {
+        EnvironmentDir::new(&self.app.root, self.name())
+    }
+
+    fn protected(&self) -> bool {
+        self.app
+            .environments
+            .get(&self.base)
+            .is_some_and(|e| e.protected)
+    }
 }
 
 fn addressed(
@@ -249,7 +287,7 @@ async fn create(
     state: &AppState,
     app: String,
     env: String,
-    make: impl FnOnce(&Addressed) -> Result<NewDeploy, HttpError> + Send + 'static,
+    make: impl FnOnce(&Store, &Addressed) -> Result<NewDeploy, HttpError> + Send + 'static,
 ) -> Result<HttpResponse, HttpError> {
     let state2 = state.clone();
     let now = (state.clock)();
@@ -257,7 +295,7 @@ async fn create(
         .store
         .run(move |store| {
             let result = addressed(store, &state2, &app, &env).and_then(|a| {
-                let new = make(&a)?;
+                let new = make(store, &a)?;
                 store
                     .create_deploy(&a.app.name, new, now)
                     .map_err(HttpError::from)
@@ -277,7 +315,7 @@ async fn manual_deploy(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let body: DeployBody = optional_json(&body)?;
-    create(&state, app, env, move |a| {
+    create(&state, app, env, move |_, a| {
         let git_ref = match (body.git_ref, &a.temporary_branch) {
             (Some(r), _)
                 if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 =>
@@ -326,7 +364,7 @@ async fn rollback(
             "{release:?} is not a release id"
         )));
     }
-    create(&state, app, env, move |a| {
+    create(&state, app, env, move |_, a| {
         Ok(NewDeploy {
             target: a.target.clone(),
             git_ref: String::new(),
@@ -337,6 +375,122 @@ async fn rollback(
             reason: None,
             from_environment: None,
             release: body.release,
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    from: Option<String>,
+}
+
+/// Deploys exactly the commit live in `from` into this environment, built with this
+/// environment's own settings.
+async fn promote(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let (app, env) = path.into_inner();
+    let body: PromoteBody = optional_json(&body)?;
+    let from = body.from.ok_or_else(|| {
+        HttpError::BadRequest("say where to promote from: {\"from\": \"staging\"}".into())
+    })?;
+    let state2 = state.get_ref().clone();
+    let app2 = app.clone();
+    create(&state, app, env, move |store, to| {
+        let source = addressed(store, &state2, &app2, &from)?;
+        if source.name() == to.name() {
+            return Err(HttpError::BadRequest(format!(
+                "cannot promote `{from}` into itself"
+            )));
+        }
+        let live = source.dir().live();
+        let (release, commit) = match live {
+            Some(crate::pipeline::layout::LiveRelease {
+                release,
+                commit: Some(commit),
+            }) => (release, commit),
+            _ => {
+                return Err(HttpError::Conflict(format!(
+                    "`{}` has nothing live to promote",
+                    source.name()
+                )));
+            }
+        };
+        let git_ref = store
+            .deploy_with_release(&source.app.name, source.name(), &release)?
+            .map(|d| d.git_ref)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| commit.clone());
+        Ok(NewDeploy {
+            target: to.target.clone(),
+            git_ref,
+            commit: Some(commit),
+            trigger: Trigger::Promote,
+            forced: false,
+            status: DeployStatus::Queued,
+            reason: None,
+            from_environment: Some(source.name().clone()),
+            release: None,
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// Copies runtime data downwards: `from`'s shared directories into `to`'s, then the
+/// app's `sync` commands. A protected target needs `force`.
+async fn sync(
+    _: Authorized,
+    app: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let body: SyncBody = optional_json(&body)?;
+    let (Some(from), Some(to)) = (body.from, body.to) else {
+        return Err(HttpError::BadRequest(
+            "say what to copy: {\"from\": \"production\", \"to\": \"staging\"}".into(),
+        ));
+    };
+    let state2 = state.get_ref().clone();
+    let app = app.into_inner();
+    let app2 = app.clone();
+    let force = body.force;
+    create(&state, app, to, move |store, target| {
+        let source = addressed(store, &state2, &app2, &from)?;
+        if source.name() == target.name() {
+            return Err(HttpError::BadRequest(format!(
+                "cannot sync `{from}` into itself"
+            )));
+        }
+        if target.protected() && !force {
+            return Err(HttpError::Forbidden(format!(
+                "`{}` is protected: syncing data into it needs --force (\"force\": true)",
+                target.name()
+            )));
+        }
+        Ok(NewDeploy {
+            target: target.target.clone(),
+            git_ref: String::new(),
+            commit: None,
+            trigger: Trigger::Sync,
+            forced: force,
+            status: DeployStatus::Queued,
+            reason: None,
+            from_environment: Some(source.name().clone()),
+            release: None,
         })
     })
     .await
