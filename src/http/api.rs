@@ -44,6 +44,10 @@ pub fn scope() -> Scope {
             web::post().to(promote),
         )
         .route("/apps/{app}/sync", web::post().to(sync))
+        .route(
+            "/apps/{app}/environments/{env}/releases",
+            web::get().to(releases),
+        )
 }
 
 /// Proof that the request carried the API token.
@@ -494,4 +498,49 @@ async fn sync(
         })
     })
     .await
+}
+
+/// The releases on disk, newest first, with the live one and the rollback target marked.
+async fn releases(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let (app, env) = path.into_inner();
+    let state2 = state.get_ref().clone();
+    let list = state
+        .store
+        .run(move |store| {
+            let result = addressed(store, &state2, &app, &env).and_then(|a| {
+                let dir = a.dir();
+                let mut names = crate::pipeline::releases::list(&dir)
+                    .map_err(|e| HttpError::NotFound(format!("cannot list releases: {e}")))?;
+                names.sort();
+                let live = dir.live().map(|l| l.release);
+                let previous = live
+                    .as_deref()
+                    .and_then(|l| crate::core::release::previous_release(&names, l))
+                    .map(str::to_owned);
+                let releases: Vec<_> = names
+                    .iter()
+                    .rev()
+                    .map(|name| {
+                        let commit =
+                            std::fs::read_to_string(dir.releases().join(name).join("REVISION"))
+                                .map(|c| c.trim().to_owned())
+                                .ok();
+                        json!({
+                            "release": name,
+                            "commit": commit,
+                            "live": live.as_deref() == Some(name.as_str()),
+                            "previous": previous.as_deref() == Some(name.as_str()),
+                        })
+                    })
+                    .collect();
+                Ok(releases)
+            });
+            Ok::<_, StoreError>(result)
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "releases": list })))
 }

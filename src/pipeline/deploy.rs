@@ -582,6 +582,14 @@ impl Run<'_> {
     /// into staging.
     async fn copy_data(&self, from: EnvironmentName, stage: &str) -> Result<()> {
         let from_dir = EnvironmentDir::new(&self.app.root, &from);
+        if !from_dir.shared().is_dir() && stage == "seed" {
+            // A preview made before its seed ever deployed starts empty rather than failing.
+            self.info(
+                stage,
+                &format!("`{from}` has no shared data yet: starting empty"),
+            );
+            return Ok(());
+        }
         if !from_dir.shared().is_dir() {
             return Err(Stop::failed(format!(
                 "`{from}` has no shared data yet ({} is missing)",
