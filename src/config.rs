@@ -68,6 +68,8 @@ pub struct AppConfig {
     pub name: AppName,
     pub repo: String,
     pub github: String,
+    /// Mirroring deploys as GitHub Deployments, when a token is configured.
+    pub github_report: Option<GithubReport>,
     pub secret: Secret,
     pub root: PathBuf,
     pub ssh_key: Option<PathBuf>,
@@ -77,6 +79,14 @@ pub struct AppConfig {
     pub notify: Vec<String>,
     pub environments: BTreeMap<EnvironmentName, EnvironmentConfig>,
     pub routing: RoutingTable,
+}
+
+/// Where and how to report deploys to GitHub's Deployments API.
+#[derive(Debug, Clone)]
+pub struct GithubReport {
+    pub token: Secret,
+    /// `https://api.github.com`, or a GitHub Enterprise / test server, without a trailing `/`.
+    pub api_url: String,
 }
 
 /// A `shared` entry: a path inside every release that links to `<env>/shared/<path>`.
@@ -310,7 +320,7 @@ struct RawOverridable {
 #[serde(deny_unknown_fields)]
 struct RawApp {
     repo: String,
-    github: String,
+    github: RawGithub,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
     root: PathBuf,
@@ -323,6 +333,25 @@ struct RawApp {
     defaults: RawOverridable,
     #[serde(default)]
     environments: BTreeMap<String, RawEnvironment>,
+}
+
+/// `github = "acme/shop"`, or, to report deploys back,
+/// `github = { repo = "acme/shop", token_env = "GITHUB_TOKEN", api_url = "…" }`.
+/// (The contract's `[apps.shop.github] token_env = …` beside `github = "acme/shop"`
+/// would define the key twice, which TOML forbids; the table form holds both.)
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawGithub {
+    Repo(String),
+    Table(RawGithubTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithubTable {
+    repo: String,
+    token_env: Option<String>,
+    api_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -521,7 +550,39 @@ impl Validator<'_> {
 
     fn app(&mut self, key: &str, name: AppName, raw: RawApp) -> Option<AppConfig> {
         let secret = self.secret(key, raw.secret_env, raw.secret_file);
-        let github = raw.github.trim().to_owned();
+        let (github, github_report) = match raw.github {
+            RawGithub::Repo(repo) => (repo, None),
+            RawGithub::Table(table) => {
+                let report = table.token_env.and_then(|var| match self.env.get(&var) {
+                    Some(token) if !token.is_empty() => Some(GithubReport {
+                        token: Secret::new(token.clone()),
+                        api_url: table
+                            .api_url
+                            .clone()
+                            .unwrap_or_else(|| "https://api.github.com".into())
+                            .trim_end_matches('/')
+                            .to_owned(),
+                    }),
+                    _ => {
+                        self.problem(
+                            &format!("{key}.github.token_env"),
+                            format!("environment variable {var} is not set or empty"),
+                        );
+                        None
+                    }
+                });
+                if let Some(url) = &table.api_url
+                    && !(url.starts_with("https://") || url.starts_with("http://"))
+                {
+                    self.problem(
+                        &format!("{key}.github.api_url"),
+                        format!("{url:?} is not an http(s) URL"),
+                    );
+                }
+                (table.repo, report)
+            }
+        };
+        let github = github.trim().to_owned();
         if github.split('/').count() != 2 || github.split('/').any(str::is_empty) {
             self.problem(
                 &format!("{key}.github"),
@@ -602,13 +663,28 @@ impl Validator<'_> {
             name,
             repo: raw.repo,
             github,
+            github_report,
             secret,
             root: self.path(raw.root),
             ssh_key: raw.ssh_key.map(|p| self.path(p)),
             repo_token,
             fetch_with,
             sync: raw.sync.unwrap_or_default(),
-            notify: raw.notify.unwrap_or_default(),
+            notify: raw
+                .notify
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|url| {
+                    let ok = url.starts_with("https://") || url.starts_with("http://");
+                    if !ok {
+                        self.problem(
+                            &format!("{key}.notify"),
+                            format!("{url:?} is not an http(s) URL"),
+                        );
+                    }
+                    ok
+                })
+                .collect(),
             environments,
             routing,
         })

@@ -15,7 +15,6 @@ use git2::{Repository, Signature};
 use crate::client::Client;
 use crate::config::Config;
 use crate::hook_send;
-use crate::http;
 
 pub struct DemoOptions {
     /// Exit when the deploys are done (0 when all succeeded) instead of serving on.
@@ -76,7 +75,8 @@ async fn demo(
         .context("the demo config has an app")?;
     let listener = TcpListener::bind(&options.listen)
         .with_context(|| format!("binding {}", options.listen))?;
-    let running = crate::server::start(config, listener, env, http::system_clock()).await?;
+    let running =
+        crate::server::start(config, listener, env, crate::server::system_clock()).await?;
     let url = running.url.clone();
     println!("stagehand demo: a throwaway app in {}", workspace.display());
     println!(

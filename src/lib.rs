@@ -21,6 +21,8 @@ pub mod hook_send;
 pub mod http;
 pub mod intake;
 pub mod logs;
+pub mod metrics;
 pub mod pipeline;
+pub mod report;
 pub mod server;
 pub mod store;

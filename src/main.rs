@@ -20,6 +20,9 @@ use stagehand::config::{self, Config};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text` or `json` (one object per line, for log shippers).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 /// How client commands find the server.
@@ -177,11 +180,15 @@ fn main() -> ExitCode {
         Command::Serve { .. } => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_target(false)
         .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     match run(cli.command, env) {
         Ok(code) => code,

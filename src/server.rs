@@ -12,8 +12,10 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::http::{self, AppState, Clock, metrics::Metrics};
+use crate::core::time::{Clock, UnixMillis};
+use crate::http::{self, AppState};
 use crate::logs::LogHub;
+use crate::metrics::Metrics;
 use crate::pipeline::deploy::Context;
 use crate::pipeline::runner::Runner;
 use crate::store::Store;
@@ -49,6 +51,12 @@ pub async fn start(
     );
     let config = Arc::new(config);
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let reports = config
+        .apps
+        .values()
+        .any(|a| a.github_report.is_some() || !a.notify.is_empty());
+    let reporter = reports.then(|| crate::report::start(config.clone()));
     let ctx = Context {
         config: config.clone(),
         store: store.clone(),
@@ -57,6 +65,8 @@ pub async fn start(
         cancel: cancel_rx,
         process_env: Arc::new(process_env),
         checkout_threads: 2,
+        metrics: metrics.clone(),
+        reporter,
     };
     let runner = Runner::new(ctx, cancel_tx);
     let interrupted = runner.recover().await?;
@@ -67,7 +77,7 @@ pub async fn start(
     let state = AppState {
         config: config.clone(),
         store,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         clock,
         logs: logs.clone(),
         runner: Some(runner.clone()),
@@ -105,6 +115,17 @@ impl Running {
     }
 }
 
+/// The system clock, as a [`Clock`].
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        UnixMillis(now)
+    })
+}
+
 async fn prune_logs(logs: Arc<LogHub>, retention: Duration) {
     loop {
         let logs2 = logs.clone();
@@ -130,7 +151,7 @@ pub async fn serve(config: Config, process_env: HashMap<String, String>) -> anyh
             config.server.api_token_env
         );
     }
-    let running = start(config, listener, process_env, http::system_clock()).await?;
+    let running = start(config, listener, process_env, system_clock()).await?;
     // On stdout, so scripts (and tests) can find the port when `listen` ends in `:0`.
     println!("stagehand listening on {}", running.url);
     shutdown_signal().await;

@@ -82,7 +82,9 @@ async fn deploy_history_filters_and_orders_newest_first() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("stagehand_deploys{status=\"queued\"} 3"),
+        metrics.contains(
+            "stagehand_deploys{app=\"shop\",environment=\"staging\",status=\"queued\"} 2"
+        ) && metrics.contains("stagehand_queue_depth 3"),
         "{metrics}"
     );
     server.stop().await;

@@ -148,3 +148,42 @@ fn secret_is_strong_and_init_writes_a_config_that_checks() {
         "init must not overwrite without --force"
     );
 }
+
+/// The systemd unit, with ExecStart pointed at the binary just built, passes
+/// `systemd-analyze verify` where systemd is installed.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze is not installed: unit not verified");
+        return;
+    };
+    assert!(probe.status.success());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/stagehand.service"
+    ))
+    .unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/stagehand serve"),
+        "{unit}"
+    );
+    assert!(unit.contains("NoNewPrivileges=true") && unit.contains("ProtectSystem=strict"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stagehand.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/stagehand", env!("CARGO_BIN_EXE_stagehand")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

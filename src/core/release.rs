@@ -4,20 +4,28 @@
 use super::ids::CommitSha;
 use super::time::UnixMillis;
 
-/// `20261127T184312Z-3f2a1c9`: UTC time + short sha, so names sort by time and say what
-/// they hold. A second deploy of one sha in the same second gets `-2`, `-3`, …
-pub fn new_release_id(
-    now: UnixMillis,
-    commit: &CommitSha,
-    exists: impl Fn(&str) -> bool,
-) -> String {
-    let base = format!("{}-{}", now.compact(), commit.short());
-    if !exists(&base) {
+/// `20261127T184312Z-3f2a1c9`: UTC time + short sha, so names say what they hold and
+/// sort in deploy order. Order is what rollback and cleanup go by, so it must hold
+/// even for two deploys in one second (or a clock stepped back): then the new release
+/// takes the second after the newest existing one. Equal names get `-2`, `-3`, …
+pub fn new_release_id(now: UnixMillis, commit: &CommitSha, existing: &[String]) -> String {
+    let newest = existing
+        .iter()
+        .filter_map(|name| UnixMillis::from_compact(name.get(..16)?))
+        .max();
+    let stamp = match newest {
+        Some(newest) if newest.0.div_euclid(1000) >= now.0.div_euclid(1000) => {
+            UnixMillis(newest.0 + 1000)
+        }
+        _ => now,
+    };
+    let base = format!("{}-{}", stamp.compact(), commit.short());
+    if !existing.contains(&base) {
         return base;
     }
     (2..)
         .map(|n| format!("{base}-{n}"))
-        .find(|candidate| !exists(candidate))
+        .find(|candidate| !existing.contains(candidate))
         .unwrap_or(base)
 }
 
@@ -92,15 +100,31 @@ mod tests {
     #[test]
     fn release_ids_are_sortable_and_unique() {
         let sha = CommitSha::parse("3f2a1c9aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap();
+        let other = CommitSha::parse("0000001aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap();
         let now = UnixMillis(1_795_804_992_345);
+        assert_eq!(new_release_id(now, &sha, &[]), "20261127T184312Z-3f2a1c9");
+        // A second deploy in the same second sorts after the first, whatever its sha.
+        let first = vec!["20261127T184312Z-3f2a1c9".to_string()];
+        let second = new_release_id(now, &other, &first);
+        assert_eq!(second, "20261127T184313Z-0000001");
+        assert!(second > first[0]);
+        // A clock stepped back still sorts after the newest.
+        let later = vec!["20261127T190000Z-3f2a1c9".to_string()];
         assert_eq!(
-            new_release_id(now, &sha, |_| false),
+            new_release_id(now, &other, &later),
+            "20261127T190001Z-0000001"
+        );
+        // Older releases do not hold back the clock.
+        let older = vec!["20261127T180000Z-3f2a1c9".to_string()];
+        assert_eq!(
+            new_release_id(now, &sha, &older),
             "20261127T184312Z-3f2a1c9"
         );
-        let taken = ["20261127T184312Z-3f2a1c9", "20261127T184312Z-3f2a1c9-2"];
-        let id = new_release_id(now, &sha, |c| taken.contains(&c));
-        assert_eq!(id, "20261127T184312Z-3f2a1c9-3");
-        for good in [taken[0], taken[1], id.as_str()] {
+        for good in [
+            "20261127T184312Z-3f2a1c9",
+            "20261127T184312Z-3f2a1c9-2",
+            second.as_str(),
+        ] {
             assert!(is_release_id(good), "{good}");
         }
         for bad in [

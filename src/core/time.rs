@@ -2,6 +2,10 @@
 //! Hand-rolled (Howard Hinnant's days → civil date) because two formats do not
 //! justify a date-time crate.
 
+/// Where "now" comes from: the system clock in the server, a fixed one in tests. The
+/// core only names the type; reading a clock happens at the edges.
+pub type Clock = std::sync::Arc<dyn Fn() -> UnixMillis + Send + Sync>;
+
 /// Milliseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UnixMillis(pub i64);
@@ -20,6 +24,34 @@ impl UnixMillis {
         let ((y, mo, d), (h, m, s)) = split(self.0.div_euclid(1000));
         format!("{y:04}{mo:02}{d:02}T{h:02}{m:02}{s:02}Z")
     }
+}
+
+impl UnixMillis {
+    /// Parses a [`UnixMillis::compact`] stamp (`20261127T184312Z`) back; whole seconds.
+    pub fn from_compact(stamp: &str) -> Option<UnixMillis> {
+        let b = stamp.as_bytes();
+        if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+            return None;
+        }
+        let num = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<i64>().ok();
+        let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+        let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let days = days_from_civil(y, mo, d);
+        Some(UnixMillis((days * 86_400 + h * 3600 + mi * 60 + s) * 1000))
+    }
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 type Date = (i64, u32, u32);
@@ -76,6 +108,24 @@ mod tests {
         for (ms, rfc, compact) in cases {
             assert_eq!(UnixMillis(ms).rfc3339(), rfc, "{ms}");
             assert_eq!(UnixMillis(ms).compact(), compact, "{ms}");
+            assert_eq!(
+                UnixMillis::from_compact(compact),
+                Some(UnixMillis(ms.div_euclid(1000) * 1000)),
+                "{compact}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_compact_stamps() {
+        for bad in [
+            "",
+            "20261327T000000Z",
+            "20261127T250000Z",
+            "20261127 184312Z",
+            "2026112T184312Z",
+        ] {
+            assert_eq!(UnixMillis::from_compact(bad), None, "{bad}");
         }
     }
 }

@@ -14,11 +14,11 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::HttpError;
-use super::metrics::DeliveryResult;
 use crate::core::event::{Event, json_body, parse_event};
 use crate::core::ids::AppName;
 use crate::core::signature;
 use crate::intake;
+use crate::metrics::DeliveryResult;
 use crate::store::{NewDelivery, Recorded};
 
 /// GitHub caps payloads at 25 MB; this is the contract's 25 MiB.

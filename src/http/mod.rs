@@ -12,7 +12,6 @@
 pub mod api;
 pub mod error;
 pub mod hooks;
-pub mod metrics;
 pub mod stream;
 
 use std::net::TcpListener;
@@ -22,25 +21,12 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::config::Config;
-use crate::core::time::UnixMillis;
+use crate::core::time::Clock;
 use crate::logs::LogHub;
+use crate::metrics::Metrics;
 use crate::pipeline::runner::Runner;
 use crate::store::Store;
 use error::HttpError;
-use metrics::Metrics;
-
-/// A clock the tests can replace.
-pub type Clock = Arc<dyn Fn() -> UnixMillis + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        UnixMillis(now)
-    })
-}
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -22,8 +22,10 @@ use crate::core::mask::{Masker, is_secret_name};
 use crate::core::release::{
     SkipFacts, new_release_id, previous_release, releases_to_remove, skip_reason,
 };
-use crate::http::Clock;
+use crate::core::time::Clock;
 use crate::logs::{DeployLog, LogEvent, LogHub, Source};
+use crate::metrics::Metrics;
+use crate::report::{ReportEvent, Reporter};
 use crate::store::{Store, StoreError};
 
 use super::checkout;
@@ -46,6 +48,9 @@ pub struct Context {
     pub process_env: Arc<HashMap<String, String>>,
     /// Threads writing a checkout.
     pub checkout_threads: usize,
+    pub metrics: Arc<Metrics>,
+    /// Where deploy starts and ends are reported (GitHub, notify URLs).
+    pub reporter: Option<Reporter>,
 }
 
 /// Why a deploy stopped early: the status it ends with and the reason shown to people.
@@ -104,10 +109,14 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
         .store
         .run(move |s| s.finish(id, status, reason.as_deref(), now))
         .await;
-    match finished {
+    let deploy = match finished {
         Ok(Some(deploy)) => deploy,
         Ok(None) | Err(_) => deploy,
+    };
+    if let Some(reporter) = &ctx.reporter {
+        reporter.send(ReportEvent::Finished(deploy.clone()));
     }
+    deploy
 }
 
 fn resolve<'a>(
@@ -174,6 +183,16 @@ fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Run<'_> {
     fn git_ref(&self) -> String {
         locked(&self.git_ref).clone()
+    }
+
+    /// Reports the deploy as started, once its commit is known.
+    fn report_started(&self, commit: &str) {
+        if let Some(reporter) = &self.ctx.reporter {
+            let mut deploy = self.deploy.clone();
+            deploy.commit = Some(commit.to_owned());
+            deploy.git_ref = self.git_ref();
+            reporter.send(ReportEvent::Started(deploy));
+        }
     }
 
     fn now(&self) -> crate::core::time::UnixMillis {
@@ -276,7 +295,9 @@ impl Run<'_> {
         });
         let started = Instant::now();
         let result = work.await;
-        let ms = started.elapsed().as_millis() as i64;
+        let took = started.elapsed();
+        self.ctx.metrics.stage(name, took);
+        let ms = took.as_millis() as i64;
         let status = match &result {
             Ok(_) => DeployStatus::Succeeded,
             Err(stop) => stop.status,
@@ -299,6 +320,7 @@ impl Run<'_> {
         let mirror = Mirror::new(&self.ctx.config.server.state_dir, &self.app.name);
         let commit = self.stage("fetch", self.fetch(&mirror)).await?;
         self.skip_if_stale(&mirror, &commit).await?;
+        self.report_started(&commit);
         let release = self
             .stage("checkout", self.checkout(&mirror, &commit))
             .await?;
@@ -446,7 +468,9 @@ impl Run<'_> {
         let release = blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
-            Ok(new_release_id(now, &sha, |name| dir.join(name).exists()))
+            let existing = releases::list_in(&dir)
+                .map_err(|e| Stop::failed(format!("listing releases: {e}")))?;
+            Ok(new_release_id(now, &sha, &existing))
         })
         .await?;
         let (id, r, c) = (self.deploy.id, release.clone(), commit.to_owned());
@@ -832,6 +856,9 @@ impl Run<'_> {
             .store
             .run(move |s| s.set_release(id, &r, c.as_deref()))
             .await?;
+        if let Some(commit) = &revision {
+            self.report_started(commit);
+        }
         self.stage("switch", self.switch(&target)).await?;
         let release_dir = self.env_dir.releases().join(&target);
         let mut env = self.command_env(

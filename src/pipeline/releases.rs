@@ -34,7 +34,12 @@ pub fn switch(env: &EnvironmentDir, release: &str) -> io::Result<()> {
 
 /// Release ids under `releases/`, unsorted; other entries are ignored.
 pub fn list(env: &EnvironmentDir) -> io::Result<Vec<String>> {
-    let dir = match fs::read_dir(env.releases()) {
+    list_in(&env.releases())
+}
+
+/// Release ids in a `releases/` directory.
+pub fn list_in(releases: &Path) -> io::Result<Vec<String>> {
+    let dir = match fs::read_dir(releases) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),

@@ -366,14 +366,15 @@ impl Store {
             .collect()
     }
 
-    /// Deploy counts by status, for `/metrics`.
-    pub fn deploy_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    /// Deploy counts by app, environment and status, for `/metrics`.
+    pub fn deploy_counts(&self) -> Result<Vec<(String, String, String, i64)>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT status, count(*) FROM deploys GROUP BY status ORDER BY status",
+            "SELECT app, environment, status, count(*) FROM deploys
+             GROUP BY app, environment, status ORDER BY 1, 2, 3",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

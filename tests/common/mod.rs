@@ -11,7 +11,8 @@ use actix_web::dev::ServerHandle;
 use serde_json::Value;
 use stagehand::config::Config;
 use stagehand::core::signature;
-use stagehand::http::{self, AppState, metrics::Metrics};
+use stagehand::http::AppState;
+use stagehand::metrics::Metrics;
 use stagehand::store::Store;
 
 pub const SECRET: &str = "It's a Secret to Everybody";
@@ -96,11 +97,11 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
         config: Arc::new(config),
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
-        clock: http::system_clock(),
+        clock: stagehand::server::system_clock(),
         logs: Arc::new(stagehand::logs::LogHub::new(&dir.path().join("logs")).unwrap()),
         runner: None,
     };
-    let server = http::server(listener, state, 1).unwrap();
+    let server = stagehand::http::server(listener, state, 1).unwrap();
     let handle = server.handle();
     actix_web::rt::spawn(server);
     TestServer {
@@ -280,15 +281,24 @@ pub fn env_map(extra: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 pub async fn start_full(dir: tempfile::TempDir, toml: &str) -> Full {
-    let env = env_map(&[]);
+    start_full_env(dir, toml, &[]).await
+}
+
+pub async fn start_full_env(
+    dir: tempfile::TempDir,
+    toml: &str,
+    extra_env: &[(&str, &str)],
+) -> Full {
+    let env = env_map(extra_env);
     let config = Config::from_sources(&dir.path().join("stagehand.toml"), toml, &env, &|p| {
         std::fs::read_to_string(p)
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let running = stagehand::server::start(config, listener, env, http::system_clock())
-        .await
-        .unwrap();
+    let running =
+        stagehand::server::start(config, listener, env, stagehand::server::system_clock())
+            .await
+            .unwrap();
     Full { running, dir }
 }
 

@@ -1,0 +1,213 @@
+//! Reporting deploys back: GitHub Deployments (a deployment per deploy of a commit, then
+//! its statuses `in_progress` → `success` / `failure` / `error`) and the `notify`
+//! webhooks (a JSON summary POSTed when a deploy ends).
+//!
+//! Reporting never fails or delays a deploy: the runner only drops an event into a
+//! channel; one task sends them in order, each retried with backoff, and gives up
+//! with a log line. GitHub being down costs a warning, not a deploy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::config::{AppConfig, Config};
+use crate::core::deploy::{Deploy, DeployStatus, Trigger};
+use crate::core::ids::DeployId;
+
+#[derive(Debug, Clone)]
+pub enum ReportEvent {
+    /// The deploy started running (for commit deploys, its commit is known).
+    Started(Deploy),
+    Finished(Deploy),
+}
+
+/// The runner's handle: sending never blocks and never fails the caller.
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<ReportEvent>,
+}
+
+impl Reporter {
+    pub fn send(&self, event: ReportEvent) {
+        let _ = self.tx.send(event);
+    }
+}
+
+/// Attempts per request, and the first pause between them (doubling).
+const ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Starts the reporting task (on the current actix runtime) and returns its handle.
+pub fn start(config: Arc<Config>) -> Reporter {
+    let (tx, mut rx) = mpsc::unbounded_channel::<ReportEvent>();
+    actix_web::rt::spawn(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .finish();
+        let mut deployments: HashMap<DeployId, u64> = HashMap::new();
+        while let Some(event) = rx.recv().await {
+            handle(&client, &config, &mut deployments, event).await;
+        }
+    });
+    Reporter { tx }
+}
+
+fn log_url(config: &Config, deploy: &Deploy) -> String {
+    format!(
+        "{}{}",
+        config.server.public_url.as_deref().unwrap_or_default(),
+        deploy.log_url()
+    )
+}
+
+/// GitHub's state for a finished deploy; `None`: nothing to report.
+pub fn github_state(status: DeployStatus) -> Option<&'static str> {
+    match status {
+        DeployStatus::Succeeded => Some("success"),
+        DeployStatus::Failed | DeployStatus::RolledBack => Some("failure"),
+        DeployStatus::Cancelled | DeployStatus::Interrupted => Some("error"),
+        // Skipped or superseded after starting: the live release did not change.
+        DeployStatus::Skipped | DeployStatus::Superseded => Some("inactive"),
+        DeployStatus::Queued | DeployStatus::Running => None,
+    }
+}
+
+async fn handle(
+    client: &awc::Client,
+    config: &Config,
+    deployments: &mut HashMap<DeployId, u64>,
+    event: ReportEvent,
+) {
+    let deploy = match &event {
+        ReportEvent::Started(d) | ReportEvent::Finished(d) => d,
+    };
+    let Some(app) = config.apps.get(&deploy.app) else {
+        return;
+    };
+    if let Some(github) = &app.github_report {
+        let reports_commits = matches!(
+            deploy.trigger,
+            Trigger::Push | Trigger::Manual | Trigger::Promote | Trigger::Rollback
+        );
+        match (&event, deploy.commit.as_deref()) {
+            (ReportEvent::Started(_), Some(commit)) if reports_commits => {
+                let body = deployment_body(app, deploy, commit);
+                let url = format!("{}/repos/{}/deployments", github.api_url, app.github);
+                if let Some(answer) = post(client, &url, Some(github.token.expose()), &body).await
+                    && let Some(id) = answer["id"].as_u64()
+                {
+                    deployments.insert(deploy.id, id);
+                    status(client, config, app, deploy, id, "in_progress").await;
+                }
+            }
+            (ReportEvent::Finished(_), _) => {
+                if let (Some(id), Some(state)) =
+                    (deployments.remove(&deploy.id), github_state(deploy.status))
+                {
+                    status(client, config, app, deploy, id, state).await;
+                }
+            }
+            _ => {}
+        }
+    }
+    if let ReportEvent::Finished(_) = event {
+        let summary = json!({
+            "event": "deploy_finished",
+            "app": deploy.app,
+            "environment": deploy.environment,
+            "status": deploy.status,
+            "reason": deploy.reason,
+            "commit": deploy.commit,
+            "release": deploy.release,
+            "log_url": log_url(config, deploy),
+            "deploy": deploy,
+        });
+        for url in &app.notify {
+            post(client, url, None, &summary).await;
+        }
+    }
+}
+
+fn environment_url(app: &AppConfig, deploy: &Deploy) -> Option<String> {
+    let env = app.environments.get(&deploy.base_environment)?;
+    env.url
+        .as_ref()
+        .map(|u| u.replace("{environment}", deploy.environment.as_str()))
+}
+
+fn deployment_body(app: &AppConfig, deploy: &Deploy, commit: &str) -> Value {
+    let env = app.environments.get(&deploy.base_environment);
+    json!({
+        "ref": commit,
+        "environment": deploy.environment,
+        "description": format!("stagehand deploy {} ({})", deploy.id, deploy.trigger),
+        "auto_merge": false,
+        "required_contexts": [],
+        "transient_environment": deploy.environment != deploy.base_environment,
+        "production_environment": env.is_some_and(|e| e.protected),
+        "payload": { "stagehand_deploy": deploy.id },
+    })
+}
+
+async fn status(
+    client: &awc::Client,
+    config: &Config,
+    app: &AppConfig,
+    deploy: &Deploy,
+    id: u64,
+    state: &str,
+) {
+    let Some(github) = &app.github_report else {
+        return;
+    };
+    let mut body = json!({
+        "state": state,
+        "log_url": log_url(config, deploy),
+        "description": deploy.reason.clone().unwrap_or_else(|| format!("{}", deploy.status)),
+    });
+    if let Some(url) = environment_url(app, deploy) {
+        body["environment_url"] = Value::String(url);
+    }
+    let url = format!(
+        "{}/repos/{}/deployments/{id}/statuses",
+        github.api_url, app.github
+    );
+    post(client, &url, Some(github.token.expose()), &body).await;
+}
+
+/// POSTs JSON with retries; `None` after the last failure (logged).
+async fn post(client: &awc::Client, url: &str, token: Option<&str>, body: &Value) -> Option<Value> {
+    let mut pause = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let mut req = client
+            .post(url)
+            .insert_header(("Accept", "application/vnd.github+json"))
+            .insert_header(("User-Agent", "stagehand"));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        let problem = match req.send_json(body).await {
+            Ok(mut resp) if resp.status().is_success() => {
+                let bytes = resp.body().await.unwrap_or_default();
+                return Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+            }
+            Ok(resp) => format!("HTTP {}", resp.status()),
+            Err(e) => e.to_string(),
+        };
+        if attempt == ATTEMPTS {
+            tracing::warn!(
+                url,
+                attempts = ATTEMPTS,
+                problem,
+                "reporting failed; giving up"
+            );
+        } else {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    None
+}

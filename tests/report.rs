@@ -1,0 +1,202 @@
+//! Reporting back to a fake GitHub API (a small HTTP server on 127.0.0.1 that records
+//! what it is sent) and to `notify` URLs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    path: String,
+    authorization: String,
+    body: Value,
+}
+
+/// Answers like GitHub: deployments get increasing ids. The first notify POST fails
+/// with 503, so the retry is exercised.
+fn fake_github() -> (String, Arc<Mutex<Vec<Recorded>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut next_id = 100;
+        let mut notify_failed = false;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let (mut length, mut authorization) = (0, String::new());
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                let (name, value) = header.split_once(':').unwrap();
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap(),
+                    "authorization" => authorization = value.trim().to_owned(),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let (status, answer) = if path == "/notify" && !notify_failed {
+                notify_failed = true;
+                ("503 Service Unavailable", json!({}))
+            } else if path.ends_with("/deployments") {
+                next_id += 1;
+                ("201 Created", json!({ "id": next_id }))
+            } else {
+                ("201 Created", json!({}))
+            };
+            if !status.starts_with("503") {
+                log.lock().unwrap().push(Recorded {
+                    path,
+                    authorization,
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                });
+            }
+            let text = answer.to_string();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[actix_web::test]
+async fn deploys_are_mirrored_as_github_deployments_and_notified() {
+    let (api, seen) = fake_github();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = format!(
+        r#"
+[server]
+state_dir = "{state}"
+public_url = "https://deploy.example.com"
+[apps.shop]
+repo = "{repo}"
+github = {{ repo = "acme/shop", token_env = "GITHUB_TOKEN", api_url = "{api}" }}
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+build = ["if [ -f fail ]; then exit 1; fi"]
+notify = ["{api}/notify"]
+[apps.shop.environments.staging]
+branch = "develop"
+url = "https://{{environment}}.shop.example.com"
+"#,
+        state = dir.path().join("state").display(),
+        repo = repo.display(),
+        root = dir.path().join("srv").display(),
+    );
+    let full = start_full_env(dir, &toml, &[("GITHUB_TOKEN", "gh-token")]).await;
+    let client = full.client();
+
+    git(&repo, &["checkout", "-q", "develop"]);
+    let good = git(&repo, &["rev-parse", "HEAD"]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &good)).await;
+    let first = client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(first["status"], "succeeded");
+    let bad = commit(&repo, "Break", &[("fail", "")]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &bad)).await;
+    let second = client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(second["status"], "failed");
+
+    // Reporting is asynchronous: wait (bounded) for all eight requests.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let requests = loop {
+        let requests = seen.lock().unwrap().clone();
+        if requests.len() >= 8 || Instant::now() > deadline {
+            break requests;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    let mut github: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("/repos"))
+        .collect();
+    github.sort();
+    assert_eq!(
+        github,
+        [
+            "/repos/acme/shop/deployments",
+            "/repos/acme/shop/deployments",
+            "/repos/acme/shop/deployments/101/statuses",
+            "/repos/acme/shop/deployments/101/statuses",
+            "/repos/acme/shop/deployments/102/statuses",
+            "/repos/acme/shop/deployments/102/statuses",
+        ],
+        "{paths:?}"
+    );
+    for r in &requests {
+        if r.path.starts_with("/repos") {
+            assert_eq!(r.authorization, "Bearer gh-token");
+        }
+    }
+    let deployments: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/deployments"))
+        .collect();
+    assert_eq!(deployments[0].body["ref"], good);
+    assert_eq!(deployments[0].body["environment"], "staging");
+    assert_eq!(deployments[0].body["transient_environment"], false);
+    assert_eq!(deployments[1].body["ref"], bad);
+    let states = |id: &str| -> Vec<Value> {
+        requests
+            .iter()
+            .filter(|r| r.path == format!("/repos/acme/shop/deployments/{id}/statuses"))
+            .map(|r| r.body["state"].clone())
+            .collect()
+    };
+    assert_eq!(states("101"), [json!("in_progress"), json!("success")]);
+    assert_eq!(states("102"), [json!("in_progress"), json!("failure")]);
+    let status = requests
+        .iter()
+        .find(|r| r.path.ends_with("/101/statuses"))
+        .unwrap();
+    assert_eq!(
+        status.body["log_url"],
+        format!(
+            "https://deploy.example.com/api/deploys/{}/log",
+            first["id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        status.body["environment_url"],
+        "https://staging.shop.example.com"
+    );
+
+    let notified: Vec<&Recorded> = requests.iter().filter(|r| r.path == "/notify").collect();
+    assert_eq!(
+        notified.len(),
+        2,
+        "one notify per deploy, the first after a retry: {paths:?}"
+    );
+    assert_eq!(notified[0].body["status"], "succeeded");
+    assert_eq!(notified[1].body["status"], "failed");
+    assert_eq!(notified[1].body["deploy"]["id"], second["id"]);
+    full.stop().await;
+}
