@@ -1,4 +1,7 @@
-//! `/api`: the read API (apps, environments, deploys), behind the bearer token.
+//! `/api`: the read API (apps, environments, deploys) and manual deploys and rollbacks,
+//! behind the bearer token. Also owns the shared halves of `/api/apps` ([`overview`])
+//! and of the deploy and rollback requests ([`request_deploy`], [`request_rollback`]),
+//! which the dashboard reuses.
 //!
 //! # Security
 //!
@@ -9,15 +12,15 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, Scope, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::HttpError;
-use crate::config::AppConfig;
-use crate::core::deploy::{DeployStatus, Trigger};
+use crate::config::{AppConfig, Config};
+use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::release::is_release_id;
 use crate::core::routing::RefSource;
@@ -119,50 +122,89 @@ async fn deploy(
 }
 
 async fn apps(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let apps = overview(&state).await?;
+    Ok(HttpResponse::Ok().json(json!({ "apps": apps })))
+}
+
+/// One app as `/api/apps` and the dashboard show it.
+#[derive(Debug, Serialize)]
+pub struct AppOverview {
+    pub name: AppName,
+    pub github: String,
+    pub environments: Vec<EnvironmentOverview>,
+}
+
+/// One environment (a configured one, or a live temporary one) and what is live there.
+#[derive(Debug, Serialize)]
+pub struct EnvironmentOverview {
+    pub name: EnvironmentName,
+    /// The branch or tag pattern after `fed_by`'s first word.
+    pub branch: Option<String>,
+    /// `branch develop`, `tag v*`, `branch feature/x`.
+    pub fed_by: String,
+    pub temporary: bool,
+    /// The configured environment a temporary one was made from.
+    pub base: Option<EnvironmentName>,
+    pub protected: bool,
+    pub auto_deploy: bool,
+    /// Deploys take a tag: there is no branch head to deploy by default.
+    pub follows_tags: bool,
+    pub live_release: Option<String>,
+    pub live_commit: Option<String>,
+    pub last_deploy: Option<Deploy>,
+}
+
+/// Every app and environment with its live release and last deploy.
+pub async fn overview(state: &AppState) -> Result<Vec<AppOverview>, HttpError> {
     let config = state.config.clone();
     // The store and the `current` links are both read off the async workers.
-    let apps = state
+    Ok(state
         .store
-        .run(move |store| {
-            let mut apps = Vec::new();
-            for app in config.apps.values() {
-                let temporary = store.temporary_environments(&app.name)?;
-                let mut environments = Vec::new();
-                let fixed = app
-                    .environments
-                    .values()
-                    .filter(|e| !e.source.is_temporary());
-                let listed = fixed
-                    .map(|e| (e.name.clone(), e.source.describe(), None, false))
-                    .chain(temporary.into_iter().map(|t| {
-                        let describe = format!("branch {}", t.branch);
-                        (t.name, describe, Some(t.base), true)
-                    }));
-                for (name, fed_by, base, is_temporary) in listed {
-                    let live = EnvironmentDir::new(&app.root, &name).live();
-                    let last = store.last_deploy(&app.name, &name)?;
-                    let config_env = app.environments.get(base.as_ref().unwrap_or(&name));
-                    environments.push(json!({
-                        "name": name,
-                        "branch": fed_by.split_once(' ').map(|(_, b)| b),
-                        "fed_by": fed_by,
-                        "temporary": is_temporary,
-                        "base": base,
-                        "protected": config_env.is_some_and(|e| e.protected),
-                        "auto_deploy": config_env.is_none_or(|e| e.auto_deploy),
-                        "live_release": live.as_ref().map(|l| &l.release),
-                        "live_commit": live.as_ref().and_then(|l| l.commit.as_ref()),
-                        "last_deploy": last,
-                    }));
-                }
-                apps.push(
-                    json!({ "name": app.name, "github": app.github, "environments": environments }),
-                );
-            }
-            Ok(apps)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "apps": apps })))
+        .run(move |store| overview_blocking(store, &config))
+        .await?)
+}
+
+fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>, StoreError> {
+    let mut apps = Vec::new();
+    for app in config.apps.values() {
+        let temporary = store.temporary_environments(&app.name)?;
+        let mut environments = Vec::new();
+        let fixed = app
+            .environments
+            .values()
+            .filter(|e| !e.source.is_temporary());
+        let listed = fixed
+            .map(|e| (e.name.clone(), e.source.describe(), None, false))
+            .chain(temporary.into_iter().map(|t| {
+                let describe = format!("branch {}", t.branch);
+                (t.name, describe, Some(t.base), true)
+            }));
+        for (name, fed_by, base, is_temporary) in listed {
+            let live = EnvironmentDir::new(&app.root, &name).live();
+            let last_deploy = store.last_deploy(&app.name, &name)?;
+            let config_env = app.environments.get(base.as_ref().unwrap_or(&name));
+            environments.push(EnvironmentOverview {
+                branch: fed_by.split_once(' ').map(|(_, b)| b.to_owned()),
+                temporary: is_temporary,
+                protected: config_env.is_some_and(|e| e.protected),
+                auto_deploy: config_env.is_none_or(|e| e.auto_deploy),
+                follows_tags: !is_temporary
+                    && config_env.is_some_and(|e| !matches!(e.source, RefSource::Branch(_))),
+                live_release: live.as_ref().map(|l| l.release.clone()),
+                live_commit: live.and_then(|l| l.commit),
+                name,
+                fed_by,
+                base,
+                last_deploy,
+            });
+        }
+        apps.push(AppOverview {
+            name: app.name.clone(),
+            github: app.github.clone(),
+            environments,
+        });
+    }
+    Ok(apps)
 }
 
 /// An environment named in a URL: a configured one, or an existing temporary one.
@@ -244,13 +286,13 @@ struct RollbackBody {
     release: Option<String>,
 }
 
-/// Records a deploy asked for through the API and wakes the runner.
+/// Records a deploy asked for by hand (API or dashboard) and wakes the runner.
 async fn create(
     state: &AppState,
     app: String,
     env: String,
     make: impl FnOnce(&Addressed) -> Result<NewDeploy, HttpError> + Send + 'static,
-) -> Result<HttpResponse, HttpError> {
+) -> Result<Deploy, HttpError> {
     let state2 = state.clone();
     let now = (state.clock)();
     let created = state
@@ -266,7 +308,7 @@ async fn create(
         })
         .await??;
     state.wake_runner();
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    Ok(created)
 }
 
 async fn manual_deploy(
@@ -277,8 +319,20 @@ async fn manual_deploy(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let body: DeployBody = optional_json(&body)?;
-    create(&state, app, env, move |a| {
-        let git_ref = match (body.git_ref, &a.temporary_branch) {
+    let created = request_deploy(&state, app, env, body.git_ref).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+/// A manual deploy of `git_ref` (a branch, tag or sha), by default the head of the
+/// branch the environment follows. Tag-following environments need `git_ref`.
+pub async fn request_deploy(
+    state: &AppState,
+    app: String,
+    env: String,
+    git_ref: Option<String>,
+) -> Result<Deploy, HttpError> {
+    create(state, app, env, move |a| {
+        let git_ref = match (git_ref, &a.temporary_branch) {
             (Some(r), _)
                 if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 =>
             {
@@ -319,14 +373,25 @@ async fn rollback(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let body: RollbackBody = optional_json(&body)?;
-    if let Some(release) = &body.release
+    let created = request_rollback(&state, app, env, body.release).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+/// A rollback to `release`, by default the release before the live one.
+pub async fn request_rollback(
+    state: &AppState,
+    app: String,
+    env: String,
+    release: Option<String>,
+) -> Result<Deploy, HttpError> {
+    if let Some(release) = &release
         && !is_release_id(release)
     {
         return Err(HttpError::BadRequest(format!(
             "{release:?} is not a release id"
         )));
     }
-    create(&state, app, env, move |a| {
+    create(state, app, env, move |a| {
         Ok(NewDeploy {
             target: a.target.clone(),
             git_ref: String::new(),
@@ -336,7 +401,7 @@ async fn rollback(
             status: DeployStatus::Queued,
             reason: None,
             from_environment: None,
-            release: body.release,
+            release,
         })
     })
     .await
