@@ -12,8 +12,12 @@
 //! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod core;
+pub mod demo;
+pub mod hook_send;
 pub mod http;
 pub mod intake;
 pub mod logs;

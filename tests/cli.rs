@@ -68,3 +68,83 @@ fn check_fails_naming_the_file_and_key() {
             .contains("/nonexistent/stagehand.toml: cannot read")
     );
 }
+
+#[test]
+fn demo_once_deploys_everything_and_exits_zero() {
+    let out = stagehand().args(["demo", "--once"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for env in ["staging", "preview-feature-hello", "production"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(env) && l.contains("succeeded")),
+            "{env} did not succeed:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("Hello from production"), "{stdout}");
+    assert!(
+        stdout.contains("out  building demo for staging"),
+        "logs are shown: {stdout}"
+    );
+    assert!(stdout.contains("dashboard  http://127.0.0.1:"), "{stdout}");
+}
+
+#[test]
+fn secret_is_strong_and_init_writes_a_config_that_checks() {
+    let a = stagehand().arg("secret").output().unwrap();
+    let b = stagehand().arg("secret").output().unwrap();
+    let (a, b) = (
+        String::from_utf8_lossy(&a.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&b.stdout).trim().to_owned(),
+    );
+    assert_eq!(a.len(), 64);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(a, b);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stagehand.toml");
+    let init = stagehand()
+        .args([
+            "init",
+            "--github",
+            "acme/blog",
+            "--repo",
+            "/srv/git/blog.git",
+            "--output",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let check = stagehand()
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("BLOG_WEBHOOK_SECRET", &a)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(stdout.contains("branches feature/*"), "{stdout}");
+    let again = stagehand()
+        .args(["init", "--output"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "init must not overwrite without --force"
+    );
+}

@@ -56,6 +56,15 @@ pub fn scope() -> Scope {
             "/apps/{app}/environments/{env}/rollback",
             web::post().to(rollback),
         )
+        .route(
+            "/apps/{app}/environments/{env}/promote",
+            web::post().to(promote),
+        )
+        .route("/apps/{app}/sync", web::post().to(sync))
+        .route(
+            "/apps/{app}/environments/{env}/releases",
+            web::get().to(releases),
+        )
 }
 
 /// The dashboard's session cookie.
@@ -257,6 +266,17 @@ pub struct EnvironmentOverview {
     pub live_release: Option<String>,
     pub live_commit: Option<String>,
     pub last_deploy: Option<Deploy>,
+    /// The push a manual environment has not deployed yet.
+    pub pending: Option<PendingPush>,
+}
+
+/// A push recorded but not deployed, because its environment has `auto_deploy = false`.
+#[derive(Debug, Serialize)]
+pub struct PendingPush {
+    pub commit: Option<String>,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub deploy: DeployId,
 }
 
 /// Every app and environment with its live release and last deploy.
@@ -287,6 +307,22 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
         for (name, fed_by, base, is_temporary) in listed {
             let live = EnvironmentDir::new(&app.root, &name).live();
             let last_deploy = store.last_deploy(&app.name, &name)?;
+            // A push to a manual (auto_deploy = false) environment waits as the last
+            // thing that happened there until a deploy or promote.
+            let pending = last_deploy
+                .as_ref()
+                .filter(|d| {
+                    d.status == DeployStatus::Skipped
+                        && d.trigger == Trigger::Push
+                        && d.reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("auto_deploy is off"))
+                })
+                .map(|d| PendingPush {
+                    commit: d.commit.clone(),
+                    git_ref: d.git_ref.clone(),
+                    deploy: d.id,
+                });
             let config_env = app.environments.get(base.as_ref().unwrap_or(&name));
             environments.push(EnvironmentOverview {
                 branch: fed_by.split_once(' ').map(|(_, b)| b.to_owned()),
@@ -301,6 +337,7 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
                 fed_by,
                 base,
                 last_deploy,
+                pending,
             });
         }
         apps.push(AppOverview {
@@ -320,6 +357,26 @@ struct Addressed {
     base: EnvironmentName,
     /// The branch a temporary environment follows.
     temporary_branch: Option<String>,
+}
+
+impl Addressed {
+    fn name(&self) -> &EnvironmentName {
+        match &self.target {
+            Target::Fixed(name) | Target::Instance { name, .. } => name,
+            Target::Temporary { base, .. } => base,
+        }
+    }
+
+    fn dir(&self) -> EnvironmentDir {
+        EnvironmentDir::new(&self.app.root, self.name())
+    }
+
+    fn protected(&self) -> bool {
+        self.app
+            .environments
+            .get(&self.base)
+            .is_some_and(|e| e.protected)
+    }
 }
 
 fn addressed(
@@ -396,7 +453,7 @@ async fn create(
     state: &AppState,
     app: String,
     env: String,
-    make: impl FnOnce(&Addressed) -> Result<NewDeploy, HttpError> + Send + 'static,
+    make: impl FnOnce(&Store, &Addressed) -> Result<NewDeploy, HttpError> + Send + 'static,
 ) -> Result<Deploy, HttpError> {
     let state2 = state.clone();
     let now = (state.clock)();
@@ -404,7 +461,7 @@ async fn create(
         .store
         .run(move |store| {
             let result = addressed(store, &state2, &app, &env).and_then(|a| {
-                let new = make(&a)?;
+                let new = make(store, &a)?;
                 store
                     .create_deploy(&a.app.name, new, now)
                     .map_err(HttpError::from)
@@ -436,7 +493,7 @@ pub async fn request_deploy(
     env: String,
     git_ref: Option<String>,
 ) -> Result<Deploy, HttpError> {
-    create(state, app, env, move |a| {
+    create(state, app, env, move |_, a| {
         let git_ref = match (git_ref, &a.temporary_branch) {
             (Some(r), _)
                 if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 =>
@@ -496,7 +553,7 @@ pub async fn request_rollback(
             "{release:?} is not a release id"
         )));
     }
-    create(state, app, env, move |a| {
+    create(state, app, env, move |_, a| {
         Ok(NewDeploy {
             target: a.target.clone(),
             git_ref: String::new(),
@@ -510,4 +567,167 @@ pub async fn request_rollback(
         })
     })
     .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    from: Option<String>,
+}
+
+/// Deploys exactly the commit live in `from` into this environment, built with this
+/// environment's own settings.
+async fn promote(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let (app, env) = path.into_inner();
+    let body: PromoteBody = optional_json(&body)?;
+    let from = body.from.ok_or_else(|| {
+        HttpError::BadRequest("say where to promote from: {\"from\": \"staging\"}".into())
+    })?;
+    let state2 = state.get_ref().clone();
+    let app2 = app.clone();
+    let created = create(&state, app, env, move |store, to| {
+        let source = addressed(store, &state2, &app2, &from)?;
+        if source.name() == to.name() {
+            return Err(HttpError::BadRequest(format!(
+                "cannot promote `{from}` into itself"
+            )));
+        }
+        let live = source.dir().live();
+        let (release, commit) = match live {
+            Some(crate::pipeline::layout::LiveRelease {
+                release,
+                commit: Some(commit),
+            }) => (release, commit),
+            _ => {
+                return Err(HttpError::Conflict(format!(
+                    "`{}` has nothing live to promote",
+                    source.name()
+                )));
+            }
+        };
+        let git_ref = store
+            .deploy_with_release(&source.app.name, source.name(), &release)?
+            .map(|d| d.git_ref)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| commit.clone());
+        Ok(NewDeploy {
+            target: to.target.clone(),
+            git_ref,
+            commit: Some(commit),
+            trigger: Trigger::Promote,
+            forced: false,
+            status: DeployStatus::Queued,
+            reason: None,
+            from_environment: Some(source.name().clone()),
+            release: None,
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// Copies runtime data downwards: `from`'s shared directories into `to`'s, then the
+/// app's `sync` commands. A protected target needs `force`.
+async fn sync(
+    _: Authorized,
+    app: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let body: SyncBody = optional_json(&body)?;
+    let (Some(from), Some(to)) = (body.from, body.to) else {
+        return Err(HttpError::BadRequest(
+            "say what to copy: {\"from\": \"production\", \"to\": \"staging\"}".into(),
+        ));
+    };
+    let state2 = state.get_ref().clone();
+    let app = app.into_inner();
+    let app2 = app.clone();
+    let force = body.force;
+    let created = create(&state, app, to, move |store, target| {
+        let source = addressed(store, &state2, &app2, &from)?;
+        if source.name() == target.name() {
+            return Err(HttpError::BadRequest(format!(
+                "cannot sync `{from}` into itself"
+            )));
+        }
+        if target.protected() && !force {
+            return Err(HttpError::Forbidden(format!(
+                "`{}` is protected: syncing data into it needs --force (\"force\": true)",
+                target.name()
+            )));
+        }
+        Ok(NewDeploy {
+            target: target.target.clone(),
+            git_ref: String::new(),
+            commit: None,
+            trigger: Trigger::Sync,
+            forced: force,
+            status: DeployStatus::Queued,
+            reason: None,
+            from_environment: Some(source.name().clone()),
+            release: None,
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+/// The releases on disk, newest first, with the live one and the rollback target marked.
+async fn releases(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let (app, env) = path.into_inner();
+    let state2 = state.get_ref().clone();
+    let list = state
+        .store
+        .run(move |store| {
+            let result = addressed(store, &state2, &app, &env).and_then(|a| {
+                let dir = a.dir();
+                let mut names = crate::pipeline::releases::list(&dir)
+                    .map_err(|e| HttpError::NotFound(format!("cannot list releases: {e}")))?;
+                names.sort();
+                let live = dir.live().map(|l| l.release);
+                let previous = live
+                    .as_deref()
+                    .and_then(|l| crate::core::release::previous_release(&names, l))
+                    .map(str::to_owned);
+                let releases: Vec<_> = names
+                    .iter()
+                    .rev()
+                    .map(|name| {
+                        let commit =
+                            std::fs::read_to_string(dir.releases().join(name).join("REVISION"))
+                                .map(|c| c.trim().to_owned())
+                                .ok();
+                        json!({
+                            "release": name,
+                            "commit": commit,
+                            "live": live.as_deref() == Some(name.as_str()),
+                            "previous": previous.as_deref() == Some(name.as_str()),
+                        })
+                    })
+                    .collect();
+                Ok(releases)
+            });
+            Ok::<_, StoreError>(result)
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "releases": list })))
 }

@@ -422,6 +422,11 @@ fn environment_row(app: &AppName, env: &EnvironmentOverview, viewer: &Viewer) ->
                     (badge(last.status)) " "
                     a href=(deploy_url(last.id)) { "#" (last.id) }
                     " " span.muted { (last.trigger) ", " (when(last.created_at)) }
+                    @if let Some(pending) = &env.pending {
+                        " " span.tag.pending title="auto_deploy is off: Deploy releases it" {
+                            "pending " (short(pending.commit.as_deref()))
+                        }
+                    }
                 } @else {
                     span.muted { "never deployed" }
                 }
@@ -760,6 +765,7 @@ th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: 
 .badge.cancelled, .badge.superseded, .badge.skipped { background: #eceff3; color: #5d6675; }
 .tag { font-size: .72rem; padding: .02rem .4rem; border: 1px solid var(--line); border-radius: 4px; color: var(--muted); }
 .tag.temporary { border-color: #c9b6f2; color: #5b3aa8; background: #f4efff; }
+.tag.pending { border-color: #f0c36d; color: #8a5300; background: #fff6e0; }
 form.inline { display: inline; margin: 0; }
 button { font: inherit; font-size: .85rem; padding: .25rem .75rem; border: 1px solid var(--accent); border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
 button.secondary { background: #fff; color: var(--accent); } button:disabled { opacity: .45; cursor: default; }
@@ -921,6 +927,7 @@ mod tests {
             live_release: None,
             live_commit: Some("<b>".into()),
             last_deploy: None,
+            pending: None,
         };
         let viewer = Viewer { csrf: "c".into() };
         let html = environment_row(&AppName::parse("shop").unwrap(), &env, &viewer).into_string();

@@ -19,6 +19,9 @@ pub enum HttpError {
     Signature(#[from] SignatureError),
     #[error("{0}")]
     Forbidden(String),
+    /// The request is valid but the state does not allow it now (nothing live to promote).
+    #[error("{0}")]
+    Conflict(String),
     #[error("body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
@@ -32,6 +35,7 @@ impl ResponseError for HttpError {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::Unauthorized(_) | HttpError::Signature(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -38,6 +38,7 @@ pub async fn receive(
         Err(HttpError::Unauthorized(_) | HttpError::Signature(_)) => DeliveryResult::Unauthorized,
         Err(HttpError::BadRequest(_)) => DeliveryResult::BadRequest,
         Err(HttpError::Forbidden(_)) => DeliveryResult::Forbidden,
+        Err(HttpError::Conflict(_)) => DeliveryResult::BadRequest,
         Err(HttpError::Store(_)) => DeliveryResult::Error,
     });
     result.map(|(response, _)| response)

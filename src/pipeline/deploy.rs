@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::config::{AppConfig, Config, EnvironmentConfig};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::event::GitRef;
-use crate::core::ids::CommitSha;
+use crate::core::ids::{CommitSha, EnvironmentName};
 use crate::core::mask::{Masker, is_secret_name};
 use crate::core::release::{
     SkipFacts, new_release_id, previous_release, releases_to_remove, skip_reason,
@@ -31,7 +31,7 @@ use super::commands::{self, CommandSpec, Outcome, Stream};
 use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
-use super::releases;
+use super::{releases, sync};
 
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
@@ -206,9 +206,7 @@ impl Run<'_> {
             Trigger::Push | Trigger::Manual | Trigger::Promote => self.release_commit().await,
             Trigger::Rollback => self.rollback().await,
             Trigger::Teardown => self.teardown().await.map(|()| None),
-            Trigger::Sync => Err(Stop::failed(
-                "sync deploys are not supported by this version",
-            )),
+            Trigger::Sync => self.sync().await.map(|()| None),
         };
         let half_made = locked(&self.new_release).take();
         if result.is_err()
@@ -305,6 +303,9 @@ impl Run<'_> {
             .stage("checkout", self.checkout(&mirror, &commit))
             .await?;
         let release_dir = self.env_dir.releases().join(&release);
+        if let Some(seed) = self.seed_source() {
+            self.stage("seed", self.copy_data(seed, "seed")).await?;
+        }
         self.stage("link", self.link(&release_dir)).await?;
         let env = self.command_env(&commit, &release, &release_dir);
         self.stage(
@@ -563,6 +564,123 @@ impl Run<'_> {
         ];
         env.extend(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
         env
+    }
+
+    /// A temporary environment on its first deploy starts with a copy of its
+    /// `seed_from` environment's data: the environment it names, whose shared data is
+    /// still missing here.
+    fn seed_source(&self) -> Option<EnvironmentName> {
+        let seed = self.env_config.seed_from.clone()?;
+        let is_new = self.deploy.environment != self.deploy.base_environment
+            && !self.env_dir.shared().exists();
+        is_new.then_some(seed)
+    }
+
+    /// Copies `from`'s shared directories into this environment's, then runs the app's
+    /// `sync` commands. Shared *files* are skipped: by convention (`.env`) they hold an
+    /// environment's own configuration, and production's credentials must not flow
+    /// into staging.
+    async fn copy_data(&self, from: EnvironmentName, stage: &str) -> Result<()> {
+        let from_dir = EnvironmentDir::new(&self.app.root, &from);
+        if !from_dir.shared().is_dir() && stage == "seed" {
+            // A preview made before its seed ever deployed starts empty rather than failing.
+            self.info(
+                stage,
+                &format!("`{from}` has no shared data yet: starting empty"),
+            );
+            return Ok(());
+        }
+        if !from_dir.shared().is_dir() {
+            return Err(Stop::failed(format!(
+                "`{from}` has no shared data yet ({} is missing)",
+                from_dir.shared().display()
+            )));
+        }
+        let to_shared = self.env_dir.shared();
+        for entry in &self.env_config.shared {
+            if !entry.is_dir {
+                self.info(
+                    stage,
+                    &format!(
+                        "{}: a shared file (per-environment configuration), not copied",
+                        entry.path
+                    ),
+                );
+                continue;
+            }
+            let (source, target) = (
+                from_dir.shared().join(&entry.path),
+                to_shared.join(&entry.path),
+            );
+            if !source.is_dir() {
+                self.info(
+                    stage,
+                    &format!("{}/: not in {from}, nothing to copy", entry.path),
+                );
+                continue;
+            }
+            let stats = blocking(move || {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Stop::failed(e.to_string()))?;
+                }
+                sync::copy_tree(&source, &target)
+                    .map_err(|e| Stop::failed(format!("copying data: {e}")))
+            })
+            .await?;
+            self.info(
+                stage,
+                &format!(
+                    "{}/: {} copied ({:.1} MB), {} unchanged, {} symlinks",
+                    entry.path,
+                    stats.copied,
+                    stats.bytes as f64 / 1e6,
+                    stats.unchanged,
+                    stats.symlinks
+                ),
+            );
+        }
+        let mut env = commands::base_env(&self.ctx.process_env);
+        env.extend(
+            self.env_config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let vars = [
+            ("STAGEHAND_APP", self.app.name.to_string()),
+            ("STAGEHAND_DEPLOY_ID", self.deploy.id.to_string()),
+            ("STAGEHAND_FROM_ENVIRONMENT", from.to_string()),
+            (
+                "STAGEHAND_FROM_SHARED",
+                from_dir.shared().display().to_string(),
+            ),
+            (
+                "STAGEHAND_TO_ENVIRONMENT",
+                self.deploy.environment.to_string(),
+            ),
+            (
+                "STAGEHAND_TO_SHARED",
+                self.env_dir.shared().display().to_string(),
+            ),
+        ];
+        env.extend(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let dir = self.env_dir.dir.clone();
+        self.commands(stage, &self.app.sync, &dir, &env).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        let from = self
+            .deploy
+            .from_environment
+            .clone()
+            .ok_or_else(|| Stop::failed("a sync needs the environment to copy from"))?;
+        if self.env_config.protected && !self.deploy.forced {
+            return Err(Stop::failed(format!(
+                "`{}` is protected: data flows into it only with --force",
+                self.deploy.environment
+            )));
+        }
+        self.stage("sync", self.copy_data(from, "sync")).await
     }
 
     async fn commands(

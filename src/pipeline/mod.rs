@@ -11,3 +11,4 @@ pub mod layout;
 pub mod leftovers;
 pub mod releases;
 pub mod runner;
+pub mod sync;

@@ -561,6 +561,27 @@ impl Store {
         Ok(deploys)
     }
 
+    /// The newest deploy that put `release` live in an environment.
+    pub fn deploy_with_release(
+        &self,
+        app: &AppName,
+        environment: &EnvironmentName,
+        release: &str,
+    ) -> Result<Option<Deploy>, StoreError> {
+        let conn = self.lock();
+        let id: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM deploys WHERE app = ?1 AND environment = ?2 AND release = ?3
+                   AND status = 'succeeded' AND trigger IN ('push', 'manual', 'promote') ORDER BY id DESC LIMIT 1",
+                params![app.as_str(), environment.as_str(), release],
+                |r| r.get(0),
+            )
+            .optional()?;
+        id.map(|id| load_deploy(&conn, DeployId(id)))
+            .transpose()
+            .map(Option::flatten)
+    }
+
     /// Forgets a torn-down temporary environment (its deploys stay as history).
     pub fn remove_temporary_environment(
         &self,

@@ -1,0 +1,281 @@
+//! `stagehand demo`: the whole thing on a throwaway app, with no setup. It makes a
+//! workspace with a small git repository (`main`, `develop`, `feature/hello`), a config
+//! mapping them to production, staging and a preview, starts the real server on
+//! 127.0.0.1, sends signed deliveries built from the carried webhook samples, and shows
+//! the deploy logs live as they are written.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use git2::{Repository, Signature};
+
+use crate::client::Client;
+use crate::config::Config;
+use crate::hook_send;
+use crate::http;
+
+pub struct DemoOptions {
+    /// Exit when the deploys are done (0 when all succeeded) instead of serving on.
+    pub once: bool,
+    /// Keep the workspace afterwards.
+    pub keep: bool,
+    pub listen: String,
+}
+
+const BUILD_SH: &str = r#"#!/bin/sh
+set -e
+echo "building $STAGEHAND_APP for $STAGEHAND_ENVIRONMENT (APP_ENV=$APP_ENV)"
+echo "commit $STAGEHAND_COMMIT from ${STAGEHAND_BRANCH:-a tag}"
+sleep 1
+mkdir -p public
+sed "s/{{ENV}}/$APP_ENV/" index.html > public/index.html
+echo "wrote public/index.html ($(wc -c < public/index.html) bytes)"
+"#;
+
+pub async fn run(
+    options: DemoOptions,
+    process_env: HashMap<String, String>,
+) -> anyhow::Result<ExitCode> {
+    let workspace =
+        std::env::temp_dir().join(format!("stagehand-demo-{}", hook_send::random_hex(4)));
+    std::fs::create_dir_all(&workspace)
+        .with_context(|| format!("creating {}", workspace.display()))?;
+    let result = demo(&workspace, &options, process_env).await;
+    if !options.keep {
+        let _ = crate::pipeline::releases::remove_tree(&workspace);
+    } else {
+        println!("workspace kept: {}", workspace.display());
+    }
+    result
+}
+
+async fn demo(
+    workspace: &Path,
+    options: &DemoOptions,
+    process_env: HashMap<String, String>,
+) -> anyhow::Result<ExitCode> {
+    let repo = workspace.join("repo");
+    make_repository(&repo).context("creating the demo repository")?;
+    let secret = hook_send::random_hex(20);
+    let token = hook_send::random_hex(16);
+    let toml = config_text(workspace, &repo);
+    let config_path = workspace.join("stagehand.toml");
+    std::fs::write(&config_path, &toml)?;
+    let mut env = process_env;
+    env.insert("DEMO_WEBHOOK_SECRET".into(), secret);
+    env.insert("STAGEHAND_API_TOKEN".into(), token.clone());
+    let config = Config::from_sources(&config_path, &toml, &env, &|p| std::fs::read_to_string(p))?;
+    let app = config
+        .apps
+        .values()
+        .next()
+        .cloned()
+        .context("the demo config has an app")?;
+    let listener = TcpListener::bind(&options.listen)
+        .with_context(|| format!("binding {}", options.listen))?;
+    let running = crate::server::start(config, listener, env, http::system_clock()).await?;
+    let url = running.url.clone();
+    println!("stagehand demo: a throwaway app in {}", workspace.display());
+    println!(
+        "  repository  {} (branches main, develop, feature/hello)",
+        repo.display()
+    );
+    println!("  config      {}", config_path.display());
+    println!("  server      {url}\n");
+    let client = Client::new(&url, Some(token.clone()));
+
+    // Staging first: the preview is seeded from staging's data.
+    let mut outcomes = Vec::new();
+    outcomes.push(push_and_follow(&client, &url, &app, &["develop"]).await?);
+    outcomes.push(push_and_follow(&client, &url, &app, &["feature/hello", "main"]).await?);
+    let outcomes: Vec<(String, String, String)> = outcomes.into_iter().flatten().collect();
+
+    println!("\nsummary");
+    for (env, status, id) in &outcomes {
+        println!("  {env:<26} {status:<10} {url}/api/deploys/{id}/log");
+    }
+    let all_ok = outcomes.iter().all(|(_, status, _)| status == "succeeded");
+    for (env, _, _) in &outcomes {
+        let index = app.root.join(env).join("current/public/index.html");
+        if let Ok(html) = std::fs::read_to_string(&index) {
+            println!(
+                "  {} → {}",
+                index.display(),
+                html.lines().next().unwrap_or_default()
+            );
+        }
+    }
+    println!("\ndashboard  {url}/   (log in with the token)");
+    println!("API token  {token}");
+    println!("try        STAGEHAND_API_TOKEN={token} stagehand status --server {url}");
+    if !options.once {
+        println!(
+            "\nstagehand keeps running; push more with `stagehand hook send` or stop with Ctrl-C."
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    running.stop().await?;
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Pushes each branch (signed deliveries), then follows all their logs at once.
+/// Returns (environment, final status, deploy id) per push.
+async fn push_and_follow(
+    client: &Client,
+    url: &str,
+    app: &crate::config::AppConfig,
+    branches: &[&str],
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut followers = Vec::new();
+    for branch in branches {
+        let delivery = hook_send::build(app, "push", hook_send::PUSH_SAMPLE, Some(branch))?;
+        let (status, answer) = hook_send::send(url, app, &delivery).await?;
+        anyhow::ensure!(
+            status == 202,
+            "push of {branch} answered {status}: {answer}"
+        );
+        let id = answer["deploy"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let env = answer["deploy"]["environment"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        println!("push {branch:<14} → deploy {id} to {env}");
+        let client = client.clone();
+        followers.push(actix_web::rt::spawn(async move {
+            let prefix = format!("[{env}]");
+            let followed = client
+                .follow_log(&id, |line| println!("{prefix:<28} {line}"))
+                .await;
+            let status = match followed {
+                Ok(()) => client
+                    .get(&format!("/api/deploys/{id}"))
+                    .await
+                    .map(|d| d["status"].as_str().unwrap_or("unknown").to_owned())
+                    .unwrap_or_else(|e| format!("unknown ({e})")),
+                Err(e) => format!("unknown ({e})"),
+            };
+            (env, status, id)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for follower in followers {
+        outcomes.push(follower.await.context("following a deploy")?);
+    }
+    Ok(outcomes)
+}
+
+fn config_text(workspace: &Path, repo: &Path) -> String {
+    format!(
+        r#"# Written by `stagehand demo`: production, staging and previews for one app.
+[server]
+state_dir = "{state}"
+
+[apps.demo]
+repo = "{repo}"
+github = "stagehand/demo"
+secret_env = "DEMO_WEBHOOK_SECRET"
+root = "{root}"
+shared = ["storage/"]
+build = ["sh build.sh"]
+keep_releases = 3
+step_timeout = "2m"
+
+[apps.demo.environments.production]
+branch = "main"
+protected = true
+env = {{ APP_ENV = "production" }}
+
+[apps.demo.environments.staging]
+branch = "develop"
+env = {{ APP_ENV = "staging" }}
+
+[apps.demo.environments.preview]
+branch = "feature/*"
+seed_from = "staging"
+env = {{ APP_ENV = "preview" }}
+"#,
+        state = workspace.join("state").display(),
+        repo = repo.display(),
+        root = workspace.join("srv").display(),
+    )
+}
+
+/// `main` ← `develop` ← `feature/hello`, each one commit ahead.
+fn make_repository(dir: &Path) -> anyhow::Result<()> {
+    let repo = Repository::init(dir)?;
+    let sig = Signature::now("stagehand demo", "demo@stagehand.invalid")?;
+    let files: [(&str, &str); 3] = [
+        ("index.html", "<h1>Hello from {{ENV}}</h1>\n"),
+        ("build.sh", BUILD_SH),
+        ("README.md", "A demo app deployed by stagehand.\n"),
+    ];
+    for (path, content) in files {
+        std::fs::write(dir.join(path), content)?;
+    }
+    let main = commit(
+        &repo,
+        &sig,
+        "refs/heads/main",
+        None,
+        "First version",
+        &["index.html", "build.sh", "README.md"],
+    )?;
+    std::fs::write(
+        dir.join("index.html"),
+        "<h1>Hello from {{ENV}}</h1>\n<p>Now with a subtitle.</p>\n",
+    )?;
+    let develop = commit(
+        &repo,
+        &sig,
+        "refs/heads/develop",
+        Some(main),
+        "Add a subtitle",
+        &["index.html"],
+    )?;
+    std::fs::write(dir.join("CHANGELOG.md"), "- hello feature\n")?;
+    commit(
+        &repo,
+        &sig,
+        "refs/heads/feature/hello",
+        Some(develop),
+        "Start the hello feature",
+        &["CHANGELOG.md"],
+    )?;
+    repo.set_head("refs/heads/main")?;
+    Ok(())
+}
+
+fn commit(
+    repo: &Repository,
+    sig: &Signature<'_>,
+    branch: &str,
+    parent: Option<git2::Oid>,
+    message: &str,
+    paths: &[&str],
+) -> anyhow::Result<git2::Oid> {
+    let mut index = repo.index()?;
+    for path in paths {
+        index.add_path(Path::new(path))?;
+    }
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let parents: Vec<git2::Commit<'_>> = parent
+        .map(|p| repo.find_commit(p))
+        .transpose()?
+        .into_iter()
+        .collect();
+    let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    let oid = repo.commit(None, sig, sig, message, &tree, &parent_refs)?;
+    repo.reference(branch, oid, true, message)?;
+    Ok(oid)
+}

@@ -1,0 +1,234 @@
+//! The CLI client commands against a real server, as an operator runs them.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn stagehand(url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagehand"));
+    cmd.env("STAGEHAND_API_TOKEN", TOKEN)
+        .env("STAGEHAND_SERVER", url)
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn toml(dir: &Path, repo: &Path) -> String {
+    format!(
+        r#"
+[server]
+state_dir = "{state}"
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+shared = ["storage/"]
+build = ["echo first", "if [ -f slow ]; then sleep 3; fi; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second", "if [ -f fail ]; then exit 7; fi"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        state = dir.join("state").display(),
+        repo = repo.display(),
+        root = dir.join("srv").display(),
+    )
+}
+
+async fn run(cmd: Command) -> std::process::Output {
+    let mut cmd = cmd;
+    actix_web::rt::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn deploy_follow_status_releases_rollback_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let root = dir.path().join("srv");
+    let toml = toml(dir.path(), &repo);
+    let full = start_full(dir, &toml).await;
+    let url = full.running.url.clone();
+
+    let mut deploy = stagehand(&url);
+    deploy.args(["deploy", "shop", "staging", "--follow"]);
+    let out = run(deploy).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("out  first") && stdout.trim_end().ends_with("succeeded"),
+        "{stdout}"
+    );
+
+    git(&repo, &["checkout", "-q", "develop"]);
+    commit(&repo, "Break", &[("fail", "")]);
+    let mut failing = stagehand(&url);
+    failing.args(["deploy", "shop", "staging", "--follow"]);
+    let out = run(failing).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed deploy exits non-zero: {stdout}"
+    );
+    assert!(stdout.contains("exit code 7"), "{stdout}");
+
+    git(&repo, &["rm", "-q", "fail"]);
+    git(&repo, &["commit", "-q", "-m", "Fix"]);
+    let mut again = stagehand(&url);
+    again.args(["deploy", "shop", "staging", "--follow"]);
+    assert!(run(again).await.status.success());
+
+    let mut status = stagehand(&url);
+    status.args(["status"]);
+    let out = run(status).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("staging") && stdout.contains("succeeded"),
+        "{stdout}"
+    );
+
+    let mut releases = stagehand(&url);
+    releases.args(["releases", "shop", "staging", "--json"]);
+    let out = run(releases).await;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = list["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["release"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{list}");
+    assert_eq!(list["releases"][0]["live"], true);
+    assert_eq!(list["releases"][1]["previous"], true);
+
+    let mut rollback = stagehand(&url);
+    rollback.args(["rollback", "shop", "staging", "--follow"]);
+    let out = run(rollback).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let live = std::fs::read_link(root.join("staging/current")).unwrap();
+    assert!(live.ends_with(&names[1]), "{live:?} should be {}", names[1]);
+
+    let mut logs = stagehand(&url);
+    logs.args(["logs", "shop/staging"]);
+    let out = run(logs).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("switch") && stdout.contains(&names[1]),
+        "{stdout}"
+    );
+    full.stop().await;
+}
+
+#[actix_web::test]
+async fn logs_follow_prints_lines_as_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let marker = dir.path().join("srv/staging/shared/second-written");
+    git(&repo, &["checkout", "-q", "develop"]);
+    let sha = commit(&repo, "Slow", &[("slow", "")]);
+    let toml = toml(dir.path(), &repo);
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    let mut cmd = stagehand(&client.url);
+    cmd.args(["logs", &id, "--follow"]).stdout(Stdio::piped());
+    let (first_early, code, all) = actix_web::rt::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        let mut first_early = false;
+        let mut all = String::new();
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if line.contains("out  first") {
+                first_early = !marker.exists();
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        (first_early, child.wait().unwrap().code(), all)
+    })
+    .await
+    .unwrap();
+    assert!(
+        first_early,
+        "the first line came only after the second was written:\n{all}"
+    );
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains("out  second"), "{all}");
+    full.stop().await;
+}
+
+#[actix_web::test]
+async fn clear_errors_for_a_missing_server_a_bad_token_and_hook_send() {
+    let out = run({
+        let mut c = stagehand("http://127.0.0.1:9");
+        c.args(["status"]);
+        c
+    })
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot reach stagehand at http://127.0.0.1:9"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = toml(dir.path(), &repo);
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let full = start_full(dir, &toml).await;
+    let url = full.running.url.clone();
+    let out = run({
+        let mut c = stagehand(&url);
+        c.args(["status"]).env("STAGEHAND_API_TOKEN", "wrong");
+        c
+    })
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server refused the API token"),
+        "{stderr}"
+    );
+
+    let out = run({
+        let mut c = stagehand(&url);
+        c.args(["hook", "send", "shop", "--branch", "develop", "--config"])
+            .arg(&config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET);
+        c
+    })
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("202"), "{stdout}");
+    let head = git(&repo, &["rev-parse", "develop"]);
+    assert!(stdout.contains(&head), "the real head was sent: {stdout}");
+    let out = run({
+        let mut c = stagehand(&url);
+        c.args(["hook", "send", "shop", "--event", "ping", "--config"])
+            .arg(&config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET);
+        c
+    })
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("200"));
+    full.stop().await;
+}
