@@ -8,7 +8,7 @@
 //! - [`store`]: the embedded SQLite database; every SQL statement lives there.
 //! - [`intake`]: what a verified delivery means for the store (the hook's decisions,
 //!   independent of HTTP).
-//! - [`http`]: the actix-web edge: `/hooks`, `/api`, `/healthz`, `/metrics`.
+//! - [`http`]: the actix-web edge: `/hooks`, `/api`, the dashboard, `/healthz`, `/metrics`.
 //! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
 #![forbid(unsafe_code)]
 

@@ -58,10 +58,13 @@ pub fn verify(secret: &[u8], header: Option<&[u8]>, body: &[u8]) -> Result<(), S
 
 /// The header value GitHub would send for `body`: used by `hook send`, the demo and tests.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    format!(
-        "sha256={}",
-        hex::encode(mac(secret, body).finalize().into_bytes())
-    )
+    format!("sha256={}", hex_mac(secret, body))
+}
+
+/// Hex HMAC-SHA256 of `message` under `key`: also derives the dashboard's session cookie
+/// and CSRF token from the API token.
+pub fn hex_mac(key: &[u8], message: &[u8]) -> String {
+    hex::encode(mac(key, message).finalize().into_bytes())
 }
 
 fn mac(secret: &[u8], body: &[u8]) -> HmacSha256 {

@@ -1,26 +1,43 @@
-//! `/api`: the read API (apps, environments, deploys), behind the bearer token.
+//! `/api`: the read API (apps, environments, deploys) and manual deploys and rollbacks,
+//! behind the API token. Also owns the one authentication check ([`Authorized`]) and
+//! the shared halves of `/api/apps` ([`overview`]) and of the deploy and rollback
+//! requests ([`request_deploy`], [`request_rollback`]), which the dashboard reuses.
 //!
 //! # Security
 //!
-//! The token is compared in constant time, over SHA-256 digests of both sides so that
-//! not even its length leaks. Without a configured token the API refuses everyone.
+//! A request proves it holds the API token in one of two ways:
+//!
+//! - `Authorization: Bearer <token>` (scripts, the CLI). The token is compared in
+//!   constant time, over SHA-256 digests of both sides so that not even its length
+//!   leaks. A browser never adds this header on its own, so it needs no CSRF token.
+//! - the dashboard's `stagehand_session` cookie, whose value is
+//!   HMAC-SHA256(API token, `"stagehand-session-v1"`): the token itself never sits in
+//!   the browser. A browser attaches cookies by itself, so a write (any method but
+//!   GET/HEAD/OPTIONS) authenticated only by the cookie must also carry the CSRF token
+//!   (HMAC-SHA256(API token, `"stagehand-csrf-v1"`)) in `X-CSRF-Token`, or gets 403.
+//!
+//! Both derived values are fixed for a given token: rotating the API token logs every
+//! browser out. Without a configured token the API refuses everyone.
 
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
+use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, Scope, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::HttpError;
-use crate::config::AppConfig;
-use crate::core::deploy::{DeployStatus, Trigger};
+use crate::config::{AppConfig, Config};
+use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::release::is_release_id;
 use crate::core::routing::RefSource;
+use crate::core::secret::Secret;
+use crate::core::signature::hex_mac;
 use crate::pipeline::layout::EnvironmentDir;
 use crate::store::{DeployFilter, NewDeploy, Store, StoreError, Target};
 
@@ -50,44 +67,135 @@ pub fn scope() -> Scope {
         )
 }
 
-/// Proof that the request carried the API token.
-pub struct Authorized;
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "stagehand_session";
+/// Where an API write authenticated by the cookie alone carries the CSRF token.
+pub const CSRF_HEADER: &str = "X-CSRF-Token";
+
+/// How a request proved that it holds the API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// The dashboard's session cookie.
+    Session,
+}
+
+/// Proof that the request carried the API token or the session cookie (and, for a
+/// write by cookie, the CSRF token).
+pub struct Authorized(pub Credential);
 
 impl FromRequest for Authorized {
     type Error = HttpError;
     type Future = Ready<Result<Authorized, HttpError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(check_token(req))
+        ready(authorize(req))
     }
 }
 
-fn check_token(req: &HttpRequest) -> Result<Authorized, HttpError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| HttpError::Unauthorized("server misconfigured: no state".into()))?;
-    let server = &state.config.server;
-    let Some(expected) = &server.api_token else {
-        return Err(HttpError::Unauthorized(format!(
-            "the API is disabled: set {} in stagehand's environment",
-            server.api_token_env
-        )));
-    };
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            HttpError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
-        })?;
-    let equal = Sha256::digest(given.trim().as_bytes())
-        .ct_eq(&Sha256::digest(expected.expose().as_bytes()));
-    if bool::from(equal) {
-        Ok(Authorized)
-    } else {
-        Err(HttpError::Unauthorized("wrong API token".into()))
+fn authorize(req: &HttpRequest) -> Result<Authorized, HttpError> {
+    let credential = authenticate(req)?;
+    if credential == Credential::Session && !req.method().is_safe() {
+        let given = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !csrf_matches(state_of(req)?.get_ref(), given)? {
+            return Err(HttpError::Forbidden(format!(
+                "a write authenticated by the session cookie needs the {CSRF_HEADER} header \
+                 (or use `Authorization: Bearer <token>`)"
+            )));
+        }
     }
+    Ok(Authorized(credential))
+}
+
+fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, HttpError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| HttpError::Unauthorized("server misconfigured: no state".into()))
+}
+
+/// The configured API token; without one, nobody gets in.
+pub fn api_token(state: &AppState) -> Result<&Secret, HttpError> {
+    let server = &state.config.server;
+    server.api_token.as_ref().ok_or_else(|| {
+        HttpError::Unauthorized(format!(
+            "the API and the dashboard are disabled: set {} in stagehand's environment",
+            server.api_token_env
+        ))
+    })
+}
+
+/// Whether the request holds the token: a bearer header is checked first (and, when
+/// present, alone), else the session cookie. CSRF is the caller's business.
+pub fn authenticate(req: &HttpRequest) -> Result<Credential, HttpError> {
+    let state = state_of(req)?;
+    let expected = api_token(&state)?;
+    if let Some(header) = req.headers().get(header::AUTHORIZATION) {
+        let given = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                HttpError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+            })?;
+        return if same_secret(given.trim(), expected.expose()) {
+            Ok(Credential::Bearer)
+        } else {
+            Err(HttpError::Unauthorized("wrong API token".into()))
+        };
+    }
+    match cookie(req, SESSION_COOKIE) {
+        Some(given) if same_secret(given, &session_value(expected)) => Ok(Credential::Session),
+        Some(_) => Err(HttpError::Unauthorized(
+            "the session cookie is stale (the API token changed?): log in again".into(),
+        )),
+        None => Err(HttpError::Unauthorized(
+            "missing `Authorization: Bearer <token>` header (or the dashboard's session cookie)"
+                .into(),
+        )),
+    }
+}
+
+/// Whether `given` is the API token: what the dashboard's login checks.
+pub fn token_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
+    Ok(same_secret(given.trim(), api_token(state)?.expose()))
+}
+
+/// Whether `given` is the CSRF token.
+pub fn csrf_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
+    Ok(same_secret(given, &csrf_value(api_token(state)?)))
+}
+
+/// Constant time, over SHA-256 digests of both sides, so that not even the length of
+/// the expected value leaks through timing.
+fn same_secret(given: &str, expected: &str) -> bool {
+    bool::from(Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())))
+}
+
+/// The session cookie's value: derived, so the token itself never sits in a browser.
+pub fn session_value(token: &Secret) -> String {
+    hex_mac(token.expose().as_bytes(), b"stagehand-session-v1")
+}
+
+/// The CSRF token every dashboard form (and every API write by cookie) carries.
+pub fn csrf_value(token: &Secret) -> String {
+    hex_mac(token.expose().as_bytes(), b"stagehand-csrf-v1")
+}
+
+/// A cookie's value. Parsed by hand: our one cookie is hex, so none of the `cookie`
+/// crate's decoding is needed. HTTP/2 may split cookies over several headers.
+fn cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim().trim_matches('"'))
 }
 
 #[derive(Deserialize)]
@@ -128,63 +236,117 @@ async fn deploy(
 }
 
 async fn apps(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let apps = overview(&state).await?;
+    Ok(HttpResponse::Ok().json(json!({ "apps": apps })))
+}
+
+/// One app as `/api/apps` and the dashboard show it.
+#[derive(Debug, Serialize)]
+pub struct AppOverview {
+    pub name: AppName,
+    pub github: String,
+    pub environments: Vec<EnvironmentOverview>,
+}
+
+/// One environment (a configured one, or a live temporary one) and what is live there.
+#[derive(Debug, Serialize)]
+pub struct EnvironmentOverview {
+    pub name: EnvironmentName,
+    /// The branch or tag pattern after `fed_by`'s first word.
+    pub branch: Option<String>,
+    /// `branch develop`, `tag v*`, `branch feature/x`.
+    pub fed_by: String,
+    pub temporary: bool,
+    /// The configured environment a temporary one was made from.
+    pub base: Option<EnvironmentName>,
+    pub protected: bool,
+    pub auto_deploy: bool,
+    /// Deploys take a tag: there is no branch head to deploy by default.
+    pub follows_tags: bool,
+    pub live_release: Option<String>,
+    pub live_commit: Option<String>,
+    pub last_deploy: Option<Deploy>,
+    /// The push a manual environment has not deployed yet.
+    pub pending: Option<PendingPush>,
+}
+
+/// A push recorded but not deployed, because its environment has `auto_deploy = false`.
+#[derive(Debug, Serialize)]
+pub struct PendingPush {
+    pub commit: Option<String>,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub deploy: DeployId,
+}
+
+/// Every app and environment with its live release and last deploy.
+pub async fn overview(state: &AppState) -> Result<Vec<AppOverview>, HttpError> {
     let config = state.config.clone();
     // The store and the `current` links are both read off the async workers.
-    let apps = state
+    Ok(state
         .store
-        .run(move |store| {
-            let mut apps = Vec::new();
-            for app in config.apps.values() {
-                let temporary = store.temporary_environments(&app.name)?;
-                let mut environments = Vec::new();
-                let fixed = app
-                    .environments
-                    .values()
-                    .filter(|e| !e.source.is_temporary());
-                let listed = fixed
-                    .map(|e| (e.name.clone(), e.source.describe(), None, false))
-                    .chain(temporary.into_iter().map(|t| {
-                        let describe = format!("branch {}", t.branch);
-                        (t.name, describe, Some(t.base), true)
-                    }));
-                for (name, fed_by, base, is_temporary) in listed {
-                    let live = EnvironmentDir::new(&app.root, &name).live();
-                    let last = store.last_deploy(&app.name, &name)?;
-                    // A push to a manual (auto_deploy = false) environment waits as
-                    // the last thing that happened there until a deploy or promote.
-                    let pending = last
-                        .as_ref()
-                        .filter(|d| {
-                            d.status == DeployStatus::Skipped
-                                && d.trigger == Trigger::Push
-                                && d.reason
-                                    .as_deref()
-                                    .is_some_and(|r| r.starts_with("auto_deploy is off"))
-                        })
-                        .map(|d| json!({ "commit": d.commit, "ref": d.git_ref, "deploy": d.id }));
-                    let config_env = app.environments.get(base.as_ref().unwrap_or(&name));
-                    environments.push(json!({
-                        "name": name,
-                        "branch": fed_by.split_once(' ').map(|(_, b)| b),
-                        "fed_by": fed_by,
-                        "temporary": is_temporary,
-                        "base": base,
-                        "protected": config_env.is_some_and(|e| e.protected),
-                        "auto_deploy": config_env.is_none_or(|e| e.auto_deploy),
-                        "live_release": live.as_ref().map(|l| &l.release),
-                        "live_commit": live.as_ref().and_then(|l| l.commit.as_ref()),
-                        "last_deploy": last,
-                        "pending": pending,
-                    }));
-                }
-                apps.push(
-                    json!({ "name": app.name, "github": app.github, "environments": environments }),
-                );
-            }
-            Ok(apps)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "apps": apps })))
+        .run(move |store| overview_blocking(store, &config))
+        .await?)
+}
+
+fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>, StoreError> {
+    let mut apps = Vec::new();
+    for app in config.apps.values() {
+        let temporary = store.temporary_environments(&app.name)?;
+        let mut environments = Vec::new();
+        let fixed = app
+            .environments
+            .values()
+            .filter(|e| !e.source.is_temporary());
+        let listed = fixed
+            .map(|e| (e.name.clone(), e.source.describe(), None, false))
+            .chain(temporary.into_iter().map(|t| {
+                let describe = format!("branch {}", t.branch);
+                (t.name, describe, Some(t.base), true)
+            }));
+        for (name, fed_by, base, is_temporary) in listed {
+            let live = EnvironmentDir::new(&app.root, &name).live();
+            let last_deploy = store.last_deploy(&app.name, &name)?;
+            // A push to a manual (auto_deploy = false) environment waits as the last
+            // thing that happened there until a deploy or promote.
+            let pending = last_deploy
+                .as_ref()
+                .filter(|d| {
+                    d.status == DeployStatus::Skipped
+                        && d.trigger == Trigger::Push
+                        && d.reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("auto_deploy is off"))
+                })
+                .map(|d| PendingPush {
+                    commit: d.commit.clone(),
+                    git_ref: d.git_ref.clone(),
+                    deploy: d.id,
+                });
+            let config_env = app.environments.get(base.as_ref().unwrap_or(&name));
+            environments.push(EnvironmentOverview {
+                branch: fed_by.split_once(' ').map(|(_, b)| b.to_owned()),
+                temporary: is_temporary,
+                protected: config_env.is_some_and(|e| e.protected),
+                auto_deploy: config_env.is_none_or(|e| e.auto_deploy),
+                follows_tags: !is_temporary
+                    && config_env.is_some_and(|e| !matches!(e.source, RefSource::Branch(_))),
+                live_release: live.as_ref().map(|l| l.release.clone()),
+                live_commit: live.and_then(|l| l.commit),
+                name,
+                fed_by,
+                base,
+                last_deploy,
+                pending,
+            });
+        }
+        apps.push(AppOverview {
+            name: app.name.clone(),
+            github: app.github.clone(),
+            environments,
+        });
+    }
+    Ok(apps)
 }
 
 /// An environment named in a URL: a configured one, or an existing temporary one.
@@ -286,13 +448,13 @@ struct RollbackBody {
     release: Option<String>,
 }
 
-/// Records a deploy asked for through the API and wakes the runner.
+/// Records a deploy asked for by hand (API or dashboard) and wakes the runner.
 async fn create(
     state: &AppState,
     app: String,
     env: String,
     make: impl FnOnce(&Store, &Addressed) -> Result<NewDeploy, HttpError> + Send + 'static,
-) -> Result<HttpResponse, HttpError> {
+) -> Result<Deploy, HttpError> {
     let state2 = state.clone();
     let now = (state.clock)();
     let created = state
@@ -308,7 +470,7 @@ async fn create(
         })
         .await??;
     state.wake_runner();
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    Ok(created)
 }
 
 async fn manual_deploy(
@@ -319,8 +481,20 @@ async fn manual_deploy(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let body: DeployBody = optional_json(&body)?;
-    create(&state, app, env, move |_, a| {
-        let git_ref = match (body.git_ref, &a.temporary_branch) {
+    let created = request_deploy(&state, app, env, body.git_ref).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+/// A manual deploy of `git_ref` (a branch, tag or sha), by default the head of the
+/// branch the environment follows. Tag-following environments need `git_ref`.
+pub async fn request_deploy(
+    state: &AppState,
+    app: String,
+    env: String,
+    git_ref: Option<String>,
+) -> Result<Deploy, HttpError> {
+    create(state, app, env, move |_, a| {
+        let git_ref = match (git_ref, &a.temporary_branch) {
             (Some(r), _)
                 if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 =>
             {
@@ -361,14 +535,25 @@ async fn rollback(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let body: RollbackBody = optional_json(&body)?;
-    if let Some(release) = &body.release
+    let created = request_rollback(&state, app, env, body.release).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+/// A rollback to `release`, by default the release before the live one.
+pub async fn request_rollback(
+    state: &AppState,
+    app: String,
+    env: String,
+    release: Option<String>,
+) -> Result<Deploy, HttpError> {
+    if let Some(release) = &release
         && !is_release_id(release)
     {
         return Err(HttpError::BadRequest(format!(
             "{release:?} is not a release id"
         )));
     }
-    create(&state, app, env, move |_, a| {
+    create(state, app, env, move |_, a| {
         Ok(NewDeploy {
             target: a.target.clone(),
             git_ref: String::new(),
@@ -378,7 +563,7 @@ async fn rollback(
             status: DeployStatus::Queued,
             reason: None,
             from_environment: None,
-            release: body.release,
+            release,
         })
     })
     .await
@@ -405,7 +590,7 @@ async fn promote(
     })?;
     let state2 = state.get_ref().clone();
     let app2 = app.clone();
-    create(&state, app, env, move |store, to| {
+    let created = create(&state, app, env, move |store, to| {
         let source = addressed(store, &state2, &app2, &from)?;
         if source.name() == to.name() {
             return Err(HttpError::BadRequest(format!(
@@ -442,7 +627,8 @@ async fn promote(
             release: None,
         })
     })
-    .await
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
 }
 
 #[derive(Deserialize, Default)]
@@ -472,7 +658,7 @@ async fn sync(
     let app = app.into_inner();
     let app2 = app.clone();
     let force = body.force;
-    create(&state, app, to, move |store, target| {
+    let created = create(&state, app, to, move |store, target| {
         let source = addressed(store, &state2, &app2, &from)?;
         if source.name() == target.name() {
             return Err(HttpError::BadRequest(format!(
@@ -497,7 +683,8 @@ async fn sync(
             release: None,
         })
     })
-    .await
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
 }
 
 /// The releases on disk, newest first, with the live one and the rollback target marked.

@@ -2,14 +2,18 @@
 //! pure decisions, and maps errors through one table ([`error`]). Nothing outside
 //! this module knows actix.
 //!
-//! | route              | module       | auth                  |
-//! |--------------------|--------------|-----------------------|
-//! | `POST /hooks/{app}`| [`hooks`]    | GitHub signature      |
-//! | `GET /api/…`       | [`api`]      | bearer token          |
-//! | `GET /healthz`     | here         | none                  |
-//! | `GET /metrics`     | here         | none                  |
+//! | route                          | module        | auth                            |
+//! |--------------------------------|---------------|---------------------------------|
+//! | `POST /hooks/{app}`            | [`hooks`]     | GitHub signature                |
+//! | `/api/…`                       | [`api`]       | bearer token or session cookie¹ |
+//! | `/` and the other pages        | [`dashboard`] | session cookie¹                 |
+//! | `GET /healthz`                 | here          | none                            |
+//! | `GET /metrics`                 | here          | none                            |
+//!
+//! ¹ Writes authenticated by the cookie also need the CSRF token (see [`api`]).
 
 pub mod api;
+pub mod dashboard;
 pub mod error;
 pub mod hooks;
 pub mod stream;
@@ -67,6 +71,7 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> std::io
             .route("/metrics", web::get().to(metrics))
             .route("/hooks/{app}", web::post().to(hooks::receive))
             .service(api::scope())
+            .configure(dashboard::routes)
             .default_service(web::to(not_found))
     })
     .workers(workers.max(1))

@@ -1,5 +1,6 @@
 //! Following a deploy's log: `GET /api/deploys/{id}/log?follow=1` (plain text) and
-//! `GET /api/deploys/{id}/events` (Server-Sent Events: `log`, `stage`, `status`).
+//! `GET /api/deploys/{id}/events` (Server-Sent Events: `log`, `stage`, `status`;
+//! resumes after the line in `Last-Event-ID` or `?after=N`).
 //!
 //! One follower task per request feeds a channel that becomes the response body. It
 //! waits while the deploy is queued, replays what a running deploy logged so far and
@@ -70,19 +71,29 @@ pub async fn log(
     Ok(streaming("text/plain; charset=utf-8").streaming(body))
 }
 
+#[derive(serde::Deserialize)]
+pub struct EventsQuery {
+    /// Resume after this line, like `Last-Event-ID`: a browser's `EventSource` cannot
+    /// set that header on its first connection, so a page that already shows lines
+    /// 1..=N asks for `?after=N`. Its reconnects send the header, which wins when later.
+    after: Option<u64>,
+}
+
 pub async fn events(
     _: Authorized,
     req: HttpRequest,
     id: web::Path<String>,
+    query: web::Query<EventsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let deploy_id = existing(&state, &id).await?;
-    let after = req
+    let last_event_id = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
+    let after = last_event_id.max(query.after.unwrap_or(0));
     let rx = spawn_follower(state.get_ref().clone(), deploy_id, after);
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         let chunk = rx.recv().await?;

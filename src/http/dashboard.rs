@@ -1,0 +1,949 @@
+//! The dashboard: server-rendered HTML pages over the same data and the same code
+//! paths as `/api`, plus a few lines of inline JavaScript that follow a running
+//! deploy's Server-Sent Events. It owns the pages, the login form and the dashboard's
+//! form posts; authentication, the overview and deploy creation stay in [`super::api`],
+//! the event stream in [`super::stream`].
+//!
+//! | route                                    | what                                    |
+//! |------------------------------------------|-----------------------------------------|
+//! | `GET /`                                  | every app and environment; else login   |
+//! | `GET /deploys/{id}`                      | one deploy: fields, stages, live log    |
+//! | `GET /environments/{app}/{env}`          | that environment's last 50 deploys      |
+//! | `POST /login`, `POST /logout`            | set or clear the session cookie         |
+//! | `POST /environments/{app}/{env}/deploy`  | a manual deploy, then 303 to its page   |
+//! | `POST /environments/{app}/{env}/rollback`| a rollback, then 303 to its page        |
+//!
+//! Pages work with JavaScript off: the log known at render time is in the HTML; the
+//! script only appends what comes after (`?after=N` on the event stream).
+//!
+//! # Security
+//!
+//! - **Cookie.** Logging in checks the API token in constant time (the API's own
+//!   check) and sets `stagehand_session` = HMAC-SHA256(token, "stagehand-session-v1"):
+//!   `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's request
+//!   carries it), `Path=/`, and `Secure` when `public_url` is https. The value is fixed
+//!   per token, so logging out clears this browser's cookie but a copied cookie stays
+//!   valid until the API token is rotated.
+//! - **CSRF.** SameSite=Strict is the first line; the second is that every dashboard
+//!   POST (and every API write made with the cookie alone) must carry the CSRF token,
+//!   HMAC-SHA256(token, "stagehand-csrf-v1"), compared in constant time, or gets 403.
+//!   `/login` is the exception: there is no session to ride on yet.
+//! - **Escaping.** maud escapes every interpolated value; branch names, refs, reasons
+//!   and log lines are attacker-controlled (anyone who can push names a branch) and
+//!   are never wrapped in `PreEscaped`. Only the constant CSS and script are. Data for
+//!   the script travels in `data-` attributes, and the script inserts text nodes only.
+//! - **Headers.** A Content-Security-Policy allows exactly the inline script and style
+//!   (by hash), same-origin connections and form targets, and no framing, so even an
+//!   escaping slip could not run injected script, and no other site can frame the
+//!   Deploy and Rollback buttons to trick a click. Pages are `no-store`.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::api::{self, AppOverview, EnvironmentOverview, SESSION_COOKIE};
+use super::error::HttpError;
+use crate::core::deploy::{Deploy, DeployStatus, Stage};
+use crate::core::ids::{AppName, DeployId, EnvironmentName};
+use crate::core::time::UnixMillis;
+use crate::store::{DeployFilter, StoreError};
+
+/// How many deploys an environment's page lists.
+const HISTORY: usize = 50;
+/// How many log lines a deploy page renders; the raw log link has them all.
+const LOG_LINES: usize = 10_000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/login", web::post().to(login))
+        // Someone typing /login gets the login page (or the dashboard, if logged in).
+        .route("/login", web::get().to(|| async { see_other("/") }))
+        .route("/logout", web::post().to(logout))
+        .route("/deploys/{id}", web::get().to(deploy_page))
+        .route("/environments/{app}/{env}", web::get().to(environment_page))
+        .route("/environments/{app}/{env}/deploy", web::post().to(deploy))
+        .route(
+            "/environments/{app}/{env}/rollback",
+            web::post().to(rollback),
+        );
+}
+
+// ---------------------------------------------------------------------------------
+// Who is looking, and what a page answers when something is wrong.
+
+/// A request that proved it holds the API token; pages put its CSRF token in forms.
+struct Viewer {
+    csrf: String,
+}
+
+fn viewer(req: &HttpRequest, state: &AppState) -> Result<Viewer, PageError> {
+    api::authenticate(req).map_err(|_| PageError::LogInFirst)?;
+    let token = api::api_token(state)?;
+    Ok(Viewer {
+        csrf: api::csrf_value(token),
+    })
+}
+
+/// The fields every dashboard form may send.
+#[derive(Deserialize, Default)]
+struct ActionForm {
+    csrf: Option<String>,
+    /// For tag-following environments, which have no branch head to default to.
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+}
+
+/// A dashboard POST: logged in, and carrying the CSRF token.
+fn checked_form(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<ActionForm, PageError> {
+    viewer(req, state)?;
+    let form: ActionForm = serde_urlencoded::from_bytes(body)
+        .map_err(|e| HttpError::BadRequest(format!("not a form post: {e}")))?;
+    check_csrf(state, &form)?;
+    Ok(form)
+}
+
+fn check_csrf(state: &AppState, form: &ActionForm) -> Result<(), PageError> {
+    if api::csrf_matches(state, form.csrf.as_deref().unwrap_or_default())? {
+        Ok(())
+    } else {
+        Err(HttpError::Forbidden(
+            "this form came without a valid CSRF token: reload the page and try again".into(),
+        )
+        .into())
+    }
+}
+
+/// What a page answers instead of itself.
+#[derive(Debug)]
+enum PageError {
+    /// Not logged in: off to the login page.
+    LogInFirst,
+    /// Any other error, with the status the one table in `error.rs` gives it.
+    Http(HttpError),
+}
+
+impl From<HttpError> for PageError {
+    fn from(e: HttpError) -> PageError {
+        PageError::Http(e)
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> PageError {
+        PageError::Http(e.into())
+    }
+}
+
+impl fmt::Display for PageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PageError::LogInFirst => f.write_str("log in first"),
+            PageError::Http(e) => e.fmt(f),
+        }
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::LogInFirst => StatusCode::SEE_OTHER,
+            PageError::Http(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            PageError::LogInFirst => see_other("/"),
+            PageError::Http(e) => {
+                if let HttpError::Store(e) = e {
+                    tracing::error!(error = %e, "dashboard request failed on the store");
+                }
+                let status = e.status_code();
+                let title = status.canonical_reason().unwrap_or("Error");
+                let body = html! {
+                    h1 { (status.as_u16()) " " (title) }
+                    p.error { (e) }
+                    p { a href="/" { "Back to the dashboard" } }
+                };
+                page(status, title, None, body)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Handlers.
+
+async fn index(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let viewer = match viewer(&req, &state) {
+        Ok(viewer) => viewer,
+        Err(PageError::LogInFirst) => return Ok(login_page(&state, StatusCode::OK, None)),
+        Err(e) => return Err(e),
+    };
+    let apps = api::overview(&state).await?;
+    Ok(page(
+        StatusCode::OK,
+        "Environments",
+        Some(&viewer),
+        overview_body(&apps, &viewer),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: Option<String>,
+}
+
+async fn login(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let given = serde_urlencoded::from_bytes::<LoginForm>(&body)
+        .ok()
+        .and_then(|f| f.token)
+        .unwrap_or_default();
+    let token = match api::api_token(&state) {
+        Ok(token) => token,
+        Err(e) => return login_page(&state, StatusCode::UNAUTHORIZED, Some(&e.to_string())),
+    };
+    match api::token_matches(&state, &given) {
+        Ok(true) => {
+            let cookie = session_cookie(&state, &api::session_value(token));
+            let mut response = see_other("/");
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Ok(false) => login_page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not the API token."),
+        ),
+        Err(e) => login_page(&state, StatusCode::UNAUTHORIZED, Some(&e.to_string())),
+    }
+}
+
+async fn logout(body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let form: ActionForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    check_csrf(&state, &form)?;
+    let mut response = see_other("/");
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, ""));
+    Ok(response)
+}
+
+/// `Set-Cookie` for the session; an empty value clears it.
+fn session_cookie(state: &AppState, value: &str) -> header::HeaderValue {
+    let secure = state
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https"));
+    let mut cookie = format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/");
+    if value.is_empty() {
+        cookie.push_str("; Max-Age=0");
+    }
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    // Hex digits and fixed words only, so this is always a valid header value.
+    header::HeaderValue::from_str(&cookie).unwrap_or(header::HeaderValue::from_static(""))
+}
+
+async fn deploy_page(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let viewer = viewer(&req, &state)?;
+    let missing = || HttpError::NotFound(format!("no deploy {:?}", id.as_str()));
+    let deploy_id = DeployId::parse(&id).ok_or_else(missing)?;
+    let deploy = state
+        .store
+        .run(move |s| s.deploy(deploy_id))
+        .await?
+        .ok_or_else(missing)?;
+    // Read after the deploy: the file is at least as new as the status we show, so a
+    // deploy shown as ended has its whole log here.
+    let path = state.logs.path(deploy_id);
+    let bytes = web::block(move || std::fs::read(path).unwrap_or_default())
+        .await
+        .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    let log = visible_log(
+        &String::from_utf8_lossy(&bytes),
+        deploy.status.is_terminal(),
+        LOG_LINES,
+    );
+    let title = format!(
+        "Deploy #{} · {}/{}",
+        deploy.id, deploy.app, deploy.environment
+    );
+    Ok(page(
+        StatusCode::OK,
+        &title,
+        Some(&viewer),
+        deploy_body(&deploy, &log),
+    ))
+}
+
+async fn environment_page(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let viewer = viewer(&req, &state)?;
+    let (app, env) = path.into_inner();
+    let missing = || HttpError::NotFound(format!("no environment {app:?}/{env:?}"));
+    let app_name = AppName::parse(&app).map_err(|_| missing())?;
+    let env_name = EnvironmentName::parse(&env).map_err(|_| missing())?;
+    let apps = api::overview(&state).await?;
+    let app_overview = apps
+        .iter()
+        .find(|a| a.name == app_name)
+        .ok_or_else(missing)?;
+    // A torn-down temporary environment is no longer listed, but its history is.
+    let current = app_overview
+        .environments
+        .iter()
+        .find(|e| e.name == env_name);
+    let filter = DeployFilter {
+        app: Some(app_name.to_string()),
+        environment: Some(env_name.to_string()),
+        limit: HISTORY,
+    };
+    let history = state.store.run(move |s| s.deploys(&filter)).await?;
+    if current.is_none() && history.is_empty() {
+        return Err(missing().into());
+    }
+    let title = format!("{app_name}/{env_name}");
+    let body = environment_body(&app_name, &env_name, current, &history, &viewer);
+    Ok(page(StatusCode::OK, &title, Some(&viewer), body))
+}
+
+async fn deploy(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let form = checked_form(&req, &state, &body)?;
+    let (app, env) = path.into_inner();
+    let git_ref = form.git_ref.filter(|r| !r.trim().is_empty());
+    let created = api::request_deploy(&state, app, env, git_ref).await?;
+    Ok(see_other(&deploy_url(created.id)))
+}
+
+async fn rollback(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    checked_form(&req, &state, &body)?;
+    let (app, env) = path.into_inner();
+    let created = api::request_rollback(&state, app, env, None).await?;
+    Ok(see_other(&deploy_url(created.id)))
+}
+
+// ---------------------------------------------------------------------------------
+// Pages.
+
+fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> HttpResponse {
+    let disabled = state.config.server.api_token.is_none();
+    let body = html! {
+        section.login {
+            h1 { "Log in" }
+            p.muted {
+                "Use the API token: the value of "
+                code { (state.config.server.api_token_env) }
+                " in stagehand's environment."
+            }
+            @if disabled {
+                p.error {
+                    "The dashboard is disabled until " (state.config.server.api_token_env)
+                    " is set."
+                }
+            }
+            @if let Some(error) = error {
+                p.error role="alert" { (error) }
+            }
+            form method="post" action="/login" {
+                label for="token" { "API token" }
+                input #token type="password" name="token" autocomplete="current-password"
+                    required autofocus;
+                button type="submit" { "Log in" }
+            }
+        }
+    };
+    page(status, "Log in", None, body)
+}
+
+fn overview_body(apps: &[AppOverview], viewer: &Viewer) -> Markup {
+    html! {
+        h1 { "Environments" }
+        @if apps.is_empty() {
+            p.muted { "No apps are configured." }
+        }
+        @for app in apps {
+            section.app {
+                h2 { (app.name) " " span.muted { (app.github) } }
+                table.environments {
+                    thead { tr {
+                        th { "Environment" } th { "Follows" } th { "Live release" }
+                        th { "Commit" } th { "Last deploy" } th { "" }
+                    } }
+                    tbody {
+                        @for env in &app.environments {
+                            (environment_row(&app.name, env, viewer))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn environment_row(app: &AppName, env: &EnvironmentOverview, viewer: &Viewer) -> Markup {
+    html! {
+        tr data-environment=(env.name) {
+            td {
+                a href=(environment_url(app, &env.name)) { (env.name) }
+                (environment_tags(env))
+            }
+            td.mono { (env.fed_by) }
+            td.mono { (env.live_release.as_deref().unwrap_or("—")) }
+            td.mono { (short(env.live_commit.as_deref())) }
+            td {
+                @if let Some(last) = &env.last_deploy {
+                    (badge(last.status)) " "
+                    a href=(deploy_url(last.id)) { "#" (last.id) }
+                    " " span.muted { (last.trigger) ", " (when(last.created_at)) }
+                    @if let Some(pending) = &env.pending {
+                        " " span.tag.pending title="auto_deploy is off: Deploy releases it" {
+                            "pending " (short(pending.commit.as_deref()))
+                        }
+                    }
+                } @else {
+                    span.muted { "never deployed" }
+                }
+            }
+            td.actions { (actions(app, env, viewer)) }
+        }
+    }
+}
+
+fn environment_tags(env: &EnvironmentOverview) -> Markup {
+    html! {
+        @if env.temporary {
+            " " span.tag.temporary title="made from a branch pattern; removed with its branch" {
+                "temporary"
+            }
+        }
+        @if env.protected { " " span.tag { "protected" } }
+        @if !env.auto_deploy { " " span.tag { "manual" } }
+    }
+}
+
+/// The Deploy and Rollback buttons: plain form posts, so they work without script.
+fn actions(app: &AppName, env: &EnvironmentOverview, viewer: &Viewer) -> Markup {
+    let base = environment_url(app, &env.name);
+    let confirm = format!(
+        "Roll {app}/{} back to the release before {}?",
+        env.name,
+        env.live_release.as_deref().unwrap_or("the live one")
+    );
+    html! {
+        form.inline method="post" action={ (base) "/deploy" } {
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            @if env.follows_tags {
+                input type="text" name="ref" placeholder="tag, e.g. v1.2.3" required size="14";
+            }
+            @if env.follows_tags {
+                button type="submit" title="Deploy this tag" { "Deploy" }
+            } @else {
+                button type="submit" title={ "Deploy the head of " (env.fed_by) } { "Deploy" }
+            }
+        }
+        " "
+        form.inline method="post" action={ (base) "/rollback" } data-confirm=(confirm) {
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            button.secondary type="submit" disabled[env.live_release.is_none()]
+                title="Switch back to the previous release" { "Rollback" }
+        }
+    }
+}
+
+fn environment_body(
+    app: &AppName,
+    env: &EnvironmentName,
+    current: Option<&EnvironmentOverview>,
+    history: &[Deploy],
+    viewer: &Viewer,
+) -> Markup {
+    html! {
+        p.crumbs { a href="/" { "Environments" } " / " (app) }
+        h1 { (app) "/" (env) @if let Some(current) = current { (environment_tags(current)) } }
+        @if let Some(current) = current {
+            dl.fields {
+                dt { "Follows" } dd.mono { (current.fed_by) }
+                dt { "Live release" } dd.mono { (current.live_release.as_deref().unwrap_or("—")) }
+                dt { "Live commit" } dd.mono { (current.live_commit.as_deref().unwrap_or("—")) }
+            }
+            p { (actions(app, current, viewer)) }
+        } @else {
+            p.muted { "This environment no longer exists; its history remains." }
+        }
+        h2 { "History" }
+        @if history.is_empty() {
+            p.muted { "No deploys yet." }
+        } @else {
+            table.history {
+                thead { tr {
+                    th { "Deploy" } th { "Status" } th { "Trigger" } th { "Ref" }
+                    th { "Commit" } th { "Release" } th { "Created" } th { "Took" }
+                } }
+                tbody {
+                    @for deploy in history {
+                        tr {
+                            td { a href=(deploy_url(deploy.id)) { "#" (deploy.id) } }
+                            td { (badge(deploy.status)) }
+                            td { (deploy.trigger) }
+                            td.mono { (deploy.git_ref) }
+                            td.mono { (short(deploy.commit.as_deref())) }
+                            td.mono { (deploy.release.as_deref().unwrap_or("—")) }
+                            td { (when(deploy.created_at)) }
+                            td { (took(deploy)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn deploy_body(deploy: &Deploy, log: &VisibleLog) -> Markup {
+    let env_url = environment_url(&deploy.app, &deploy.environment);
+    html! {
+        p.crumbs {
+            a href="/" { "Environments" } " / "
+            a href=(env_url) { (deploy.app) "/" (deploy.environment) }
+        }
+        h1 {
+            "Deploy #" (deploy.id) " "
+            span #status class={ "badge " (deploy.status) } { (deploy.status) }
+        }
+        p #reason .reason { (deploy.reason.as_deref().unwrap_or_default()) }
+        div.summary {
+            dl.fields {
+                dt { "Environment" }
+                dd {
+                    a href=(env_url) { (deploy.app) "/" (deploy.environment) }
+                    @if deploy.base_environment != deploy.environment {
+                        " " span.muted { "(from " (deploy.base_environment) ")" }
+                    }
+                }
+                dt { "Trigger" }
+                dd { (deploy.trigger) @if deploy.forced { " (forced push)" } }
+                @if let Some(from) = &deploy.from_environment {
+                    dt { "From" } dd { (from) }
+                }
+                dt { "Ref" } dd.mono { (deploy.git_ref) }
+                // `data-field`s are refreshed from `/api/deploys/{id}` as the deploy runs.
+                dt { "Commit" }
+                dd.mono data-field="commit" { (deploy.commit.as_deref().unwrap_or("—")) }
+                dt { "Release" }
+                dd.mono data-field="release" { (deploy.release.as_deref().unwrap_or("—")) }
+                dt { "Created" } dd { (when(deploy.created_at)) }
+                dt { "Started" }
+                dd data-field="started_at" { (maybe_when(deploy.started_at)) }
+                dt { "Finished" }
+                dd data-field="finished_at" { (maybe_when(deploy.finished_at)) }
+            }
+            div {
+                h2 { "Stages" }
+                table #stages {
+                    tbody {
+                        @for stage in &deploy.stages { (stage_row(stage)) }
+                    }
+                }
+            }
+        }
+        h2 { "Log " a.small href=(deploy.log_url()) { "raw" } }
+        @if log.skipped > 0 {
+            p.muted { (log.skipped) " earlier lines are not shown here; the raw log has them." }
+        }
+        // The script reads where to resume from these attributes; it never parses HTML.
+        pre #log data-id=(deploy.id) data-after=(log.last)
+            data-live=(if deploy.status.is_terminal() { "false" } else { "true" }) {
+            @for line in &log.lines { (line) "\n" }
+        }
+    }
+}
+
+fn stage_row(stage: &Stage) -> Markup {
+    html! {
+        tr data-stage=(stage.name) {
+            td { (stage.name) }
+            td { (badge(stage.status)) }
+            td.duration { (stage.duration_ms.map(duration).unwrap_or_default()) }
+        }
+    }
+}
+
+fn badge(status: DeployStatus) -> Markup {
+    html! { span class={ "badge " (status) } { (status) } }
+}
+
+/// The frame of every page: its headers say no framing, no caching, and which inline
+/// script and style may run.
+fn page(status: StatusCode, title: &str, viewer: Option<&Viewer>, body: Markup) -> HttpResponse {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · stagehand" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    a.brand href="/" { "stagehand" }
+                    @if let Some(viewer) = viewer {
+                        form.inline method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(viewer.csrf);
+                            button.link type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { (body) }
+                script { (PreEscaped(SCRIPT)) }
+            }
+        }
+    };
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP.as_str()))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
+        .body(markup.into_string())
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+fn deploy_url(id: DeployId) -> String {
+    format!("/deploys/{id}")
+}
+
+/// App and environment names are `[a-z0-9_-]`: safe in a path as they are.
+fn environment_url(app: &AppName, env: &EnvironmentName) -> String {
+    format!("/environments/{app}/{env}")
+}
+
+// ---------------------------------------------------------------------------------
+// Pure helpers.
+
+/// The part of a log a page renders.
+#[derive(Debug, PartialEq, Eq)]
+struct VisibleLog {
+    lines: Vec<String>,
+    /// Lines before `lines` left out to keep the page small.
+    skipped: usize,
+    /// The number of the last line shown (lines count from 1, as the event ids do).
+    last: usize,
+}
+
+/// The last `cap` complete lines of `text`. While the deploy runs, a last line without
+/// its newline may still be being written: it is left to the event stream, which
+/// sends it whole.
+fn visible_log(text: &str, ended: bool, cap: usize) -> VisibleLog {
+    let complete = if ended {
+        text
+    } else {
+        text.rfind('\n').map_or("", |end| &text[..=end])
+    };
+    let all: Vec<&str> = complete.lines().collect();
+    let skipped = all.len().saturating_sub(cap);
+    VisibleLog {
+        lines: all[skipped..].iter().map(|l| (*l).to_owned()).collect(),
+        skipped,
+        last: all.len(),
+    }
+}
+
+fn short(commit: Option<&str>) -> String {
+    commit.map_or_else(|| "—".into(), |c| c.chars().take(7).collect())
+}
+
+/// `2026-11-27 18:43:12 UTC`
+fn when(at: UnixMillis) -> String {
+    let text = at.rfc3339();
+    format!("{} UTC", text.get(..19).unwrap_or(&text).replace('T', " "))
+}
+
+fn maybe_when(at: Option<UnixMillis>) -> String {
+    at.map_or_else(|| "—".into(), when)
+}
+
+fn took(deploy: &Deploy) -> String {
+    match (deploy.started_at, deploy.finished_at) {
+        (Some(start), Some(end)) => duration(end.0 - start.0),
+        _ => String::new(),
+    }
+}
+
+fn duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// Standard base64, for the CSP hashes: one use does not justify a crate.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn csp_hash(source: &str) -> String {
+    format!("'sha256-{}'", base64(&Sha256::digest(source.as_bytes())))
+}
+
+static CSP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        csp_hash(SCRIPT),
+        csp_hash(CSS)
+    )
+});
+
+const CSS: &str = r#"
+:root { --fg: #1d2430; --muted: #687385; --line: #e3e7ee; --bg: #f6f8fb; --accent: #2456d6; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
+header { display: flex; justify-content: space-between; align-items: center; padding: .6rem 1.5rem; background: #1d2430; }
+header .brand { color: #fff; font-weight: 700; text-decoration: none; letter-spacing: .02em; }
+main { max-width: 72rem; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
+h1 { font-size: 1.5rem; margin: .8rem 0; } h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
+a { color: var(--accent); }
+.muted { color: var(--muted); font-weight: normal; } .small { font-size: .8rem; font-weight: normal; }
+.mono, pre, code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85rem; }
+table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid var(--line); }
+th, td { text-align: left; padding: .45rem .6rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
+th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); background: #fafbfd; }
+#stages { width: auto; min-width: 22rem; }
+.summary { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 1rem 2.5rem; align-items: start; }
+.summary h2 { margin-top: 0; }
+@media (max-width: 48rem) { .summary { grid-template-columns: minmax(0, 1fr); } }
+.badge { display: inline-block; padding: .05rem .5rem; border-radius: 999px; font-size: .78rem; font-weight: 600; background: #e3e7ee; color: #3a4454; }
+.badge.succeeded { background: #d7f5df; color: #11652c; } .badge.failed, .badge.interrupted { background: #fde0de; color: #a01c12; }
+.badge.running { background: #dce8ff; color: #1c46b0; } .badge.rolled_back { background: #ffecc7; color: #8a5300; }
+.badge.cancelled, .badge.superseded, .badge.skipped { background: #eceff3; color: #5d6675; }
+.tag { font-size: .72rem; padding: .02rem .4rem; border: 1px solid var(--line); border-radius: 4px; color: var(--muted); }
+.tag.temporary { border-color: #c9b6f2; color: #5b3aa8; background: #f4efff; }
+.tag.pending { border-color: #f0c36d; color: #8a5300; background: #fff6e0; }
+form.inline { display: inline; margin: 0; }
+button { font: inherit; font-size: .85rem; padding: .25rem .75rem; border: 1px solid var(--accent); border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
+button.secondary { background: #fff; color: var(--accent); } button:disabled { opacity: .45; cursor: default; }
+button.link { background: none; border: none; color: #c9d3e3; padding: 0; }
+input[type=text], input[type=password] { font: inherit; padding: .3rem .5rem; border: 1px solid #c5ccd8; border-radius: 6px; }
+.actions { white-space: nowrap; text-align: right; }
+table.environments td.mono { white-space: nowrap; }
+dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1.2rem; margin: 0; }
+dl.fields dt { color: var(--muted); } dl.fields dd { margin: 0; word-break: break-all; }
+pre#log { background: #151a23; color: #d7dde8; padding: .8rem 1rem; border-radius: 6px; max-height: 32rem; overflow: auto; white-space: pre-wrap; word-break: break-all; }
+.error { color: #a01c12; } .reason { color: var(--muted); margin-top: -.4rem; }
+.crumbs { margin: .4rem 0 0; font-size: .85rem; color: var(--muted); }
+section.login { max-width: 24rem; margin: 4rem auto; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 1.5rem; }
+section.login form { display: grid; gap: .6rem; }
+"#;
+
+/// Asks before a rollback, and follows a running deploy: appends `log` lines (as text
+/// nodes), updates stage badges on `stage` and the status on `status`, and stops at a
+/// terminal status (else `EventSource` would reconnect forever).
+const SCRIPT: &str = r##"
+"use strict";
+for (const form of document.querySelectorAll("form[data-confirm]")) {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
+const log = document.getElementById("log");
+if (log && log.dataset.live === "true") {
+  let last = Number(log.dataset.after) || 0;
+  const badge = (el, status) => { el.textContent = status; el.className = "badge " + status; };
+  const seconds = (ms) => ms == null ? "" : ms < 1000 ? ms + " ms" : ms < 60000 ? (ms / 1000).toFixed(1) + " s"
+    : Math.floor(ms / 60000) + "m " + String(Math.floor(ms % 60000 / 1000)).padStart(2, "0") + "s";
+  const source = new EventSource("/api/deploys/" + encodeURIComponent(log.dataset.id) + "/events?after=" + last);
+  source.addEventListener("log", (event) => {
+    const n = Number(event.lastEventId);
+    if (n && n <= last) return;
+    last = n || last + 1;
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    log.append(event.data + "\n");
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  });
+  // Started, finished, release: not in the events, so re-read when something moved.
+  const refresh = () => fetch("/api/deploys/" + encodeURIComponent(log.dataset.id))
+    .then((response) => response.ok ? response.json() : null)
+    .then((deploy) => {
+      if (!deploy) return;
+      const when = (t) => t ? t.slice(0, 19).replace("T", " ") + " UTC" : "—";
+      const values = { commit: deploy.commit || "—", release: deploy.release || "—",
+        started_at: when(deploy.started_at), finished_at: when(deploy.finished_at) };
+      for (const dd of document.querySelectorAll("dd[data-field]")) {
+        dd.textContent = values[dd.dataset.field];
+      }
+    })
+    .catch(() => {});
+  source.addEventListener("stage", (event) => {
+    const stage = JSON.parse(event.data);
+    const tbody = document.querySelector("#stages tbody");
+    let row = Array.from(tbody.rows).find((r) => r.dataset.stage === stage.name);
+    if (!row) {
+      row = tbody.insertRow();
+      row.dataset.stage = stage.name;
+      row.insertCell().textContent = stage.name;
+      row.insertCell().append(document.createElement("span"));
+      row.insertCell().className = "duration";
+    }
+    badge(row.cells[1].firstElementChild, stage.status);
+    row.cells[2].textContent = seconds(stage.duration_ms);
+    refresh();
+  });
+  source.addEventListener("status", (event) => {
+    const status = JSON.parse(event.data);
+    badge(document.getElementById("status"), status.status);
+    document.getElementById("reason").textContent = status.reason || "";
+    refresh();
+    if (status.status !== "queued" && status.status !== "running") {
+      source.close();
+      log.dataset.live = "false";
+    }
+  });
+}
+"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn visible_log_keeps_complete_lines_and_numbers_them() {
+        type Case = (
+            &'static str,
+            bool,
+            usize,
+            (&'static [&'static str], usize, usize),
+        );
+        let cases: &[Case] = &[
+            ("", false, 10, (&[], 0, 0)),
+            ("a\nb\n", false, 10, (&["a", "b"], 0, 2)),
+            // A running deploy's half-written last line is left to the stream.
+            ("a\nb\nhal", false, 10, (&["a", "b"], 0, 2)),
+            ("a\nb\nend", true, 10, (&["a", "b", "end"], 0, 3)),
+            ("1\n2\n3\n4\n", true, 2, (&["3", "4"], 2, 4)),
+        ];
+        for (text, ended, cap, (lines, skipped, last)) in cases {
+            let got = visible_log(text, *ended, *cap);
+            assert_eq!(
+                got,
+                VisibleLog {
+                    lines: lines.iter().map(|l| l.to_string()).collect(),
+                    skipped: *skipped,
+                    last: *last,
+                },
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        let cases = [
+            (0, "0 ms"),
+            (999, "999 ms"),
+            (1_000, "1.0 s"),
+            (12_345, "12.3 s"),
+            (60_000, "1m 00s"),
+            (754_000, "12m 34s"),
+        ];
+        for (ms, expected) in cases {
+            assert_eq!(duration(ms), expected, "{ms}");
+        }
+    }
+
+    #[test]
+    fn attacker_controlled_text_is_escaped() {
+        let env = EnvironmentOverview {
+            name: EnvironmentName::parse("preview-x").unwrap(),
+            branch: Some("feature/<script>alert(1)</script>".into()),
+            fed_by: "branch feature/<script>alert(1)</script>\"'".into(),
+            temporary: true,
+            base: None,
+            protected: false,
+            auto_deploy: true,
+            follows_tags: false,
+            live_release: None,
+            live_commit: Some("<b>".into()),
+            last_deploy: None,
+            pending: None,
+        };
+        let viewer = Viewer { csrf: "c".into() };
+        let html = environment_row(&AppName::parse("shop").unwrap(), &env, &viewer).into_string();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("feature/&lt;script&gt;alert(1)&lt;/script&gt;&quot;'"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;b&gt;"), "{html}");
+    }
+
+    #[test]
+    fn the_policy_hashes_the_script_and_style_it_serves() {
+        assert!(CSP.contains(&csp_hash(SCRIPT)));
+        assert!(CSP.contains(&csp_hash(CSS)));
+        assert!(CSP.contains("frame-ancestors 'none'"));
+        assert!(!CSP.contains("unsafe-inline"));
+    }
+}

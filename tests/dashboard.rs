@@ -1,0 +1,769 @@
+//! The dashboard end to end: its auth rules over plain HTTP, and a real headless
+//! Chromium (driven through chromedriver with the W3C WebDriver protocol, spoken
+//! directly as HTTP + JSON) logging in, watching a deploy's log grow without a reload,
+//! and rolling back with a click.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use stagehand::core::signature::hex_mac;
+
+fn session_value() -> String {
+    hex_mac(TOKEN.as_bytes(), b"stagehand-session-v1")
+}
+
+fn csrf_value() -> String {
+    hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1")
+}
+
+/// An answer with what the tests look at: status, headers, body text.
+struct Answer {
+    status: u16,
+    headers: awc::http::header::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// One request, redirects not followed. `cookie`: the session cookie's value.
+async fn request(
+    method: &str,
+    url: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> Answer {
+    let client = awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client.request(method, url);
+    if let Some(cookie) = cookie {
+        req = req.insert_header(("Cookie", format!("stagehand_session={cookie}")));
+    }
+    for (name, value) in headers {
+        req = req.insert_header((*name, *value));
+    }
+    let mut resp = match form {
+        Some(form) => req
+            .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+            .send_body(form.to_owned())
+            .await
+            .unwrap(),
+        None => req.send().await.unwrap(),
+    };
+    let body = resp.body().limit(16 << 20).await.unwrap();
+    Answer {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        text: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+#[actix_web::test]
+async fn login_cookie_csrf_and_escaping_over_plain_http() {
+    let server = start().await;
+    let url = server.url.clone();
+    let session = session_value();
+    let csrf = csrf_value();
+
+    // Without a cookie: the login form, 401 from the API, 303 from deeper pages.
+    let home = request("GET", &format!("{url}/"), None, &[], None).await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.text.contains(r#"action="/login""#) && home.text.contains(r#"name="token""#),
+        "{}",
+        home.text
+    );
+    let api = request("GET", &format!("{url}/api/apps"), None, &[], None).await;
+    assert_eq!(api.status, 401, "{}", api.text);
+    for page in ["/deploys/1", "/environments/shop/staging"] {
+        let answer = request("GET", &format!("{url}{page}"), None, &[], None).await;
+        assert_eq!(
+            (answer.status, answer.header("location")),
+            (303, "/".into())
+        );
+    }
+    let stale = request("GET", &format!("{url}/api/apps"), Some("00"), &[], None).await;
+    assert_eq!(stale.status, 401, "{}", stale.text);
+
+    // Logging in: a wrong token re-renders the form with 401; the right one sets the
+    // derived cookie (never the token itself).
+    let wrong = request(
+        "POST",
+        &format!("{url}/login"),
+        None,
+        &[],
+        Some("token=nope"),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains("not the API token"), "{}", wrong.text);
+    assert!(wrong.header("set-cookie").is_empty());
+    let form = format!("token={TOKEN}");
+    let login = request("POST", &format!("{url}/login"), None, &[], Some(&form)).await;
+    assert_eq!((login.status, login.header("location")), (303, "/".into()));
+    assert_eq!(
+        login.header("set-cookie"),
+        format!("stagehand_session={session}; HttpOnly; SameSite=Strict; Path=/")
+    );
+    assert!(!login.header("set-cookie").contains(TOKEN));
+
+    // Logged in: the overview, with a CSRF token in every form and strict headers.
+    let home = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.text.contains(r#"data-environment="staging""#),
+        "{}",
+        home.text
+    );
+    assert!(
+        home.text
+            .contains(&format!(r#"name="csrf" value="{csrf}""#)),
+        "{}",
+        home.text
+    );
+    assert!(
+        home.header("content-security-policy")
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(home.header("x-frame-options"), "DENY");
+    assert_eq!(home.header("cache-control"), "no-store");
+    let api = request("GET", &format!("{url}/api/apps"), Some(&session), &[], None).await;
+    assert_eq!(api.status, 200, "{}", api.text);
+
+    // Dashboard posts: the cookie alone is not enough, the CSRF field must match.
+    let deploy = format!("{url}/environments/shop/staging/deploy");
+    for form in ["", "csrf=", "csrf=0123abcd"] {
+        let answer = request("POST", &deploy, Some(&session), &[], Some(form)).await;
+        assert_eq!(answer.status, 403, "{form:?}: {}", answer.text);
+        assert!(answer.text.contains("CSRF"), "{}", answer.text);
+    }
+    let with_csrf = format!("csrf={csrf}");
+    let answer = request("POST", &deploy, None, &[], Some(&with_csrf)).await;
+    assert_eq!(
+        (answer.status, answer.header("location")),
+        (303, "/".into())
+    );
+    let answer = request("POST", &deploy, Some(&session), &[], Some(&with_csrf)).await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    let location = answer.header("location");
+    let id = location.strip_prefix("/deploys/").unwrap().to_owned();
+    let (_, made) = server.get(&format!("/api/deploys/{id}")).await;
+    assert_eq!(
+        (&made["trigger"], &made["ref"], &made["status"]),
+        (
+            &json!("manual"),
+            &json!("refs/heads/develop"),
+            &json!("queued")
+        )
+    );
+    // The same rule on the JSON API: a write by cookie needs X-CSRF-Token; by bearer not.
+    let api_deploy = format!("{url}/api/apps/shop/environments/staging/deploy");
+    let answer = request("POST", &api_deploy, Some(&session), &[], None).await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
+    let header = [("X-CSRF-Token", csrf.as_str())];
+    let answer = request("POST", &api_deploy, Some(&session), &header, None).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let bearer = format!("Bearer {TOKEN}");
+    let answer = request(
+        "POST",
+        &api_deploy,
+        None,
+        &[("Authorization", bearer.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    // A tag-following environment asks for its tag instead of failing on a click.
+    let tags = request(
+        "POST",
+        &format!("{url}/environments/shop/releases/deploy"),
+        Some(&session),
+        &[],
+        Some(&format!("csrf={csrf}&ref=v1.2.3")),
+    )
+    .await;
+    assert_eq!(tags.status, 303, "{}", tags.text);
+    assert!(home.text.contains(r#"name="ref""#), "{}", home.text);
+
+    // Branch names are attacker-controlled: a temporary environment made from one
+    // shows it escaped, on the overview and on the deploy page.
+    let branch = "feature/<b>bold&\"onmouseover=\"alert(1)";
+    let mut body = sample("push.json");
+    body["ref"] = json!(format!("refs/heads/{branch}"));
+    let (status, pushed) = server.send(&Delivery::json("push", &body)).await;
+    assert_eq!(status, 202, "{pushed}");
+    let home = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    assert!(
+        home.text
+            .contains("&lt;b&gt;bold&amp;&quot;onmouseover=&quot;"),
+        "{}",
+        home.text
+    );
+    assert!(!home.text.contains("<b>bold"), "{}", home.text);
+    assert!(home.text.contains(">temporary<"), "{}", home.text);
+    let id = pushed["deploy"]["id"].as_str().unwrap();
+    let page = request(
+        "GET",
+        &format!("{url}/deploys/{id}"),
+        Some(&session),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("&lt;b&gt;bold"), "{}", page.text);
+    assert!(!page.text.contains("<b>bold"), "{}", page.text);
+
+    // The environment's history links each deploy; unknown things are 404 pages.
+    let history = request(
+        "GET",
+        &format!("{url}/environments/shop/staging"),
+        Some(&session),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(history.status, 200);
+    assert!(
+        history.text.contains(&format!(r#"href="{location}""#)),
+        "{}",
+        history.text
+    );
+    for missing in [
+        "/deploys/999",
+        "/deploys/x",
+        "/environments/shop/nope",
+        "/environments/nope/staging",
+    ] {
+        let answer = request("GET", &format!("{url}{missing}"), Some(&session), &[], None).await;
+        assert_eq!(answer.status, 404, "{missing}");
+        assert!(
+            answer.header("content-type").starts_with("text/html"),
+            "{missing}"
+        );
+    }
+
+    // Logging out needs the CSRF token too, and clears the cookie.
+    let out = request(
+        "POST",
+        &format!("{url}/logout"),
+        Some(&session),
+        &[],
+        Some(""),
+    )
+    .await;
+    assert_eq!(out.status, 403);
+    let out = request(
+        "POST",
+        &format!("{url}/logout"),
+        Some(&session),
+        &[],
+        Some(&with_csrf),
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    assert!(
+        out.header("set-cookie").starts_with("stagehand_session=;"),
+        "{}",
+        out.header("set-cookie")
+    );
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+
+    // /hooks, /healthz and /metrics are untouched.
+    let (status, _, text) = server.get_with("/healthz", None).await;
+    assert_eq!((status, text.as_str()), (200, "ok"));
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn the_cookie_is_secure_behind_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(dir.path()).replace(
+        "[server]\n",
+        "[server]\npublic_url = \"https://deploy.example.com\"\n",
+    );
+    let server = start_with(dir, &toml).await;
+    let form = format!("token={TOKEN}");
+    let login = request(
+        "POST",
+        &format!("{}/login", server.url),
+        None,
+        &[],
+        Some(&form),
+    )
+    .await;
+    assert_eq!(login.status, 303);
+    assert!(
+        login.header("set-cookie").ends_with("; Secure"),
+        "{}",
+        login.header("set-cookie")
+    );
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// The browser.
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// `chromedriver --port=N`, killed (with the browsers it started) when dropped.
+struct Chromedriver {
+    child: Child,
+    url: String,
+}
+
+impl Chromedriver {
+    async fn start() -> Chromedriver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group, so that the guard also ends the Chromium it starts.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let driver = Chromedriver {
+            child: command.spawn().expect("starting chromedriver"),
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = awc::Client::default()
+                .get(format!("{}/status", driver.url))
+                .send()
+                .await;
+            if let Ok(mut resp) = ready
+                && let Ok(status) = resp.json::<Value>().await
+                && status["value"]["ready"] == true
+            {
+                return driver;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let group = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One WebDriver session; deleted (Chromium quits) when dropped, even on a panic.
+struct Browser {
+    driver: String,
+    session: String,
+    http: awc::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open(driver: &Chromedriver) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let http = awc::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .finish();
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--no-first-run", "--disable-sync",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        } } });
+        let mut resp = http
+            .post(format!("{}/session", driver.url))
+            .send_json(&capabilities)
+            .await
+            .unwrap();
+        let answer: Value = resp.json().limit(1 << 20).await.unwrap();
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}"))
+            .to_owned();
+        let browser = Browser {
+            driver: driver.url.clone(),
+            session,
+            http,
+            _profile: profile,
+        };
+        browser
+            .command(
+                "POST",
+                "/window/rect",
+                Some(json!({"width": 1280, "height": 1000})),
+            )
+            .await;
+        browser
+    }
+
+    /// One WebDriver command on this session; its `value`, or a panic with the error.
+    async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.driver, self.session);
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = self.http.request(method, url);
+        let mut resp = match body {
+            Some(body) => req.send_json(&body).await,
+            None => req.send().await,
+        }
+        .unwrap();
+        let answer: Value = resp.json().limit(64 << 20).await.unwrap();
+        assert!(
+            resp.status().is_success(),
+            "WebDriver {path}: {}",
+            answer["value"]
+        );
+        answer["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.command("POST", "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .command(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn send_keys(&self, element: &str, text: &str) {
+        let path = format!("/element/{element}/value");
+        self.command("POST", &path, Some(json!({ "text": text })))
+            .await;
+    }
+
+    async fn click(&self, element: &str) {
+        let path = format!("/element/{element}/click");
+        self.command("POST", &path, Some(json!({}))).await;
+    }
+
+    async fn text(&self, element: &str) -> String {
+        let path = format!("/element/{element}/text");
+        self.command("GET", &path, None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn run(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Polls `script` until it returns something other than null/false/"", and returns it.
+    async fn wait_for(&self, what: &str, script: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let value = self.run(script).await;
+            if !matches!(&value, Value::Null | Value::Bool(false)) && value.as_str() != Some("") {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "waited {secs}s for {what}");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn accept_alert(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("{}/session/{}/alert/accept", self.driver, self.session);
+        loop {
+            let resp = self.http.post(&url).send_json(&json!({})).await.unwrap();
+            if resp.status().is_success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no confirm dialog appeared");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let encoded = self.command("GET", "/screenshot", None).await;
+        base64_decode(encoded.as_str().unwrap())
+    }
+}
+
+impl Drop for Browser {
+    /// Drop cannot await, so this speaks HTTP/1.1 over a plain socket.
+    fn drop(&mut self) {
+        let Some(address) = self.driver.strip_prefix("http://") else {
+            return;
+        };
+        let Ok(mut socket) = std::net::TcpStream::connect(address) else {
+            return;
+        };
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(15)));
+        let request = format!(
+            "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.session
+        );
+        if socket.write_all(request.as_bytes()).is_ok() {
+            let _ = socket.read_to_end(&mut Vec::new());
+        }
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c:?}"),
+        }
+    };
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0, |n, (i, c)| n | (value(*c) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_decoder_round_trips() {
+    for (encoded, decoded) in [
+        ("", ""),
+        ("Zg==", "f"),
+        ("Zm8=", "fo"),
+        ("Zm9vYmFy", "foobar"),
+    ] {
+        assert_eq!(base64_decode(encoded), decoded.as_bytes());
+    }
+}
+
+/// False: skip (a developer machine without chromedriver). CI installs it, so there a
+/// missing driver is a failure, not a skip.
+fn have_chromedriver() -> bool {
+    if Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{CHROMEDRIVER} is missing: .ci/run installs chromium and chromium-driver"
+    );
+    eprintln!(
+        "SKIPPED the browser test: {CHROMEDRIVER} is missing \
+         (apt-get install chromium chromium-driver)"
+    );
+    false
+}
+
+fn browser_toml(dir: &Path, repo: &Path) -> String {
+    format!(
+        r#"
+[server]
+state_dir = "{state}"
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+shared = ["storage/"]
+build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        state = dir.join("state").display(),
+        repo = repo.display(),
+        root = dir.join("srv").display(),
+    )
+}
+
+fn live(root: &Path) -> String {
+    std::fs::read_link(root.join("staging/current"))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+const LOG_TEXT: &str = "return document.getElementById('log').textContent;";
+const STATUS_TEXT: &str = "return document.getElementById('status').textContent;";
+
+#[actix_web::test]
+async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
+    if !have_chromedriver() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let root = dir.path().join("srv");
+    let marker = root.join("staging/shared/second-written");
+    let toml = browser_toml(dir.path(), &repo);
+    let full = start_full(dir, &toml).await;
+    let api = full.client();
+    let url = api.url.clone();
+
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver).await;
+
+    // Log in through the form.
+    browser.goto(&format!("{url}/")).await;
+    let token = browser.find("input[name=token]").await;
+    browser.send_keys(&token, TOKEN).await;
+    let submit = browser.find("form[action='/login'] button").await;
+    browser.click(&submit).await;
+    let table = browser
+        .wait_for(
+            "the environments table",
+            "const t = document.querySelector('table.environments'); return t && t.innerText;",
+            20,
+        )
+        .await;
+    assert!(table.as_str().unwrap().contains("staging"), "{table}");
+    let row = browser.find("tr[data-environment=staging]").await;
+    assert!(browser.text(&row).await.contains("never deployed"));
+
+    // Push, open the deploy page while it runs, and watch the log grow.
+    let sha = git(&repo, &["rev-parse", "develop"]);
+    let (status, answer) = api.push(&push_body("refs/heads/develop", &sha)).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    browser.goto(&format!("{url}/deploys/{id}")).await;
+    browser.run("window.__marker = 1;").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = browser.run(LOG_TEXT).await;
+        if log.as_str().unwrap().contains("out  first") {
+            let (_, deploy) = api.get(&format!("/api/deploys/{id}")).await;
+            assert!(
+                !marker.exists(),
+                "`first` showed only after `second` was written"
+            );
+            assert_eq!(deploy["status"], "running", "{deploy}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "`first` never showed: {log}");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser
+        .wait_for(
+            "`second` and the final status",
+            "return document.getElementById('log').textContent.includes('out  second') \
+             && document.getElementById('status').textContent === 'succeeded';",
+            60,
+        )
+        .await;
+    assert_eq!(
+        browser.run("return window.__marker;").await,
+        1,
+        "the page was reloaded"
+    );
+    // Every line exactly once: the rendered lines plus the streamed ones are the file.
+    let shown = browser.run(LOG_TEXT).await;
+    assert_eq!(shown.as_str().unwrap(), api.log(&json!(id)).await);
+    let build = browser
+        .run("return document.querySelector('#stages tr[data-stage=build] .badge').textContent;")
+        .await;
+    assert_eq!(build, "succeeded");
+    let first_release = live(&root);
+    // Fields the events do not carry are refreshed from the API without a reload.
+    let script = format!(
+        "return document.querySelector('dd[data-field=release]').textContent === '{first_release}';"
+    );
+    browser.wait_for("the release field", &script, 10).await;
+
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    std::fs::write(&shot, &png).unwrap();
+    eprintln!("screenshot of the deploy page: {}", shot.display());
+
+    // The event stream honours ?after=N with the cookie alone (what the page uses).
+    let events = request(
+        "GET",
+        &format!("{url}/api/deploys/{id}/events?after=2"),
+        Some(&session_value()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(events.status, 200);
+    let first_id = events.text.lines().find_map(|l| l.strip_prefix("id: "));
+    assert_eq!(first_id, Some("3"), "{}", events.text);
+
+    // A second release, then Rollback from the overview: back to the first one.
+    git(&repo, &["checkout", "-q", "develop"]);
+    let second = commit(&repo, "Second release", &[("index.html", "<h1>v2</h1>\n")]);
+    let (_, answer) = api.push(&push_body("refs/heads/develop", &second)).await;
+    let deploy = api.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    assert_ne!(live(&root), first_release);
+    browser.goto(&format!("{url}/")).await;
+    let rollback = browser
+        .find("form[action='/environments/shop/staging/rollback'] button")
+        .await;
+    browser.click(&rollback).await;
+    browser.accept_alert().await;
+    browser
+        .wait_for(
+            "the rollback's page to say succeeded",
+            "return location.pathname.startsWith('/deploys/') \
+             && document.getElementById('status').textContent === 'succeeded';",
+            60,
+        )
+        .await;
+    let trigger = browser
+        .run("return document.querySelector('dl.fields').innerText;")
+        .await;
+    assert!(trigger.as_str().unwrap().contains("rollback"), "{trigger}");
+    assert_eq!(live(&root), first_release);
+    assert_eq!(browser.run(STATUS_TEXT).await, "succeeded");
+
+    drop(browser);
+    drop(driver);
+    full.stop().await;
+}
