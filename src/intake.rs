@@ -72,10 +72,7 @@ fn pushed(app: &AppConfig, push: &Push) -> Intent {
         None => Target::Fixed(route.configured),
     };
     Intent::Deploy(NewDeploy {
-        target,
-        git_ref: push.git_ref.full(),
         commit: Some(push.after.to_string()),
-        trigger: Trigger::Push,
         forced: push.forced,
         status: if skip_reason.is_some() {
             DeployStatus::Skipped
@@ -83,8 +80,7 @@ fn pushed(app: &AppConfig, push: &Push) -> Intent {
             DeployStatus::Queued
         },
         reason: skip_reason,
-        from_environment: None,
-        release: None,
+        ..NewDeploy::queued(target, Trigger::Push, push.git_ref.full())
     })
 }
 

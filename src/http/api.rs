@@ -225,13 +225,7 @@ async fn deploy(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let missing = || HttpError::NotFound(format!("no deploy {:?}", id.as_str()));
-    let deploy_id = DeployId::parse(&id).ok_or_else(missing)?;
-    let deploy = state
-        .store
-        .run(move |s| s.deploy(deploy_id))
-        .await?
-        .ok_or_else(missing)?;
+    let deploy = find_deploy(&state, &id).await?;
     Ok(HttpResponse::Ok().json(deploy))
 }
 
@@ -512,17 +506,11 @@ pub async fn request_deploy(
                 }
             },
         };
-        Ok(NewDeploy {
-            target: a.target.clone(),
+        Ok(NewDeploy::queued(
+            a.target.clone(),
+            Trigger::Manual,
             git_ref,
-            commit: None,
-            trigger: Trigger::Manual,
-            forced: false,
-            status: DeployStatus::Queued,
-            reason: None,
-            from_environment: None,
-            release: None,
-        })
+        ))
     })
     .await
 }
@@ -555,15 +543,8 @@ pub async fn request_rollback(
     }
     create(state, app, env, move |_, a| {
         Ok(NewDeploy {
-            target: a.target.clone(),
-            git_ref: String::new(),
-            commit: None,
-            trigger: Trigger::Rollback,
-            forced: false,
-            status: DeployStatus::Queued,
-            reason: None,
-            from_environment: None,
             release,
+            ..NewDeploy::queued(a.target.clone(), Trigger::Rollback, String::new())
         })
     })
     .await
@@ -616,15 +597,9 @@ async fn promote(
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| commit.clone());
         Ok(NewDeploy {
-            target: to.target.clone(),
-            git_ref,
             commit: Some(commit),
-            trigger: Trigger::Promote,
-            forced: false,
-            status: DeployStatus::Queued,
-            reason: None,
             from_environment: Some(source.name().clone()),
-            release: None,
+            ..NewDeploy::queued(to.target.clone(), Trigger::Promote, git_ref)
         })
     })
     .await?;
@@ -672,15 +647,9 @@ async fn sync(
             )));
         }
         Ok(NewDeploy {
-            target: target.target.clone(),
-            git_ref: String::new(),
-            commit: None,
-            trigger: Trigger::Sync,
             forced: force,
-            status: DeployStatus::Queued,
-            reason: None,
             from_environment: Some(source.name().clone()),
-            release: None,
+            ..NewDeploy::queued(target.target.clone(), Trigger::Sync, String::new())
         })
     })
     .await?;
@@ -730,4 +699,15 @@ async fn releases(
         })
         .await??;
     Ok(HttpResponse::Ok().json(json!({ "releases": list })))
+}
+
+/// The deploy an URL names, or a 404 that says so.
+pub async fn find_deploy(state: &AppState, id: &str) -> Result<Deploy, HttpError> {
+    let missing = || HttpError::NotFound(format!("no deploy {id:?}"));
+    let deploy_id = DeployId::parse(id).ok_or_else(missing)?;
+    state
+        .store
+        .run(move |s| s.deploy(deploy_id))
+        .await?
+        .ok_or_else(missing)
 }

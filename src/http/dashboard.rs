@@ -260,13 +260,8 @@ async fn deploy_page(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let viewer = viewer(&req, &state)?;
-    let missing = || HttpError::NotFound(format!("no deploy {:?}", id.as_str()));
-    let deploy_id = DeployId::parse(&id).ok_or_else(missing)?;
-    let deploy = state
-        .store
-        .run(move |s| s.deploy(deploy_id))
-        .await?
-        .ok_or_else(missing)?;
+    let deploy = api::find_deploy(&state, &id).await?;
+    let deploy_id = deploy.id;
     // Read after the deploy: the file is at least as new as the status we show, so a
     // deploy shown as ended has its whole log here.
     let path = state.logs.path(deploy_id);

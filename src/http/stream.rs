@@ -113,14 +113,7 @@ fn streaming(content_type: &str) -> actix_web::HttpResponseBuilder {
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<DeployId, HttpError> {
-    let missing = || HttpError::NotFound(format!("no deploy {id:?}"));
-    let deploy_id = DeployId::parse(id).ok_or_else(missing)?;
-    state
-        .store
-        .run(move |s| s.deploy(deploy_id))
-        .await?
-        .ok_or_else(missing)?;
-    Ok(deploy_id)
+    super::api::find_deploy(state, id).await.map(|d| d.id)
 }
 
 /// One SSE frame. Multi-line data is split into `data:` lines, as the format requires.

@@ -96,6 +96,23 @@ pub struct NewDeploy {
     pub release: Option<String>,
 }
 
+impl NewDeploy {
+    /// A queued deploy with nothing special about it; callers set what differs.
+    pub fn queued(target: Target, trigger: Trigger, git_ref: String) -> NewDeploy {
+        NewDeploy {
+            target,
+            git_ref,
+            commit: None,
+            trigger,
+            forced: false,
+            status: DeployStatus::Queued,
+            reason: None,
+            from_environment: None,
+            release: None,
+        }
+    }
+}
+
 /// What a verified delivery asks of the store.
 #[derive(Debug, Clone)]
 pub enum Intent {
@@ -715,20 +732,11 @@ fn teardown(
             duplicate: false,
         });
     }
-    let new = NewDeploy {
-        target: Target::Instance {
-            name: EnvironmentName::parse(&name)?,
-            base: base.clone(),
-        },
-        git_ref,
-        commit: None,
-        trigger: Trigger::Teardown,
-        forced: false,
-        status: DeployStatus::Queued,
-        reason: None,
-        from_environment: None,
-        release: None,
+    let target = Target::Instance {
+        name: EnvironmentName::parse(&name)?,
+        base: base.clone(),
     };
+    let new = NewDeploy::queued(target, Trigger::Teardown, git_ref);
     let deploy = insert_deploy(tx, app, new, now)?;
     Ok(Recorded::Deploy {
         deploy: Box::new(deploy),
