@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use serde_json::{Value, json};
@@ -48,42 +48,8 @@ env = {{ APP_ENV = "release" }}
     )
 }
 
-struct Setup {
-    full: Full,
-    client: Client,
-    repo: PathBuf,
-    root: PathBuf,
-}
-
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let toml = toml(dir.path(), &repo);
-    let full = start_full(dir, &toml).await;
-    let client = full.client();
-    Setup {
-        full,
-        client,
-        repo,
-        root,
-    }
-}
-
-async fn push_branch(s: &Setup, branch: &str) -> Value {
-    let sha = git(&s.repo, &["rev-parse", branch]);
-    let (status, answer) = s
-        .client
-        .push(&push_body(&format!("refs/heads/{branch}"), &sha))
-        .await;
-    assert_eq!(status, 202, "{answer}");
-    s.client.wait(&answer["deploy"]["id"], 60).await
-}
-
-fn revision(root: &Path, env: &str) -> Option<String> {
-    std::fs::read_to_string(root.join(env).join("current/REVISION"))
-        .ok()
-        .map(|s| s.trim().to_owned())
+    Setup::start(toml).await
 }
 
 async fn environment(s: &Setup, name: &str) -> Option<Value> {
@@ -99,7 +65,7 @@ async fn environment(s: &Setup, name: &str) -> Option<Value> {
 #[actix_web::test]
 async fn a_feature_branch_gets_a_preview_seeded_from_staging_and_loses_it_on_delete() {
     let s = setup().await;
-    assert_eq!(push_branch(&s, "develop").await["status"], "succeeded");
+    assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
     let staging_shared = s.root.join("staging/shared");
     std::fs::create_dir_all(staging_shared.join("storage/uploads")).unwrap();
     std::fs::write(staging_shared.join("storage/uploads/cat.jpg"), "meow").unwrap();
@@ -107,7 +73,7 @@ async fn a_feature_branch_gets_a_preview_seeded_from_staging_and_loses_it_on_del
 
     git(&s.repo, &["checkout", "-q", "-b", "feature/New_Cart!"]);
     commit(&s.repo, "Cart", &[("cart.txt", "cart\n")]);
-    let preview = push_branch(&s, "feature/New_Cart!").await;
+    let preview = s.push_and_wait("feature/New_Cart!").await;
     assert_eq!(preview["status"], "succeeded", "{preview}");
     assert_eq!(preview["environment"], "preview-feature-new-cart");
     let shared = s.root.join("preview-feature-new-cart/shared");
@@ -137,7 +103,7 @@ async fn a_feature_branch_gets_a_preview_seeded_from_staging_and_loses_it_on_del
 
     // A second push does not seed again.
     commit(&s.repo, "More cart", &[("cart.txt", "more\n")]);
-    let again = push_branch(&s, "feature/New_Cart!").await;
+    let again = s.push_and_wait("feature/New_Cart!").await;
     assert!(
         !again["stages"]
             .as_array()
@@ -174,7 +140,7 @@ async fn a_feature_branch_gets_a_preview_seeded_from_staging_and_loses_it_on_del
 #[actix_web::test]
 async fn deleting_the_production_branch_leaves_production_alone() {
     let s = setup().await;
-    assert_eq!(push_branch(&s, "develop").await["status"], "succeeded");
+    assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
     let (status, _) = s
         .client
         .post(
@@ -192,7 +158,7 @@ async fn deleting_the_production_branch_leaves_production_alone() {
     let (_, list) = s.client.get("/api/deploys?environment=production").await;
     let promote = s.client.wait(&list["deploys"][0]["id"], 60).await;
     assert_eq!(promote["status"], "succeeded", "{promote}");
-    assert!(revision(&s.root, "production").is_some());
+    assert!(s.revision("production").is_some());
     s.full.stop().await;
 }
 
@@ -217,10 +183,7 @@ async fn an_annotated_tag_push_deploys_the_tag_environment() {
         deploy["commit"], commit_sha,
         "the tag is peeled to its commit"
     );
-    assert_eq!(
-        revision(&s.root, "release").as_deref(),
-        Some(commit_sha.as_str())
-    );
+    assert_eq!(s.revision("release").as_deref(), Some(commit_sha.as_str()));
     let log = s.client.log(&deploy["id"]).await;
     assert!(
         log.contains("building release with APP_ENV=release"),
@@ -231,7 +194,7 @@ async fn an_annotated_tag_push_deploys_the_tag_environment() {
     deleted["ref"] = json!("refs/tags/v1.2.0");
     let (status, _) = s.client.push(&deleted).await;
     assert_eq!(status, 200);
-    assert!(revision(&s.root, "release").is_some());
+    assert!(s.revision("release").is_some());
     s.full.stop().await;
 }
 
@@ -254,8 +217,8 @@ async fn a_manual_environment_waits_until_promoted() {
         "{answer}"
     );
 
-    assert_eq!(push_branch(&s, "develop").await["status"], "succeeded");
-    let skipped = push_branch(&s, "main").await;
+    assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
+    let skipped = s.push_and_wait("main").await;
     assert_eq!(skipped["status"], "skipped", "{skipped}");
     assert!(
         skipped["reason"]
@@ -264,7 +227,7 @@ async fn a_manual_environment_waits_until_promoted() {
             .contains("auto_deploy is off"),
         "{skipped}"
     );
-    assert_eq!(revision(&s.root, "production"), None);
+    assert_eq!(s.revision("production"), None);
     let production = environment(&s, "production").await.unwrap();
     assert_eq!(
         production["pending"]["commit"], skipped["commit"],
@@ -286,10 +249,7 @@ async fn a_manual_environment_waits_until_promoted() {
     assert_eq!(promoted["from"], "staging");
     assert_eq!(promoted["commit"], staged);
     assert_eq!(promoted["ref"], "refs/heads/develop");
-    assert_eq!(
-        revision(&s.root, "production").as_deref(),
-        Some(staged.as_str())
-    );
+    assert_eq!(s.revision("production").as_deref(), Some(staged.as_str()));
     let log = s.client.log(&promoted["id"]).await;
     assert!(
         log.contains("building production with APP_ENV=production"),
@@ -305,7 +265,7 @@ async fn a_manual_environment_waits_until_promoted() {
 #[actix_web::test]
 async fn sync_copies_changed_data_downwards_and_guards_protected_targets() {
     let s = setup().await;
-    assert_eq!(push_branch(&s, "develop").await["status"], "succeeded");
+    assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
     let (_, answer) = s
         .client
         .post(

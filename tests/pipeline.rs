@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn toml(dir: &Path, repo: &Path, extra_app: &str, staging: &str) -> String {
     format!(
@@ -53,54 +53,8 @@ env = {{ APP_ENV = "preview" }}
     )
 }
 
-struct Setup {
-    full: Full,
-    client: Client,
-    repo: PathBuf,
-    root: PathBuf,
-}
-
 async fn setup(extra_app: &str, staging: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let toml = toml(dir.path(), &repo, extra_app, staging);
-    let full = start_full(dir, &toml).await;
-    let client = full.client();
-    Setup {
-        full,
-        client,
-        repo,
-        root,
-    }
-}
-
-/// Pushes the head of `branch` and waits for the deploy to end.
-async fn push_and_wait(s: &Setup, branch: &str) -> Value {
-    let sha = git(&s.repo, &["rev-parse", branch]);
-    let (status, answer) = s
-        .client
-        .push(&push_body(&format!("refs/heads/{branch}"), &sha))
-        .await;
-    assert_eq!(status, 202, "{answer}");
-    s.client.wait(&answer["deploy"]["id"], 60).await
-}
-
-fn live(root: &Path, env: &str) -> Option<String> {
-    std::fs::read_link(root.join(env).join("current"))
-        .ok()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-}
-
-fn releases(root: &Path, env: &str) -> Vec<String> {
-    let mut list: Vec<String> = std::fs::read_dir(root.join(env).join("releases"))
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    list.sort();
-    list
+    Setup::start(|dir, repo| toml(dir, repo, extra_app, staging)).await
 }
 
 fn checkout(repo: &Path, branch: &str) {
@@ -111,14 +65,14 @@ fn checkout(repo: &Path, branch: &str) {
 async fn a_push_goes_live() {
     let s = setup("", "").await;
     let sha = git(&s.repo, &["rev-parse", "develop"]);
-    let deploy = push_and_wait(&s, "develop").await;
+    let deploy = s.push_and_wait("develop").await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert_eq!(deploy["commit"], sha);
     let release = deploy["release"].as_str().unwrap();
     assert!(release.ends_with(&sha[..7]), "{release}");
 
     let env = s.root.join("staging");
-    assert_eq!(live(&s.root, "staging").as_deref(), Some(release));
+    assert_eq!(s.live("staging").as_deref(), Some(release));
     let dir = env.join("releases").join(release);
     assert_eq!(
         std::fs::read_to_string(dir.join("REVISION"))
@@ -189,9 +143,9 @@ async fn a_push_goes_live() {
 #[actix_web::test]
 async fn a_failing_build_leaves_everything_as_it_was() {
     let s = setup("", "").await;
-    let first = push_and_wait(&s, "develop").await;
+    let first = s.push_and_wait("develop").await;
     assert_eq!(first["status"], "succeeded");
-    let before = (live(&s.root, "staging"), releases(&s.root, "staging"));
+    let before = (s.live("staging"), s.releases("staging"));
 
     checkout(&s.repo, "develop");
     commit(
@@ -199,7 +153,7 @@ async fn a_failing_build_leaves_everything_as_it_was() {
         "Break the build",
         &[("build.sh", "echo about to fail >&2; exit 3\n")],
     );
-    let failed = push_and_wait(&s, "develop").await;
+    let failed = s.push_and_wait("develop").await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
     assert!(
@@ -208,10 +162,7 @@ async fn a_failing_build_leaves_everything_as_it_was() {
         ),
         "{reason}"
     );
-    assert_eq!(
-        (live(&s.root, "staging"), releases(&s.root, "staging")),
-        before
-    );
+    assert_eq!((s.live("staging"), s.releases("staging")), before);
     let log = s.client.log(&failed["id"]).await;
     assert!(log.contains("err  about to fail"), "{log}");
     assert!(log.contains("removed the half-made release"), "{log}");
@@ -230,7 +181,7 @@ async fn a_build_past_step_timeout_is_killed_with_its_children() {
             "sleep 1000 &\necho $! > \"$STAGEHAND_SHARED_DIR/child.pid\"\nsleep 1000\n",
         )],
     );
-    let deploy = push_and_wait(&s, "develop").await;
+    let deploy = s.push_and_wait("develop").await;
     assert_eq!(deploy["status"], "failed", "{deploy}");
     assert!(
         deploy["reason"].as_str().unwrap().contains("timed out"),
@@ -249,8 +200,8 @@ async fn a_build_past_step_timeout_is_killed_with_its_children() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(gone, "the build's child {} survived", pid.trim());
-    assert_eq!(live(&s.root, "staging"), None);
-    assert_eq!(releases(&s.root, "staging"), Vec::<String>::new());
+    assert_eq!(s.live("staging"), None);
+    assert_eq!(s.releases("staging"), Vec::<String>::new());
     s.full.stop().await;
 }
 
@@ -298,7 +249,7 @@ async fn quick_pushes_coalesce_and_the_newest_goes_live() {
         builds.lines().count() <= 2,
         "builds ran: {builds:?} ({statuses:?})"
     );
-    let live_release = live(&s.root, "staging").unwrap();
+    let live_release = s.live("staging").unwrap();
     let revision = std::fs::read_to_string(
         s.root
             .join("staging/releases")
@@ -321,11 +272,11 @@ async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
             &format!("Release {i}"),
             &[("VERSION", &format!("{i}\n"))],
         );
-        let deploy = push_and_wait(&s, "develop").await;
+        let deploy = s.push_and_wait("develop").await;
         assert_eq!(deploy["status"], "succeeded", "{deploy}");
         deployed.push(deploy["release"].as_str().unwrap().to_owned());
     }
-    assert_eq!(releases(&s.root, "staging"), deployed[1..].to_vec());
+    assert_eq!(s.releases("staging"), deployed[1..].to_vec());
 
     let (status, answer) = s
         .client
@@ -336,10 +287,7 @@ async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
     assert_eq!(rollback["status"], "succeeded", "{rollback}");
     assert_eq!(rollback["trigger"], "rollback");
     assert_eq!(rollback["release"], deployed[1]);
-    assert_eq!(
-        live(&s.root, "staging").as_deref(),
-        Some(deployed[1].as_str())
-    );
+    assert_eq!(s.live("staging").as_deref(), Some(deployed[1].as_str()));
 
     // Asking for a release that is not there fails without touching `current`.
     let (status, answer) = s
@@ -359,10 +307,7 @@ async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
             .contains("does not exist"),
         "{missing}"
     );
-    assert_eq!(
-        live(&s.root, "staging").as_deref(),
-        Some(deployed[1].as_str())
-    );
+    assert_eq!(s.live("staging").as_deref(), Some(deployed[1].as_str()));
     let (status, _) = s
         .client
         .post(
@@ -380,7 +325,7 @@ async fn an_out_of_order_delivery_is_skipped_but_a_manual_deploy_is_not() {
     checkout(&s.repo, "develop");
     let old = commit(&s.repo, "Old", &[("VERSION", "1\n")]);
     commit(&s.repo, "New", &[("VERSION", "2\n")]);
-    assert_eq!(push_and_wait(&s, "develop").await["status"], "succeeded");
+    assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
     let (_, answer) = s.client.push(&push_body("refs/heads/develop", &old)).await;
     let late = s.client.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(late["status"], "skipped", "{late}");
@@ -431,7 +376,7 @@ async fn a_branch_named_like_a_shell_command_runs_nothing() {
     let branch = "feature/x$(touch${IFS}pwned)`touch${IFS}pwned2`";
     git(&s.repo, &["checkout", "-q", "-b", branch]);
     commit(&s.repo, "Sneaky", &[("VERSION", "x\n")]);
-    let deploy = push_and_wait(&s, branch).await;
+    let deploy = s.push_and_wait(branch).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     let env = deploy["environment"].as_str().unwrap();
     assert!(
@@ -456,7 +401,7 @@ async fn deleting_a_preview_branch_tears_its_environment_down() {
     let s = setup("", "").await;
     git(&s.repo, &["checkout", "-q", "-b", "feature/cart"]);
     commit(&s.repo, "Cart", &[("VERSION", "cart\n")]);
-    let deploy = push_and_wait(&s, "feature/cart").await;
+    let deploy = s.push_and_wait("feature/cart").await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert!(s.root.join("preview-feature-cart/current").exists());
     let mut deleted = sample("push-delete-branch.json");
@@ -510,7 +455,7 @@ async fn a_failing_health_check_switches_back() {
         &format!("health_check = {{ url = \"{url}\", timeout = \"2s\" }}"),
     )
     .await;
-    let first = push_and_wait(&s, "develop").await;
+    let first = s.push_and_wait("develop").await;
     assert_eq!(first["status"], "succeeded", "{first}");
     let stages: Vec<&str> = first["stages"]
         .as_array()
@@ -519,19 +464,19 @@ async fn a_failing_health_check_switches_back() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert!(stages.contains(&"health"), "{stages:?}");
-    let good = live(&s.root, "staging");
+    let good = s.live("staging");
 
     healthy.store(false, std::sync::atomic::Ordering::SeqCst);
     checkout(&s.repo, "develop");
     commit(&s.repo, "Broken at runtime", &[("VERSION", "2\n")]);
-    let second = push_and_wait(&s, "develop").await;
+    let second = s.push_and_wait("develop").await;
     assert_eq!(second["status"], "rolled_back", "{second}");
     let reason = second["reason"].as_str().unwrap();
     assert!(
         reason.contains("health check failed") && reason.contains("switched back"),
         "{reason}"
     );
-    assert_eq!(live(&s.root, "staging"), good);
+    assert_eq!(s.live("staging"), good);
     s.full.stop().await;
 }
 
@@ -560,8 +505,11 @@ async fn shutdown_cancels_a_build_past_the_grace_period() {
         .unwrap()
         .unwrap();
     assert_eq!(deploy.status.as_str(), "cancelled", "{:?}", deploy.reason);
-    assert_eq!(live(&root, "staging"), None);
-    assert_eq!(releases(&root, "staging"), Vec::<String>::new());
+    assert!(std::fs::symlink_metadata(root.join("staging/current")).is_err());
+    let left = std::fs::read_dir(root.join("staging/releases"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "the cancelled release was not removed");
 }
 
 #[actix_web::test]
@@ -578,11 +526,11 @@ cache = ["vendor"]"#;
             "if [ -d vendor ]; then echo warm; else mkdir vendor && echo cold; fi\n",
         )],
     );
-    let first = push_and_wait(&s, "develop").await;
+    let first = s.push_and_wait("develop").await;
     assert_eq!(first["status"], "succeeded", "{first}");
     assert!(s.client.log(&first["id"]).await.contains("out  cold"));
     commit(&s.repo, "Again", &[("VERSION", "2\n")]);
-    let second = push_and_wait(&s, "develop").await;
+    let second = s.push_and_wait("develop").await;
     assert_eq!(second["status"], "succeeded", "{second}");
     let log = s.client.log(&second["id"]).await;
     assert!(
@@ -607,6 +555,6 @@ async fn a_vanished_repository_fails_clearly() {
     );
     assert_eq!(deploy["stages"][0]["name"], "fetch");
     assert_eq!(deploy["stages"][0]["status"], "failed");
-    assert_eq!(live(&s.root, "staging"), None);
+    assert_eq!(s.live("staging"), None);
     s.full.stop().await;
 }

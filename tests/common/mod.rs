@@ -409,3 +409,65 @@ pub fn push_body(git_ref: &str, sha: &str) -> Value {
     body["head_commit"]["id"] = Value::String(sha.into());
     body
 }
+
+/// A full stagehand over a fresh `source_repo`, with the config `toml(dir, repo)` makes.
+pub struct Setup {
+    pub full: Full,
+    pub client: Client,
+    pub repo: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Setup {
+    pub async fn start(toml: impl FnOnce(&Path, &Path) -> String) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = source_repo(dir.path());
+        let root = dir.path().join("srv");
+        let toml = toml(dir.path(), &repo);
+        let full = start_full(dir, &toml).await;
+        let client = full.client();
+        Setup {
+            full,
+            client,
+            repo,
+            root,
+        }
+    }
+
+    /// Pushes the head of `branch` and waits for the deploy to end.
+    pub async fn push_and_wait(&self, branch: &str) -> Value {
+        let sha = git(&self.repo, &["rev-parse", branch]);
+        let (status, answer) = self
+            .client
+            .push(&push_body(&format!("refs/heads/{branch}"), &sha))
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        self.client.wait(&answer["deploy"]["id"], 60).await
+    }
+
+    /// The release `current` points at in `env`.
+    pub fn live(&self, env: &str) -> Option<String> {
+        std::fs::read_link(self.root.join(env).join("current"))
+            .ok()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    /// The live release's commit in `env`.
+    pub fn revision(&self, env: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join(env).join("current/REVISION"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    /// Release directories of `env`, sorted.
+    pub fn releases(&self, env: &str) -> Vec<String> {
+        let mut list: Vec<String> = std::fs::read_dir(self.root.join(env).join("releases"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        list.sort();
+        list
+    }
+}
