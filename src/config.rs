@@ -985,6 +985,28 @@ step_timeout = "90s"
     }
 
     #[test]
+    fn github_table_enables_reporting() {
+        let table =
+            r#"github = { repo = "acme/shop", token_env = "GH", api_url = "http://127.0.0.1:1/" }"#;
+        let toml = GOOD.replace(r#"github = "acme/shop""#, table);
+        let config = parse(&toml, &[("SHOP_SECRET", "s"), ("GH", "gh-token")]).unwrap();
+        let app = config.apps.values().next().unwrap();
+        assert_eq!(app.github, "acme/shop");
+        let report = app.github_report.as_ref().unwrap();
+        assert_eq!(
+            (report.token.expose(), report.api_url.as_str()),
+            ("gh-token", "http://127.0.0.1:1")
+        );
+        let message = errors(&toml, &[("SHOP_SECRET", "s")]);
+        assert!(
+            message.contains("apps.shop.github.token_env: environment variable GH is not set"),
+            "{message}"
+        );
+        let plain = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
+        assert!(plain.apps.values().next().unwrap().github_report.is_none());
+    }
+
+    #[test]
     fn secret_file_is_read_and_trimmed() {
         let toml = GOOD.replace(
             r#"secret_env = "SHOP_SECRET""#,

@@ -225,4 +225,17 @@ mod tests {
         let (history, _) = hub.follow(DeployId(1)).unwrap();
         assert!(matches!(&history[0], LogEvent::Line { seq: 3, .. }));
     }
+
+    #[test]
+    fn prune_removes_only_old_log_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(dir.path()).unwrap();
+        std::fs::write(hub.path(DeployId(1)), "old\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a log").unwrap();
+        let future = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        assert_eq!(hub.prune(std::time::SystemTime::UNIX_EPOCH).unwrap(), 0);
+        assert_eq!(hub.prune(future).unwrap(), 1);
+        assert!(!hub.path(DeployId(1)).exists());
+        assert!(dir.path().join("notes.txt").exists());
+    }
 }

@@ -767,3 +767,72 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
     drop(driver);
     full.stop().await;
 }
+
+#[actix_web::test]
+async fn promote_from_the_dashboard_puts_the_source_commit_live() {
+    let s = Setup::start(|dir, repo| {
+        format!(
+            r#"
+[server]
+state_dir = "{state}"
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+[apps.shop.environments.production]
+branch = "main"
+auto_deploy = false
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+            state = dir.join("state").display(),
+            repo = repo.display(),
+            root = dir.join("srv").display(),
+        )
+    })
+    .await;
+    let staged = s.push_and_wait("develop").await;
+    assert_eq!(staged["status"], "succeeded", "{staged}");
+    let (session, csrf) = (session_value(), csrf_value());
+    let url = s.client.url.clone();
+
+    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    assert!(
+        page.text
+            .contains(r#"action="/environments/shop/production/promote""#),
+        "no promote form: {}",
+        page.text
+    );
+    assert!(
+        page.text.contains(r#"<option value="staging">"#),
+        "{}",
+        page.text
+    );
+
+    let promote = format!("{url}/environments/shop/production/promote");
+    let refused = request("POST", &promote, Some(&session), &[], Some("from=staging")).await;
+    assert_eq!(refused.status, 403, "no CSRF token: {}", refused.text);
+    let answer = request(
+        "POST",
+        &promote,
+        Some(&session),
+        &[],
+        Some(&format!("csrf={csrf}&from=staging")),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    let id = answer
+        .header("location")
+        .strip_prefix("/deploys/")
+        .unwrap()
+        .to_owned();
+    let promoted = s.client.wait(&json!(id), 60).await;
+    assert_eq!(promoted["status"], "succeeded", "{promoted}");
+    assert_eq!(promoted["trigger"], "promote");
+    assert_eq!(
+        s.revision("production"),
+        staged["commit"].as_str().map(str::to_owned)
+    );
+    s.full.stop().await;
+}

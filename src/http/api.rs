@@ -569,9 +569,20 @@ async fn promote(
     let from = body.from.ok_or_else(|| {
         HttpError::BadRequest("say where to promote from: {\"from\": \"staging\"}".into())
     })?;
-    let state2 = state.get_ref().clone();
+    let created = request_promote(&state, app, env, from).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+}
+
+/// A deploy of exactly the commit live in `from` into `env`.
+pub async fn request_promote(
+    state: &AppState,
+    app: String,
+    env: String,
+    from: String,
+) -> Result<Deploy, HttpError> {
+    let state2 = state.clone();
     let app2 = app.clone();
-    let created = create(&state, app, env, move |store, to| {
+    create(state, app, env, move |store, to| {
         let source = addressed(store, &state2, &app2, &from)?;
         if source.name() == to.name() {
             return Err(HttpError::BadRequest(format!(
@@ -602,8 +613,7 @@ async fn promote(
             ..NewDeploy::queued(to.target.clone(), Trigger::Promote, git_ref)
         })
     })
-    .await?;
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    .await
 }
 
 #[derive(Deserialize, Default)]

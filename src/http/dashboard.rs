@@ -12,6 +12,7 @@
 //! | `POST /login`, `POST /logout`            | set or clear the session cookie         |
 //! | `POST /environments/{app}/{env}/deploy`  | a manual deploy, then 303 to its page   |
 //! | `POST /environments/{app}/{env}/rollback`| a rollback, then 303 to its page        |
+//! | `POST /environments/{app}/{env}/promote` | promote `from`'s live commit, then 303  |
 //!
 //! Pages work with JavaScript off: the log known at render time is in the HTML; the
 //! script only appends what comes after (`?after=N` on the event stream).
@@ -71,7 +72,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/environments/{app}/{env}/rollback",
             web::post().to(rollback),
-        );
+        )
+        .route("/environments/{app}/{env}/promote", web::post().to(promote));
 }
 
 // ---------------------------------------------------------------------------------
@@ -97,6 +99,8 @@ struct ActionForm {
     /// For tag-following environments, which have no branch head to default to.
     #[serde(rename = "ref")]
     git_ref: Option<String>,
+    /// For a promote: the environment whose live commit to deploy.
+    from: Option<String>,
 }
 
 /// A dashboard POST: logged in, and carrying the CSRF token.
@@ -315,7 +319,14 @@ async fn environment_page(
         return Err(missing().into());
     }
     let title = format!("{app_name}/{env_name}");
-    let body = environment_body(&app_name, &env_name, current, &history, &viewer);
+    let body = environment_body(
+        &app_name,
+        &env_name,
+        current,
+        &app_overview.environments,
+        &history,
+        &viewer,
+    );
     Ok(page(StatusCode::OK, &title, Some(&viewer), body))
 }
 
@@ -341,6 +352,22 @@ async fn rollback(
     checked_form(&req, &state, &body)?;
     let (app, env) = path.into_inner();
     let created = api::request_rollback(&state, app, env, None).await?;
+    Ok(see_other(&deploy_url(created.id)))
+}
+
+async fn promote(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let form = checked_form(&req, &state, &body)?;
+    let (app, env) = path.into_inner();
+    let from = form
+        .from
+        .filter(|f| !f.trim().is_empty())
+        .ok_or_else(|| HttpError::BadRequest("choose the environment to promote from".into()))?;
+    let created = api::request_promote(&state, app, env, from).await?;
     Ok(see_other(&deploy_url(created.id)))
 }
 
@@ -393,7 +420,7 @@ fn overview_body(apps: &[AppOverview], viewer: &Viewer) -> Markup {
                     } }
                     tbody {
                         @for env in &app.environments {
-                            (environment_row(&app.name, env, viewer))
+                            (environment_row(&app.name, env, &app.environments, viewer))
                         }
                     }
                 }
@@ -402,7 +429,12 @@ fn overview_body(apps: &[AppOverview], viewer: &Viewer) -> Markup {
     }
 }
 
-fn environment_row(app: &AppName, env: &EnvironmentOverview, viewer: &Viewer) -> Markup {
+fn environment_row(
+    app: &AppName,
+    env: &EnvironmentOverview,
+    siblings: &[EnvironmentOverview],
+    viewer: &Viewer,
+) -> Markup {
     html! {
         tr data-environment=(env.name) {
             td {
@@ -426,7 +458,7 @@ fn environment_row(app: &AppName, env: &EnvironmentOverview, viewer: &Viewer) ->
                     span.muted { "never deployed" }
                 }
             }
-            td.actions { (actions(app, env, viewer)) }
+            td.actions { (actions(app, env, siblings, viewer)) }
         }
     }
 }
@@ -443,8 +475,18 @@ fn environment_tags(env: &EnvironmentOverview) -> Markup {
     }
 }
 
-/// The Deploy and Rollback buttons: plain form posts, so they work without script.
-fn actions(app: &AppName, env: &EnvironmentOverview, viewer: &Viewer) -> Markup {
+/// The Deploy, Rollback and Promote buttons: plain form posts, so they work without
+/// script. Promote offers the app's other environments that have something live.
+fn actions(
+    app: &AppName,
+    env: &EnvironmentOverview,
+    siblings: &[EnvironmentOverview],
+    viewer: &Viewer,
+) -> Markup {
+    let sources: Vec<&EnvironmentOverview> = siblings
+        .iter()
+        .filter(|s| s.name != env.name && s.live_commit.is_some())
+        .collect();
     let base = environment_url(app, &env.name);
     let confirm = format!(
         "Roll {app}/{} back to the release before {}?",
@@ -469,6 +511,18 @@ fn actions(app: &AppName, env: &EnvironmentOverview, viewer: &Viewer) -> Markup 
             button.secondary type="submit" disabled[env.live_release.is_none()]
                 title="Switch back to the previous release" { "Rollback" }
         }
+        @if !sources.is_empty() {
+            " "
+            form.inline method="post" action={ (base) "/promote" } {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                select name="from" title="Environment whose live commit to deploy here" {
+                    @for source in &sources {
+                        option value=(source.name) { (source.name) " (" (short(source.live_commit.as_deref())) ")" }
+                    }
+                }
+                button.secondary type="submit" title="Deploy the commit live there into this environment" { "Promote" }
+            }
+        }
     }
 }
 
@@ -476,6 +530,7 @@ fn environment_body(
     app: &AppName,
     env: &EnvironmentName,
     current: Option<&EnvironmentOverview>,
+    siblings: &[EnvironmentOverview],
     history: &[Deploy],
     viewer: &Viewer,
 ) -> Markup {
@@ -488,7 +543,7 @@ fn environment_body(
                 dt { "Live release" } dd.mono { (current.live_release.as_deref().unwrap_or("—")) }
                 dt { "Live commit" } dd.mono { (current.live_commit.as_deref().unwrap_or("—")) }
             }
-            p { (actions(app, current, viewer)) }
+            p { (actions(app, current, siblings, viewer)) }
         } @else {
             p.muted { "This environment no longer exists; its history remains." }
         }
@@ -925,7 +980,8 @@ mod tests {
             pending: None,
         };
         let viewer = Viewer { csrf: "c".into() };
-        let html = environment_row(&AppName::parse("shop").unwrap(), &env, &viewer).into_string();
+        let html =
+            environment_row(&AppName::parse("shop").unwrap(), &env, &[], &viewer).into_string();
         assert!(!html.contains("<script>"), "{html}");
         assert!(
             html.contains("feature/&lt;script&gt;alert(1)&lt;/script&gt;&quot;'"),

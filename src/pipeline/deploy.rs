@@ -952,3 +952,23 @@ fn lock_environment(dir: &Path) -> Result<std::fs::File> {
     })?;
     Ok(file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::lock_environment;
+
+    #[test]
+    fn an_environment_lock_is_exclusive_and_dies_with_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("staging");
+        let held = lock_environment(&env).unwrap();
+        let second = lock_environment(&env).unwrap_err();
+        assert!(
+            second.reason.contains("is locked by another process"),
+            "{}",
+            second.reason
+        );
+        drop(held);
+        assert!(lock_environment(&env).is_ok());
+    }
+}
