@@ -10,7 +10,7 @@
 //! Appending a line is a plain `write(2)` into the page cache (microseconds), done on
 //! the calling task: cheaper than a hop to the blocking pool per line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,8 +60,22 @@ pub enum LogEvent {
 struct Live {
     file: Option<File>,
     lines: u64,
-    history: Vec<LogEvent>,
+    /// The most recent events, for followers joining mid-deploy; older lines are read
+    /// from the file, so a chatty build cannot grow this without bound.
+    history: VecDeque<LogEvent>,
     tx: broadcast::Sender<LogEvent>,
+}
+
+/// Events kept in memory per running deploy.
+const HISTORY_LIMIT: usize = 4096;
+
+impl Live {
+    fn remember(&mut self, event: LogEvent) {
+        if self.history.len() == HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+        self.history.push_back(event);
+    }
 }
 
 pub struct LogHub {
@@ -101,7 +115,7 @@ impl LogHub {
         let live = Arc::new(Mutex::new(Live {
             file: file.ok(),
             lines,
-            history: Vec::new(),
+            history: VecDeque::new(),
             tx,
         }));
         lock(&self.live).insert(id, live.clone());
@@ -113,12 +127,13 @@ impl LogHub {
         }
     }
 
-    /// For a running deploy: what was sent so far and a receiver for the rest.
+    /// For a running deploy: the recent events (lines before them are in the file)
+    /// and a receiver for the rest.
     /// `None` when the deploy is not running here (read the file instead).
     pub fn follow(&self, id: DeployId) -> Option<(Vec<LogEvent>, broadcast::Receiver<LogEvent>)> {
         let live = lock(&self.live).get(&id)?.clone();
         let live = lock(&live);
-        Some((live.history.clone(), live.tx.subscribe()))
+        Some((live.history.iter().cloned().collect(), live.tx.subscribe()))
     }
 
     /// Deletes log files older than `cutoff`; returns how many. Blocking.
@@ -171,7 +186,7 @@ impl DeployLog {
             seq: live.lines,
             text,
         };
-        live.history.push(event.clone());
+        live.remember(event.clone());
         let _ = live.tx.send(event);
     }
 
@@ -181,7 +196,7 @@ impl DeployLog {
 
     pub fn event(&self, event: LogEvent) {
         let mut live = lock(&self.live);
-        live.history.push(event.clone());
+        live.remember(event.clone());
         let _ = live.tx.send(event);
     }
 }
@@ -237,5 +252,24 @@ mod tests {
         assert_eq!(hub.prune(future).unwrap(), 1);
         assert!(!hub.path(DeployId(1)).exists());
         assert!(dir.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn history_is_bounded_and_counts_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(LogHub::new(dir.path()).unwrap());
+        let log = hub.open(DeployId(2), Masker::default());
+        for i in 0..(HISTORY_LIMIT + 10) {
+            log.info(UnixMillis(0), "build", &format!("line {i}"));
+        }
+        let (history, _) = hub.follow(DeployId(2)).unwrap();
+        assert_eq!(history.len(), HISTORY_LIMIT);
+        assert!(
+            matches!(&history[0], LogEvent::Line { seq: 11, .. }),
+            "{:?}",
+            history[0]
+        );
+        let file = std::fs::read_to_string(hub.path(DeployId(2))).unwrap();
+        assert_eq!(file.lines().count(), HISTORY_LIMIT + 10);
     }
 }

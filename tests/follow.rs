@@ -160,3 +160,35 @@ async fn following_needs_the_token_and_an_existing_deploy() {
     assert_eq!(resp.status().as_u16(), 401);
     full.stop().await;
 }
+
+/// A follower joining after more lines than the server keeps in memory still gets
+/// every line once, in order (the older ones from the file).
+#[actix_web::test]
+async fn a_late_follower_of_a_chatty_build_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let marker = dir.path().join("srv/staging/shared/printed");
+    let toml = toml(dir.path(), &repo).replace(
+        r#"build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second"]"#,
+        r#"build = ["seq 1 6000; touch \"$STAGEHAND_SHARED_DIR/printed\"; sleep 2; echo end"]"#,
+    );
+    let sha = git(&repo, &["rev-parse", "develop"]);
+    let full = start_full(dir, &toml).await;
+    let c = full.client();
+    let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    while !marker.exists() {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut resp = client()
+        .get(format!("{}/api/deploys/{id}/log?follow=1", c.url))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.body().limit(64 << 20).await.unwrap();
+    let followed = String::from_utf8_lossy(&body).into_owned();
+    assert!(followed.contains("out  6000\n") && followed.contains("out  end\n"));
+    assert_eq!(followed, c.log(&answer["deploy"]["id"]).await);
+    full.stop().await;
+}

@@ -171,6 +171,22 @@ async fn follow(
     let mut idle = tokio::time::Instant::now();
     loop {
         if let Some((history, mut rx)) = state.logs.follow(id) {
+            // Lines older than the kept history come from the file, which has every
+            // line written before the broadcast of it.
+            let first_kept = history.iter().find_map(|e| match e {
+                LogEvent::Line { seq, .. } => Some(*seq),
+                _ => None,
+            });
+            if let Some(first) = first_kept
+                && first > last_seq + 1
+            {
+                for (seq, text) in file_lines(state, id, last_seq).await {
+                    if seq >= first {
+                        break;
+                    }
+                    forward(&send, LogEvent::Line { seq, text }, &mut last_seq).await?;
+                }
+            }
             for event in history {
                 if forward(&send, event, &mut last_seq).await? {
                     return Ok(());
