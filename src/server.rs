@@ -91,7 +91,12 @@ pub async fn start(
         actix_web::rt::spawn(async move { runner.run(shutdown_rx).await })
     };
     let retention = config.server.log_retention;
-    actix_web::rt::spawn(prune_logs(logs, retention));
+    actix_web::rt::spawn(prune_old(
+        logs,
+        state.store.clone(),
+        retention,
+        state.clock.clone(),
+    ));
     Ok(Running {
         url,
         state,
@@ -126,16 +131,24 @@ pub fn system_clock() -> Clock {
     })
 }
 
-async fn prune_logs(logs: Arc<LogHub>, retention: Duration) {
+/// Every few hours: deletes deploy logs older than `log_retention`, and delivery
+/// records as old (they only serve to recognise redeliveries, which GitHub offers for
+/// days, not months). Deploy history itself is kept.
+async fn prune_old(logs: Arc<LogHub>, store: Store, retention: Duration, clock: Clock) {
     loop {
         let logs2 = logs.clone();
-        let cutoff = std::time::SystemTime::now().checked_sub(retention);
-        if let Some(cutoff) = cutoff {
+        if let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) {
             match tokio::task::spawn_blocking(move || logs2.prune(cutoff)).await {
                 Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "pruned old deploy logs"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "pruning deploy logs failed"),
                 _ => {}
             }
+        }
+        let before = UnixMillis(clock().0 - retention.as_millis() as i64);
+        match store.run(move |s| s.prune_deliveries(before)).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old delivery records"),
+            Err(e) => tracing::warn!(error = %e, "pruning delivery records failed"),
+            _ => {}
         }
         tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
     }

@@ -600,6 +600,13 @@ impl Store {
             .map(Option::flatten)
     }
 
+    /// Deletes delivery records received before `before`; returns how many.
+    pub fn prune_deliveries(&self, before: UnixMillis) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM deliveries WHERE received_at < ?1", [before.0])?)
+    }
+
     /// Forgets a torn-down temporary environment (its deploys stay as history).
     pub fn remove_temporary_environment(
         &self,
@@ -823,4 +830,122 @@ fn load_stages(conn: &Connection, id: DeployId) -> Result<Vec<Stage>, StoreError
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("stagehand.db")).unwrap();
+        (dir, store)
+    }
+
+    fn delivery(id: &str, at: i64) -> NewDelivery {
+        NewDelivery {
+            app: AppName::parse("shop").unwrap(),
+            delivery_id: id.into(),
+            hook_id: "1".into(),
+            event: "push".into(),
+            received_at: UnixMillis(at),
+        }
+    }
+
+    fn push(env: &str) -> Intent {
+        let target = Target::Fixed(EnvironmentName::parse(env).unwrap());
+        Intent::Deploy(NewDeploy::queued(
+            target,
+            Trigger::Push,
+            "refs/heads/develop".into(),
+        ))
+    }
+
+    #[test]
+    fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
+        let (dir, store) = store();
+        drop(store);
+        let path = dir.path().join("stagehand.db");
+        assert!(
+            Store::open(&path).is_ok(),
+            "reopening migrates nothing twice"
+        );
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn redeliveries_find_the_first_record_until_it_is_pruned() {
+        let (_dir, store) = store();
+        let first = store
+            .record_delivery(&delivery("d1", 1_000), push("staging"))
+            .unwrap();
+        let Recorded::Deploy {
+            deploy,
+            duplicate: false,
+        } = first
+        else {
+            panic!("{first:?}")
+        };
+        let again = store
+            .record_delivery(&delivery("d1", 2_000), push("staging"))
+            .unwrap();
+        assert!(
+            matches!(&again, Recorded::Deploy { deploy: d, duplicate: true } if d.id == deploy.id)
+        );
+        assert_eq!(store.prune_deliveries(UnixMillis(1_000)).unwrap(), 0);
+        assert_eq!(store.prune_deliveries(UnixMillis(1_001)).unwrap(), 1);
+        let after = store
+            .record_delivery(&delivery("d1", 3_000), push("staging"))
+            .unwrap();
+        assert!(matches!(
+            after,
+            Recorded::Deploy {
+                duplicate: false,
+                ..
+            }
+        ));
+        // Deploy history survives the pruning of deliveries.
+        assert!(store.deploy(deploy.id).unwrap().is_some());
+    }
+
+    #[test]
+    fn start_supersedes_and_interrupt_running_recovers() {
+        let (_dir, store) = store();
+        let ids: Vec<DeployId> = (0..3)
+            .map(|i| {
+                match store
+                    .record_delivery(&delivery(&format!("d{i}"), i), push("staging"))
+                    .unwrap()
+                {
+                    Recorded::Deploy { deploy, .. } => deploy.id,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        let started = store
+            .start(ids[2], &ids[..2], UnixMillis(10))
+            .unwrap()
+            .unwrap();
+        assert_eq!(started.status, DeployStatus::Running);
+        assert!(
+            store.start(ids[2], &[], UnixMillis(11)).unwrap().is_none(),
+            "not queued any more"
+        );
+        for older in &ids[..2] {
+            let d = store.deploy(*older).unwrap().unwrap();
+            assert_eq!(d.status, DeployStatus::Superseded);
+            assert!(d.reason.unwrap().contains(&ids[2].to_string()));
+        }
+        assert!(store.queued().unwrap().is_empty());
+        let interrupted = store.interrupt_running(UnixMillis(20)).unwrap();
+        assert_eq!(interrupted.len(), 1);
+        assert_eq!(interrupted[0].status, DeployStatus::Interrupted);
+        assert!(store.interrupt_running(UnixMillis(21)).unwrap().is_empty());
+    }
 }
