@@ -12,6 +12,14 @@
 # Peer: bench/lib/shell-deploy.sh (git fetch into a bare mirror, git archive | tar -x,
 # ln -s + mv -T), wall clock.
 #
+# Where both fetch from (ORIGIN_MODE):
+#   daemon (default): git://127.0.0.1:<port>/origin.git served by `git daemon`, which
+#                     answers like a hosting server (upload-pack reusing the packed
+#                     objects); the closest this loopback-only machine gets to GitHub.
+#   path:             the bare repository's path. libgit2's local transport then builds
+#                     the pack itself (deltas, zlib) inside stagehand: see README.
+# FETCH_WITH=git2|git sets stagehand's `fetch_with` (default: its default, git2).
+#
 # RUNS rounds (default 5); each round runs both tools, interleaved, on fresh state.
 # Medians reported. Also stagehand's idle RSS and its peak RSS during the deploys.
 set -euo pipefail
@@ -45,9 +53,23 @@ echo "one more line" >>"$TMP/work/d3/file3.txt"
 git -C "$TMP/work" "${GIT_ID[@]}" commit -q -am "bench: one file changed"
 C1=$(git -C "$TMP/work" rev-parse HEAD)
 git -C "$TMP/work" push -q "$TMP/origin.git" "$C1:refs/heads/next"
-ORIGIN="$TMP/origin.git"
-log "origin $ORIGIN: C0 $C0, C1 $C1 ($(du -sh "$ORIGIN" | cut -f1))"
-set_main() { git --git-dir "$ORIGIN" update-ref refs/heads/main "$1"; }
+ORIGIN_DIR="$TMP/origin.git"
+set_main() { git --git-dir "$ORIGIN_DIR" update-ref refs/heads/main "$1"; }
+case "${ORIGIN_MODE:-daemon}" in
+    daemon)
+        DAEMON_PORT=$(free_port)
+        git daemon --reuseaddr --listen=127.0.0.1 --port="$DAEMON_PORT" --base-path="$TMP" \
+            --export-all "$TMP" >"$TMP/git-daemon.log" 2>&1 &
+        track $!
+        wait_port "$DAEMON_PORT"
+        ORIGIN="git://127.0.0.1:$DAEMON_PORT/origin.git"
+        ;;
+    path) ORIGIN="$ORIGIN_DIR" ;;
+    *) die "ORIGIN_MODE must be daemon or path" ;;
+esac
+log "origin $ORIGIN: C0 $C0, C1 $C1 ($(du -sh "$ORIGIN_DIR" | cut -f1) packed)"
+printf 'origin: %s (ORIGIN_MODE=%s), stagehand fetch_with = %s\n' "$ORIGIN" "${ORIGIN_MODE:-daemon}" \
+    "${FETCH_WITH:-git2}" >>"$OUT/repository.txt"
 
 "$PY" "$HELPER" payload "$REPO_DIR/webhook-samples/push.json" "$TMP/push-c0.json" \
     --ref refs/heads/main --after "$C0"
@@ -62,13 +84,13 @@ shell_round() {
     mkdir -p "$root"
     set_main "$C0"
     t0=$(now_ns)
-    bash "$BENCH_DIR/lib/shell-deploy.sh" "$root" "$ORIGIN"
+    bash "$BENCH_DIR/lib/shell-deploy.sh" "$root" "$ORIGIN" "$OUT/shell-first-stages.txt"
     t1=$(now_ns)
     echo "$(( (t1 - t0) / 1000 ))" | awk '{printf "%.1f\n", $1/1000}' >>"$OUT/shell-first-ms.txt"
     [[ $(cat "$root/current/REVISION") == "$C0" ]] || die "shell: current is not C0"
     set_main "$C1"
     t0=$(now_ns)
-    bash "$BENCH_DIR/lib/shell-deploy.sh" "$root" "$ORIGIN"
+    bash "$BENCH_DIR/lib/shell-deploy.sh" "$root" "$ORIGIN" "$OUT/shell-repeat-stages.txt"
     t1=$(now_ns)
     echo "$(( (t1 - t0) / 1000 ))" | awk '{printf "%.1f\n", $1/1000}' >>"$OUT/shell-repeat-ms.txt"
     [[ $(cat "$root/current/REVISION") == "$C1" ]] || die "shell: current is not C1"
@@ -143,6 +165,10 @@ for kind in ("first", "repeat"):
     print(f"{kind + ' deploy':34}{server:>11.0f}{wall:>9.0f}{s:>9.0f}{server/s:>8.2f}{wall/s:>8.2f}")
     print(f"  stagehand queued (created -> started) {queued:.0f} ms; stages: " +
           ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+    stamps = [[float(x) for x in l.split()] for l in open(f"{out}/shell-{kind}-stages.txt") if l.strip()]
+    shell_stages = {k: med([(t[i + 1] - t[i]) * 1000 for t in stamps]) for i, k in enumerate(("fetch", "archive|tar", "switch"))}
+    res[kind]["shell_stages_ms"] = shell_stages
+    print("  shell stages: " + ", ".join(f"{k} {v:.0f}" for k, v in shell_stages.items()))
 def kb(p):
     try: return int(open(p).read().split()[0])
     except Exception: return 0
