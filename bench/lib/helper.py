@@ -3,7 +3,9 @@
 
     helper.py sign SECRET FILE                       hex HMAC-SHA256 of FILE's bytes
     helper.py payload SAMPLE OUT --ref R --after SHA [--before SHA] [--message M]
+    helper.py send URL APP SECRET BODY               deliver a push, print the deploy id
     helper.py deploy URL APP SECRET BODY TOKEN       deliver a push, poll the deploy to its end
+    helper.py manual URL APP ENV REF TOKEN           a deploy by hand through the API, polled
     helper.py follow URL APP SECRET BODY TOKEN OUT   deliver, follow ?follow=1, per-line latency
     helper.py wrk FILE                               wrk --latency output -> JSON
     helper.py stats FILE...                          median/min/max of numbers, one a line
@@ -73,6 +75,13 @@ def deliver(url, app, secret, body):
     return r.status, json.loads(data)
 
 
+def cmd_send(url, app, secret, body_path):
+    status, answer = deliver(url, app, secret, open(body_path, "rb").read())
+    if status != 202:
+        sys.exit(f"delivery answered {status}: {answer}")
+    print(answer["deploy"]["id"])
+
+
 def rfc3339_ms(s):
     if s is None:
         return None
@@ -82,16 +91,8 @@ def rfc3339_ms(s):
 TERMINAL = {"succeeded", "failed", "rolled_back", "superseded", "skipped", "cancelled", "interrupted"}
 
 
-def cmd_deploy(url, app, secret, body_path, token, poll_ms="20", limit_s="120"):
-    """Sends the delivery, polls GET /api/deploys/{id} every poll_ms until the deploy
-    ends; prints one JSON line: wall_ms (send -> end seen), server_ms (finished_at -
-    created_at), queued_ms (started_at - created_at), the stages."""
-    body = open(body_path, "rb").read()
-    t0 = time.monotonic()
-    status, answer = deliver(url, app, secret, body)
-    if status != 202:
-        sys.exit(f"delivery answered {status}: {answer}")
-    deploy_id = answer["deploy"]["id"]
+def wait_deploy(url, token, deploy_id, t0, poll_ms, limit_s):
+    """Polls GET /api/deploys/{id} until the deploy ends; prints the figures as JSON."""
     c = conn_for(url)
     deadline = t0 + float(limit_s)
     while True:
@@ -120,6 +121,32 @@ def cmd_deploy(url, app, secret, body_path, token, poll_ms="20", limit_s="120"):
     }))
     if d["status"] != "succeeded":
         sys.exit(f"deploy {deploy_id} ended {d['status']}: {d.get('reason')}")
+
+
+def cmd_deploy(url, app, secret, body_path, token, poll_ms="20", limit_s="120"):
+    """Sends the delivery, polls GET /api/deploys/{id} every poll_ms until the deploy
+    ends; prints one JSON line: wall_ms (send -> end seen), server_ms (finished_at -
+    created_at), queued_ms (started_at - created_at), the stages."""
+    body = open(body_path, "rb").read()
+    t0 = time.monotonic()
+    status, answer = deliver(url, app, secret, body)
+    if status != 202:
+        sys.exit(f"delivery answered {status}: {answer}")
+    wait_deploy(url, token, answer["deploy"]["id"], t0, poll_ms, limit_s)
+
+
+def cmd_manual(url, app, env, ref, token, poll_ms="20", limit_s="120"):
+    """A deploy by hand (POST .../deploy {"ref": REF}), polled like cmd_deploy."""
+    t0 = time.monotonic()
+    c = conn_for(url)
+    c.request("POST", f"/api/apps/{app}/environments/{env}/deploy", body=json.dumps({"ref": ref}),
+              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    r = c.getresponse()
+    answer = json.loads(r.read())
+    c.close()
+    if r.status != 202:
+        sys.exit(f"deploy request answered {r.status}: {answer}")
+    wait_deploy(url, token, answer["deploy"]["id"], t0, poll_ms, limit_s)
 
 
 def cmd_follow(url, app, secret, body_path, token, out, limit_s="120"):
@@ -198,7 +225,7 @@ def cmd_stats(*paths):
 
 
 if __name__ == "__main__":
-    cmds = {"sign": cmd_sign, "payload": cmd_payload, "deploy": cmd_deploy,
+    cmds = {"sign": cmd_sign, "payload": cmd_payload, "send": cmd_send, "deploy": cmd_deploy, "manual": cmd_manual,
             "follow": cmd_follow, "wrk": cmd_wrk, "stats": cmd_stats}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
