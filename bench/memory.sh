@@ -3,7 +3,8 @@
 # of the 5,000-file repository (first and repeat, as bench/push_to_live.sh), under the
 # intake load (as bench/intake.sh, LOAD_SECONDS of wrk, 64 connections), and idle again
 # after it. VmRSS sampled every 100 ms; idle figures also split into anonymous and
-# file-backed pages (the binary's and shared libraries' code count in VmRSS too).
+# file-backed pages (the binary's and shared libraries' code count in VmRSS too), and
+# the peaks into anonymous, file and shmem (a git pack on tmpfs mapped by libgit2).
 #
 #   bench/memory.sh      (LOAD_SECONDS=10)
 set -euo pipefail
@@ -67,7 +68,7 @@ start_stagehand "$TMP/stagehand.toml" "$TMP"
 # snapshot NAME: VmRSS, RssAnon, RssFile, threads and the smaps_rollup Pss of the server.
 snapshot() {
     {
-        grep -E '^(VmRSS|RssAnon|RssFile|Threads):' "/proc/$SH_PID/status"
+        grep -E '^(VmRSS|RssAnon|RssFile|RssShmem|Threads):' "/proc/$SH_PID/status"
         grep -E '^(Pss|Private_Dirty):' "/proc/$SH_PID/smaps_rollup"
     } | awk -v n="$1" '{print n, $1, $2}' >>"$OUT/snapshots.txt"
 }
@@ -98,13 +99,17 @@ snap = {}
 for line in open(f"{out}/snapshots.txt"):
     name, key, value = line.split()
     snap.setdefault(name, {})[key.rstrip(":")] = int(value)
-def peak(p): return max(int(l.split()[1]) for l in open(p) if l.strip())
-res = {"snapshots_kb": snap, "peak_deploys_kb": peak(f"{out}/rss-deploys.txt"), "peak_load_kb": peak(f"{out}/rss-load.txt")}
+def peak(p): return max(([int(x) for x in l.split()[1:5]] for l in open(p) if l.strip()), key=lambda r: r[0])
+pd, pl = peak(f"{out}/rss-deploys.txt"), peak(f"{out}/rss-load.txt")
+res = {"snapshots_kb": snap, "peak_deploys_kb": pd[0], "peak_load_kb": pl[0],
+       "peak_deploys_split_kb": dict(zip(("anon", "file", "shmem"), pd[1:])),
+       "peak_load_split_kb": dict(zip(("anon", "file", "shmem"), pl[1:]))}
 json.dump(res, open(f"{out}/summary.json", "w"), indent=2)
 mb = lambda k: f"{k / 1024:.1f} MB"
 for name, s in snap.items():
-    print(f"{name:15} VmRSS {mb(s['VmRSS']):>9} (anon {mb(s['RssAnon'])}, file {mb(s['RssFile'])}), "
+    print(f"{name:15} VmRSS {mb(s['VmRSS']):>9} (anon {mb(s['RssAnon'])}, file {mb(s['RssFile'])}, shmem {mb(s['RssShmem'])}), "
           f"Pss {mb(s['Pss'])}, private dirty {mb(s['Private_Dirty'])}, {s['Threads']} threads")
-print(f"peak VmRSS during the two deploys of the 5,000-file repo: {mb(res['peak_deploys_kb'])}")
-print(f"peak VmRSS under the intake load:                        {mb(res['peak_load_kb'])}")
+split = lambda r: f"anon {mb(r[1])}, file {mb(r[2])}, shmem {mb(r[3])}"
+print(f"peak VmRSS during the two deploys of the 5,000-file repo: {mb(pd[0])} ({split(pd)})")
+print(f"peak VmRSS under the intake load:                        {mb(pl[0])} ({split(pl)})")
 PY

@@ -49,7 +49,7 @@ report() {
     local name=$1
     shift
     perf report -i "$TMP/perf.data" --stdio "$@" >"$TMP/$name.txt" 2>/dev/null
-    grep -v -e '^$' -e '^#' "$TMP/$name.txt" | sed -n 1,80p >"$OUT/$name.txt"
+    grep -v -e '^$' -e '^#' "$TMP/$name.txt" | sed -e 's/[[:space:]-]*$//' | sed -n 1,80p >"$OUT/$name.txt"
 }
 report by-dso --no-children --sort dso -g none
 report by-symbol --no-children --sort dso,symbol -g none

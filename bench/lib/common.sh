@@ -90,6 +90,9 @@ wait_port() {
 # start_stagehand CONFIG OUTDIR: starts `stagehand serve`, sets SH_PID and SH_URL.
 start_stagehand() {
     local config=$1 out=$2 i
+    # Created here: the background job opens them only once it runs.
+    : >"$out/stagehand.stdout"
+    : >"$out/stagehand.stderr"
     "$STAGEHAND" serve --config "$config" >"$out/stagehand.stdout" 2>"$out/stagehand.stderr" &
     SH_PID=$!
     track "$SH_PID"
@@ -106,13 +109,14 @@ start_stagehand() {
 # RSS of PID in kB (VmRSS), or nothing when it is gone.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
 
-# start_rss_sampler PID FILE: every 100 ms appends "<unix ms> <VmRSS kB>" to FILE until
-# PID ends or stop_rss_sampler is called. Sets SAMPLER_PID.
+# start_rss_sampler PID FILE: every 100 ms appends "<unix ms> <VmRSS> <RssAnon> <RssFile>
+# <RssShmem>" (kB) to FILE until PID ends or stop_rss_sampler is called. Sets SAMPLER_PID.
+# (Pages of files on tmpfs that the process maps, such as a git pack, are RssShmem.)
 start_rss_sampler() {
     local pid=$1 file=$2
     (
         while kill -0 "$pid" 2>/dev/null; do
-            r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || break
+            r=$(awk '/^(VmRSS|RssAnon|RssFile|RssShmem):/ {printf "%s ", $2}' "/proc/$pid/status" 2>/dev/null) || break
             [[ -n "$r" ]] && printf '%s %s\n' "$(date +%s%3N)" "$r"
             sleep 0.1
         done

@@ -72,6 +72,8 @@ row("RSS peak under the intake load (intake.sh, same run as the peer)", f"{s['rs
     mark(s["rss_peak_kb"] / 1024 <= 40))
 row("RSS peak under the intake load (memory.sh, after the deploys)", f"{mem['peak_load_kb'] / 1024:.1f} MB", "", "",
     "≤ 40 MB", mark(mem["peak_load_kb"] / 1024 <= 40))
-row("RSS peak during push-to-live of the 5,000-file repo (first + repeat)", f"{mem['peak_deploys_kb'] / 1024:.1f} MB",
-    "", "", "≤ 40 MB", mark(mem["peak_deploys_kb"] / 1024 <= 40))
+worst = max(mem["peak_deploys_kb"], ptl["stagehand_rss_peak_kb"])
+row("RSS peak during push-to-live of the 5,000-file repo (memory.sh; push_to_live.sh, worst of its rounds)",
+    f"{mem['peak_deploys_kb'] / 1024:.1f} MB; {ptl['stagehand_rss_peak_kb'] / 1024:.1f} MB", "", "", "≤ 40 MB",
+    mark(worst / 1024 <= 40))
 print("\n".join(out))
