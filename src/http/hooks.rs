@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::HttpError;
+use crate::core::deploy::DeployStatus;
 use crate::core::event::{Event, json_body, parse_event};
 use crate::core::ids::AppName;
 use crate::core::signature;
@@ -106,6 +107,15 @@ async fn handle(
         .store
         .run(move |s| s.record_delivery(&delivery, intent))
         .await?;
+    // Start a queued deploy now, not at the runner's next poll (up to 2 s later).
+    if let Recorded::Deploy {
+        deploy,
+        duplicate: false,
+    } = &recorded
+        && deploy.status == DeployStatus::Queued
+    {
+        state.wake_runner();
+    }
     Ok(answer(recorded, &event))
 }
 
