@@ -57,7 +57,10 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchWith {
-    /// libgit2, in process (the default).
+    /// The default: libgit2 for `https://`, the git CLI for SSH and local repositories
+    /// (see `pipeline::git`).
+    Auto,
+    /// libgit2, in process, wherever it can (SSH still goes through the CLI).
     Git2,
     /// The `git` CLI, for SSH setups libgit2 cannot handle (ssh config, aliases, agents).
     GitCli,
@@ -593,14 +596,15 @@ impl Validator<'_> {
             self.problem(&format!("{key}.repo"), "is empty");
         }
         let fetch_with = match raw.fetch_with.as_deref() {
-            None | Some("git2") => FetchWith::Git2,
+            None | Some("auto") => FetchWith::Auto,
+            Some("git2") => FetchWith::Git2,
             Some("git") => FetchWith::GitCli,
             Some(other) => {
                 self.problem(
                     &format!("{key}.fetch_with"),
-                    format!("{other:?} is not \"git2\" or \"git\""),
+                    format!("{other:?} is not \"auto\", \"git2\" or \"git\""),
                 );
-                FetchWith::Git2
+                FetchWith::Auto
             }
         };
         let repo_token = raw.token_env.and_then(|var| match self.env.get(&var) {

@@ -558,3 +558,16 @@ async fn a_vanished_repository_fails_clearly() {
     assert_eq!(s.live("staging"), None);
     s.full.stop().await;
 }
+
+#[actix_web::test]
+async fn the_in_process_libgit2_fetcher_deploys_too() {
+    let s = setup(r#"fetch_with = "git2""#, "").await;
+    let first = s.push_and_wait("develop").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    checkout(&s.repo, "develop");
+    let sha = commit(&s.repo, "Incremental", &[("VERSION", "2\n")]);
+    let second = s.push_and_wait("develop").await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(s.revision("staging"), Some(sha));
+    s.full.stop().await;
+}
