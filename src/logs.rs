@@ -81,6 +81,9 @@ impl Live {
 pub struct LogHub {
     dir: PathBuf,
     live: Mutex<HashMap<DeployId, Arc<Mutex<Live>>>>,
+    /// Ticks whenever a deploy's log opens, so a follower waiting for a queued deploy
+    /// attaches the moment it starts instead of at its next poll.
+    opened: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +97,7 @@ impl LogHub {
         Ok(LogHub {
             dir: dir.to_owned(),
             live: Mutex::new(HashMap::new()),
+            opened: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -119,6 +123,7 @@ impl LogHub {
             tx,
         }));
         lock(&self.live).insert(id, live.clone());
+        self.opened.send_modify(|n| *n += 1);
         DeployLog {
             hub: self.clone(),
             id,
@@ -134,6 +139,11 @@ impl LogHub {
         let live = lock(&self.live).get(&id)?.clone();
         let live = lock(&live);
         Some((live.history.iter().cloned().collect(), live.tx.subscribe()))
+    }
+
+    /// Changes whenever a log opens: subscribe, then check [`LogHub::follow`], then wait.
+    pub fn opened(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.opened.subscribe()
     }
 
     /// Deletes log files older than `cutoff`; returns how many. Blocking.

@@ -22,8 +22,8 @@ use super::error::HttpError;
 use crate::core::ids::DeployId;
 use crate::logs::LogEvent;
 
-/// How often a queued deploy is checked for having started.
-const WAIT_POLL: Duration = Duration::from_millis(200);
+/// How often a queued deploy's status is checked while waiting for its log to open.
+const WAIT_POLL: Duration = Duration::from_secs(1);
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -169,7 +169,10 @@ async fn follow(
 ) -> Result<(), ()> {
     let send = |chunk: Chunk| async move { tx.send(chunk).await.map_err(drop) };
     let mut idle = tokio::time::Instant::now();
+    // Subscribed before the first check, so an open between check and wait still wakes us.
+    let mut opened = state.logs.opened();
     loop {
+        opened.borrow_and_update();
         if let Some((history, mut rx)) = state.logs.follow(id) {
             // Lines older than the kept history come from the file, which has every
             // line written before the broadcast of it.
@@ -231,7 +234,12 @@ async fn follow(
             .await?;
             return Ok(());
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        // Woken when any log opens; the poll is the fallback for deploys that end
+        // without a log (an app removed from the config) and for keep-alives.
+        tokio::select! {
+            _ = opened.changed() => {}
+            _ = tokio::time::sleep(WAIT_POLL) => {}
+        }
         if idle.elapsed() >= KEEPALIVE {
             send(Chunk::KeepAlive).await?;
             idle = tokio::time::Instant::now();
