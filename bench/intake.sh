@@ -99,9 +99,9 @@ load() {
     check_once "$name" "$url"
     start_rss_sampler "$pid" "$OUT/$name-rss-samples.txt"
     log "$name: warm-up ${WARMUP}s"
-    BENCH_RUN="warm" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$LUA" "$url" >"$OUT/$name-warmup.txt"
+    run env BENCH_RUN="warm" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$LUA" "$url" >"$OUT/$name-warmup.txt"
     log "$name: measured ${DURATION}s"
-    BENCH_RUN="run" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" "$url" \
+    run env BENCH_RUN="run" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" "$url" \
         >"$OUT/$name-wrk.txt"
     stop_rss_sampler
     rss_kb "$pid" >"$OUT/$name-rss-after-kb.txt"

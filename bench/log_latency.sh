@@ -71,7 +71,7 @@ new_push() {
 
 for i in $(seq "$RUNS"); do
     new_push "$TMP/push.json"
-    "$PY" "$HELPER" follow "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push.json" \
+    run "$PY" "$HELPER" follow "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push.json" \
         "$STAGEHAND_API_TOKEN" "$OUT/live-ms-run$i.txt" >&2
 done
 
@@ -81,7 +81,7 @@ for i in $(seq "$QUEUED_RUNS"); do
     new_push "$TMP/push-a.json" 10
     new_push "$TMP/push-b.json" 200
     "$PY" "$HELPER" send "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-a.json" >>"$OUT/queued-blocker-ids.txt"
-    "$PY" "$HELPER" follow "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-b.json" \
+    run "$PY" "$HELPER" follow "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-b.json" \
         "$STAGEHAND_API_TOKEN" "$OUT/queued-ms-run$i.txt" >&2
 done
 

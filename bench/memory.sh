@@ -77,16 +77,16 @@ sleep 2
 snapshot idle
 start_rss_sampler "$SH_PID" "$OUT/rss-deploys.txt"
 git --git-dir "$TMP/origin.git" update-ref refs/heads/main "$C0"
-"$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c0.json" "$STAGEHAND_API_TOKEN" >>"$OUT/deploys.jsonl"
+run "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c0.json" "$STAGEHAND_API_TOKEN" >>"$OUT/deploys.jsonl"
 git --git-dir "$TMP/origin.git" update-ref refs/heads/main "$C1"
-"$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c1.json" "$STAGEHAND_API_TOKEN" >>"$OUT/deploys.jsonl"
+run "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c1.json" "$STAGEHAND_API_TOKEN" >>"$OUT/deploys.jsonl"
 stop_rss_sampler
 snapshot after-deploys
 
 BODY="$REPO_DIR/webhook-samples/push.json"
 export BENCH_BODY="$BODY" BENCH_SIG="sha256=$("$PY" "$HELPER" sign "$BENCH_WEBHOOK_SECRET" "$BODY")"
 start_rss_sampler "$SH_PID" "$OUT/rss-load.txt"
-BENCH_RUN=mem wrk -t2 -c64 -d"${LOAD_SECONDS}s" -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >"$OUT/wrk.txt"
+run env BENCH_RUN=mem wrk -t2 -c64 -d"${LOAD_SECONDS}s" -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >"$OUT/wrk.txt"
 stop_rss_sampler
 snapshot after-load
 sleep 5

@@ -51,7 +51,7 @@ keep_releases = 2
 branch = "main"
 TOML
 start_stagehand "$TMP/stagehand.toml" "$TMP"
-"$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c0.json" "$STAGEHAND_API_TOKEN" >"$OUT/deploys.jsonl"
+run "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c0.json" "$STAGEHAND_API_TOKEN" >"$OUT/deploys.jsonl"
 
 perf record -F 999 -g -p "$SH_PID" -o "$TMP/perf.data" 2>"$OUT/perf-record.txt" &
 PERF_PID=$!
@@ -59,7 +59,7 @@ track "$PERF_PID"
 sleep 0.5
 for i in $(seq "$DEPLOYS"); do
     if ((i % 2)); then sha=$C1; else sha=$C0; fi
-    "$PY" "$HELPER" manual "$SH_URL" shop production "$sha" "$STAGEHAND_API_TOKEN" >>"$OUT/deploys.jsonl"
+    run "$PY" "$HELPER" manual "$SH_URL" shop production "$sha" "$STAGEHAND_API_TOKEN" >>"$OUT/deploys.jsonl"
 done
 kill -INT "$PERF_PID"
 wait "$PERF_PID" || true

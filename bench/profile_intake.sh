@@ -38,11 +38,11 @@ branch = "develop"
 auto_deploy = false
 TOML
 start_stagehand "$TMP/stagehand.toml" "$TMP"
-BENCH_RUN=warm wrk -t2 -c64 -d2s -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >/dev/null
+run env BENCH_RUN=warm wrk -t2 -c64 -d2s -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >/dev/null
 perf record -F 999 -g -p "$SH_PID" -o "$TMP/perf.data" -- sleep "$DURATION" 2>"$OUT/perf-record.txt" &
 PERF_PID=$!
 track "$PERF_PID"
-BENCH_RUN=run wrk -t2 -c64 -d"${DURATION}s" -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >"$OUT/wrk.txt"
+run env BENCH_RUN=run wrk -t2 -c64 -d"${DURATION}s" -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >"$OUT/wrk.txt"
 wait "$PERF_PID" || true
 # report NAME ARGS...: a perf report, blank lines and comments dropped, first 80 lines.
 report() {

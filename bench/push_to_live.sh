@@ -124,11 +124,11 @@ TOML
     fi
     start_rss_sampler "$SH_PID" "$OUT/stagehand-rss-samples.txt"
     set_main "$C0"
-    "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c0.json" "$STAGEHAND_API_TOKEN" \
+    run "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c0.json" "$STAGEHAND_API_TOKEN" \
         | tee -a "$OUT/stagehand-first.jsonl" >&2
     [[ $(cat "$dir/srv/production/current/REVISION") == "$C0" ]] || die "stagehand: current is not C0"
     set_main "$C1"
-    "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c1.json" "$STAGEHAND_API_TOKEN" \
+    run "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-c1.json" "$STAGEHAND_API_TOKEN" \
         | tee -a "$OUT/stagehand-repeat.jsonl" >&2
     [[ $(cat "$dir/srv/production/current/REVISION") == "$C1" ]] || die "stagehand: current is not C1"
     stop_rss_sampler

@@ -57,6 +57,24 @@ need_stagehand() {
 
 # Remembers a background process to stop at exit.
 track() { STARTED_PIDS+=("$1"); }
+untrack() {
+    local keep=() p
+    for p in "${STARTED_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    STARTED_PIDS=("${keep[@]}")
+}
+
+# run CMD...: runs CMD in the background and waits for it. bash runs a trap only once
+# the foreground command returns, so a 15 s wrk would delay the cleanup on INT/TERM;
+# `wait` is interrupted at once. Returns CMD's status.
+run() {
+    local pid rc=0
+    "$@" &
+    pid=$!
+    track "$pid"
+    wait "$pid" || rc=$?
+    untrack "$pid"
+    return "$rc"
+}
 
 # Stops one tracked process now (TERM, then KILL after 5 s).
 stop_pid() {
