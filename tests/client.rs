@@ -17,24 +17,12 @@ fn stagehand(url: &str) -> Command {
 }
 
 fn toml(dir: &Path, repo: &Path) -> String {
-    format!(
-        r#"
-[server]
-state_dir = "{state}"
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-shared = ["storage/"]
+    let rest = r#"shared = ["storage/"]
 build = ["echo first", "if [ -f slow ]; then sleep 3; fi; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second", "if [ -f fail ]; then exit 7; fi"]
 [apps.shop.environments.staging]
 branch = "develop"
-"#,
-        state = dir.join("state").display(),
-        repo = repo.display(),
-        root = dir.join("srv").display(),
-    )
+"#;
+    shop_toml(dir, repo, rest)
 }
 
 async fn run(cmd: Command) -> std::process::Output {

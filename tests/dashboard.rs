@@ -601,24 +601,7 @@ fn have_chromedriver() -> bool {
 }
 
 fn browser_toml(dir: &Path, repo: &Path) -> String {
-    format!(
-        r#"
-[server]
-state_dir = "{state}"
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-shared = ["storage/"]
-build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second"]
-[apps.shop.environments.staging]
-branch = "develop"
-"#,
-        state = dir.join("state").display(),
-        repo = repo.display(),
-        root = dir.join("srv").display(),
-    )
+    shop_toml(dir, repo, FIRST_THEN_SECOND)
 }
 
 fn live(root: &Path) -> String {

@@ -10,24 +10,7 @@ use common::*;
 use futures_util::StreamExt;
 
 fn toml(dir: &Path, repo: &Path) -> String {
-    format!(
-        r#"
-[server]
-state_dir = "{state}"
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-shared = ["storage/"]
-build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second"]
-[apps.shop.environments.staging]
-branch = "develop"
-"#,
-        state = dir.join("state").display(),
-        repo = repo.display(),
-        root = dir.join("srv").display(),
-    )
+    shop_toml(dir, repo, FIRST_THEN_SECOND)
 }
 
 async fn start() -> (Full, String, std::path::PathBuf) {
@@ -168,9 +151,14 @@ async fn a_late_follower_of_a_chatty_build_misses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let repo = source_repo(dir.path());
     let marker = dir.path().join("srv/staging/shared/printed");
-    let toml = toml(dir.path(), &repo).replace(
-        r#"build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second"]"#,
-        r#"build = ["seq 1 6000; touch \"$STAGEHAND_SHARED_DIR/printed\"; sleep 2; echo end"]"#,
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        r#"shared = ["storage/"]
+build = ["seq 1 6000; touch \"$STAGEHAND_SHARED_DIR/printed\"; sleep 2; echo end"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
     );
     let sha = git(&repo, &["rev-parse", "develop"]);
     let full = start_full(dir, &toml).await;

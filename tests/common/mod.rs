@@ -471,3 +471,23 @@ impl Setup {
         list
     }
 }
+
+/// A config with one app, `shop`, whose state and root live in `dir` and whose repo is
+/// `repo`; `rest` adds app keys and `[apps.shop.environments.*]` tables.
+pub fn shop_toml(dir: &Path, repo: &Path, rest: &str) -> String {
+    format!(
+        "[server]\nstate_dir = \"{state}\"\n\n[apps.shop]\nrepo = \"{repo}\"\ngithub = \"acme/shop\"\n\
+         secret_env = \"SHOP_WEBHOOK_SECRET\"\nroot = \"{root}\"\n{rest}\n",
+        state = dir.join("state").display(),
+        repo = repo.display(),
+        root = dir.join("srv").display(),
+    )
+}
+
+/// The build that tests of live log following use: a line, three seconds, a marker
+/// file, another line.
+pub const FIRST_THEN_SECOND: &str = r#"shared = ["storage/"]
+build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\"; echo second"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#;
