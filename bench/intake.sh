@@ -11,6 +11,9 @@
 # 3 s warm-up, then 15 s measured, per tool. Also idle RSS and peak RSS under load.
 #
 #   bench/intake.sh            (DURATION=15 WARMUP=3 CONNECTIONS=64 THREADS=2 to change)
+#   MODE=reject bench/intake.sh   the rejection path: every request carries a wrong
+#                                 signature and must get 401 (results/intake-reject-cN/)
+#   Any CONNECTIONS other than 64 writes results/intake-accept-cN/ instead of results/intake/.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
@@ -23,7 +26,13 @@ DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
-OUT="$RESULTS/intake"
+MODE=${MODE:-accept}
+[[ $MODE == accept || $MODE == reject ]] || die "MODE must be accept or reject"
+if [[ $MODE == accept && $CONNECTIONS == 64 ]]; then
+    OUT="$RESULTS/intake"
+else
+    OUT="$RESULTS/intake-$MODE-c$CONNECTIONS"
+fi
 mkdir -p "$OUT"
 rm -f "$OUT"/*
 
@@ -32,7 +41,11 @@ machine_line | tee "$OUT/machine.txt" >&2
 SECRET="bench-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 BODY="$REPO_DIR/webhook-samples/push.json"
 SIG="sha256=$("$PY" "$HELPER" sign "$SECRET" "$BODY")"
-export BENCH_BODY="$BODY" BENCH_SIG="$SIG"
+LOAD_SIG=$SIG
+if [[ $MODE == reject ]]; then
+    LOAD_SIG="sha256=$(printf '0%.0s' $(seq 64))"
+fi
+export BENCH_BODY="$BODY" BENCH_SIG="$LOAD_SIG"
 LUA="$BENCH_DIR/lib/post-push.lua"
 
 # ---- stagehand --------------------------------------------------------------------
@@ -125,9 +138,9 @@ stop_pid "$WH_PID"
 tail -n 20 "$TMP/webhook.log" >"$OUT/webhook-log-tail.txt"
 
 # ---- summary ------------------------------------------------------------------------
-"$PY" - "$OUT" <<'PY' | tee "$OUT/summary.txt"
+"$PY" - "$OUT" "$MODE" <<'PY' | tee "$OUT/summary.txt"
 import json, re, sys, os
-out = sys.argv[1]
+out, mode = sys.argv[1], sys.argv[2]
 def rd(name): return json.load(open(f"{out}/{name}-wrk.json"))
 def kb(path):
     try: return int(open(path).read().split()[0])
@@ -155,7 +168,13 @@ print(f"{'non-2xx/3xx responses':24}{s['non_2xx_3xx']:>12}{w['non_2xx_3xx']:>12}
 print(f"{'socket errors':24}{s['socket_errors']:>12}{w['socket_errors']:>12}")
 for k in ("rss_idle_kb", "rss_peak_kb", "rss_after_kb"):
     print(f"{k.replace('_kb',' MB'):24}{res['stagehand'][k]/1024:>12.1f}{res['webhook'][k]/1024:>12.1f}")
-print(f"stagehand /metrics: {accepted} accepted, {dups} duplicates (must be 0)")
-bad = s['non_2xx_3xx'] + w['non_2xx_3xx'] + s['socket_errors'] + w['socket_errors'] + dups
+if mode == "reject":
+    unauthorized = sum(int(float(v)) for v in re.findall(r'deliveries_total\{[^}]*result="unauthorized"[^}]*\}\s+(\S+)', metrics))
+    print(f"stagehand /metrics: {unauthorized} unauthorized, {accepted} accepted (must be 1: the check delivery)")
+    # Every measured request must have been refused, by both tools.
+    bad = (s['non_2xx_3xx'] != s['requests']) + (w['non_2xx_3xx'] != w['requests']) + s['socket_errors'] + w['socket_errors'] + (accepted != 1)
+else:
+    print(f"stagehand /metrics: {accepted} accepted, {dups} duplicates (must be 0)")
+    bad = s['non_2xx_3xx'] + w['non_2xx_3xx'] + s['socket_errors'] + w['socket_errors'] + dups
 sys.exit(1 if bad else 0)
 PY

@@ -32,6 +32,10 @@ echo "== cargo build --release" >&2
 cargo build --release -j2 2>&1 | tail -1
 echo "== intake" >&2
 "$BENCH_DIR/intake.sh"
+echo "== intake, 16 connections" >&2
+CONNECTIONS=16 "$BENCH_DIR/intake.sh"
+echo "== intake, rejection path (bad signatures)" >&2
+MODE=reject "$BENCH_DIR/intake.sh"
 echo "== push to live" >&2
 "$BENCH_DIR/push_to_live.sh"
 echo "== log latency" >&2
