@@ -106,6 +106,14 @@ async fn handle(
         .store
         .run(move |s| s.record_delivery(&delivery, intent))
         .await?;
+    // The deploy row is committed: nudge the runner now rather than leave the deploy
+    // waiting for the runner's next poll (a redelivery recorded nothing new).
+    if let Recorded::Deploy {
+        duplicate: false, ..
+    } = &recorded
+    {
+        state.wake_runner();
+    }
     Ok(answer(recorded, &event))
 }
 
