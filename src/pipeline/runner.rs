@@ -77,10 +77,15 @@ impl Runner {
                 if killed > 0 {
                     tracing::warn!(groups = killed, release = %dir.display(), "killed build processes left by the last stop");
                 }
+                // A kill during cleanup leaves a release half removed, out of the listing.
+                let half_removed = releases::remove_leftovers(&env)?;
+                if half_removed > 0 {
+                    tracing::warn!(half_removed, environment = %env.dir.display(), "removed what the last stop left of removed releases");
+                }
                 if env.live().is_some_and(|l| l.release == release) {
                     return Ok(false);
                 }
-                releases::remove_tree(&dir).map(|()| true)
+                releases::remove_release(&env, &release).map(|()| true)
             })
             .await;
             tracing::warn!(deploy = %deploy.id, app = %deploy.app, environment = %deploy.environment,
