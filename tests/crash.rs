@@ -253,3 +253,52 @@ branch = "develop"
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Found while building bench/faults.sh (its kills never landed in the moment libgit2
+/// holds a ref's lock): a process killed while a fetch updates `refs/heads/<branch>`
+/// leaves `<branch>.lock` in the mirror, and every later deploy of that branch failed
+/// with "failed to lock file … for writing" until someone deleted it. Nothing fetches
+/// before a restart's recovery has run, so any lock then is a dead process's.
+#[actix_web::test]
+async fn regression_a_ref_lock_left_by_a_killed_fetch_does_not_block_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = format!(
+        r#"
+[server]
+state_dir = "{state}"
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        state = dir.path().join("state").display(),
+        repo = repo.display(),
+        root = dir.path().join("srv").display()
+    );
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    let first = git(&repo, &["rev-parse", "develop"]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &first)).await;
+    let deploy = client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    let dir = full.stop().await;
+
+    // What a fetch killed while updating the branch leaves behind.
+    let mirror = dir.path().join("state/mirrors/shop.git");
+    std::fs::write(mirror.join("refs/heads/develop.lock"), format!("{first}\n")).unwrap();
+    std::fs::write(mirror.join("packed-refs.lock"), "").unwrap();
+
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    git(&repo, &["checkout", "-q", "develop"]);
+    let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
+    let deploy = client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    assert!(!mirror.join("refs/heads/develop.lock").exists());
+    full.stop().await;
+}

@@ -150,6 +150,37 @@ impl Mirror {
         Repository::open_bare(&self.path)
     }
 
+    /// Deletes the `*.lock` files a killed process left in the mirror (top level and
+    /// `refs/`): libgit2 never breaks a lock, so one left by a fetch killed while it
+    /// updated a ref failed every later fetch of that ref. Only for start-up, before
+    /// this process fetches anything: one stagehand owns a state_dir, so a lock then is
+    /// a dead process's. Returns the files removed. Blocking.
+    pub fn remove_stale_locks(&self) -> std::io::Result<Vec<PathBuf>> {
+        fn walk(dir: &Path, deep: bool, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                let path = entry.path();
+                if kind.is_dir() && deep {
+                    walk(&path, true, found)?;
+                } else if kind.is_file() && path.extension().is_some_and(|x| x == "lock") {
+                    std::fs::remove_file(&path)?;
+                    found.push(path);
+                }
+            }
+            Ok(())
+        }
+        let mut found = Vec::new();
+        walk(&self.path, false, &mut found)?;
+        walk(&self.path.join("refs"), true, &mut found)?;
+        Ok(found)
+    }
+
     /// `<mirrors>/.<app>.git.<what>-<suffix>`: hidden beside the mirror.
     fn sibling(&self, what: &str, suffix: &str) -> PathBuf {
         let name = self
