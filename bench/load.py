@@ -3,7 +3,7 @@
 
   load.py send  URL PLAN.json SECRET RESULTS.json [--connections 64]
   load.py drain URL TIMEOUT_S
-  load.py check STATE_DB ROOT PLAN.json RESULTS.json [--max-builds N]
+  load.py check STATE_DB ROOT PLAN.json RESULTS.json [--max-started N] [--max-builds N]
 
 `send` posts every planned delivery (webhook-samples/push.json with `ref`, `before`,
 `after`, `head_commit.id` and `repository.full_name` rewritten, signed with the app's
@@ -150,7 +150,7 @@ def drain(url, timeout_s):
         time.sleep(0.25)
 
 
-def check(db_path, root, plan_path, results_path, max_builds):
+def check(db_path, root, plan_path, results_path, max_started, max_builds):
     with open(plan_path) as f:
         plan = json.load(f)
     with open(results_path) as f:
@@ -189,13 +189,29 @@ def check(db_path, root, plan_path, results_path, max_builds):
     reasons = db.execute(
         "SELECT substr(reason, 1, 40), count(*) FROM deploys WHERE status = 'skipped' GROUP BY 1").fetchall()
     envs = len(plan["branches"])
-    print("deploys started (fetch stage): %d; builds run (build stage): %d for %d environments "
-          "(bound %d); superseded %d; skipped %d"
-          % (fetches, builds, envs, max_builds, by_status.get("superseded", 0), by_status.get("skipped", 0)))
+    commits = sum(len(shas) for shas in plan["branches"].values())
+    print("deploys started (fetch stage): %d of %d deliveries (bound %d); builds run (build stage): %d "
+          "for %d environments (bound %d; %d distinct commits were pushed); superseded %d; skipped %d"
+          % (fetches, len(results), max_started, builds, envs, max_builds, commits,
+             by_status.get("superseded", 0), by_status.get("skipped", 0)))
+    per_env = db.execute(
+        "SELECT d.environment, count(DISTINCT s.deploy_id) FROM stages s JOIN deploys d ON d.id = s.deploy_id "
+        "WHERE s.name = 'build' GROUP BY d.environment ORDER BY d.environment").fetchall()
+    print("builds per environment: " + ", ".join("%s=%d" % row for row in per_env))
+    twice = db.execute(
+        "SELECT d.environment, d.commit_sha, count(DISTINCT s.deploy_id) FROM stages s "
+        "JOIN deploys d ON d.id = s.deploy_id WHERE s.name = 'build' "
+        "GROUP BY d.environment, d.commit_sha HAVING count(DISTINCT s.deploy_id) > 1").fetchall()
+    print("commits built more than once in one environment: %d" % len(twice))
     for reason, n in reasons:
         print("  skipped because %r…: %d" % (reason, n))
+    if fetches > max_started:
+        failures.append("%d deploys started for %d deliveries: queued pushes did not coalesce"
+                        % (fetches, len(results)))
     if builds > max_builds:
-        failures.append("%d builds ran for %d environments: queued pushes did not coalesce" % (builds, envs))
+        failures.append("%d builds ran for %d environments (bound %d)" % (builds, envs, max_builds))
+    if twice:
+        failures.append("commits built twice in one environment: %s" % twice[:3])
     bad = {s: n for s, n in by_status.items() if s not in ("succeeded", "superseded", "skipped")}
     if bad:
         failures.append("deploys ended other than succeeded/superseded/skipped: %s" % bad)
@@ -235,8 +251,9 @@ def main(argv):
     elif cmd == "drain":
         drain(argv[2], float(argv[3]))
     elif cmd == "check":
-        max_builds = int(argv[argv.index("--max-builds") + 1]) if "--max-builds" in argv else 30
-        check(argv[2], argv[3], argv[4], argv[5], max_builds)
+        max_started = int(argv[argv.index("--max-started") + 1]) if "--max-started" in argv else 100
+        max_builds = int(argv[argv.index("--max-builds") + 1]) if "--max-builds" in argv else 40
+        check(argv[2], argv[3], argv[4], argv[5], max_started, max_builds)
     else:
         sys.exit(__doc__)
 
