@@ -4,7 +4,8 @@
   client.py push URL SECRET BRANCH SHA BEFORE      -> prints the deploy id (exit 1 unless 202)
   client.py get URL DEPLOY_ID                      -> prints the deploy as JSON
   client.py wait URL DEPLOY_ID TIMEOUT_S           -> prints "status<TAB>reason" once it ended
-  client.py wait-stage URL DEPLOY_ID STAGE TIMEOUT_S -> returns once STAGE is running (exit 1 if never)
+  client.py wait-stage URL DEPLOY_ID STAGE TIMEOUT_S -> once STAGE is running, prints when it began
+                                                    (ms since the epoch, from the log); exit 1 if never
   client.py drain URL TIMEOUT_S                    -> waits for no queued and no running deploy
   client.py stages URL DEPLOY_ID                   -> prints "name ms name ms ..."
   client.py deploys URL LIMIT                      -> prints {"deploys": [...]}
@@ -17,6 +18,7 @@
 The API token is read from $STAGEHAND_API_TOKEN.
 """
 
+import datetime
 import hashlib
 import hmac
 import http.client
@@ -86,11 +88,24 @@ def wait(url, deploy_id, timeout_s):
         time.sleep(0.05)
 
 
+def log_start_ms(url, deploy_id, stage):
+    """When the deploy log's first line of `stage` was written (ms since the epoch)."""
+    status, data = request(url, "GET", "/api/deploys/%s/log" % deploy_id,
+                           headers={"Authorization": "Bearer " + os.environ["STAGEHAND_API_TOKEN"]})
+    for line in data.decode(errors="replace").splitlines():
+        fields = line.split(" ", 2)
+        if len(fields) >= 2 and fields[1] == stage:
+            stamp = datetime.datetime.strptime(fields[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+            return int(stamp.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+    return None
+
+
 def wait_stage(url, deploy_id, stage, timeout_s):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         deploy = api(url, "/api/deploys/" + deploy_id)
         if any(s["name"] == stage and s["status"] == "running" for s in deploy["stages"]):
+            print(log_start_ms(url, deploy_id, stage) or int(time.time() * 1000))
             return
         if deploy["status"] not in ("queued", "running"):
             break

@@ -211,12 +211,14 @@ for round in $(seq 1 "$ROUNDS"); do
         killed_id[$env]=$(client push "$url" "$secret" "$branch" "${sha_of[$env]}" "$before")
     done
     # A delay uniform over 0-2 s after the push, except every third round, which aims
-    # at the end of the build (0-150 ms past it): switch, after_release and cleanup
-    # take milliseconds, and a uniform delay almost never lands in them.
+    # at the end of the build (from 5 ms before to 40 ms after, by the log's clock):
+    # switch, after_release and cleanup take milliseconds, and a uniform delay almost
+    # never lands in them.
     pushed_ms=$(now_ms)
-    if [ $((round % 3)) = 0 ] && client wait-stage "$url" "${killed_id[production]}" build 10; then
+    if [ $((round % 3)) = 0 ] && build_start=$(client wait-stage "$url" "${killed_id[production]}" build 10); then
         build_ms=$(awk -v s="$seconds" 'BEGIN { printf "%d", s * 1000 }')
-        wait_ms=$((build_ms - 20 + RANDOM % 150))
+        wait_ms=$((build_start + build_ms - 5 + RANDOM % 45 - $(now_ms)))
+        [ "$wait_ms" -gt 0 ] || wait_ms=0
         sleep "$(printf '%d.%03d' $((wait_ms / 1000)) $((wait_ms % 1000)))"
         aim="aimed at the end of the build, "
     else
