@@ -238,7 +238,8 @@ for round in $(seq 1 "$ROUNDS"); do
         deploy=$(client get "$url" "${killed_id[$env]}")
         status=$(jq -r .status <<<"$deploy")
         started=$(jq -r '.started_at // ""' <<<"$deploy")
-        stage=$(jq -r '[.stages[] | select(.status == "interrupted") | .name] | first // "-"' <<<"$deploy")
+        stage=$(jq -r 'first(.stages[] | select(.status == "interrupted") | .name)
+            // ("between stages, after " + ((.stages | last | .name) // "none"))' <<<"$deploy")
         # Running is fine only when the new process started it (it was still queued).
         if [ "$status" = running ]; then
             started_ms=$(date -d "$started" +%s%3N)
