@@ -53,9 +53,15 @@ fuzz_target!(|text: &str| {
         }
         Err(e) => {
             let message = e.to_string();
-            assert!(message.starts_with("/etc/stagehand/stagehand.toml: "), "{message}");
+            assert!(
+                message.starts_with("/etc/stagehand/stagehand.toml: "),
+                "{message}"
+            );
             if let ConfigError::Invalid { problems, .. } = &e {
-                assert!(!problems.is_empty(), "an invalid config with no problem named");
+                assert!(
+                    !problems.is_empty(),
+                    "an invalid config with no problem named"
+                );
             }
         }
     }
