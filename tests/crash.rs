@@ -8,17 +8,36 @@ use std::process::{Child, Command, Stdio};
 
 use common::*;
 
-fn spawn_server(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stagehand"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SHOP_WEBHOOK_SECRET", SECRET)
-        .env("STAGEHAND_API_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+/// The real binary as a child process, SIGKILLed when dropped too, so a failing
+/// assertion never leaves a server running after the test.
+struct ServerProcess(Child);
+
+impl ServerProcess {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_server(config: &Path) -> (ServerProcess, String) {
+    let mut server = ServerProcess(
+        Command::new(env!("CARGO_BIN_EXE_stagehand"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET)
+            .env("STAGEHAND_API_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let url = line
@@ -26,7 +45,7 @@ fn spawn_server(config: &Path) -> (Child, String) {
         .strip_prefix("stagehand listening on ")
         .unwrap_or_else(|| panic!("{line:?}"))
         .to_owned();
-    (child, url)
+    (server, url)
 }
 
 #[actix_web::test]
@@ -95,8 +114,7 @@ branch = "develop"
         .await;
     let half_made = running["release"].as_str().unwrap().to_owned();
     assert!(root.join("staging/releases").join(&half_made).exists());
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 
     let (mut server, url) = spawn_server(&config);
     let client = Client { url };
@@ -130,8 +148,7 @@ branch = "develop"
     assert_eq!(next["status"], "succeeded", "{next}");
     let revision = std::fs::read_to_string(root.join("staging/current/REVISION")).unwrap();
     assert_eq!(revision.trim(), fixed);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 }
 
 /// Found by bench/faults.sh: a SIGKILL during `cleanup` left an old release half
@@ -210,8 +227,7 @@ branch = "develop"
         assert!(std::time::Instant::now() < deadline, "no cleanup: {deploy}");
         actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 
     let (mut server, url) = spawn_server(&config);
     let client = Client { url };
@@ -250,8 +266,7 @@ branch = "develop"
         .filter(|name| name.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "left in releases/: {leftovers:?}");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 }
 
 /// Found while building bench/faults.sh (its kills never landed in the moment libgit2
