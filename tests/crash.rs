@@ -8,17 +8,36 @@ use std::process::{Child, Command, Stdio};
 
 use common::*;
 
-fn spawn_server(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stagehand"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SHOP_WEBHOOK_SECRET", SECRET)
-        .env("STAGEHAND_API_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+/// The real binary as a child process, SIGKILLed when dropped too, so a failing
+/// assertion never leaves a server running after the test.
+struct ServerProcess(Child);
+
+impl ServerProcess {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_server(config: &Path) -> (ServerProcess, String) {
+    let mut server = ServerProcess(
+        Command::new(env!("CARGO_BIN_EXE_stagehand"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET)
+            .env("STAGEHAND_API_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let url = line
@@ -26,7 +45,7 @@ fn spawn_server(config: &Path) -> (Child, String) {
         .strip_prefix("stagehand listening on ")
         .unwrap_or_else(|| panic!("{line:?}"))
         .to_owned();
-    (child, url)
+    (server, url)
 }
 
 #[actix_web::test]
@@ -95,8 +114,7 @@ branch = "develop"
         .await;
     let half_made = running["release"].as_str().unwrap().to_owned();
     assert!(root.join("staging/releases").join(&half_made).exists());
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 
     let (mut server, url) = spawn_server(&config);
     let client = Client { url };
@@ -130,6 +148,172 @@ branch = "develop"
     assert_eq!(next["status"], "succeeded", "{next}");
     let revision = std::fs::read_to_string(root.join("staging/current/REVISION")).unwrap();
     assert_eq!(revision.trim(), fixed);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
+}
+
+/// Found by bench/faults.sh: a SIGKILL during `cleanup` left an old release half
+/// deleted (REVISION there, most files gone) but still listed in `releases/`, where
+/// `rollback --to` and the releases API offer it. A release being removed must leave
+/// the listing before its files go.
+#[actix_web::test]
+async fn regression_a_kill_during_cleanup_leaves_no_half_deleted_release_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let root = dir.path().join("srv");
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+state_dir = "{state}"
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+keep_releases = 1
+shared = ["storage/"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+            state = dir.path().join("state").display(),
+            repo = repo.display(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    git(&repo, &["checkout", "-q", "develop"]);
+    // A first release big enough that removing it takes a while to kill in.
+    for i in 0..6_000 {
+        let path = repo.join(format!("big/d{}/f{i}.txt", i / 500));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "x").unwrap();
+    }
+    git(&repo, &["add", "big"]);
+    git(&repo, &["commit", "-q", "-m", "Big"]);
+    let big = git(&repo, &["rev-parse", "HEAD"]);
+    git(&repo, &["rm", "-r", "-q", "big"]);
+    git(&repo, &["commit", "-q", "-m", "Small"]);
+    let small = git(&repo, &["rev-parse", "HEAD"]);
+    let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
+
+    let (mut server, url) = spawn_server(&config);
+    let client = Client { url };
+    for sha in [&big, &small] {
+        let (_, answer) = client.push(&push_body("refs/heads/develop", sha)).await;
+        let deploy = client.wait(&answer["deploy"]["id"], 120).await;
+        assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    }
+    // Deploying `next` with keep_releases = 1 removes the big release in its cleanup.
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, deploy) = client.get(&format!("/api/deploys/{id}")).await;
+        let in_cleanup = deploy["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "cleanup" && s["status"] == "running");
+        if in_cleanup {
+            break;
+        }
+        assert!(
+            deploy["status"] == "queued" || deploy["status"] == "running",
+            "the deploy ended before its cleanup could be interrupted: {deploy}"
+        );
+        assert!(std::time::Instant::now() < deadline, "no cleanup: {deploy}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    server.kill();
+
+    let (mut server, url) = spawn_server(&config);
+    let client = Client { url };
+    let releases = root.join("staging/releases");
+    let assert_listed_releases_complete = |when: &str| {
+        for entry in std::fs::read_dir(&releases).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let release = releases.join(&name);
+            let revision = std::fs::read_to_string(release.join("REVISION"))
+                .unwrap_or_else(|e| panic!("{when}: {name} is listed without REVISION ({e})"));
+            let tree = git(&repo, &["ls-tree", "-r", "--name-only", revision.trim()]);
+            let missing = tree
+                .lines()
+                .filter(|path| *path != "storage/.gitkeep")
+                .filter(|path| std::fs::symlink_metadata(release.join(path)).is_err())
+                .count();
+            assert_eq!(
+                missing, 0,
+                "{when}: {name} is listed with {missing} files missing"
+            );
+        }
+    };
+    assert_listed_releases_complete("after the restart");
+
+    let after = commit(&repo, "After", &[("after.txt", "after\n")]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &after)).await;
+    let deploy = client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    assert_listed_releases_complete("after the next deploy");
+    let leftovers: Vec<String> = std::fs::read_dir(&releases)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "left in releases/: {leftovers:?}");
+    server.kill();
+}
+
+/// Found while building bench/faults.sh (its kills never landed in the moment libgit2
+/// holds a ref's lock): a process killed while a fetch updates `refs/heads/<branch>`
+/// leaves `<branch>.lock` in the mirror, and every later deploy of that branch failed
+/// with "failed to lock file … for writing" until someone deleted it. Nothing fetches
+/// before a restart's recovery has run, so any lock then is a dead process's.
+#[actix_web::test]
+async fn regression_a_ref_lock_left_by_a_killed_fetch_does_not_block_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = format!(
+        r#"
+[server]
+state_dir = "{state}"
+[apps.shop]
+repo = "{repo}"
+github = "acme/shop"
+secret_env = "SHOP_WEBHOOK_SECRET"
+root = "{root}"
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        state = dir.path().join("state").display(),
+        repo = repo.display(),
+        root = dir.path().join("srv").display()
+    );
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    let first = git(&repo, &["rev-parse", "develop"]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &first)).await;
+    let deploy = client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    let dir = full.stop().await;
+
+    // What a fetch killed while updating the branch leaves behind.
+    let mirror = dir.path().join("state/mirrors/shop.git");
+    std::fs::write(mirror.join("refs/heads/develop.lock"), format!("{first}\n")).unwrap();
+    std::fs::write(mirror.join("packed-refs.lock"), "").unwrap();
+
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    git(&repo, &["checkout", "-q", "develop"]);
+    let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
+    let deploy = client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    assert!(!mirror.join("refs/heads/develop.lock").exists());
+    full.stop().await;
 }

@@ -205,6 +205,35 @@ async fn a_build_past_step_timeout_is_killed_with_its_children() {
     s.full.stop().await;
 }
 
+/// Found by bench/faults.sh: two pushed deploys were still `queued` 753 ms after their
+/// 202, because `/hooks` recorded the deploy but never nudged the runner, which then
+/// only saw it at its next 2-second poll. The runner polls once at start and then
+/// sleeps: a push 300 ms in must start long before that sleep ends.
+#[actix_web::test]
+async fn regression_a_push_wakes_the_runner_instead_of_waiting_for_its_poll() {
+    let s = setup("", "").await;
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sha = git(&s.repo, &["rev-parse", "develop"]);
+    let pushed = std::time::Instant::now();
+    let (status, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    loop {
+        let (_, deploy) = s.client.get(&format!("/api/deploys/{id}")).await;
+        if deploy["status"] != "queued" {
+            break;
+        }
+        assert!(
+            pushed.elapsed() < std::time::Duration::from_millis(1000),
+            "deploy {id} still queued {:?} after its push",
+            pushed.elapsed()
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.client.wait(&answer["deploy"]["id"], 60).await;
+    s.full.stop().await;
+}
+
 #[actix_web::test]
 async fn quick_pushes_coalesce_and_the_newest_goes_live() {
     let s = setup("", "").await;

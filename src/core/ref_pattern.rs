@@ -248,25 +248,38 @@ fn truncate_name(s: &str, max: usize) -> &str {
     s.get(..max).unwrap_or(s).trim_end_matches('-')
 }
 
+/// The base environment's part of a temporary name. Configured names may hold `_`
+/// (`[a-z0-9][a-z0-9_-]*`), which a temporary name, a DNS label, must not: slugged like
+/// the branch. Never empty, so a temporary name never starts with '-'.
+fn base_slug(base: &str) -> String {
+    match slug(base) {
+        s if s.is_empty() => "env".to_owned(),
+        s => s,
+    }
+}
+
 /// Name of the temporary environment made for `branch` from the pattern environment `base`:
-/// `<base>-<slug(branch)>`. Falls back to the hashed form when the slug is empty or the name
-/// would exceed 63 characters. Readable names are not injective ("a_b" and "a-b" share one);
-/// the caller detects such collisions and uses [`temporary_environment_name_hashed`].
+/// `<slug(base)>-<slug(branch)>`. Falls back to the hashed form when the slug is empty or
+/// the name would exceed 63 characters. Readable names are not injective ("a_b" and "a-b"
+/// share one); the caller detects such collisions and uses
+/// [`temporary_environment_name_hashed`].
 pub fn temporary_environment_name(base: &str, branch: &str) -> String {
+    let base = base_slug(base);
     let slug = slug(branch);
     if slug.is_empty() || base.len() + 1 + slug.len() > MAX_NAME_LEN {
-        return temporary_environment_name_hashed(base, branch);
+        return temporary_environment_name_hashed(&base, branch);
     }
     format!("{base}-{slug}")
 }
 
-/// `<base>-<slug(branch), truncated>-<8 hex of sha256(branch)>`, at most 63 characters.
+/// `<slug(base)>-<slug(branch), truncated>-<8 hex of sha256(branch)>`, at most 63 characters.
 /// The hash covers the raw branch, so distinct branches get distinct names.
 pub fn temporary_environment_name_hashed(base: &str, branch: &str) -> String {
     let digest = hex::encode(Sha256::digest(branch.as_bytes()));
     let hash = &digest[..HASH_LEN];
     // `base` is validated elsewhere to be short, but the 63-char bound must hold regardless.
-    let base = truncate_name(base, MAX_NAME_LEN - 1 - HASH_LEN);
+    let base = base_slug(base);
+    let base = truncate_name(&base, MAX_NAME_LEN - 1 - HASH_LEN);
     let budget = MAX_NAME_LEN.saturating_sub(base.len() + 1 + 1 + HASH_LEN);
     let slug = slug(branch);
     match truncate_name(&slug, budget) {
@@ -387,6 +400,29 @@ mod tests {
         );
     }
 
+    /// Found by `fuzz/fuzz_targets/routing.rs`: base `0_` made `0_-p-zwppp-…`, with an
+    /// underscore the contract's `[a-z0-9-]` (a DNS label) does not allow.
+    #[test]
+    fn temporary_names_slug_an_underscore_in_the_base() {
+        let cases = [
+            ("0_", "P\0ZwPPP", "0-p-zwppp"),
+            ("pre_view", "feature/New_Cart!", "pre-view-feature-new-cart"),
+            ("a__b_", "x", "a-b-x"),
+        ];
+        for (base, branch, expected) in cases {
+            let name = temporary_environment_name(base, branch);
+            assert_eq!(name, expected);
+            let hashed = temporary_environment_name_hashed(base, branch);
+            for name in [&name, &hashed] {
+                assert!(
+                    name.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                    "{name}"
+                );
+            }
+        }
+    }
+
     fn branch() -> impl Strategy<Value = String> {
         prop_oneof![
             any::<String>(),
@@ -395,8 +431,9 @@ mod tests {
         ]
     }
 
+    /// Every name the config accepts for an environment (`[a-z0-9][a-z0-9_-]*`, ≤ 40).
     fn base() -> impl Strategy<Value = String> {
-        "[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?"
+        "[a-z0-9][a-z0-9_-]{0,39}"
     }
 
     fn pattern() -> impl Strategy<Value = RefPattern> {
@@ -411,7 +448,7 @@ mod tests {
         );
         assert!(!name.starts_with('-') && !name.ends_with('-'), "{name}");
         assert!(name != "." && name != "..");
-        assert!(name.starts_with(&format!("{base}-")), "{name}");
+        assert!(name.starts_with(&format!("{}-", base_slug(base))), "{name}");
     }
 
     /// Independent backtracking matcher, so `matches` is not only checked against itself.

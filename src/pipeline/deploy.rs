@@ -231,9 +231,9 @@ impl Run<'_> {
         if result.is_err()
             && let Some(release) = half_made
         {
-            let path = self.env_dir.releases().join(&release);
+            let (env, r) = (self.env_dir.clone(), release.clone());
             match blocking(move || {
-                releases::remove_tree(&path).map_err(|e| Stop::failed(e.to_string()))
+                releases::remove_release(&env, &r).map_err(|e| Stop::failed(e.to_string()))
             })
             .await
             {
@@ -793,11 +793,13 @@ impl Run<'_> {
         let env = self.env_dir.clone();
         let keep = self.env_config.keep_releases;
         let removed = blocking(move || {
+            releases::remove_leftovers(&env)
+                .map_err(|e| Stop::failed(format!("removing leftovers: {e}")))?;
             let all = releases::list(&env).map_err(|e| Stop::failed(e.to_string()))?;
             let live = env.live().map(|l| l.release);
             let doomed = releases_to_remove(&all, live.as_deref(), keep);
             for release in &doomed {
-                releases::remove_tree(&env.releases().join(release))
+                releases::remove_release(&env, release)
                     .map_err(|e| Stop::failed(format!("removing {release}: {e}")))?;
             }
             Ok(doomed)

@@ -16,6 +16,7 @@
 //! handle per call (it is `Send` but not `Sync`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
@@ -65,6 +66,13 @@ impl Remote {
     }
 }
 
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
 /// `ssh://…` and scp-like `user@host:path`.
 pub fn is_ssh_url(url: &str) -> bool {
     if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
@@ -99,16 +107,99 @@ impl Mirror {
     }
 
     /// Opens the mirror, creating an empty bare repository on first use. Blocking.
+    ///
+    /// A directory that is not a repository (what a crash during creation left, before
+    /// creation was atomic) is moved aside to `.<app>.git.broken-<ms>` and the mirror
+    /// made again: a mirror holds nothing the remote does not, and keeping it would fail
+    /// every deploy of the app.
     pub fn open(&self) -> Result<Repository, GitError> {
         let err = |source| GitError::Mirror {
             path: self.path.clone(),
             source,
         };
         match Repository::open_bare(&self.path) {
-            Ok(repo) => Ok(repo),
-            Err(_) if !self.path.exists() => Repository::init_bare(&self.path).map_err(err),
-            Err(e) => Err(err(e)),
+            Ok(repo) => return Ok(repo),
+            Err(_) if !self.path.exists() => {}
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                let aside = self.sibling("broken", &format!("{}", unix_millis()));
+                std::fs::rename(&self.path, &aside).map_err(|io| {
+                    err(git2::Error::from_str(&format!(
+                        "{} and moving it aside failed: {io}",
+                        e.message()
+                    )))
+                })?;
+                tracing::warn!(mirror = %self.path.display(), moved_to = %aside.display(),
+                    "the mirror was not a repository (left half-made by a crash?): made again");
+            }
+            Err(e) => return Err(err(e)),
         }
+        self.create().map_err(err)
+    }
+
+    /// Made under a temporary name and renamed into place, so a crash during creation
+    /// never leaves a half-made mirror where the real one belongs. Two first deploys of
+    /// one app may race here: the loser finds the winner's mirror and uses it.
+    fn create(&self) -> Result<Repository, git2::Error> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.sibling("tmp", &format!("{}-{n}", std::process::id()));
+        if let Some(parent) = tmp.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                git2::Error::from_str(&format!("creating {}: {e}", parent.display()))
+            })?;
+        }
+        drop(Repository::init_bare(&tmp)?);
+        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if !self.path.exists() {
+                return Err(git2::Error::from_str(&format!(
+                    "moving the new mirror into {}: {e}",
+                    self.path.display()
+                )));
+            }
+        }
+        Repository::open_bare(&self.path)
+    }
+
+    /// Deletes the `*.lock` files a killed process left in the mirror (top level and
+    /// `refs/`): libgit2 never breaks a lock, so one left by a fetch killed while it
+    /// updated a ref failed every later fetch of that ref. Only for start-up, before
+    /// this process fetches anything: one stagehand owns a state_dir, so a lock then is
+    /// a dead process's. Returns the files removed. Blocking.
+    pub fn remove_stale_locks(&self) -> std::io::Result<Vec<PathBuf>> {
+        fn walk(dir: &Path, deep: bool, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                let path = entry.path();
+                if kind.is_dir() && deep {
+                    walk(&path, true, found)?;
+                } else if kind.is_file() && path.extension().is_some_and(|x| x == "lock") {
+                    std::fs::remove_file(&path)?;
+                    found.push(path);
+                }
+            }
+            Ok(())
+        }
+        let mut found = Vec::new();
+        walk(&self.path, false, &mut found)?;
+        walk(&self.path.join("refs"), true, &mut found)?;
+        Ok(found)
+    }
+
+    /// `<mirrors>/.<app>.git.<what>-<suffix>`: hidden beside the mirror.
+    fn sibling(&self, what: &str, suffix: &str) -> PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.path.with_file_name(format!(".{name}.{what}-{suffix}"))
     }
 
     /// Fetches `refspecs` (`+refs/heads/x:refs/heads/x`) from the remote into the mirror.
@@ -320,7 +411,37 @@ impl Mirror {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_local_url, is_ssh_url};
+    use super::*;
+
+    /// Found while building bench/faults.sh: a kill during the mirror's creation (the
+    /// app's first deploy) left a directory libgit2 calls "not a repository", and every
+    /// later deploy of the app failed with "cannot open or create the mirror" until an
+    /// operator deleted it. Confirmed with the release binary and a leftover directory.
+    #[test]
+    fn regression_a_mirror_left_half_created_by_a_crash_is_made_again() {
+        let state = tempfile::tempdir().unwrap();
+        let mirror = Mirror::new(state.path(), &AppName::parse("shop").unwrap());
+        for leftover in ["objects/pack", "refs/heads"] {
+            std::fs::create_dir_all(mirror.path.join(leftover)).unwrap();
+            let repo = mirror.open().unwrap();
+            assert!(repo.is_bare());
+        }
+        let names: Vec<String> = std::fs::read_dir(state.path().join("mirrors"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&"shop.git".to_string()), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n == "shop.git" || n.starts_with(".shop.git.broken-")),
+            "{names:?}"
+        );
+        // A working mirror is opened as it is.
+        std::fs::write(mirror.path.join("marker"), "x").unwrap();
+        mirror.open().unwrap();
+        assert!(mirror.path.join("marker").exists());
+    }
 
     #[test]
     fn url_kinds() {

@@ -55,6 +55,50 @@ pub fn list_in(releases: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
+/// Name prefix of a release being removed. It is not a release id, so [`list`] never
+/// shows such a directory: not to rollback, not to the API, not to cleanup's choices.
+const REMOVING_PREFIX: &str = ".removing-";
+
+/// Removes `releases/<release>` so that it is never seen half-removed: one rename(2)
+/// takes it out of the listing, then its files go. A crash in between leaves a
+/// `.removing-…` directory, which [`remove_leftovers`] deletes later; never a listed
+/// release with files missing (deleting thousands of files takes long enough to be
+/// killed in).
+pub fn remove_release(env: &EnvironmentDir, release: &str) -> io::Result<()> {
+    let path = env.releases().join(release);
+    let doomed = env.releases().join(format!("{REMOVING_PREFIX}{release}"));
+    // A leftover of the same name (a crash while removing an earlier release that had
+    // it) would make the rename fail.
+    remove_tree(&doomed)?;
+    match fs::rename(&path, &doomed) {
+        Ok(()) => remove_tree(&doomed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes what a crash left of releases being removed. Returns how many there were.
+pub fn remove_leftovers(env: &EnvironmentDir) -> io::Result<usize> {
+    let dir = match fs::read_dir(env.releases()) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in dir {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(REMOVING_PREFIX))
+        {
+            remove_tree(&entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes a directory tree, first giving the owner write access to every directory in
 /// it: builds (composer, go modules, npm caches) leave read-only trees that a plain
 /// `remove_dir_all` cannot delete. Symlinks are never followed.
@@ -244,6 +288,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "no temporary link left: {names:?}");
+    }
+
+    #[test]
+    fn a_release_being_removed_leaves_the_listing_first() {
+        let root = tempfile::tempdir().unwrap();
+        let env = env_dir(root.path());
+        let (kept, gone) = ("20261127T184312Z-aaaaaaa", "20261127T184313Z-bbbbbbb");
+        for r in [kept, gone] {
+            fs::create_dir_all(env.releases().join(r).join("vendor")).unwrap();
+            fs::write(env.releases().join(r).join("REVISION"), "x").unwrap();
+        }
+        remove_release(&env, gone).unwrap();
+        assert_eq!(list(&env).unwrap(), [kept]);
+        remove_release(&env, gone).unwrap();
+        // What a crash between the rename and the deletion leaves: not listed, and
+        // deleted by the next look for leftovers.
+        let crashed = env.releases().join(format!("{REMOVING_PREFIX}{kept}"));
+        fs::rename(env.releases().join(kept), &crashed).unwrap();
+        assert!(list(&env).unwrap().is_empty());
+        assert_eq!(remove_leftovers(&env).unwrap(), 1);
+        assert_eq!(fs::read_dir(env.releases()).unwrap().count(), 0);
     }
 
     #[test]

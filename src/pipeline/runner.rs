@@ -19,6 +19,7 @@ use crate::core::ids::{AppName, EnvironmentName};
 use crate::store::StoreError;
 
 use super::deploy::{Context, execute};
+use super::git::Mirror;
 use super::layout::EnvironmentDir;
 use super::{leftovers, releases};
 
@@ -57,9 +58,24 @@ impl Runner {
     }
 
     /// After a crash: `running` deploys become `interrupted` and their half-made releases
-    /// are removed (unless `current` already points at one: then it is live and stays).
+    /// are removed (unless `current` already points at one: then it is live and stays);
+    /// lock files a killed fetch left in the mirrors are removed.
     pub async fn recover(&self) -> Result<usize, StoreError> {
         let ctx = &self.inner.ctx;
+        // Before anything fetches: ref locks in a mirror are a killed process's.
+        for app in ctx.config.apps.keys() {
+            let mirror = Mirror::new(&ctx.config.server.state_dir, app);
+            let path = mirror.path.clone();
+            match tokio::task::spawn_blocking(move || mirror.remove_stale_locks()).await {
+                Ok(Ok(locks)) if !locks.is_empty() => {
+                    tracing::warn!(mirror = %path.display(), ?locks, "removed lock files left by the last stop");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(mirror = %path.display(), error = %e, "cannot clear stale lock files");
+                }
+                _ => {}
+            }
+        }
         let now = (ctx.clock)();
         let interrupted = ctx.store.run(move |s| s.interrupt_running(now)).await?;
         let count = interrupted.len();
@@ -77,10 +93,15 @@ impl Runner {
                 if killed > 0 {
                     tracing::warn!(groups = killed, release = %dir.display(), "killed build processes left by the last stop");
                 }
+                // A kill during cleanup leaves a release half removed, out of the listing.
+                let half_removed = releases::remove_leftovers(&env)?;
+                if half_removed > 0 {
+                    tracing::warn!(half_removed, environment = %env.dir.display(), "removed what the last stop left of removed releases");
+                }
                 if env.live().is_some_and(|l| l.release == release) {
                     return Ok(false);
                 }
-                releases::remove_tree(&dir).map(|()| true)
+                releases::remove_release(&env, &release).map(|()| true)
             })
             .await;
             tracing::warn!(deploy = %deploy.id, app = %deploy.app, environment = %deploy.environment,
