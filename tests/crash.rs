@@ -56,24 +56,15 @@ async fn sigkill_mid_build_leaves_the_old_release_live_and_recovers() {
     let config = dir.path().join("stagehand.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-state_dir = "{state}"
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-build = ["if [ -f build.sh ]; then sh build.sh; fi"]
+        shop_toml_with(
+            dir.path(),
+            &repo,
+            r#"listen = "127.0.0.1:0""#,
+            r#"build = ["if [ -f build.sh ]; then sh build.sh; fi"]
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-            state = dir.path().join("state").display(),
-            repo = repo.display(),
-            root = root.display()
         ),
     )
     .unwrap();
@@ -163,24 +154,15 @@ async fn regression_a_kill_during_cleanup_leaves_no_half_deleted_release_listed(
     let config = dir.path().join("stagehand.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-state_dir = "{state}"
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-keep_releases = 1
+        shop_toml_with(
+            dir.path(),
+            &repo,
+            r#"listen = "127.0.0.1:0""#,
+            r#"keep_releases = 1
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-            state = dir.path().join("state").display(),
-            repo = repo.display(),
-            root = root.display()
         ),
     )
     .unwrap();
@@ -278,21 +260,12 @@ branch = "develop"
 async fn regression_a_ref_lock_left_by_a_killed_fetch_does_not_block_deploys() {
     let dir = tempfile::tempdir().unwrap();
     let repo = source_repo(dir.path());
-    let toml = format!(
-        r#"
-[server]
-state_dir = "{state}"
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-[apps.shop.environments.staging]
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        r#"[apps.shop.environments.staging]
 branch = "develop"
 "#,
-        state = dir.path().join("state").display(),
-        repo = repo.display(),
-        root = dir.path().join("srv").display()
     );
     let full = start_full(dir, &toml).await;
     let client = full.client();

@@ -754,24 +754,15 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
 #[actix_web::test]
 async fn promote_from_the_dashboard_puts_the_source_commit_live() {
     let s = Setup::start(|dir, repo| {
-        format!(
-            r#"
-[server]
-state_dir = "{state}"
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-[apps.shop.environments.production]
+        shop_toml(
+            dir,
+            repo,
+            r#"[apps.shop.environments.production]
 branch = "main"
 auto_deploy = false
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-            state = dir.join("state").display(),
-            repo = repo.display(),
-            root = dir.join("srv").display(),
         )
     })
     .await;

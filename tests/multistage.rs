@@ -9,17 +9,10 @@ use common::*;
 use serde_json::{Value, json};
 
 fn toml(dir: &Path, repo: &Path) -> String {
-    format!(
-        r#"
-[server]
-state_dir = "{state}"
-
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-shared = ["storage/", ".env"]
+    shop_toml(
+        dir,
+        repo,
+        r#"shared = ["storage/", ".env"]
 build = ["echo building $STAGEHAND_ENVIRONMENT with APP_ENV=$APP_ENV"]
 sync = ["echo \"from=$STAGEHAND_FROM_ENVIRONMENT to=$STAGEHAND_TO_ENVIRONMENT $STAGEHAND_FROM_SHARED $STAGEHAND_TO_SHARED\" > \"$STAGEHAND_TO_SHARED/sync-ran\""]
 
@@ -27,24 +20,21 @@ sync = ["echo \"from=$STAGEHAND_FROM_ENVIRONMENT to=$STAGEHAND_TO_ENVIRONMENT $S
 branch = "main"
 protected = true
 auto_deploy = false
-env = {{ APP_ENV = "production" }}
+env = { APP_ENV = "production" }
 
 [apps.shop.environments.staging]
 branch = "develop"
-env = {{ APP_ENV = "staging" }}
+env = { APP_ENV = "staging" }
 
 [apps.shop.environments.preview]
 branch = "feature/*"
 seed_from = "staging"
-env = {{ APP_ENV = "preview" }}
+env = { APP_ENV = "preview" }
 
 [apps.shop.environments.release]
 tag = "v*"
-env = {{ APP_ENV = "release" }}
+env = { APP_ENV = "release" }
 "#,
-        state = dir.join("state").display(),
-        repo = repo.display(),
-        root = dir.join("srv").display(),
     )
 }
 

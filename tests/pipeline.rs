@@ -10,19 +10,13 @@ use common::*;
 use serde_json::json;
 
 fn toml(dir: &Path, repo: &Path, extra_app: &str, staging: &str) -> String {
-    format!(
-        r#"
-[server]
-state_dir = "{state}"
-max_parallel_deploys = 2
-shutdown_grace = "2s"
-
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-shared = ["storage/", ".env"]
+    shop_toml_with(
+        dir,
+        repo,
+        r#"max_parallel_deploys = 2
+shutdown_grace = "2s""#,
+        &format!(
+            r#"shared = ["storage/", ".env"]
 keep_releases = 3
 step_timeout = "60s"
 build = [
@@ -46,10 +40,8 @@ env = {{ APP_ENV = "staging" }}
 [apps.shop.environments.preview]
 branch = "feature/*"
 env = {{ APP_ENV = "preview" }}
-"#,
-        state = dir.join("state").display(),
-        repo = repo.display(),
-        root = dir.join("srv").display(),
+"#
+        ),
     )
 }
 

@@ -33,17 +33,10 @@ pub fn sample(name: &str) -> Value {
 
 /// The config every hook test starts from; `root` and `state_dir` go in the temp dir.
 pub fn config_toml(dir: &Path) -> String {
-    format!(
+    shop_toml(
+        dir,
+        &dir.join("repo"),
         r#"
-[server]
-state_dir = "{state}"
-
-[apps.shop]
-repo = "{repo}"
-github = "acme/shop"
-secret_env = "SHOP_WEBHOOK_SECRET"
-root = "{root}"
-
 [apps.shop.environments.production]
 branch = "main"
 protected = true
@@ -58,9 +51,6 @@ seed_from = "staging"
 [apps.shop.environments.releases]
 tag = "v*"
 "#,
-        state = dir.join("state").display(),
-        repo = dir.join("repo").display(),
-        root = dir.join("srv").display(),
     )
 }
 
@@ -475,9 +465,14 @@ impl Setup {
 /// A config with one app, `shop`, whose state and root live in `dir` and whose repo is
 /// `repo`; `rest` adds app keys and `[apps.shop.environments.*]` tables.
 pub fn shop_toml(dir: &Path, repo: &Path, rest: &str) -> String {
+    shop_toml_with(dir, repo, "", rest)
+}
+
+/// [`shop_toml`] with more `[server]` keys.
+pub fn shop_toml_with(dir: &Path, repo: &Path, server: &str, rest: &str) -> String {
     format!(
-        "[server]\nstate_dir = \"{state}\"\n\n[apps.shop]\nrepo = \"{repo}\"\ngithub = \"acme/shop\"\n\
-         secret_env = \"SHOP_WEBHOOK_SECRET\"\nroot = \"{root}\"\n{rest}\n",
+        "[server]\nstate_dir = \"{state}\"\n{server}\n\n[apps.shop]\nrepo = \"{repo}\"\n\
+         github = \"acme/shop\"\nsecret_env = \"SHOP_WEBHOOK_SECRET\"\nroot = \"{root}\"\n{rest}\n",
         state = dir.join("state").display(),
         repo = repo.display(),
         root = dir.join("srv").display(),
