@@ -17,8 +17,6 @@ pub enum IdError {
     },
     #[error("{value:?} is not a commit sha: expected 40 (or 64) hex digits")]
     BadSha { value: String },
-    #[error("{value:?} is not a release id")]
-    BadRelease { value: String },
 }
 
 fn is_name(value: &str, max: usize) -> bool {
