@@ -1,6 +1,5 @@
 //! Shared end-to-end harness: a real server on 127.0.0.1:0 over a real SQLite file in a
 //! temp dir, and a client that signs deliveries built from `webhook-samples/`.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -56,7 +55,8 @@ tag = "v*"
 
 pub struct TestServer {
     pub url: String,
-    pub dir: tempfile::TempDir,
+    /// Holds the state dir and roots until the server is dropped.
+    _dir: tempfile::TempDir,
     pub store: Store,
     handle: ServerHandle,
 }
@@ -96,7 +96,7 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
     actix_web::rt::spawn(server);
     TestServer {
         url,
-        dir,
+        _dir: dir,
         store,
         handle,
     }

@@ -1,12 +1,10 @@
 //! Watching a deploy live: lines reach followers as they are written, not when the
 //! deploy ends.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 
 fn toml(dir: &Path, repo: &Path) -> String {

@@ -1,10 +1,8 @@
 //! `POST /hooks/<app>`: every row of the contract's table, against the real server.
 
-mod common;
-
 use std::io::{Read, Write};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn push_to(git_ref: &str) -> Value {

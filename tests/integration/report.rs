@@ -1,14 +1,12 @@
 //! Reporting back to a fake GitHub API (a small HTTP server on 127.0.0.1 that records
 //! what it is sent) and to `notify` URLs.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]

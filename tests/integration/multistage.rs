@@ -1,11 +1,9 @@
 //! Multi-staging workflows end to end: temporary environments seeded from staging,
 //! teardown, tags, manual gates, promote, and runtime data downwards.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn toml(dir: &Path, repo: &Path) -> String {

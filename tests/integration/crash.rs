@@ -1,12 +1,10 @@
 //! The real binary killed with SIGKILL mid-build, then restarted.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// The real binary as a child process, SIGKILLed when dropped too, so a failing
 /// assertion never leaves a server running after the test.

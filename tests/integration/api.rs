@@ -1,8 +1,6 @@
 //! `/api`, `/healthz` and `/metrics` against the real server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[actix_web::test]

@@ -1,12 +1,10 @@
 //! The CLI client commands against a real server, as an operator runs them.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn stagehand(url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagehand"));

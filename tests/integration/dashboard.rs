@@ -3,14 +3,12 @@
 //! directly as HTTP + JSON) logging in, watching a deploy's log grow without a reload,
 //! and rolling back with a click.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use stagehand::core::signature::hex_mac;
 

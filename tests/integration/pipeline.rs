@@ -1,12 +1,10 @@
 //! The deploy pipeline end to end: real git repositories, the real server on
 //! 127.0.0.1:0, signed deliveries from webhook-samples/, real build processes.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn toml(dir: &Path, repo: &Path, extra_app: &str, staging: &str) -> String {
