@@ -20,11 +20,15 @@ pub enum DeliveryResult {
     Forbidden,
     UnknownApp,
     TooLarge,
+    /// Refused at an intake limit (`503`).
+    Busy,
+    /// The body did not arrive in time (`408`).
+    TimedOut,
     Error,
 }
 
 impl DeliveryResult {
-    const ALL: [DeliveryResult; 10] = [
+    const ALL: [DeliveryResult; 12] = [
         DeliveryResult::Accepted,
         DeliveryResult::Duplicate,
         DeliveryResult::Ignored,
@@ -34,6 +38,8 @@ impl DeliveryResult {
         DeliveryResult::Forbidden,
         DeliveryResult::UnknownApp,
         DeliveryResult::TooLarge,
+        DeliveryResult::Busy,
+        DeliveryResult::TimedOut,
         DeliveryResult::Error,
     ];
 
@@ -48,6 +54,8 @@ impl DeliveryResult {
             DeliveryResult::Forbidden => "forbidden",
             DeliveryResult::UnknownApp => "unknown_app",
             DeliveryResult::TooLarge => "too_large",
+            DeliveryResult::Busy => "busy",
+            DeliveryResult::TimedOut => "timed_out",
             DeliveryResult::Error => "error",
         }
     }

@@ -81,6 +81,7 @@ pub async fn start(
         clock,
         logs: logs.clone(),
         runner: Some(runner.clone()),
+        intake: Arc::default(),
     };
     let server = http::server(listener, state.clone(), 2)?;
     let http = server.handle();

@@ -19,6 +19,8 @@ mod dashboard;
 mod follow;
 /// `POST /hooks/<app>`: the contract's table row by row.
 mod hooks;
+/// Webhook bodies read within bounds: bytes held at once, requests in flight, a deadline.
+mod intake;
 /// Temporary environments, tags, manual gates, promote, runtime data downwards.
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
