@@ -27,5 +27,7 @@ mod multistage;
 mod pipeline;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
+/// What `serve` refuses at start: a state dir another server holds, a damaged database.
+mod startup;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).
 mod tidy;
