@@ -27,6 +27,9 @@ pub enum HttpError {
     /// Intake is at one of its limits: `503` with `Retry-After`.
     #[error("{0}")]
     Busy(String),
+    /// `/healthz`: the server cannot do its job (the database is gone or damaged).
+    #[error("{0}")]
+    Unhealthy(String),
     #[error("the body did not arrive within {}s", .0.as_secs())]
     TimedOut(std::time::Duration),
     #[error("{0}")]
@@ -42,7 +45,7 @@ impl ResponseError for HttpError {
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Busy(_) | HttpError::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             HttpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

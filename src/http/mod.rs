@@ -96,8 +96,14 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> std::io
     Ok(server)
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
+/// `200 ok`, or `503` with why when the database file is gone, unreadable or replaced.
+async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    state
+        .store
+        .health()
+        .await
+        .map_err(|e| HttpError::Unhealthy(e.to_string()))?;
+    Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {

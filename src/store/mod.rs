@@ -10,6 +10,7 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed row survives a crash of
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
+mod health;
 mod migrations;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,13 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("database task failed: {0}")]
     Task(String),
+    #[error(
+        "the database {} is damaged ({detail}): restore it from a backup (README: Backups), or move it aside to start with an empty history",
+        .path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error("the database {} cannot be read: {detail}", .path.display())]
+    Unhealthy { path: PathBuf, detail: String },
 }
 
 impl From<IdError> for StoreError {
@@ -51,6 +59,7 @@ impl From<IdError> for StoreError {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     gate: Arc<tokio::sync::Semaphore>,
+    path: Arc<PathBuf>,
 }
 
 /// A delivery that passed its signature check.
@@ -172,11 +181,12 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )
-        .map_err(open_err)?;
-        Store::migrate(conn)
+        .map_err(|e| health::damaged(path, e).unwrap_or_else(open_err))?;
+        health::check_integrity(&conn, path)?;
+        Store::migrate(conn, path)
     }
 
-    fn migrate(mut conn: Connection) -> Result<Store, StoreError> {
+    fn migrate(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
         let known = migrations::MIGRATIONS.len() as i64;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if found > known {
@@ -195,6 +205,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            path: Arc::new(path.to_owned()),
         })
     }
 

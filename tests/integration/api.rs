@@ -96,3 +96,22 @@ async fn unknown_routes_are_json_404() {
     assert!(answer["error"].is_string());
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn healthz_is_503_with_the_reason_when_the_database_is_gone_or_garbage() {
+    for damage in ["delete", "overwrite"] {
+        let server = start().await;
+        let (status, _, text) = server.get_with("/healthz", None).await;
+        assert_eq!((status, text.as_str()), (200, "ok"));
+        let db = server.database();
+        match damage {
+            "delete" => std::fs::remove_file(&db).unwrap(),
+            _ => std::fs::write(&db, vec![0x5A; 64 * 1024]).unwrap(),
+        }
+        let (status, answer, _) = server.get_with("/healthz", None).await;
+        assert_eq!(status, 503, "{damage}: {answer}");
+        let reason = answer["error"].as_str().unwrap();
+        assert!(reason.contains("stagehand.db"), "{damage}: {reason}");
+        server.stop().await;
+    }
+}

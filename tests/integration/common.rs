@@ -205,6 +205,11 @@ impl TestServer {
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
+
+    /// `<state_dir>/stagehand.db` of this server.
+    pub fn database(&self) -> PathBuf {
+        self._dir.path().join("state/stagehand.db")
+    }
 }
 
 /// Runs the git CLI in `dir`, panicking with its stderr on failure; returns stdout.

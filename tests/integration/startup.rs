@@ -152,3 +152,26 @@ branch = "develop"
     let (status, _) = Client { url }.get("/api/apps").await;
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_damaged_database_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let config = write_config(
+        dir.path(),
+        &repo,
+        "[apps.shop.environments.staging]\nbranch = \"develop\"\n",
+    );
+    let db = dir.path().join("state/stagehand.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    std::fs::write(&db, vec![0x5A; 64 * 1024]).unwrap();
+    let (code, stderr) = refused_start(&config);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the database {} is damaged", db.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("restore it from a backup"), "{stderr}");
+    // Refused, not repaired: the file is as it was.
+    assert_eq!(std::fs::read(&db).unwrap(), vec![0x5A; 64 * 1024]);
+}
