@@ -107,7 +107,7 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> 
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let counts = state.store.run(|s| s.deploy_counts()).await?;
+    let counts = state.store.deploy_counts().await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render(&counts)))

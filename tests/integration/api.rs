@@ -115,3 +115,31 @@ async fn healthz_is_503_with_the_reason_when_the_database_is_gone_or_garbage() {
         server.stop().await;
     }
 }
+
+#[actix_web::test]
+async fn metrics_count_temporary_environments_under_their_base_label() {
+    let server = start().await;
+    for branch in ["feature/a", "feature/b", "feature/b"] {
+        let mut body = sample("push.json");
+        body["ref"] = json!(format!("refs/heads/{branch}"));
+        let (status, answer) = server.send(&Delivery::json("push", &body)).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let (_, apps) = server.get("/api/apps").await;
+    let temporary = apps["apps"][0]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["temporary"] == true)
+        .count();
+    assert_eq!(temporary, 2, "{apps}");
+    let (_, _, metrics) = server.get_with("/metrics", None).await;
+    assert!(
+        metrics.contains(
+            "stagehand_deploys{app=\"shop\",environment=\"preview\",status=\"queued\"} 3\n"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("feature"), "{metrics}");
+    server.stop().await;
+}
