@@ -10,6 +10,7 @@
 //!   independent of HTTP).
 //! - [`http`]: the actix-web edge: `/hooks`, `/api`, the dashboard, `/healthz`, `/metrics`.
 //! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
+//! - [`state_lock`]: one server per state dir (`flock` on `<state_dir>/stagehand.lock`).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -25,4 +26,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod server;
+pub mod state_lock;
 pub mod store;

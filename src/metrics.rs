@@ -1,6 +1,7 @@
 //! What `/metrics` shows, in Prometheus text: delivery counters and stage-duration
 //! histograms kept in memory (they restart at zero with the process, as Prometheus
-//! counters may), and deploy counts read from the store at scrape time.
+//! counters may), and deploy counts read from the store at scrape time (a summary the
+//! store keeps per app, base environment and status: see `store::counts`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -20,11 +21,15 @@ pub enum DeliveryResult {
     Forbidden,
     UnknownApp,
     TooLarge,
+    /// Refused at an intake limit (`503`).
+    Busy,
+    /// The body did not arrive in time (`408`).
+    TimedOut,
     Error,
 }
 
 impl DeliveryResult {
-    const ALL: [DeliveryResult; 10] = [
+    const ALL: [DeliveryResult; 12] = [
         DeliveryResult::Accepted,
         DeliveryResult::Duplicate,
         DeliveryResult::Ignored,
@@ -34,6 +39,8 @@ impl DeliveryResult {
         DeliveryResult::Forbidden,
         DeliveryResult::UnknownApp,
         DeliveryResult::TooLarge,
+        DeliveryResult::Busy,
+        DeliveryResult::TimedOut,
         DeliveryResult::Error,
     ];
 
@@ -48,6 +55,8 @@ impl DeliveryResult {
             DeliveryResult::Forbidden => "forbidden",
             DeliveryResult::UnknownApp => "unknown_app",
             DeliveryResult::TooLarge => "too_large",
+            DeliveryResult::Busy => "busy",
+            DeliveryResult::TimedOut => "timed_out",
             DeliveryResult::Error => "error",
         }
     }
@@ -66,7 +75,7 @@ struct Histogram {
     sum: f64,
 }
 
-/// Deploy counts by (app, environment, status), from the store.
+/// Deploy counts by (app, base environment, status), from the store.
 pub type DeployCounts = [(String, String, String, i64)];
 
 #[derive(Debug, Default)]
@@ -107,7 +116,7 @@ impl Metrics {
             );
         }
         out.push_str(
-            "# HELP stagehand_deploys Deploys recorded, by app, environment and status.\n",
+            "# HELP stagehand_deploys Deploys recorded, by app, environment (temporary ones under their base) and status.\n",
         );
         out.push_str("# TYPE stagehand_deploys gauge\n");
         let (mut queued, mut running) = (0, 0);

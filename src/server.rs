@@ -1,4 +1,4 @@
-//! Wiring: opens the store and the logs, recovers from a previous crash, starts the
+//! Wiring: locks the state dir, opens the store and the logs, recovers from a previous crash, starts the
 //! HTTP server and the runner, and stops them in order. `stagehand serve` and the
 //! end-to-end tests both start stagehand through [`start`], on a listener they bound.
 
@@ -18,6 +18,7 @@ use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pipeline::deploy::Context;
 use crate::pipeline::runner::Runner;
+use crate::state_lock::StateLock;
 use crate::store::Store;
 
 /// A running stagehand.
@@ -29,6 +30,8 @@ pub struct Running {
     http_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     runner_task: actix_web::rt::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
+    /// Released last, when everything else has stopped.
+    _state_lock: StateLock,
 }
 
 /// Starts everything on `listener`. Must run inside an actix system (`actix_web::rt`).
@@ -45,6 +48,10 @@ pub async fn start(
     let state_dir = config.server.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    // First, before the store is opened or recovery repairs anything another server
+    // may be in the middle of.
+    let state_lock = StateLock::acquire(&state_dir, &url)?;
     let store = Store::open(&state_dir.join("stagehand.db"))?;
     let logs = Arc::new(
         LogHub::new(&state_dir.join("logs")).with_context(|| "creating the logs directory")?,
@@ -73,7 +80,6 @@ pub async fn start(
     if interrupted > 0 {
         tracing::warn!(interrupted, "deploys were interrupted by the last stop");
     }
-    let url = format!("http://{}", listener.local_addr()?);
     let state = AppState {
         config: config.clone(),
         store,
@@ -81,6 +87,7 @@ pub async fn start(
         clock,
         logs: logs.clone(),
         runner: Some(runner.clone()),
+        intake: Arc::default(),
     };
     let server = http::server(listener, state.clone(), 2)?;
     let http = server.handle();
@@ -105,6 +112,7 @@ pub async fn start(
         http_task,
         runner_task,
         shutdown,
+        _state_lock: state_lock,
     })
 }
 

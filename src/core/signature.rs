@@ -44,16 +44,42 @@ impl std::error::Error for SignatureError {}
 
 /// Checks `header` (the value of `X-Hub-Signature-256`) against `body` signed with `secret`.
 pub fn verify(secret: &[u8], header: Option<&[u8]>, body: &[u8]) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    let hex_digest = header
-        .trim_ascii()
-        .strip_prefix(PREFIX)
-        .ok_or(SignatureError::Malformed)?;
-    let mut expected = [0u8; 32];
-    hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
-    mac(secret, body)
-        .verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+    let mut verifier = Verifier::new(secret, header)?;
+    verifier.update(body);
+    verifier.finish()
+}
+
+/// [`verify`] over a body that arrives in pieces. The header is checked first, so a
+/// request without a well-formed signature can be refused before its body is read.
+pub struct Verifier {
+    mac: HmacSha256,
+    expected: [u8; 32],
+}
+
+impl Verifier {
+    pub fn new(secret: &[u8], header: Option<&[u8]>) -> Result<Verifier, SignatureError> {
+        let header = header.ok_or(SignatureError::Missing)?;
+        let hex_digest = header
+            .trim_ascii()
+            .strip_prefix(PREFIX)
+            .ok_or(SignatureError::Malformed)?;
+        let mut expected = [0u8; 32];
+        hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
+        Ok(Verifier {
+            mac: mac(secret, b""),
+            expected,
+        })
+    }
+
+    pub fn update(&mut self, piece: &[u8]) {
+        self.mac.update(piece);
+    }
+
+    pub fn finish(self) -> Result<(), SignatureError> {
+        self.mac
+            .verify_slice(&self.expected)
+            .map_err(|_| SignatureError::Mismatch)
+    }
 }
 
 /// The header value GitHub would send for `body`: used by `hook send`, the demo and tests.
@@ -125,6 +151,19 @@ mod tests {
         for (header, body, expected) in cases {
             check(*header, body, *expected);
         }
+    }
+
+    #[test]
+    fn a_body_in_pieces_verifies_like_a_whole_one() {
+        for split in [0, 1, 7, BODY.len()] {
+            let mut verifier = Verifier::new(SECRET, Some(SIGNATURE.as_bytes())).unwrap();
+            verifier.update(&BODY[..split]);
+            verifier.update(&BODY[split..]);
+            assert_eq!(verifier.finish(), Ok(()), "split at {split}");
+        }
+        let mut verifier = Verifier::new(SECRET, Some(SIGNATURE.as_bytes())).unwrap();
+        verifier.update(&BODY[1..]);
+        assert_eq!(verifier.finish(), Err(SignatureError::Mismatch));
     }
 
     #[test]

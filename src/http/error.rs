@@ -24,6 +24,14 @@ pub enum HttpError {
     Conflict(String),
     #[error("body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// Intake is at one of its limits: `503` with `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
+    /// `/healthz`: the server cannot do its job (the database is gone or damaged).
+    #[error("{0}")]
+    Unhealthy(String),
+    #[error("the body did not arrive within {}s", .0.as_secs())]
+    TimedOut(std::time::Duration),
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -37,6 +45,8 @@ impl ResponseError for HttpError {
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Busy(_) | HttpError::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             HttpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -45,7 +55,15 @@ impl ResponseError for HttpError {
         if let HttpError::Store(e) = self {
             tracing::error!(error = %e, "request failed on the store");
         }
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let HttpError::Busy(_) = self {
+            response.insert_header(("Retry-After", "5"));
+        }
+        // The rest of a body refused while arriving is not worth reading: drop the
+        // connection rather than drain it.
+        if let HttpError::TooLarge { .. } | HttpError::Busy(_) | HttpError::TimedOut(_) = self {
+            response.force_close();
+        }
+        response.json(serde_json::json!({ "error": self.to_string() }))
     }
 }

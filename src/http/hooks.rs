@@ -2,14 +2,17 @@
 //!
 //! # Security
 //!
-//! The order is the defence: find the app (its secret), cap the body while reading it
-//! (a declared `Content-Length` over the cap is refused before a byte is read), check
-//! the HMAC over the raw bytes, and only then decode anything. A request that fails the
-//! signature is counted and forgotten: nothing reaches the store.
+//! The order is the defence: find the app (its secret), refuse a declared
+//! `Content-Length` over the cap and a missing or malformed signature header before a
+//! byte of body is read, read the body within [`intake_limits`]'s bounds (bytes held at
+//! once, requests in flight, a deadline) while hashing it, check the HMAC, and only then
+//! decode anything. A request that fails the signature is counted and forgotten:
+//! nothing reaches the store.
+//!
+//! [`intake_limits`]: super::intake_limits
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde_json::json;
 
 use super::AppState;
@@ -22,8 +25,7 @@ use crate::intake;
 use crate::metrics::DeliveryResult;
 use crate::store::{NewDelivery, Recorded};
 
-/// GitHub caps payloads at 25 MB; this is the contract's 25 MiB.
-pub const MAX_BODY: usize = 25 * 1024 * 1024;
+pub use super::intake_limits::MAX_BODY;
 
 pub async fn receive(
     req: HttpRequest,
@@ -36,11 +38,13 @@ pub async fn receive(
         Ok((_, outcome)) => *outcome,
         Err(HttpError::NotFound(_)) => DeliveryResult::UnknownApp,
         Err(HttpError::TooLarge { .. }) => DeliveryResult::TooLarge,
+        Err(HttpError::Busy(_)) => DeliveryResult::Busy,
+        Err(HttpError::TimedOut(_)) => DeliveryResult::TimedOut,
         Err(HttpError::Unauthorized(_) | HttpError::Signature(_)) => DeliveryResult::Unauthorized,
         Err(HttpError::BadRequest(_)) => DeliveryResult::BadRequest,
         Err(HttpError::Forbidden(_)) => DeliveryResult::Forbidden,
         Err(HttpError::Conflict(_)) => DeliveryResult::BadRequest,
-        Err(HttpError::Store(_)) => DeliveryResult::Error,
+        Err(HttpError::Store(_) | HttpError::Unhealthy(_)) => DeliveryResult::Error,
     });
     result.map(|(response, _)| response)
 }
@@ -63,16 +67,22 @@ async fn handle(
     let app_name = AppName::parse(app).map_err(|_| unknown())?;
     let app_config = state.config.apps.get(&app_name).ok_or_else(unknown)?;
 
-    let body = read_capped(req, body).await?;
+    let declared = header(req, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(HttpError::TooLarge { limit: MAX_BODY });
+    }
     let signature_header = req
         .headers()
         .get("x-hub-signature-256")
         .map(|v| v.as_bytes());
-    signature::verify(
-        app_config.secret.expose().as_bytes(),
-        signature_header,
-        &body,
-    )?;
+    let mut verifier =
+        signature::Verifier::new(app_config.secret.expose().as_bytes(), signature_header)?;
+    // Held until the answer: the body's bytes count against the pool while parsed too.
+    let mut admission = state.intake.admit(declared)?;
+    let body = admission
+        .read_body(body, |piece| verifier.update(piece))
+        .await?;
+    verifier.finish()?;
 
     let event_name = header(req, "x-github-event")
         .filter(|e| !e.is_empty())
@@ -117,28 +127,6 @@ async fn handle(
         state.wake_runner();
     }
     Ok(answer(recorded, &event))
-}
-
-/// Reads the body, refusing it as soon as it passes [`MAX_BODY`].
-async fn read_capped(
-    req: &HttpRequest,
-    mut body: web::Payload,
-) -> Result<web::BytesMut, HttpError> {
-    let too_large = HttpError::TooLarge { limit: MAX_BODY };
-    let declared = header(req, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large);
-    }
-    let mut bytes = web::BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
-    while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| HttpError::BadRequest(format!("cannot read the body: {e}")))?;
-        if bytes.len() + chunk.len() > MAX_BODY {
-            return Err(too_large);
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 fn answer(recorded: Recorded, event: &Event) -> (HttpResponse, DeliveryResult) {

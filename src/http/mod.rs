@@ -16,10 +16,12 @@ pub mod api;
 pub mod dashboard;
 pub mod error;
 pub mod hooks;
+pub mod intake_limits;
 pub mod stream;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -31,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::runner::Runner;
 use crate::store::Store;
 use error::HttpError;
+use intake_limits::IntakeLimits;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -42,6 +45,8 @@ pub struct AppState {
     pub logs: Arc<LogHub>,
     /// Nudged after a deploy is recorded; `None` when only the HTTP side runs (tests).
     pub runner: Option<Runner>,
+    /// Bounds on webhook bodies read before their signature is checked.
+    pub intake: Arc<IntakeLimits>,
 }
 
 impl AppState {
@@ -75,6 +80,15 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> std::io
             .default_service(web::to(not_found))
     })
     .workers(workers.max(1))
+    // A request's head must arrive within 5 s (actix's default, stated because the hook
+    // body deadline in `intake_limits` starts where this one ends); a connection that
+    // is being closed gets 1 s to go.
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(1))
+    // Per worker. Each open connection holds read buffers; past this, new connections
+    // wait in the kernel's backlog instead of each taking memory (actix's default is
+    // 25,000, which trickling clients can fill).
+    .max_connections(2048)
     .disable_signals()
     .shutdown_timeout(5)
     .listen(listener)?
@@ -82,12 +96,18 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> std::io
     Ok(server)
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
+/// `200 ok`, or `503` with why when the database file is gone, unreadable or replaced.
+async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    state
+        .store
+        .health()
+        .await
+        .map_err(|e| HttpError::Unhealthy(e.to_string()))?;
+    Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let counts = state.store.run(|s| s.deploy_counts()).await?;
+    let counts = state.store.deploy_counts().await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render(&counts)))

@@ -64,4 +64,44 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (app, branch)
     );
     "#,
+    // 2: deploy counts by app, base environment and status for /metrics, kept by
+    // triggers inside the transaction of every insert, status change and delete, so a
+    // scrape reads a few rows instead of grouping the whole history. Temporary
+    // environments count under their base environment: one label per configured
+    // environment, however many branches come and go.
+    r#"
+    CREATE TABLE deploy_counts (
+        app              TEXT NOT NULL,
+        base_environment TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        n                INTEGER NOT NULL,
+        PRIMARY KEY (app, base_environment, status)
+    ) WITHOUT ROWID;
+
+    INSERT INTO deploy_counts (app, base_environment, status, n)
+        SELECT app, base_environment, status, count(*) FROM deploys
+        GROUP BY app, base_environment, status;
+
+    CREATE TRIGGER deploy_counts_on_insert AFTER INSERT ON deploys BEGIN
+        INSERT INTO deploy_counts (app, base_environment, status, n)
+            VALUES (NEW.app, NEW.base_environment, NEW.status, 1)
+            ON CONFLICT (app, base_environment, status) DO UPDATE SET n = n + 1;
+    END;
+
+    CREATE TRIGGER deploy_counts_on_update AFTER UPDATE OF status, app, base_environment ON deploys
+    WHEN OLD.status IS NOT NEW.status OR OLD.app IS NOT NEW.app
+      OR OLD.base_environment IS NOT NEW.base_environment
+    BEGIN
+        UPDATE deploy_counts SET n = n - 1
+            WHERE app = OLD.app AND base_environment = OLD.base_environment AND status = OLD.status;
+        INSERT INTO deploy_counts (app, base_environment, status, n)
+            VALUES (NEW.app, NEW.base_environment, NEW.status, 1)
+            ON CONFLICT (app, base_environment, status) DO UPDATE SET n = n + 1;
+    END;
+
+    CREATE TRIGGER deploy_counts_on_delete AFTER DELETE ON deploys BEGIN
+        UPDATE deploy_counts SET n = n - 1
+            WHERE app = OLD.app AND base_environment = OLD.base_environment AND status = OLD.status;
+    END;
+    "#,
 ];

@@ -10,6 +10,8 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed row survives a crash of
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
+mod counts;
+mod health;
 mod migrations;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,13 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("database task failed: {0}")]
     Task(String),
+    #[error(
+        "the database {} is damaged ({detail}): restore it from a backup (README: Backups), or move it aside to start with an empty history",
+        .path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error("the database {} cannot be read: {detail}", .path.display())]
+    Unhealthy { path: PathBuf, detail: String },
 }
 
 impl From<IdError> for StoreError {
@@ -51,6 +60,9 @@ impl From<IdError> for StoreError {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     gate: Arc<tokio::sync::Semaphore>,
+    /// Read-only, for `/metrics`: WAL readers neither wait for the writer nor hold it up.
+    reader: Arc<tokio::sync::Mutex<Connection>>,
+    path: Arc<PathBuf>,
 }
 
 /// A delivery that passed its signature check.
@@ -172,11 +184,12 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )
-        .map_err(open_err)?;
-        Store::migrate(conn)
+        .map_err(|e| health::damaged(path, e).unwrap_or_else(open_err))?;
+        health::check_integrity(&conn, path)?;
+        Store::migrate(conn, path)
     }
 
-    fn migrate(mut conn: Connection) -> Result<Store, StoreError> {
+    fn migrate(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
         let known = migrations::MIGRATIONS.len() as i64;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if found > known {
@@ -192,9 +205,19 @@ impl Store {
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            path: Arc::new(path.to_owned()),
         })
     }
 
@@ -354,17 +377,24 @@ impl Store {
         rows.into_iter().map(|row| row.finish(&conn)).collect()
     }
 
+    /// The environment's newest deploy. Its own query, not [`Store::deploys`] with a
+    /// filter: the `(?1 IS NULL OR app = ?1)` form cannot use an index, and walked the
+    /// history newest first until it met the environment (all of it, for one deployed
+    /// long ago); this one is a lookup in `deploys_by_environment`.
     pub fn last_deploy(
         &self,
         app: &AppName,
         environment: &EnvironmentName,
     ) -> Result<Option<Deploy>, StoreError> {
-        let filter = DeployFilter {
-            app: Some(app.to_string()),
-            environment: Some(environment.to_string()),
-            limit: 1,
-        };
-        Ok(self.deploys(&filter)?.into_iter().next())
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(&format!(
+                "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE app = ?1 AND environment = ?2
+                 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row(params![app.as_str(), environment.as_str()], deploy_row)
+            .optional()?;
+        row.map(|r| r.finish(&conn)).transpose()
     }
 
     pub fn temporary_environments(
@@ -393,19 +423,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Deploy counts by app, environment and status, for `/metrics`.
-    pub fn deploy_counts(&self) -> Result<Vec<(String, String, String, i64)>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT app, environment, status, count(*) FROM deploys
-             GROUP BY app, environment, status ORDER BY 1, 2, 3",
-        )?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
     }
 
     pub fn hook_ids(&self, app: &AppName) -> Result<Vec<String>, StoreError> {

@@ -96,3 +96,50 @@ async fn unknown_routes_are_json_404() {
     assert!(answer["error"].is_string());
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn healthz_is_503_with_the_reason_when_the_database_is_gone_or_garbage() {
+    for damage in ["delete", "overwrite"] {
+        let server = start().await;
+        let (status, _, text) = server.get_with("/healthz", None).await;
+        assert_eq!((status, text.as_str()), (200, "ok"));
+        let db = server.database();
+        match damage {
+            "delete" => std::fs::remove_file(&db).unwrap(),
+            _ => std::fs::write(&db, vec![0x5A; 64 * 1024]).unwrap(),
+        }
+        let (status, answer, _) = server.get_with("/healthz", None).await;
+        assert_eq!(status, 503, "{damage}: {answer}");
+        let reason = answer["error"].as_str().unwrap();
+        assert!(reason.contains("stagehand.db"), "{damage}: {reason}");
+        server.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn metrics_count_temporary_environments_under_their_base_label() {
+    let server = start().await;
+    for branch in ["feature/a", "feature/b", "feature/b"] {
+        let mut body = sample("push.json");
+        body["ref"] = json!(format!("refs/heads/{branch}"));
+        let (status, answer) = server.send(&Delivery::json("push", &body)).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let (_, apps) = server.get("/api/apps").await;
+    let temporary = apps["apps"][0]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["temporary"] == true)
+        .count();
+    assert_eq!(temporary, 2, "{apps}");
+    let (_, _, metrics) = server.get_with("/metrics", None).await;
+    assert!(
+        metrics.contains(
+            "stagehand_deploys{app=\"shop\",environment=\"preview\",status=\"queued\"} 3\n"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("feature"), "{metrics}");
+    server.stop().await;
+}

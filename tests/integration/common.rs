@@ -11,6 +11,7 @@ use serde_json::Value;
 use stagehand::config::Config;
 use stagehand::core::signature;
 use stagehand::http::AppState;
+pub use stagehand::http::intake_limits::{IntakeLimits, Limits};
 use stagehand::metrics::Metrics;
 use stagehand::store::Store;
 
@@ -58,6 +59,7 @@ pub struct TestServer {
     /// Holds the state dir and roots until the server is dropped.
     _dir: tempfile::TempDir,
     pub store: Store,
+    pub intake: Arc<IntakeLimits>,
     handle: ServerHandle,
 }
 
@@ -68,6 +70,17 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
+    start_with_limits(dir, toml, Limits::default()).await
+}
+
+/// [`start`] with webhook intake bounded by `limits` instead of the defaults.
+pub async fn start_limited(limits: Limits) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(dir.path());
+    start_with_limits(dir, &toml, limits).await
+}
+
+pub async fn start_with_limits(dir: tempfile::TempDir, toml: &str, limits: Limits) -> TestServer {
     let env: HashMap<String, String> = [
         ("SHOP_WEBHOOK_SECRET", SECRET),
         ("STAGEHAND_API_TOKEN", TOKEN),
@@ -83,6 +96,7 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
     let store = Store::open(&config.server.state_dir.join("stagehand.db")).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let intake = Arc::new(IntakeLimits::new(limits));
     let state = AppState {
         config: Arc::new(config),
         store: store.clone(),
@@ -90,6 +104,7 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
         clock: stagehand::server::system_clock(),
         logs: Arc::new(stagehand::logs::LogHub::new(&dir.path().join("logs")).unwrap()),
         runner: None,
+        intake: intake.clone(),
     };
     let server = stagehand::http::server(listener, state, 1).unwrap();
     let handle = server.handle();
@@ -98,6 +113,7 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
         url,
         _dir: dir,
         store,
+        intake,
         handle,
     }
 }
@@ -188,6 +204,11 @@ impl TestServer {
 
     pub async fn stop(self) {
         self.handle.stop(false).await;
+    }
+
+    /// `<state_dir>/stagehand.db` of this server.
+    pub fn database(&self) -> PathBuf {
+        self._dir.path().join("state/stagehand.db")
     }
 }
 

@@ -19,11 +19,15 @@ mod dashboard;
 mod follow;
 /// `POST /hooks/<app>`: the contract's table row by row.
 mod hooks;
+/// Webhook bodies read within bounds: bytes held at once, requests in flight, a deadline.
+mod intake;
 /// Temporary environments, tags, manual gates, promote, runtime data downwards.
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
+/// What `serve` refuses at start: a state dir another server holds, a damaged database.
+mod startup;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).
 mod tidy;

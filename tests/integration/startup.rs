@@ -1,0 +1,177 @@
+//! What `stagehand serve` refuses at start, with the real binary: a state dir another
+//! server holds, a damaged database.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The real binary as a child process, SIGKILLed when dropped, so a failing assertion
+/// never leaves a server running after the test.
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_command(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stagehand"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("SHOP_WEBHOOK_SECRET", SECRET)
+        .env("STAGEHAND_API_TOKEN", TOKEN)
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Starts a server and returns it with its URL.
+fn spawn_server(config: &Path) -> (ServerProcess, String) {
+    let mut server = ServerProcess(
+        serve_command(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("stagehand listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    (server, url)
+}
+
+/// Runs a server that is expected to refuse to start: its exit code and stderr. Fails
+/// (instead of hanging) if it is still running after a generous wait.
+fn refused_start(config: &Path) -> (i32, String) {
+    let mut child = ServerProcess(
+        serve_command(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server started anyway");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+fn write_config(dir: &Path, repo: &Path, rest: &str) -> std::path::PathBuf {
+    let config = dir.join("stagehand.toml");
+    std::fs::write(
+        &config,
+        shop_toml_with(dir, repo, r#"listen = "127.0.0.1:0""#, rest),
+    )
+    .unwrap();
+    config
+}
+
+#[actix_web::test]
+async fn a_second_server_on_the_same_state_dir_exits_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    // The build waits for the test's go-ahead, so it is running while the second
+    // server starts.
+    let config = write_config(
+        dir.path(),
+        &repo,
+        r#"build = ["echo started; while [ ! -f \"$STAGEHAND_SHARED_DIR/go\" ]; do sleep 0.05; done"]
+shared = ["storage/"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+    );
+    let (first, url) = spawn_server(&config);
+    let client = Client { url };
+    let sha = git(&repo, &["rev-parse", "develop"]);
+    let (status, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deploy"]["id"].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client.log(&id).await.contains("out  started") {
+        assert!(Instant::now() < deadline, "the build never started");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let config2 = config.clone();
+    let (code, stderr) = actix_web::rt::task::spawn_blocking(move || refused_start(&config2))
+        .await
+        .unwrap();
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "pid {}, listening on {}",
+            first.0.id(),
+            client.url
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stop it first"), "{stderr}");
+
+    // The first server's deploy kept running, and finishes.
+    let path = format!("/api/deploys/{}", id.as_str().unwrap());
+    let (_, still) = client.get(&path).await;
+    assert_eq!(still["status"], "running", "{still}");
+    let release = still["release"].as_str().unwrap().to_owned();
+    let staging = dir.path().join("srv/staging");
+    assert!(staging.join("releases").join(&release).is_dir());
+    std::fs::write(staging.join("shared/go"), "").unwrap();
+    let done = client.wait(&id, 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        std::fs::read_link(staging.join("current")).unwrap(),
+        Path::new("releases").join(&release)
+    );
+    drop(first);
+
+    // The lock died with its holder (SIGKILL): a new server starts.
+    let (_again, url) = spawn_server(&config);
+    let (status, _) = Client { url }.get("/api/apps").await;
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_damaged_database_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let config = write_config(
+        dir.path(),
+        &repo,
+        "[apps.shop.environments.staging]\nbranch = \"develop\"\n",
+    );
+    let db = dir.path().join("state/stagehand.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    std::fs::write(&db, vec![0x5A; 64 * 1024]).unwrap();
+    let (code, stderr) = refused_start(&config);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the database {} is damaged", db.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("restore it from a backup"), "{stderr}");
+    // Refused, not repaired: the file is as it was.
+    assert_eq!(std::fs::read(&db).unwrap(), vec![0x5A; 64 * 1024]);
+}
