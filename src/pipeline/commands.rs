@@ -60,6 +60,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
+use super::leftovers::ProcessRegistry;
+
 /// The longest piece of a line handed to the callback. A step that writes
 /// megabytes without a newline would otherwise grow one buffer without bound.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -98,6 +100,9 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// Time between SIGTERM and SIGKILL when the group is killed.
     pub kill_grace: Duration,
+    /// Where the step's process group is recorded while it may run, so that crash
+    /// recovery can kill it (and only it). `None`: not recorded.
+    pub groups: Option<ProcessRegistry>,
 }
 
 /// How a step ended.
@@ -254,6 +259,10 @@ pub async fn run(
         return Err(wait_error(io::Error::other("started shell has no pid")));
     };
     let mut group = GroupGuard { pgid: Some(pgid) };
+    let recorded = match &spec.groups {
+        Some(groups) => groups.record(pgid.as_raw_nonzero().get()).await,
+        None => None,
+    };
 
     let (tx, rx) = mpsc::channel(LINE_QUEUE);
     let mut readers = Readers(Vec::with_capacity(2));
@@ -300,6 +309,9 @@ pub async fn run(
     // The shell is gone (or waiting failed); whatever it left in its group
     // goes now, before draining, so that their pipe ends close.
     group.kill_now();
+    if let (Some(groups), Some(start_time)) = (&spec.groups, recorded) {
+        groups.forget(pgid.as_raw_nonzero().get(), start_time).await;
+    }
     let outcome = result.map_err(wait_error)?;
 
     sink.drain(Instant::now() + DRAIN_LIMIT).await;
@@ -599,6 +611,7 @@ mod tests {
             env: vec![("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())],
             timeout: Duration::from_secs(30),
             kill_grace: Duration::from_millis(500),
+            groups: None,
         }
     }
 

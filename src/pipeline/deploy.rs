@@ -33,6 +33,7 @@ use super::commands::{self, CommandSpec, Outcome, Stream};
 use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
+use super::leftovers::ProcessRegistry;
 use super::{releases, sync};
 
 /// What every deploy needs from the process around it.
@@ -726,6 +727,10 @@ impl Run<'_> {
                 env: env.to_vec(),
                 timeout: self.env_config.step_timeout,
                 kill_grace: std::time::Duration::from_secs(5),
+                groups: Some(ProcessRegistry {
+                    store: self.ctx.store.clone(),
+                    deploy: self.deploy.id,
+                }),
             };
             let clock = self.ctx.clock.clone();
             let log = &self.log;

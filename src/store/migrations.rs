@@ -64,4 +64,14 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (app, branch)
     );
     "#,
+    // 2: the process groups that deploy steps started and that may still run, so crash
+    // recovery kills exactly those (a leader's start time tells a reused pid apart).
+    r#"
+    CREATE TABLE process_groups (
+        pgid       INTEGER NOT NULL,
+        start_time INTEGER NOT NULL,
+        deploy_id  INTEGER NOT NULL,
+        PRIMARY KEY (pgid, start_time)
+    );
+    "#,
 ];

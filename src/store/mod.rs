@@ -11,6 +11,9 @@
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
 mod migrations;
+mod processes;
+
+pub use processes::RecordedGroup;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
