@@ -20,7 +20,7 @@ use crate::core::event::GitRef;
 use crate::core::ids::{CommitSha, EnvironmentName};
 use crate::core::mask::{Masker, is_secret_name};
 use crate::core::release::{
-    SkipFacts, new_release_id, previous_release, releases_to_remove, skip_reason,
+    SkipFacts, new_release_id, previous_release, releases_to_remove, replay_reason, skip_reason,
 };
 use crate::core::time::Clock;
 use crate::logs::{DeployLog, LogEvent, LogHub, Source};
@@ -434,28 +434,47 @@ impl Run<'_> {
     }
 
     async fn skip_if_stale(&self, mirror: &Mirror, commit: &str) -> Result<()> {
-        let Some(live_commit) = self.env_dir.live().and_then(|l| l.commit) else {
+        if let Some(live_commit) = self.env_dir.live().and_then(|l| l.commit) {
+            let is_live = live_commit == commit;
+            let (m, c, l) = (mirror.clone(), commit.to_owned(), live_commit.clone());
+            let is_ancestor_of_live = !is_live
+                && blocking(move || {
+                    m.is_ancestor(&c, &l)
+                        .map_err(|e| Stop::failed(e.to_string()))
+                })
+                .await
+                .unwrap_or(false);
+            let facts = SkipFacts {
+                is_live,
+                is_ancestor_of_live,
+                forced: self.deploy.forced,
+                by_hand: self.deploy.trigger != Trigger::Push,
+            };
+            if let Some(reason) = skip_reason(facts) {
+                return Err(Stop {
+                    status: DeployStatus::Skipped,
+                    reason: format!("{reason} ({})", &live_commit[..7.min(live_commit.len())]),
+                });
+            }
+        }
+        // Forced pushes pass the checks above, so a replayed one is caught only here.
+        let git_ref = GitRef::from_full(&self.deploy.git_ref);
+        let pushed = self.deploy.trigger == Trigger::Push && !matches!(git_ref, GitRef::Other(_));
+        if !pushed {
             return Ok(());
-        };
-        let is_live = live_commit == commit;
-        let (m, c, l) = (mirror.clone(), commit.to_owned(), live_commit.clone());
-        let is_ancestor_of_live = !is_live
-            && blocking(move || {
-                m.is_ancestor(&c, &l)
-                    .map_err(|e| Stop::failed(e.to_string()))
-            })
-            .await
-            .unwrap_or(false);
-        let facts = SkipFacts {
-            is_live,
-            is_ancestor_of_live,
-            forced: self.deploy.forced,
-            by_hand: self.deploy.trigger != Trigger::Push,
-        };
-        match skip_reason(facts) {
+        }
+        let (m, r) = (mirror.clone(), self.deploy.git_ref.clone());
+        let head = blocking(move || {
+            m.resolve_commit(&r)
+                .map(|(head, _)| head)
+                .map_err(|e| Stop::failed(e.to_string()))
+        })
+        .await
+        .ok();
+        match replay_reason(pushed, head.as_deref(), commit, git_ref.short()) {
             Some(reason) => Err(Stop {
                 status: DeployStatus::Skipped,
-                reason: format!("{reason} ({})", &live_commit[..7.min(live_commit.len())]),
+                reason,
             }),
             None => Ok(()),
         }

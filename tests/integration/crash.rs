@@ -181,12 +181,16 @@ branch = "develop"
 
     let (mut server, url) = spawn_server(&config);
     let client = Client { url };
+    // Each push is of the branch's head at the time (a push of an older commit is a
+    // replay and is skipped); `next` is the head again by the end.
     for sha in [&big, &small] {
+        git(&repo, &["update-ref", "refs/heads/develop", sha]);
         let (_, answer) = client.push(&push_body("refs/heads/develop", sha)).await;
         let deploy = client.wait(&answer["deploy"]["id"], 120).await;
         assert_eq!(deploy["status"], "succeeded", "{deploy}");
     }
     // Deploying `next` with keep_releases = 1 removes the big release in its cleanup.
+    git(&repo, &["update-ref", "refs/heads/develop", &next]);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

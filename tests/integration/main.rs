@@ -23,6 +23,8 @@ mod hooks;
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
+/// Replayed deliveries: a push deploys only while its commit is its ref's head.
+mod replay;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).
