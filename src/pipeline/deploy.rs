@@ -84,7 +84,8 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     let outcome = match resolve(ctx, &deploy) {
         Ok((app, env_config)) => {
             let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
-            let log = ctx.logs.open(id, masker(ctx, app, env_config));
+            let max_log = app.max_log_size.unwrap_or(ctx.config.server.max_log_size);
+            let log = ctx.logs.open(id, masker(ctx, app, env_config), max_log);
             let run = Run {
                 ctx,
                 deploy: &deploy,
@@ -750,6 +751,7 @@ impl Run<'_> {
                     store: self.ctx.store.clone(),
                     deploy: self.deploy.id,
                 }),
+                secrets: self.log.masker().clone(),
             };
             let clock = self.ctx.clock.clone();
             let log = &self.log;

@@ -19,6 +19,9 @@ mod dashboard;
 mod follow;
 /// `POST /hooks/<app>`: the contract's table row by row.
 mod hooks;
+/// Build output into the log: masking across splits and encodings, control
+/// characters, the per-deploy cap, partial lines and `\r` redraws.
+mod log_output;
 /// Temporary environments, tags, manual gates, promote, runtime data downwards.
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
