@@ -18,6 +18,10 @@ use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::{RefSource, RouteRule, RoutingTable};
 use crate::core::secret::Secret;
+use crate::core::size::parse_size;
+
+/// `max_log_size` when the config does not say: 50 MiB.
+pub const DEFAULT_MAX_LOG_SIZE: u64 = 50 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +57,8 @@ pub struct ServerConfig {
     pub max_parallel_deploys: usize,
     pub shutdown_grace: Duration,
     pub log_retention: Duration,
+    /// Bytes of build output one deploy's log keeps; the rest is dropped.
+    pub max_log_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +86,8 @@ pub struct AppConfig {
     pub fetch_with: FetchWith,
     pub sync: Vec<String>,
     pub notify: Vec<String>,
+    /// Overrides `[server] max_log_size` for this app's deploys.
+    pub max_log_size: Option<u64>,
     pub environments: BTreeMap<EnvironmentName, EnvironmentConfig>,
     pub routing: RoutingTable,
 }
@@ -304,6 +312,7 @@ struct RawServer {
     max_parallel_deploys: Option<i64>,
     shutdown_grace: Option<String>,
     log_retention: Option<String>,
+    max_log_size: Option<String>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -332,6 +341,7 @@ struct RawApp {
     fetch_with: Option<String>,
     sync: Option<Vec<String>>,
     notify: Option<Vec<String>>,
+    max_log_size: Option<String>,
     #[serde(flatten)]
     defaults: RawOverridable,
     #[serde(default)]
@@ -409,6 +419,20 @@ impl Validator<'_> {
             Some(Err(e)) => {
                 self.problem(key, e);
                 default
+            }
+        }
+    }
+
+    fn size(&mut self, key: &str, text: Option<&str>) -> Option<u64> {
+        match parse_size(text?) {
+            Ok(0) => {
+                self.problem(key, "must be more than 0 bytes");
+                None
+            }
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problem(key, e);
+                None
             }
         }
     }
@@ -496,6 +520,9 @@ impl Validator<'_> {
                 raw.log_retention.as_deref(),
                 Duration::from_secs(90 * 86_400),
             ),
+            max_log_size: self
+                .size("server.max_log_size", raw.max_log_size.as_deref())
+                .unwrap_or(DEFAULT_MAX_LOG_SIZE),
         }
     }
 
@@ -663,8 +690,10 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let max_log_size = self.size(&format!("{key}.max_log_size"), raw.max_log_size.as_deref());
         Some(AppConfig {
             name,
+            max_log_size,
             repo: raw.repo,
             github,
             github_report,
@@ -1011,6 +1040,25 @@ step_timeout = "90s"
     }
 
     #[test]
+    fn max_log_size_defaults_to_50_mib_and_an_app_may_override_it() {
+        let config = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
+        assert_eq!(config.server.max_log_size, 50 << 20);
+        assert_eq!(config.apps.values().next().unwrap().max_log_size, None);
+        let toml = GOOD
+            .replace("[server]", "[server]\nmax_log_size = \"10MiB\"")
+            .replace(
+                "build = [\"make\"]",
+                "build = [\"make\"]\nmax_log_size = \"64KiB\"",
+            );
+        let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap();
+        assert_eq!(config.server.max_log_size, 10 << 20);
+        assert_eq!(
+            config.apps.values().next().unwrap().max_log_size,
+            Some(64 << 10)
+        );
+    }
+
+    #[test]
     fn secret_file_is_read_and_trimmed() {
         let toml = GOOD.replace(
             r#"secret_env = "SHOP_SECRET""#,
@@ -1061,6 +1109,19 @@ step_timeout = "90s"
                 GOOD.replace(r#""90s""#, r#""90 seconds""#),
                 &ok,
                 "apps.shop.environments.preview.step_timeout: \"90 seconds\" is not a duration",
+            ),
+            (
+                GOOD.replace("[server]", "[server]\nmax_log_size = \"50 megs\""),
+                &ok,
+                "server.max_log_size: \"50 megs\" is not a size",
+            ),
+            (
+                GOOD.replace(
+                    "build = [\"make\"]",
+                    "build = [\"make\"]\nmax_log_size = \"0MiB\"",
+                ),
+                &ok,
+                "apps.shop.max_log_size: must be more than 0 bytes",
             ),
             (
                 GOOD.replace(r#"seed_from = "staging""#, r#"seed_from = "stage""#),

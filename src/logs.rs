@@ -1,7 +1,11 @@
 //! Deploy logs: one append-only file per deploy under `<state_dir>/logs/<id>.log`, and
 //! a live feed for followers.
 //!
-//! Every line is masked ([`Masker`]) before it is written or sent. While a deploy runs,
+//! Every line is stripped of terminal control sequences
+//! ([`strip_controls`](crate::core::log_text::strip_controls)) and then masked
+//! ([`Masker`]) before it is written or sent. A deploy's build output is capped
+//! (`max_log_size`): past the cap the log says so once and drops further output
+//! lines; stagehand's own lines still go in, so the log always shows how it ended. While a deploy runs,
 //! its log keeps the events sent so far in memory next to a broadcast channel, and
 //! [`LogHub::follow`] takes the snapshot and the subscription under one lock: a
 //! follower joining mid-deploy gets everything so far, then the rest, nothing lost or
@@ -20,7 +24,9 @@ use tokio::sync::broadcast;
 
 use crate::core::deploy::DeployStatus;
 use crate::core::ids::DeployId;
+use crate::core::log_text::strip_controls;
 use crate::core::mask::Masker;
+use crate::core::size::format_size;
 use crate::core::time::UnixMillis;
 
 /// Where a line came from.
@@ -60,6 +66,10 @@ pub enum LogEvent {
 struct Live {
     file: Option<File>,
     lines: u64,
+    /// Bytes in the file, counted against `cap`.
+    written: u64,
+    cap: u64,
+    truncated: bool,
     /// The most recent events, for followers joining mid-deploy; older lines are read
     /// from the file, so a chatty build cannot grow this without bound.
     history: VecDeque<LogEvent>,
@@ -105,13 +115,19 @@ impl LogHub {
         self.dir.join(format!("{id}.log"))
     }
 
-    /// Starts (or resumes, appending) the log of deploy `id`.
-    pub fn open(self: &Arc<Self>, id: DeployId, masker: Masker) -> DeployLog {
+    /// Starts (or resumes, appending) the log of deploy `id`; build output past
+    /// `max_bytes` in the file is dropped.
+    pub fn open(self: &Arc<Self>, id: DeployId, masker: Masker, max_bytes: u64) -> DeployLog {
         let path = self.path(id);
         let file = OpenOptions::new().create(true).append(true).open(&path);
-        let lines = std::fs::read(&path)
-            .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
-            .unwrap_or(0);
+        let (lines, written) = std::fs::read(&path)
+            .map(|b| {
+                (
+                    b.iter().filter(|c| **c == b'\n').count() as u64,
+                    b.len() as u64,
+                )
+            })
+            .unwrap_or((0, 0));
         if let Err(e) = &file {
             tracing::error!(path = %path.display(), error = %e, "cannot open deploy log: lines go to followers only");
         }
@@ -119,6 +135,9 @@ impl LogHub {
         let live = Arc::new(Mutex::new(Live {
             file: file.ok(),
             lines,
+            written,
+            cap: max_bytes,
+            truncated: false,
             history: VecDeque::new(),
             tx,
         }));
@@ -177,20 +196,48 @@ impl DeployLog {
         self.id
     }
 
+    /// What this log masks.
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
     pub fn line(&self, now: UnixMillis, stage: &str, source: Source, text: &str) {
+        // Stripped before masking: a secret with escape codes inside it is whole after.
+        let clean = strip_controls(text);
         let text = format!(
             "{} {stage:<7} {:<4} {}",
             now.rfc3339(),
             source.tag(),
-            self.masker.mask(text)
+            self.masker.mask(&clean)
         );
         let mut live = lock(&self.live);
+        if source != Source::Info {
+            if live.truncated {
+                return;
+            }
+            if live.written + text.len() as u64 + 1 > live.cap {
+                live.truncated = true;
+                let notice = format!(
+                    "{} {stage:<7} {:<4} log truncated at {}: further lines dropped",
+                    now.rfc3339(),
+                    Source::Info.tag(),
+                    format_size(live.cap)
+                );
+                Self::append(&mut live, self.id, notice);
+                return;
+            }
+        }
+        Self::append(&mut live, self.id, text);
+    }
+
+    fn append(live: &mut Live, id: DeployId, text: String) {
         if let Some(file) = live.file.as_mut()
             && let Err(e) = writeln!(file, "{text}")
         {
-            tracing::error!(deploy = %self.id, error = %e, "writing the deploy log failed");
+            tracing::error!(deploy = %id, error = %e, "writing the deploy log failed");
             live.file = None;
         }
+        live.written += text.len() as u64 + 1;
         live.lines += 1;
         let event = LogEvent::Line {
             seq: live.lines,
@@ -225,7 +272,7 @@ mod tests {
     fn lines_are_masked_written_and_followed_without_gaps() {
         let dir = tempfile::tempdir().unwrap();
         let hub = Arc::new(LogHub::new(dir.path()).unwrap());
-        let log = hub.open(DeployId(1), Masker::new(["hunter2".to_string()]));
+        let log = hub.open(DeployId(1), Masker::new(["hunter2".to_string()]), u64::MAX);
         log.line(UnixMillis(0), "build", Source::Stdout, "password hunter2");
         let (history, mut rx) = hub.follow(DeployId(1)).unwrap();
         log.line(UnixMillis(1), "build", Source::Stderr, "second");
@@ -245,10 +292,37 @@ mod tests {
             "1970-01-01T00:00:00.000Z build   out  password ***\n1970-01-01T00:00:00.001Z build   err  second\n"
         );
         // Reopening appends and keeps counting.
-        let log = hub.open(DeployId(1), Masker::default());
+        let log = hub.open(DeployId(1), Masker::default(), u64::MAX);
         log.info(UnixMillis(2), "fetch", "third");
         let (history, _) = hub.follow(DeployId(1)).unwrap();
         assert!(matches!(&history[0], LogEvent::Line { seq: 3, .. }));
+    }
+
+    #[test]
+    fn output_past_the_cap_is_dropped_after_one_notice_and_controls_are_stripped() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(LogHub::new(dir.path()).unwrap());
+        let log = hub.open(DeployId(3), Masker::new(["hunter2".to_string()]), 200);
+        log.line(
+            UnixMillis(0),
+            "build",
+            Source::Stdout,
+            "\u{1b}[31mhun\u{1b}[0mter2",
+        );
+        for i in 0..10 {
+            log.line(UnixMillis(0), "build", Source::Stdout, &format!("line {i}"));
+        }
+        log.info(UnixMillis(0), "deploy", "succeeded");
+        let file = std::fs::read_to_string(hub.path(DeployId(3))).unwrap();
+        let lines: Vec<&str> = file.lines().collect();
+        assert_eq!(lines[0], "1970-01-01T00:00:00.000Z build   out  ***");
+        assert_eq!(
+            lines[lines.len() - 2],
+            "1970-01-01T00:00:00.000Z build   info log truncated at 200 B: further lines dropped"
+        );
+        assert!(lines[lines.len() - 1].ends_with("info succeeded"));
+        assert_eq!(file.matches("truncated").count(), 1);
+        assert!(!file.contains("line 9"));
     }
 
     #[test]
@@ -268,7 +342,7 @@ mod tests {
     fn history_is_bounded_and_counts_on() {
         let dir = tempfile::tempdir().unwrap();
         let hub = Arc::new(LogHub::new(dir.path()).unwrap());
-        let log = hub.open(DeployId(2), Masker::default());
+        let log = hub.open(DeployId(2), Masker::default(), u64::MAX);
         for i in 0..(HISTORY_LIMIT + 10) {
             log.info(UnixMillis(0), "build", &format!("line {i}"));
         }

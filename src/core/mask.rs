@@ -1,6 +1,13 @@
 //! Masking secret values in log lines. The webhook secret, the API token and every
 //! `env` value whose name says it is secret are replaced by `***` before a line is
-//! written or broadcast.
+//! written or broadcast, and so are their base64 (standard and URL-safe, with and
+//! without padding) and hex (lower and upper case) forms, which builds print when
+//! they write an `Authorization: Basic` header or dump a config.
+//!
+//! Not masked, on purpose or because it cannot be known: other encodings (URL-escaped,
+//! JSON-escaped, base64 of the value inside a longer text), a value split across lines
+//! or written one character at a time across an idle flush, and values shorter than
+//! [`MIN_MASKED_LEN`].
 
 use std::borrow::Cow;
 
@@ -16,21 +23,36 @@ pub fn is_secret_name(name: &str) -> bool {
 /// the log and hide more than it protects.
 pub const MIN_MASKED_LEN: usize = 4;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Masker {
-    /// Longest first, so a secret containing another is masked whole.
+    /// Every form of every value, longest first, so a secret containing another is
+    /// masked whole.
     values: Vec<String>,
+}
+
+/// Never the values themselves.
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Masker({} forms)", self.values.len())
+    }
 }
 
 impl Masker {
     pub fn new(values: impl IntoIterator<Item = String>) -> Masker {
-        let mut values: Vec<String> = values
+        let mut forms: Vec<String> = values
             .into_iter()
             .filter(|v| v.len() >= MIN_MASKED_LEN)
+            .flat_map(|v| encoded_forms(&v).into_iter().chain([v]))
             .collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Masker { values }
+        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        forms.dedup();
+        Masker { values: forms }
+    }
+
+    /// Every text that is masked (values and their encodings), longest first: what a
+    /// line must never be cut through before it is masked.
+    pub fn forms(&self) -> &[String] {
+        &self.values
     }
 
     pub fn mask<'a>(&self, line: &'a str) -> Cow<'a, str> {
@@ -44,9 +66,93 @@ impl Masker {
     }
 }
 
+/// The base64 (standard, URL-safe; padded, unpadded) and hex (lower, upper) forms.
+fn encoded_forms(value: &str) -> Vec<String> {
+    const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = value.as_bytes();
+    let mut forms = Vec::with_capacity(6);
+    for alphabet in [STANDARD, URL_SAFE] {
+        let padded = base64(bytes, alphabet);
+        forms.push(padded.trim_end_matches('=').to_owned());
+        forms.push(padded);
+    }
+    let hex = hex::encode(bytes);
+    forms.push(hex.to_ascii_uppercase());
+    forms.push(hex);
+    forms
+}
+
+fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(alphabet[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_4648_vectors() {
+        const STANDARD: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes(), STANDARD), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn encoded_forms_of_a_secret_are_masked() {
+        // "s3cr?t>>" encodes with '+' and '/' in standard base64 and '-' and '_' in
+        // URL-safe: the two alphabets differ on it.
+        let masker = Masker::new(["s3cr?t>>~".to_string()]);
+        let cases = [
+            ("plain s3cr?t>>~", "plain ***"),
+            ("std czNjcj90Pj5+", "std ***"),
+            ("url czNjcj90Pj5-", "url ***"),
+            ("hex 733363723f743e3e7e", "hex ***"),
+            ("HEX 733363723F743E3E7E", "HEX ***"),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(masker.mask(line), expected, "{line}");
+        }
+        let padded = Masker::new(["hunter2".to_string()]);
+        for (line, expected) in [
+            (
+                "Authorization: Basic aHVudGVyMg==",
+                "Authorization: Basic ***",
+            ),
+            ("unpadded aHVudGVyMg.", "unpadded ***."),
+            ("68756e74657232", "***"),
+            ("68756E74657232", "***"),
+        ] {
+            assert_eq!(padded.mask(line), expected, "{line}");
+        }
+        assert_eq!(format!("{padded:?}"), "Masker(5 forms)");
+    }
 
     #[test]
     fn names() {

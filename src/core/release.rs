@@ -89,9 +89,42 @@ pub fn skip_reason(facts: SkipFacts) -> Option<&'static str> {
     }
 }
 
+/// A push deploys its commit only while that commit is still the head of the pushed
+/// ref after fetching (for a tag: the commit it peels to). The delivery id is not
+/// signed, so a captured (forced) push sent again after the ref moved on would
+/// otherwise roll the environment back; a deploy asked for by hand names what it
+/// wants and is never held to this.
+pub fn replay_reason(
+    pushed: bool,
+    head: Option<&str>,
+    commit: &str,
+    ref_name: &str,
+) -> Option<String> {
+    (pushed && head != Some(commit)).then(|| format!("no longer the head of `{ref_name}`"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_push_whose_commit_is_no_longer_the_head_is_a_replay() {
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        let cases: &[(bool, Option<&str>, &str, Option<&str>)] = &[
+            (true, Some(&a), &a, None),
+            (true, Some(&b), &a, Some("no longer the head of `develop`")),
+            (true, None, &a, Some("no longer the head of `develop`")),
+            (false, Some(&b), &a, None),
+            (false, None, &a, None),
+        ];
+        for (pushed, head, commit, expected) in cases {
+            assert_eq!(
+                replay_reason(*pushed, *head, commit, "develop").as_deref(),
+                *expected,
+                "{pushed} {head:?}"
+            );
+        }
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

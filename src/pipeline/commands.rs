@@ -54,15 +54,24 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
+use super::leftovers::ProcessRegistry;
+use crate::core::line_split::LineSplitter;
+use crate::core::mask::Masker;
+
 /// The longest piece of a line handed to the callback. A step that writes
 /// megabytes without a newline would otherwise grow one buffer without bound.
 pub const MAX_LINE: usize = 16 * 1024;
+
+/// How long a partial line (no newline yet) waits before it is shown anyway: long
+/// enough that a line written in several `write`s arrives whole, short enough that a
+/// prompt or a progress bar is seen while it is current.
+pub const PARTIAL_LINE_IDLE: Duration = Duration::from_millis(250);
 
 /// How long the pipes are still read after the shell has exited and its group
 /// has been killed. Only a process that escaped the group with `setsid` can
@@ -98,6 +107,12 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// Time between SIGTERM and SIGKILL when the group is killed.
     pub kill_grace: Duration,
+    /// Where the step's process group is recorded while it may run, so that crash
+    /// recovery can kill it (and only it). `None`: not recorded.
+    pub groups: Option<ProcessRegistry>,
+    /// The secrets the log masks: a long line is never cut through one of them, so
+    /// each piece still holds it whole for the masking.
+    pub secrets: Masker,
 }
 
 /// How a step ended.
@@ -192,8 +207,10 @@ pub fn base_env(process_env: &HashMap<String, String>) -> Vec<(String, String)> 
 ///
 /// Every line the step writes to stdout or stderr is passed to `on_line` as
 /// soon as it is read: lines are split on `\n` with a trailing `\r` removed,
-/// invalid UTF-8 is replaced lossily, and a line longer than [`MAX_LINE`] bytes
-/// arrives in pieces of at most [`MAX_LINE`] bytes. Calls never overlap and
+/// a lone `\r` redraws the line (only its final state arrives), invalid UTF-8 is
+/// replaced lossily, a line longer than [`MAX_LINE`] bytes arrives in pieces of at
+/// most [`MAX_LINE`] bytes (never cut through one of `spec.secrets`), and a partial
+/// line arrives after [`PARTIAL_LINE_IDLE`] of quiet. Calls never overlap and
 /// follow the order in which lines were read; lines of one stream keep their
 /// order, but the interleaving of stdout and stderr is only as exact as two
 /// separate pipes allow. `on_line` runs on the task that awaits `run`, so it
@@ -254,18 +271,28 @@ pub async fn run(
         return Err(wait_error(io::Error::other("started shell has no pid")));
     };
     let mut group = GroupGuard { pgid: Some(pgid) };
+    let recorded = match &spec.groups {
+        Some(groups) => groups.record(pgid.as_raw_nonzero().get()).await,
+        None => None,
+    };
 
     let (tx, rx) = mpsc::channel(LINE_QUEUE);
     let mut readers = Readers(Vec::with_capacity(2));
     if let Some(out) = child.stdout.take() {
-        readers
-            .0
-            .push(tokio::spawn(read_lines(Stream::Stdout, out, tx.clone())));
+        readers.0.push(tokio::spawn(read_lines(
+            Stream::Stdout,
+            out,
+            spec.secrets.clone(),
+            tx.clone(),
+        )));
     }
     if let Some(err) = child.stderr.take() {
-        readers
-            .0
-            .push(tokio::spawn(read_lines(Stream::Stderr, err, tx.clone())));
+        readers.0.push(tokio::spawn(read_lines(
+            Stream::Stderr,
+            err,
+            spec.secrets.clone(),
+            tx.clone(),
+        )));
     }
     // Only the readers may hold senders, so the channel closes exactly when
     // both pipes have reached end-of-file.
@@ -300,6 +327,9 @@ pub async fn run(
     // The shell is gone (or waiting failed); whatever it left in its group
     // goes now, before draining, so that their pipe ends close.
     group.kill_now();
+    if let (Some(groups), Some(start_time)) = (&spec.groups, recorded) {
+        groups.forget(pgid.as_raw_nonzero().get(), start_time).await;
+    }
     let outcome = result.map_err(wait_error)?;
 
     sink.drain(Instant::now() + DRAIN_LIMIT).await;
@@ -476,79 +506,56 @@ impl<F: FnMut(Stream, &str)> LineSink<F> {
     }
 }
 
-/// Splits one pipe into lines of at most [`MAX_LINE`] bytes and queues them.
-/// Stops at end-of-file, on a read error (the step's output is then cut short,
-/// but its outcome still counts), or when nobody listens any more.
+/// Splits one pipe into lines ([`LineSplitter`]: pieces of at most [`MAX_LINE`]
+/// bytes never cut through a secret, `\r` redraws) and queues them; a partial line
+/// is queued once the pipe has been quiet for [`PARTIAL_LINE_IDLE`]. Stops at
+/// end-of-file, on a read error (the step's output is then cut short, but its
+/// outcome still counts), or when nobody listens any more.
 async fn read_lines<R: AsyncRead + Unpin>(
     stream: Stream,
-    pipe: R,
+    mut pipe: R,
+    secrets: Masker,
     tx: mpsc::Sender<(Stream, String)>,
 ) {
-    let mut pipe = BufReader::with_capacity(MAX_LINE, pipe);
-    let mut line: Vec<u8> = Vec::new();
-    // Set after a full-size piece was sent: a newline that follows at once
-    // ends that piece, it does not start an empty line.
-    let mut split_at_limit = false;
+    let mut splitter = LineSplitter::new(MAX_LINE, &secrets);
+    let mut chunk = vec![0u8; 8192];
+    let mut lines = Vec::new();
+    let mut partial = false;
     loop {
-        let buf = match pipe.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(buf) => buf,
-        };
-        if split_at_limit && line.is_empty() && buf[0] == b'\n' {
-            split_at_limit = false;
-            pipe.consume(1);
-            continue;
-        }
-        split_at_limit = false;
-        let room = MAX_LINE - line.len();
-        // Look one byte past the room left: a newline there ends a line
-        // that fits exactly.
-        let window = &buf[..buf.len().min(room + 1)];
-        if let Some(end) = window.iter().position(|&b| b == b'\n') {
-            line.extend_from_slice(&window[..end]);
-            pipe.consume(end + 1);
-            if line.last() == Some(&b'\r') {
-                line.pop();
+        // Reading a pipe is cancel-safe: a read the idle timer abandons took nothing.
+        let read = if partial {
+            match tokio::time::timeout(PARTIAL_LINE_IDLE, pipe.read(&mut chunk)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    partial = false;
+                    if let Some(piece) = splitter.flush_partial()
+                        && tx.send((stream, piece)).await.is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
             }
-            if !send(&tx, stream, &line).await {
+        } else {
+            pipe.read(&mut chunk).await
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        splitter.push(&chunk[..n], &mut lines);
+        partial = splitter.has_partial();
+        for line in lines.drain(..) {
+            if tx.send((stream, line)).await.is_err() {
                 return;
             }
-            line.clear();
-        } else {
-            let take = window.len().min(room);
-            line.extend_from_slice(&window[..take]);
-            pipe.consume(take);
-            if line.len() == MAX_LINE {
-                let keep = incomplete_utf8_tail(&line);
-                let piece_end = line.len() - keep;
-                if !send(&tx, stream, &line[..piece_end]).await {
-                    return;
-                }
-                line.drain(..piece_end);
-                split_at_limit = true;
-            }
         }
     }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    if !line.is_empty() {
-        send(&tx, stream, &line).await;
-    }
-}
-
-async fn send(tx: &mpsc::Sender<(Stream, String)>, stream: Stream, line: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(line).into_owned();
-    tx.send((stream, text)).await.is_ok()
-}
-
-/// How many bytes at the end of `bytes` are the start of a UTF-8 character
-/// that is cut off. Carrying them into the next piece keeps a long line of
-/// valid UTF-8 from turning into replacement characters at each split.
-fn incomplete_utf8_tail(bytes: &[u8]) -> usize {
-    match std::str::from_utf8(bytes) {
-        Err(e) if e.error_len().is_none() => bytes.len() - e.valid_up_to(),
-        _ => 0,
+    splitter.finish(&mut lines);
+    for line in lines {
+        if tx.send((stream, line)).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -599,6 +606,8 @@ mod tests {
             env: vec![("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())],
             timeout: Duration::from_secs(30),
             kill_grace: Duration::from_millis(500),
+            groups: None,
+            secrets: Masker::default(),
         }
     }
 
@@ -1018,12 +1027,65 @@ mod tests {
 
     async fn split(input: &[u8]) -> Vec<String> {
         let (tx, mut rx) = mpsc::channel(1024);
-        read_lines(Stream::Stdout, input, tx).await;
+        read_lines(Stream::Stdout, input, Masker::default(), tx).await;
         let mut out = Vec::new();
         while let Ok((_, line)) = rx.try_recv() {
             out.push(line);
         }
         out
+    }
+
+    /// Issue 11 item 11: a prompt without a newline stayed invisible until its
+    /// newline. Here the step waits for someone to see the prompt: without the idle
+    /// flush it would wait until `run_collect`'s bound and fail.
+    #[tokio::test]
+    async fn a_partial_line_arrives_while_the_step_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = spec(
+            dir.path(),
+            "printf 'Continue? [y/n] '; while [ ! -f seen ]; do sleep 0.05; done; echo; echo answered",
+        );
+        let seen = dir.path().join("seen");
+        let mut lines = Vec::new();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            run(
+                &s,
+                |_, line| {
+                    if line == "Continue? [y/n] " {
+                        std::fs::write(&seen, "").expect("write");
+                    }
+                    lines.push(line.to_owned());
+                },
+                never(),
+            ),
+        )
+        .await
+        .expect("the prompt never arrived")
+        .expect("run");
+        assert_eq!(outcome, Outcome::Succeeded);
+        assert_eq!(lines, ["Continue? [y/n] ", "answered"]);
+    }
+
+    #[tokio::test]
+    async fn carriage_returns_keep_a_progress_line_s_final_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = spec(
+            dir.path(),
+            "printf 'fetching 10%%\rfetching 50%%\rfetching 100%%\r\n'; \
+             i=0; while [ $i -lt 5000 ]; do printf '\r%05d' $i; i=$((i+1)); done; echo",
+        );
+        let (outcome, lines) = run_collect(&s).await;
+        assert_eq!(outcome, Outcome::Succeeded);
+        let lines: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(lines.first(), Some(&"fetching 100%"));
+        // 30,000 bytes of redraws, never one 16 KiB line; the last state comes last.
+        assert!(
+            lines.iter().all(|l| l.len() < 100),
+            "{:?}",
+            lines.iter().map(|l| l.len()).max()
+        );
+        assert_eq!(lines.last(), Some(&"04999"));
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use crate::core::event::GitRef;
 use crate::core::ids::{CommitSha, EnvironmentName};
 use crate::core::mask::{Masker, is_secret_name};
 use crate::core::release::{
-    SkipFacts, new_release_id, previous_release, releases_to_remove, skip_reason,
+    SkipFacts, new_release_id, previous_release, releases_to_remove, replay_reason, skip_reason,
 };
 use crate::core::time::Clock;
 use crate::logs::{DeployLog, LogEvent, LogHub, Source};
@@ -33,6 +33,7 @@ use super::commands::{self, CommandSpec, Outcome, Stream};
 use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
+use super::leftovers::ProcessRegistry;
 use super::{releases, sync};
 
 /// What every deploy needs from the process around it.
@@ -83,7 +84,8 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     let outcome = match resolve(ctx, &deploy) {
         Ok((app, env_config)) => {
             let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
-            let log = ctx.logs.open(id, masker(ctx, app, env_config));
+            let max_log = app.max_log_size.unwrap_or(ctx.config.server.max_log_size);
+            let log = ctx.logs.open(id, masker(ctx, app, env_config), max_log);
             let run = Run {
                 ctx,
                 deploy: &deploy,
@@ -433,28 +435,47 @@ impl Run<'_> {
     }
 
     async fn skip_if_stale(&self, mirror: &Mirror, commit: &str) -> Result<()> {
-        let Some(live_commit) = self.env_dir.live().and_then(|l| l.commit) else {
+        if let Some(live_commit) = self.env_dir.live().and_then(|l| l.commit) {
+            let is_live = live_commit == commit;
+            let (m, c, l) = (mirror.clone(), commit.to_owned(), live_commit.clone());
+            let is_ancestor_of_live = !is_live
+                && blocking(move || {
+                    m.is_ancestor(&c, &l)
+                        .map_err(|e| Stop::failed(e.to_string()))
+                })
+                .await
+                .unwrap_or(false);
+            let facts = SkipFacts {
+                is_live,
+                is_ancestor_of_live,
+                forced: self.deploy.forced,
+                by_hand: self.deploy.trigger != Trigger::Push,
+            };
+            if let Some(reason) = skip_reason(facts) {
+                return Err(Stop {
+                    status: DeployStatus::Skipped,
+                    reason: format!("{reason} ({})", &live_commit[..7.min(live_commit.len())]),
+                });
+            }
+        }
+        // Forced pushes pass the checks above, so a replayed one is caught only here.
+        let git_ref = GitRef::from_full(&self.deploy.git_ref);
+        let pushed = self.deploy.trigger == Trigger::Push && !matches!(git_ref, GitRef::Other(_));
+        if !pushed {
             return Ok(());
-        };
-        let is_live = live_commit == commit;
-        let (m, c, l) = (mirror.clone(), commit.to_owned(), live_commit.clone());
-        let is_ancestor_of_live = !is_live
-            && blocking(move || {
-                m.is_ancestor(&c, &l)
-                    .map_err(|e| Stop::failed(e.to_string()))
-            })
-            .await
-            .unwrap_or(false);
-        let facts = SkipFacts {
-            is_live,
-            is_ancestor_of_live,
-            forced: self.deploy.forced,
-            by_hand: self.deploy.trigger != Trigger::Push,
-        };
-        match skip_reason(facts) {
+        }
+        let (m, r) = (mirror.clone(), self.deploy.git_ref.clone());
+        let head = blocking(move || {
+            m.resolve_commit(&r)
+                .map(|(head, _)| head)
+                .map_err(|e| Stop::failed(e.to_string()))
+        })
+        .await
+        .ok();
+        match replay_reason(pushed, head.as_deref(), commit, git_ref.short()) {
             Some(reason) => Err(Stop {
                 status: DeployStatus::Skipped,
-                reason: format!("{reason} ({})", &live_commit[..7.min(live_commit.len())]),
+                reason,
             }),
             None => Ok(()),
         }
@@ -726,6 +747,11 @@ impl Run<'_> {
                 env: env.to_vec(),
                 timeout: self.env_config.step_timeout,
                 kill_grace: std::time::Duration::from_secs(5),
+                groups: Some(ProcessRegistry {
+                    store: self.ctx.store.clone(),
+                    deploy: self.deploy.id,
+                }),
+                secrets: self.log.masker().clone(),
             };
             let clock = self.ctx.clock.clone();
             let log = &self.log;

@@ -57,7 +57,8 @@ impl Runner {
         self.inner.wake.notify_one();
     }
 
-    /// After a crash: `running` deploys become `interrupted` and their half-made releases
+    /// After a crash: the process groups deploy steps left running are killed (only
+    /// those: see `leftovers`), `running` deploys become `interrupted` and their half-made releases
     /// are removed (unless `current` already points at one: then it is live and stays);
     /// lock files a killed fetch left in the mirrors are removed.
     pub async fn recover(&self) -> Result<usize, StoreError> {
@@ -76,6 +77,25 @@ impl Runner {
                 _ => {}
             }
         }
+        // Before an interrupted release is removed: its steps must stop writing into it.
+        // Only groups a step started are recorded, so an app an operator runs from a
+        // live release is never among them.
+        let groups = ctx.store.run(|s| s.process_groups()).await?;
+        if !groups.is_empty() {
+            let list = groups.clone();
+            let killed = tokio::task::spawn_blocking(move || leftovers::kill_recorded(&list))
+                .await
+                .unwrap_or(0);
+            if killed > 0 {
+                tracing::warn!(
+                    groups = killed,
+                    "killed build processes left by the last stop"
+                );
+            }
+            ctx.store
+                .run(move |s| s.forget_process_groups(&groups))
+                .await?;
+        }
         let now = (ctx.clock)();
         let interrupted = ctx.store.run(move |s| s.interrupt_running(now)).await?;
         let count = interrupted.len();
@@ -88,11 +108,6 @@ impl Runner {
                 continue;
             };
             let removed = tokio::task::spawn_blocking(move || {
-                let dir = env.releases().join(&release);
-                let killed = leftovers::kill_groups_working_in(&dir);
-                if killed > 0 {
-                    tracing::warn!(groups = killed, release = %dir.display(), "killed build processes left by the last stop");
-                }
                 // A kill during cleanup leaves a release half removed, out of the listing.
                 let half_removed = releases::remove_leftovers(&env)?;
                 if half_removed > 0 {

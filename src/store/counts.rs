@@ -123,10 +123,12 @@ mod tests {
         deploy(&store, preview("feature/a"));
         deploy(&store, Target::Fixed(env("staging")));
         drop(store);
-        // Back to the schema before the counts' step (and only that step), history kept.
+        // Undo the counts' step (and only that step), history kept, then run that step
+        // again as an upgrade would. Later steps stay applied: rolling `user_version` back
+        // would re-run them too, and they need not be repeatable.
         let step = crate::store::migrations::MIGRATIONS
             .iter()
-            .position(|s| s.contains("CREATE TABLE deploy_counts"))
+            .find(|s| s.contains("CREATE TABLE deploy_counts"))
             .unwrap();
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -134,8 +136,7 @@ mod tests {
              DROP TRIGGER deploy_counts_on_delete; DROP TABLE deploy_counts;",
         )
         .unwrap();
-        conn.pragma_update(None, "user_version", step as i64)
-            .unwrap();
+        conn.execute_batch(step).unwrap();
         drop(conn);
         let store = Store::open(&path).unwrap();
         assert_eq!(

@@ -104,4 +104,14 @@ pub const MIGRATIONS: &[&str] = &[
             WHERE app = OLD.app AND base_environment = OLD.base_environment AND status = OLD.status;
     END;
     "#,
+    // 3: the process groups that deploy steps started and that may still run, so crash
+    // recovery kills exactly those (a leader's start time tells a reused pid apart).
+    r#"
+    CREATE TABLE process_groups (
+        pgid       INTEGER NOT NULL,
+        start_time INTEGER NOT NULL,
+        deploy_id  INTEGER NOT NULL,
+        PRIMARY KEY (pgid, start_time)
+    );
+    "#,
 ];

@@ -13,6 +13,9 @@
 mod counts;
 mod health;
 mod migrations;
+mod processes;
+
+pub use processes::RecordedGroup;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

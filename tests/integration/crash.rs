@@ -181,12 +181,16 @@ branch = "develop"
 
     let (mut server, url) = spawn_server(&config);
     let client = Client { url };
+    // Each push is of the branch's head at the time (a push of an older commit is a
+    // replay and is skipped); `next` is the head again by the end.
     for sha in [&big, &small] {
+        git(&repo, &["update-ref", "refs/heads/develop", sha]);
         let (_, answer) = client.push(&push_body("refs/heads/develop", sha)).await;
         let deploy = client.wait(&answer["deploy"]["id"], 120).await;
         assert_eq!(deploy["status"], "succeeded", "{deploy}");
     }
     // Deploying `next` with keep_releases = 1 removes the big release in its cleanup.
+    git(&repo, &["update-ref", "refs/heads/develop", &next]);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -287,4 +291,92 @@ branch = "develop"
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert!(!mirror.join("refs/heads/develop.lock").exists());
     full.stop().await;
+}
+
+/// Issue 11 item 1: recovery killed every process group working inside the interrupted
+/// release, even when that release was live and an operator's application ran from
+/// it. Now it kills only the groups a deploy's steps started (recorded in the store).
+#[actix_web::test]
+async fn regression_recovery_kills_the_interrupted_step_but_not_an_app_running_from_current() {
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let root = dir.path().join("srv");
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(
+        &config,
+        shop_toml_with(
+            dir.path(),
+            &repo,
+            r#"listen = "127.0.0.1:0""#,
+            r#"after_release = ["if [ -f after.sh ]; then sh after.sh; fi"]
+shared = ["storage/"]
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        ),
+    )
+    .unwrap();
+    let (mut server, url) = spawn_server(&config);
+    let client = Client { url };
+    git(&repo, &["checkout", "-q", "develop"]);
+    let slow = commit(
+        &repo,
+        "Slow after_release",
+        &[(
+            "after.sh",
+            "echo $$ > \"$STAGEHAND_SHARED_DIR/after.pid\"\necho started\nsleep 60\n",
+        )],
+    );
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &slow)).await;
+    let id = answer["deploy"]["id"].clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !client.log(&id).await.contains("out  started") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after_release never started"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The operator's app, in its own process group, working in the live release.
+    let current = std::fs::canonicalize(root.join("staging/current")).unwrap();
+    let mut app = Command::new("sleep")
+        .arg("1000")
+        .current_dir(&current)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    server.kill();
+
+    let (mut server, _url) = spawn_server(&config);
+    let app_alive = app.try_wait().unwrap().is_none();
+    let _ = app.kill();
+    let _ = app.wait();
+    assert!(app_alive, "recovery killed the app running from current");
+    let pid = std::fs::read_to_string(root.join("staging/shared/after.pid")).unwrap();
+    // SIGKILL was sent before the server listened; the process may take a moment to go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next());
+        if matches!(state, None | Some("Z")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interrupted after_release survived: {stat}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The release was live, so it stays.
+    assert_eq!(
+        std::fs::canonicalize(root.join("staging/current")).unwrap(),
+        current
+    );
+    server.kill();
 }

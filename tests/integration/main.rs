@@ -21,10 +21,15 @@ mod follow;
 mod hooks;
 /// Webhook bodies read within bounds: bytes held at once, requests in flight, a deadline.
 mod intake;
+/// Build output into the log: masking across splits and encodings, control
+/// characters, the per-deploy cap, partial lines and `\r` redraws.
+mod log_output;
 /// Temporary environments, tags, manual gates, promote, runtime data downwards.
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
+/// Replayed deliveries: a push deploys only while its commit is its ref's head.
+mod replay;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
 /// What `serve` refuses at start: a state dir another server holds, a damaged database.
