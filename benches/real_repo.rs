@@ -96,7 +96,7 @@ fn time_once(dest: &Path, f: &dyn Fn(&Path)) -> Duration {
 
 fn archive_extract(repo: &Path, sha: &str, dest: &Path) {
     fs::create_dir(dest).expect("create dest");
-    let archive = Command::new("git")
+    let mut archive = Command::new("git")
         .arg("-C")
         .arg(repo)
         .args(["archive", sha])
@@ -107,10 +107,11 @@ fn archive_extract(repo: &Path, sha: &str, dest: &Path) {
         .arg("-x")
         .arg("-C")
         .arg(dest)
-        .stdin(archive.stdout.expect("archive stdout"))
+        .stdin(archive.stdout.take().expect("archive stdout"))
         .status()
         .expect("tar");
     assert!(status.success());
+    assert!(archive.wait().expect("git archive").success());
 }
 
 fn git_output(repo: &Path, args: &[&str]) -> String {
