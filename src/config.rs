@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub max_parallel_deploys: usize,
     pub shutdown_grace: Duration,
     pub log_retention: Duration,
+    /// How often to compare each environment with its branch's head on the remote
+    /// (`pipeline::reconcile`); `None` (`"0"`) turns reconciliation off, at start too.
+    pub reconcile_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +307,7 @@ struct RawServer {
     max_parallel_deploys: Option<i64>,
     shutdown_grace: Option<String>,
     log_retention: Option<String>,
+    reconcile_interval: Option<String>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -496,6 +500,15 @@ impl Validator<'_> {
                 raw.log_retention.as_deref(),
                 Duration::from_secs(90 * 86_400),
             ),
+            reconcile_interval: match raw.reconcile_interval.as_deref().map(str::trim) {
+                Some("0") => None,
+                text => Some(self.duration(
+                    "server.reconcile_interval",
+                    text,
+                    Duration::from_secs(5 * 60),
+                ))
+                .filter(|d| !d.is_zero()),
+            },
         }
     }
 
@@ -986,6 +999,31 @@ step_timeout = "90s"
         assert_eq!(config.server.max_parallel_deploys, 4);
         assert_eq!(config.server.listen.port(), 9200);
         assert!(config.server.api_token.is_none());
+    }
+
+    #[test]
+    fn reconcile_interval_defaults_to_five_minutes_and_zero_turns_it_off() {
+        let interval = |value: Option<&str>| {
+            let toml = match value {
+                Some(v) => {
+                    GOOD.replace("[server]", &format!("[server]\nreconcile_interval = {v:?}"))
+                }
+                None => GOOD.to_string(),
+            };
+            parse(&toml, &[("SHOP_SECRET", "s")]).map(|c| c.server.reconcile_interval)
+        };
+        assert_eq!(interval(None).unwrap(), Some(Duration::from_secs(300)));
+        assert_eq!(
+            interval(Some("30s")).unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(interval(Some("0")).unwrap(), None);
+        assert_eq!(interval(Some("0s")).unwrap(), None);
+        let message = interval(Some("soon")).unwrap_err().to_string();
+        assert!(
+            message.contains("server.reconcile_interval") && message.contains("\"soon\""),
+            "{message}"
+        );
     }
 
     #[test]

@@ -222,7 +222,9 @@ impl Run<'_> {
         let dir = self.env_dir.dir.clone();
         let _lock = blocking(move || lock_environment(&dir)).await?;
         let result = match self.deploy.trigger {
-            Trigger::Push | Trigger::Manual | Trigger::Promote => self.release_commit().await,
+            Trigger::Push | Trigger::Manual | Trigger::Promote | Trigger::Reconcile => {
+                self.release_commit().await
+            }
             Trigger::Rollback => self.rollback().await,
             Trigger::Teardown => self.teardown().await.map(|()| None),
             Trigger::Sync => self.sync().await.map(|()| None),
@@ -381,7 +383,7 @@ impl Run<'_> {
     async fn fetch(&self, mirror: &Mirror) -> Result<String> {
         let remote = Remote::of(self.app);
         let git_ref = GitRef::from_full(&self.deploy.git_ref);
-        let pushed = self.deploy.trigger == Trigger::Push && !matches!(git_ref, GitRef::Other(_));
+        let pushed = self.deploy.trigger.is_push_like() && !matches!(git_ref, GitRef::Other(_));
         let refspecs = if pushed {
             vec![format!("+{0}:{0}", self.deploy.git_ref)]
         } else {
@@ -415,7 +417,7 @@ impl Run<'_> {
         .await?;
         // A manual `--ref develop` is recorded as the ref it named, so the build sees
         // STAGEHAND_BRANCH=develop; a push keeps the ref it was pushed to.
-        if self.deploy.trigger != Trigger::Push && found_as.starts_with("refs/") {
+        if !self.deploy.trigger.is_push_like() && found_as.starts_with("refs/") {
             *locked(&self.git_ref) = found_as;
         }
         let (id, c, r) = (self.deploy.id, commit.clone(), self.git_ref());
@@ -449,7 +451,7 @@ impl Run<'_> {
             is_live,
             is_ancestor_of_live,
             forced: self.deploy.forced,
-            by_hand: self.deploy.trigger != Trigger::Push,
+            by_hand: !self.deploy.trigger.is_push_like(),
         };
         match skip_reason(facts) {
             Some(reason) => Err(Stop {

@@ -64,4 +64,21 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (app, branch)
     );
     "#,
+    // Reconciliation (pipeline::reconcile): the branches of pattern environments as the
+    // last round saw them, so a branch pushed while stagehand was not listening gets its
+    // temporary environment, but branches that predate stagehand do not all get one.
+    // One row in `reconcile_rounds` per app marks that a first round has run.
+    r#"
+    CREATE TABLE reconcile_rounds (
+        app         TEXT PRIMARY KEY,
+        finished_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE reconcile_branches (
+        app        TEXT NOT NULL,
+        branch     TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        PRIMARY KEY (app, branch)
+    );
+    "#,
 ];

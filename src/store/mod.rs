@@ -11,6 +11,7 @@
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
 mod migrations;
+mod reconcile;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -598,7 +599,7 @@ impl Store {
         let id: Option<i64> = conn
             .query_row(
                 "SELECT id FROM deploys WHERE app = ?1 AND environment = ?2 AND release = ?3
-                   AND status = 'succeeded' AND trigger IN ('push', 'manual', 'promote') ORDER BY id DESC LIMIT 1",
+                   AND status = 'succeeded' AND trigger IN ('push', 'manual', 'promote', 'reconcile') ORDER BY id DESC LIMIT 1",
                 params![app.as_str(), environment.as_str(), release],
                 |r| r.get(0),
             )

@@ -1,0 +1,342 @@
+//! Reconciliation, the edge: every `reconcile_interval` (and once at start, after
+//! crash recovery) each app's mirror fetches the branches its environments follow,
+//! and a deploy with trigger `reconcile` is queued wherever a push went unannounced —
+//! GitHub does not retry a failed delivery, and a server that was down never hears of
+//! a push. The decisions are `core::reconcile`'s; this module gathers their facts
+//! (one pruning fetch per app, the store, the `current` links) and queues the result.
+//!
+//! It never fights other work: an environment with anything queued or running is left
+//! alone (checked in the same transaction that queues), fetches into a mirror take
+//! turns with deploys' fetches, and the queued deploy goes through the runner like a
+//! push, skip rules included. A failing fetch is logged and tried again next round.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::AppConfig;
+use crate::core::deploy::{DeployStatus, Trigger};
+use crate::core::event::SKIP_MARKER;
+use crate::core::ids::EnvironmentName;
+use crate::core::reconcile::{
+    Decision, Facts, Rule, Step, Temporary, decide, fetch_refspecs, pattern_branches, plan,
+};
+use crate::store::{NewDeploy, StoreError, Target};
+
+use super::deploy::Context;
+use super::git::{GitError, Mirror, Remote};
+use super::layout::EnvironmentDir;
+use super::runner::Runner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Git(#[from] GitError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("a blocking task failed: {0}")]
+    Task(String),
+}
+
+/// What one app's round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundSummary {
+    pub deploys: usize,
+    pub teardowns: usize,
+    /// Environments and branches looked at and left as they are.
+    pub left: usize,
+}
+
+/// Runs a round now and then every `interval` until `shutdown` turns true (a round in
+/// progress is dropped then: what it queued is committed, the rest waits for the next
+/// start).
+pub async fn run(
+    ctx: Context,
+    runner: Runner,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = round(&ctx, &runner) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One round over every app.
+pub async fn round(ctx: &Context, runner: &Runner) {
+    for app in ctx.config.apps.values() {
+        match app_round(ctx, app).await {
+            Ok(summary) => {
+                ctx.metrics.reconcile_round(true);
+                if summary.deploys + summary.teardowns > 0 {
+                    runner.wake();
+                    tracing::info!(app = %app.name, deploys = summary.deploys,
+                        teardowns = summary.teardowns, left = summary.left,
+                        "reconcile round: queued work for pushes no delivery announced");
+                } else {
+                    tracing::debug!(app = %app.name, left = summary.left,
+                        "reconcile round: every environment is up to date");
+                }
+            }
+            Err(e) => {
+                ctx.metrics.reconcile_round(false);
+                tracing::warn!(app = %app.name, error = %e,
+                    "reconcile round failed; trying again next round");
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ReconcileError> + Send + 'static,
+) -> Result<T, ReconcileError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ReconcileError::Task(e.to_string()))?
+}
+
+fn rules(app: &AppConfig) -> Vec<Rule> {
+    app.environments
+        .values()
+        .map(|e| Rule {
+            environment: e.name.clone(),
+            source: e.source.clone(),
+            auto_deploy: e.auto_deploy,
+            protected: e.protected,
+        })
+        .collect()
+}
+
+/// One app: fetch, plan, queue, remember the pattern branches for the next round.
+pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, ReconcileError> {
+    let rules = rules(app);
+    let refspecs = fetch_refspecs(&rules);
+    let mut summary = RoundSummary::default();
+    if refspecs.is_empty() {
+        return Ok(summary);
+    }
+    let mirror = Mirror::new(&ctx.config.server.state_dir, &app.name);
+    // The longest a deploy of this app may spend on one step bounds the fetch too.
+    let timeout = app
+        .environments
+        .values()
+        .map(|e| e.step_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(15 * 60));
+    mirror
+        .fetch_pruning(&Remote::of(app), refspecs, timeout)
+        .await?;
+    let m = mirror.clone();
+    let heads = blocking(move || Ok(m.branch_heads()?)).await?;
+    let name = app.name.clone();
+    let (temporaries, seen, busy) = ctx
+        .store
+        .run(move |s| {
+            Ok((
+                s.temporary_environments(&name)?,
+                s.seen_branches(&name)?,
+                s.busy_environments(&name)?,
+            ))
+        })
+        .await?;
+    let temporaries: Vec<Temporary> = temporaries
+        .into_iter()
+        .map(|t| Temporary {
+            name: t.name,
+            base: t.base,
+            branch: t.branch,
+        })
+        .collect();
+    let edge = Edge {
+        ctx,
+        app,
+        mirror: &mirror,
+        busy: &busy,
+    };
+    for step in plan(&rules, &heads, &temporaries, seen.as_ref()) {
+        match step {
+            Step::Leave { subject, why } => {
+                summary.left += 1;
+                tracing::debug!(app = %app.name, %subject, %why, "reconcile: left as it is");
+            }
+            Step::Teardown {
+                environment,
+                base,
+                branch,
+            } => {
+                if edge.teardown(&environment, base, branch).await? {
+                    summary.teardowns += 1;
+                } else {
+                    summary.left += 1;
+                }
+            }
+            Step::Compare {
+                environment,
+                base,
+                branch,
+                head,
+                temporary,
+            } => {
+                let target = if temporary {
+                    Target::Instance {
+                        name: environment.clone(),
+                        base,
+                    }
+                } else {
+                    Target::Fixed(environment.clone())
+                };
+                if edge.deploy(Some(environment), target, branch, head).await? {
+                    summary.deploys += 1;
+                } else {
+                    summary.left += 1;
+                }
+            }
+            Step::Create { base, branch, head } => {
+                let target = Target::Temporary {
+                    base,
+                    branch: branch.clone(),
+                    reserved: app.environments.keys().map(|n| n.to_string()).collect(),
+                };
+                if edge.deploy(None, target, branch, head).await? {
+                    summary.deploys += 1;
+                } else {
+                    summary.left += 1;
+                }
+            }
+        }
+    }
+    let seen_now = pattern_branches(&rules, &heads);
+    let (name, now) = (app.name.clone(), (ctx.clock)());
+    ctx.store
+        .run(move |s| s.record_round(&name, &seen_now, now))
+        .await?;
+    Ok(summary)
+}
+
+/// What the steps of one app's round share.
+struct Edge<'a> {
+    ctx: &'a Context,
+    app: &'a AppConfig,
+    mirror: &'a Mirror,
+    busy: &'a HashSet<EnvironmentName>,
+}
+
+impl Edge<'_> {
+    /// Queues a `reconcile` deploy of `head` if [`decide`] says so; `environment` is
+    /// `None` for a temporary environment not made yet. True when one was queued.
+    async fn deploy(
+        &self,
+        environment: Option<EnvironmentName>,
+        target: Target,
+        branch: String,
+        head: String,
+    ) -> Result<bool, ReconcileError> {
+        let app = &self.app.name;
+        let subject = environment.as_ref().map_or_else(
+            || format!("new environment for `{branch}`"),
+            |e| e.to_string(),
+        );
+        let mut facts = Facts {
+            busy: environment.as_ref().is_some_and(|e| self.busy.contains(e)),
+            live: match &environment {
+                Some(e) => {
+                    let dir = EnvironmentDir::new(&self.app.root, e);
+                    blocking(move || Ok(dir.live().and_then(|l| l.commit))).await?
+                }
+                None => None,
+            },
+            ..Facts::default()
+        };
+        // The store and the mirror are read only for an environment that looks behind.
+        if decide(&head, &facts) == Decision::Deploy {
+            facts = self.more_facts(facts, environment.as_ref(), &head).await?;
+        }
+        if let Decision::Leave(why) = decide(&head, &facts) {
+            tracing::debug!(app = %app, %subject, %branch, commit = %head, %why, "reconcile: left as it is");
+            return Ok(false);
+        }
+        let new = NewDeploy {
+            commit: Some(head.clone()),
+            ..NewDeploy::queued(target, Trigger::Reconcile, format!("refs/heads/{branch}"))
+        };
+        let (app_name, now) = (app.clone(), (self.ctx.clock)());
+        let queued = self
+            .ctx
+            .store
+            .run(move |s| s.queue_unless_busy(&app_name, new, now))
+            .await?;
+        let Some(deploy) = queued else {
+            tracing::debug!(app = %app, %subject, "reconcile: a deploy was queued there meanwhile");
+            return Ok(false);
+        };
+        self.ctx.metrics.reconcile_queued(false);
+        tracing::info!(app = %app, environment = %deploy.environment, %branch, commit = %head,
+            live = ?facts.live, deploy = %deploy.id,
+            "reconcile: the branch's head is not live and no delivery announced it: deploy queued");
+        Ok(true)
+    }
+
+    async fn more_facts(
+        &self,
+        mut facts: Facts,
+        environment: Option<&EnvironmentName>,
+        head: &str,
+    ) -> Result<Facts, ReconcileError> {
+        if let Some(environment) = environment {
+            let (app, env, commit) = (self.app.name.clone(), environment.clone(), head.to_owned());
+            facts.tried = self
+                .ctx
+                .store
+                .run(move |s| s.last_outcome_of_commit(&app, &env, &commit))
+                .await?
+                .filter(|s| *s != DeployStatus::Queued && *s != DeployStatus::Running);
+        }
+        let (mirror, head, live) = (self.mirror.clone(), head.to_owned(), facts.live.clone());
+        let (older, skip) = blocking(move || {
+            let older = match &live {
+                Some(live) => mirror.is_ancestor(&head, live)?,
+                None => false,
+            };
+            let skip = mirror.message(&head)?.contains(SKIP_MARKER);
+            Ok((older, skip))
+        })
+        .await?;
+        facts.head_is_older = older;
+        facts.skip_marker = skip;
+        Ok(facts)
+    }
+
+    /// Queues the teardown of a temporary environment whose branch is gone. True when
+    /// one was queued.
+    async fn teardown(
+        &self,
+        environment: &EnvironmentName,
+        base: EnvironmentName,
+        branch: String,
+    ) -> Result<bool, ReconcileError> {
+        let (app, now, b) = (self.app.name.clone(), (self.ctx.clock)(), branch.clone());
+        let queued = self
+            .ctx
+            .store
+            .run(move |s| s.queue_teardown_unless_busy(&app, &base, &b, now))
+            .await?;
+        let Some(deploy) = queued else {
+            tracing::debug!(app = %self.app.name, %environment, "reconcile: its branch is gone, but work is queued there");
+            return Ok(false);
+        };
+        self.ctx.metrics.reconcile_queued(true);
+        tracing::info!(app = %self.app.name, %environment, %branch, deploy = %deploy.id,
+            "reconcile: the branch is gone and no delivery announced it: teardown queued");
+        Ok(true)
+    }
+}
