@@ -23,6 +23,8 @@ mod hooks;
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
+/// Reconciliation: pushes no delivery announced still deploy; gone branches tear down.
+mod reconcile;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).
