@@ -219,6 +219,9 @@ impl Run<'_> {
                 self.deploy.git_ref
             ),
         );
+        if self.deploy.trigger == Trigger::Reconcile {
+            self.info("deploy", crate::pipeline::reconcile::WHY);
+        }
         let dir = self.env_dir.dir.clone();
         let _lock = blocking(move || lock_environment(&dir)).await?;
         let result = match self.deploy.trigger {

@@ -29,6 +29,11 @@ use super::git::{GitError, Mirror, Remote};
 use super::layout::EnvironmentDir;
 use super::runner::Runner;
 
+/// The first words of a `reconcile` deploy's log, after the line naming its trigger.
+pub const WHY: &str = "reconciliation found this commit at the head of the branch on the \
+     remote, not live, and announced by no delivery (GitHub does not retry a failed one, \
+     and none arrives while stagehand is down)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("{0}")]
@@ -75,17 +80,19 @@ pub async fn run(
 /// One round over every app.
 pub async fn round(ctx: &Context, runner: &Runner) {
     for app in ctx.config.apps.values() {
+        let started = std::time::Instant::now();
         match app_round(ctx, app).await {
             Ok(summary) => {
                 ctx.metrics.reconcile_round(true);
+                let took_ms = started.elapsed().as_millis() as u64;
                 if summary.deploys + summary.teardowns > 0 {
                     runner.wake();
                     tracing::info!(app = %app.name, deploys = summary.deploys,
-                        teardowns = summary.teardowns, left = summary.left,
+                        teardowns = summary.teardowns, left = summary.left, took_ms,
                         "reconcile round: queued work for pushes no delivery announced");
                 } else {
-                    tracing::debug!(app = %app.name, left = summary.left,
-                        "reconcile round: every environment is up to date");
+                    tracing::debug!(app = %app.name, left = summary.left, took_ms,
+                        "reconcile round: nothing to do");
                 }
             }
             Err(e) => {

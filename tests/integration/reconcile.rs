@@ -121,6 +121,10 @@ async fn a_push_no_delivery_announced_is_deployed_and_nothing_is_repeated() {
     assert_eq!(deploy["ref"], "refs/heads/develop");
     let log = client.log(&deploy["id"]).await;
     assert!(log.contains("reconcile trigger"), "{log}");
+    assert!(
+        log.contains("announced by no delivery"),
+        "the log says why it deployed: {log}"
+    );
     assert_eq!(revision(root, "production").as_deref(), Some(main.as_str()));
 
     // The manual environment is not deployed, ever.
@@ -135,6 +139,16 @@ async fn a_push_no_delivery_announced_is_deployed_and_nothing_is_repeated() {
         before,
         "an idle round queued a deploy"
     );
+
+    // `[skip deploy]` in the head's message holds, as it does for a push.
+    let skipped = commit(repo, "Docs only [skip deploy]", &[("docs.txt", "x\n")]);
+    wait_rounds(client, 2).await;
+    assert_eq!(
+        deploys(client, None).await.len(),
+        before,
+        "{skipped} was deployed"
+    );
+    assert_eq!(revision(root, "staging").as_deref(), Some(pushed.as_str()));
 
     // An operator's rollback stays: the head it left was deployed once already.
     let (status, answer) = client
