@@ -18,8 +18,11 @@
 //!   repository with forty old feature branches does not build forty previews.
 //! - A temporary environment whose branch is gone is torn down, as a deletion would;
 //!   a protected one never is.
-//! - Tag environments are not reconciled: which tag is "newest" is a release decision
-//!   (version order and history can disagree); `stagehand deploy APP ENV --ref TAG`.
+//! - A tag environment gets a matching tag pushed since the previous round, if its
+//!   commit descends from the live one (history decides "newer", not version-like
+//!   names, which can disagree with it) and every other such tag is behind it; tags
+//!   that diverge are left to a person. Tags there before the first round are not
+//!   deployed, as with pattern branches.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +48,13 @@ pub struct Temporary {
     pub branch: String,
 }
 
+/// The remote's refs as one round fetched them: short name → commit (tags peeled).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteRefs {
+    pub branches: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
 /// What one round does about one environment or branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -64,6 +74,12 @@ pub enum Step {
         branch: String,
         head: String,
     },
+    /// A tag environment and the matching tags (tag, commit) pushed since the previous
+    /// round: [`newest_tag`] picks one, then [`decide`].
+    CompareTags {
+        environment: EnvironmentName,
+        tags: Vec<(String, String)>,
+    },
     /// A temporary environment whose branch is gone from the remote.
     Teardown {
         environment: EnvironmentName,
@@ -74,29 +90,32 @@ pub enum Step {
     Leave { subject: String, why: String },
 }
 
-/// The refspecs one fetch needs to learn every head `rules` follow: per branch rule,
-/// its pattern up to the first wildcard, then `*` (git refspecs take one `*`, and it
-/// spans `/`). A literal branch becomes `main*` too, so a branch missing on the remote
-/// is an empty match rather than a failed fetch. [`plan`] filters exactly afterwards.
+/// The refspecs one fetch needs to learn every head `rules` follow: per rule, its
+/// pattern up to the first wildcard, then `*` (git refspecs take one `*`, and it spans
+/// `/`). A literal branch becomes `main*` too, so a branch missing on the remote is an
+/// empty match rather than a failed fetch. [`plan`] filters exactly afterwards.
 pub fn fetch_refspecs(rules: &[Rule]) -> Vec<String> {
-    let mut prefixes: Vec<String> = rules
+    let mut prefixes: Vec<(&str, String)> = rules
         .iter()
         .filter_map(|rule| match &rule.source {
-            RefSource::Branch(p) if rule.auto_deploy || !p.is_literal() => Some(literal_prefix(p)),
+            RefSource::Branch(p) if rule.auto_deploy || !p.is_literal() => {
+                Some(("heads", literal_prefix(p)))
+            }
+            RefSource::Tag(p) if rule.auto_deploy => Some(("tags", literal_prefix(p))),
             _ => None,
         })
         .collect();
     prefixes.sort();
     prefixes.dedup();
-    let covered = |p: &String| {
+    let covered = |(kind, p): &(&str, String)| {
         prefixes
             .iter()
-            .any(|other| other != p && p.starts_with(other.as_str()))
+            .any(|(k, other)| k == kind && other != p && p.starts_with(other.as_str()))
     };
     prefixes
         .iter()
         .filter(|p| !covered(p))
-        .map(|p| format!("+refs/heads/{p}*:refs/heads/{p}*"))
+        .map(|(kind, p)| format!("+refs/{kind}/{p}*:refs/{kind}/{p}*"))
         .collect()
 }
 
@@ -108,14 +127,15 @@ fn literal_prefix(pattern: &RefPattern) -> String {
         .collect()
 }
 
-/// Every step for one app. `heads`: branch → commit, as fetched this round.
-/// `seen`: the pattern branches the previous round saw (`None` before the first).
+/// Every step for one app. `seen`: what [`remembered`] returned in the previous round
+/// (`None` before the first).
 pub fn plan(
     rules: &[Rule],
-    heads: &BTreeMap<String, String>,
+    remote: &RemoteRefs,
     temporaries: &[Temporary],
     seen: Option<&BTreeMap<String, String>>,
 ) -> Vec<Step> {
+    let heads = &remote.branches;
     let mut steps = Vec::new();
     for rule in rules {
         let env = &rule.environment;
@@ -124,9 +144,35 @@ pub fn plan(
             why,
         };
         match &rule.source {
-            RefSource::Tag(_) => steps.push(leave(
-                "tag environments are not reconciled: deploy a tag with `stagehand deploy`".into(),
-            )),
+            RefSource::Tag(_) if !rule.auto_deploy => {
+                steps.push(leave("auto_deploy is off".into()));
+            }
+            RefSource::Tag(p) => {
+                let Some(seen) = seen else {
+                    steps.push(leave(
+                        "first round: tags already there are not deployed by reconciliation".into(),
+                    ));
+                    continue;
+                };
+                let pushed: Vec<(String, String)> = remote
+                    .tags
+                    .iter()
+                    .filter(|(tag, commit)| {
+                        p.matches(tag) && seen.get(&format!("refs/tags/{tag}")) != Some(*commit)
+                    })
+                    .map(|(t, c)| (t.clone(), c.clone()))
+                    .collect();
+                if pushed.is_empty() {
+                    steps.push(leave(format!(
+                        "no tag matching `{p}` was pushed since the previous round"
+                    )));
+                } else {
+                    steps.push(Step::CompareTags {
+                        environment: env.clone(),
+                        tags: pushed,
+                    });
+                }
+            }
             RefSource::Branch(p) if p.is_literal() => {
                 if !rule.auto_deploy {
                     steps.push(leave("auto_deploy is off".into()));
@@ -202,7 +248,7 @@ fn plan_pattern(
             None => steps.push(leave(
                 "was there before the first round: its first push makes its environment",
             )),
-            Some(seen) if seen.get(branch) == Some(head) => {
+            Some(seen) if seen.get(&format!("refs/heads/{branch}")) == Some(head) => {
                 steps.push(leave("not pushed since the previous round"));
             }
             Some(_) => steps.push(Step::Create {
@@ -214,22 +260,67 @@ fn plan_pattern(
     }
 }
 
-/// The branches of `rules`' pattern environments among `heads`: what the next round
-/// compares against as `seen`.
-pub fn pattern_branches(
-    rules: &[Rule],
-    heads: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    heads
-        .iter()
-        .filter(|(branch, _)| {
-            rules.iter().any(|r| match &r.source {
-                RefSource::Branch(p) => !p.is_literal() && p.matches(branch),
-                RefSource::Tag(_) => false,
-            })
+/// What the next round compares against as `seen`: full ref → commit of the branches
+/// of pattern environments and the tags of tag environments.
+pub fn remembered(rules: &[Rule], remote: &RemoteRefs) -> BTreeMap<String, String> {
+    let of_pattern = |name: &String, tag: bool| {
+        rules.iter().any(|r| match &r.source {
+            RefSource::Branch(p) => !tag && !p.is_literal() && p.matches(name),
+            RefSource::Tag(p) => tag && p.matches(name),
         })
-        .map(|(b, c)| (b.clone(), c.clone()))
-        .collect()
+    };
+    let branches = remote
+        .branches
+        .iter()
+        .filter(|(b, _)| of_pattern(b, false))
+        .map(|(b, c)| (format!("refs/heads/{b}"), c.clone()));
+    let tags = remote
+        .tags
+        .iter()
+        .filter(|(t, _)| of_pattern(t, true))
+        .map(|(t, c)| (format!("refs/tags/{t}"), c.clone()));
+    branches.chain(tags).collect()
+}
+
+/// Which of `tags` (tag, commit) a tag environment should run: among those whose commit
+/// is not live and descends from the live one, the one every other is behind (on two
+/// tags of one commit, the later name). `Err` says why none. `is_ancestor(a, b)`: commit
+/// `a` is a strict ancestor of `b` (the caller's repository answers; false when unknown).
+pub fn newest_tag<'a>(
+    tags: &'a [(String, String)],
+    live: Option<&str>,
+    mut is_ancestor: impl FnMut(&str, &str) -> bool,
+) -> Result<&'a (String, String), String> {
+    let newer: Vec<&(String, String)> = tags
+        .iter()
+        .filter(|(_, commit)| match live {
+            Some(live) => commit != live && is_ancestor(live, commit),
+            None => true,
+        })
+        .collect();
+    let Some(mut best) = newer.first().copied() else {
+        return Err("no tag pushed since the previous round is newer than the live commit".into());
+    };
+    for &candidate in &newer[1..] {
+        if candidate.1 == best.1 {
+            best = candidate.max(best);
+        } else if is_ancestor(&best.1, &candidate.1) {
+            best = candidate;
+        }
+    }
+    let diverged: Vec<&str> = newer
+        .iter()
+        .filter(|(_, c)| *c != best.1 && !is_ancestor(c, &best.1))
+        .map(|(t, _)| t.as_str())
+        .collect();
+    if !diverged.is_empty() {
+        return Err(format!(
+            "tags {} and {} diverge: deploy one with `stagehand deploy`",
+            best.0,
+            diverged.join(", ")
+        ));
+    }
+    Ok(best)
 }
 
 /// What is known about an environment when its branch's head may need deploying.
@@ -337,6 +428,10 @@ mod tests {
                 } => format!("compare {environment} {head}"),
                 Step::Create { base, branch, head } => format!("create {base}<{branch}> {head}"),
                 Step::Teardown { environment, .. } => format!("teardown {environment}"),
+                Step::CompareTags { environment, tags } => {
+                    let tags: Vec<String> = tags.iter().map(|(t, c)| format!("{t} {c}")).collect();
+                    format!("compare {environment} [{}]", tags.join(", "))
+                }
                 Step::Leave { subject, why } => format!("leave {subject}: {why}"),
             })
             .collect()
@@ -351,22 +446,36 @@ mod tests {
         ]
     }
 
+    fn remote(branches: &[(&str, &str)], tags: &[(&str, &str)]) -> RemoteRefs {
+        RemoteRefs {
+            branches: map(branches),
+            tags: map(tags),
+        }
+    }
+
     #[test]
     fn plans_compare_create_teardown_and_leave() {
-        let heads = map(&[
-            ("main", "m1"),
-            ("develop", "d1"),
-            ("feature/kept", "k2"),
-            ("feature/new", "n1"),
-            ("feature/moved", "o2"),
-            ("feature/old", "o1"),
-            ("feature/a/b", "x"),
-        ]);
+        let heads = remote(
+            &[
+                ("main", "m1"),
+                ("develop", "d1"),
+                ("feature/kept", "k2"),
+                ("feature/new", "n1"),
+                ("feature/moved", "o2"),
+                ("feature/old", "o1"),
+                ("feature/a/b", "x"),
+            ],
+            &[("v1", "t1"), ("v2", "t2"), ("other", "o")],
+        );
         let temporaries = [
             temporary("preview-feature-kept", "preview", "feature/kept"),
             temporary("preview-feature-gone", "preview", "feature/gone"),
         ];
-        let seen = map(&[("feature/old", "o1"), ("feature/moved", "o1")]);
+        let seen = map(&[
+            ("refs/heads/feature/old", "o1"),
+            ("refs/heads/feature/moved", "o1"),
+            ("refs/tags/v1", "t1"),
+        ]);
         let got = summary(&plan(&rules(), &heads, &temporaries, Some(&seen)));
         assert_eq!(
             got,
@@ -378,15 +487,19 @@ mod tests {
                 "create preview<feature/moved> o2",
                 "create preview<feature/new> n1",
                 "leave branch `feature/old`: not pushed since the previous round",
-                "leave releases: tag environments are not reconciled: deploy a tag with `stagehand deploy`",
+                "compare releases [v2 t2]",
             ]
         );
     }
 
     #[test]
     fn before_the_first_round_existing_branches_make_no_environments() {
-        let heads = map(&[("feature/x", "x1")]);
+        let heads = remote(&[("feature/x", "x1")], &[("v1", "t1")]);
         let got = summary(&plan(&rules(), &heads, &[], None));
+        assert_eq!(
+            got[3],
+            "leave releases: first round: tags already there are not deployed by reconciliation"
+        );
         assert_eq!(
             got[2],
             "leave branch `feature/x`: was there before the first round: its first push makes its environment"
@@ -400,7 +513,7 @@ mod tests {
     #[test]
     fn protected_and_manual_patterns() {
         let rules = [rule("preview", "branch:feature/*", false, true)];
-        let heads = map(&[("feature/kept", "k"), ("feature/new", "n")]);
+        let heads = remote(&[("feature/kept", "k"), ("feature/new", "n")], &[]);
         let temporaries = [
             temporary("preview-feature-kept", "preview", "feature/kept"),
             temporary("preview-feature-gone", "preview", "feature/gone"),
@@ -450,16 +563,74 @@ mod tests {
                 .collect();
             assert_eq!(fetch_refspecs(&rules), *expected, "{branches:?}");
         }
-        assert!(fetch_refspecs(&[rule("t", "tag:v*", true, false)]).is_empty());
+        let tags = [
+            rule("t", "tag:v*", true, false),
+            rule("u", "tag:rc-*", false, false),
+            rule("b", "branch:v*", true, false),
+        ];
+        assert_eq!(
+            fetch_refspecs(&tags),
+            ["+refs/heads/v*:refs/heads/v*", "+refs/tags/v*:refs/tags/v*"],
+            "a manual tag environment needs no tags"
+        );
     }
 
     #[test]
-    fn pattern_branches_are_what_the_next_round_compares() {
-        let heads = map(&[("main", "m"), ("feature/x", "x"), ("other", "o")]);
-        assert_eq!(
-            pattern_branches(&rules(), &heads),
-            map(&[("feature/x", "x")])
+    fn pattern_branches_and_tags_are_what_the_next_round_compares() {
+        let heads = remote(
+            &[("main", "m"), ("feature/x", "x"), ("other", "o")],
+            &[("v1", "t1"), ("other", "o")],
         );
+        assert_eq!(
+            remembered(&rules(), &heads),
+            map(&[("refs/heads/feature/x", "x"), ("refs/tags/v1", "t1")])
+        );
+    }
+
+    /// History for the tag tables: a → b → c → d, and a → x (a side line).
+    fn is_ancestor(a: &str, b: &str) -> bool {
+        const LINE: &str = "abcd";
+        match (LINE.find(a), LINE.find(b)) {
+            (Some(i), Some(j)) => i < j,
+            _ => a == "a" && b == "x",
+        }
+    }
+
+    #[test]
+    fn the_newest_tag_is_the_one_every_other_is_behind() {
+        let tags = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(t, c)| (t.to_string(), c.to_string()))
+                .collect()
+        };
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            Option<&'a str>,
+            Result<&'a str, &'a str>,
+        );
+        let cases: &[Case<'_>] = &[
+            (&[("v2", "c"), ("v3", "d")], Some("b"), Ok("v3")),
+            (&[("v3", "d"), ("v2", "c")], Some("b"), Ok("v3")),
+            // History decides, not the name.
+            (&[("v10", "c"), ("v9", "d")], Some("a"), Ok("v9")),
+            (&[("v1", "c"), ("v1-final", "c")], Some("a"), Ok("v1-final")),
+            // Never deployed: the newest of them.
+            (&[("v1", "b"), ("v2", "d")], None, Ok("v2")),
+            (&[("v1", "b")], Some("b"), Err("newer than the live")),
+            (&[("old", "a")], Some("c"), Err("newer than the live")),
+            (&[("v2", "c"), ("side", "x")], None, Err("diverge")),
+            // A side-line tag not descending from the live commit is not newer.
+            (&[("v2", "c"), ("side", "x")], Some("b"), Ok("v2")),
+        ];
+        for (list, live, expected) in cases {
+            let list = tags(list);
+            let got = newest_tag(&list, *live, is_ancestor).map(|(t, _)| t.as_str());
+            match (expected, &got) {
+                (Ok(want), Ok(tag)) if want == tag => {}
+                (Err(part), Err(why)) if why.contains(part) => {}
+                _ => panic!("{list:?} live {live:?}: got {got:?}, want {expected:?}"),
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! All libgit2 calls block: callers run them on the blocking pool, one `Repository`
 //! handle per call (it is `Send` but not `Sync`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -25,6 +25,7 @@ use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
 
 use crate::config::{AppConfig, FetchWith};
 use crate::core::ids::AppName;
+use crate::core::reconcile::RemoteRefs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -430,25 +431,29 @@ impl Mirror {
         Ok(repo.graph_descendant_of(d, a)?)
     }
 
-    /// Every branch in the mirror and the commit it points at. Names that are not
-    /// UTF-8 are left out: no configured pattern can name them. Blocking.
-    pub fn branch_heads(&self) -> Result<BTreeMap<String, String>, GitError> {
+    /// Every branch and tag in the mirror and the commit it points at (annotated tags
+    /// peeled). Names that are not UTF-8 are left out: no configured pattern can name
+    /// them. Blocking.
+    pub fn refs(&self) -> Result<RemoteRefs, GitError> {
         let repo = self.open()?;
-        let mut heads = BTreeMap::new();
+        let mut refs = RemoteRefs::default();
         for reference in repo.references()? {
             let reference = reference?;
-            let Some(branch) = reference
-                .name()
-                .ok()
-                .and_then(|n| n.strip_prefix("refs/heads/"))
-            else {
+            let Ok(name) = reference.name() else {
+                continue;
+            };
+            let (map, short) = if let Some(b) = name.strip_prefix("refs/heads/") {
+                (&mut refs.branches, b)
+            } else if let Some(t) = name.strip_prefix("refs/tags/") {
+                (&mut refs.tags, t)
+            } else {
                 continue;
             };
             if let Ok(commit) = reference.peel_to_commit() {
-                heads.insert(branch.to_owned(), commit.id().to_string());
+                map.insert(short.to_owned(), commit.id().to_string());
             }
         }
-        Ok(heads)
+        Ok(refs)
     }
 
     /// A commit's full message (lossy UTF-8). Blocking.

@@ -20,7 +20,7 @@ use crate::core::deploy::{DeployStatus, Trigger};
 use crate::core::event::SKIP_MARKER;
 use crate::core::ids::EnvironmentName;
 use crate::core::reconcile::{
-    Decision, Facts, Rule, Step, Temporary, decide, fetch_refspecs, pattern_branches, plan,
+    Decision, Facts, Rule, Step, Temporary, decide, fetch_refspecs, newest_tag, plan, remembered,
 };
 use crate::store::{NewDeploy, StoreError, Target};
 
@@ -144,14 +144,14 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
         .fetch_pruning(&Remote::of(app), refspecs, timeout)
         .await?;
     let m = mirror.clone();
-    let heads = blocking(move || Ok(m.branch_heads()?)).await?;
+    let remote = blocking(move || Ok(m.refs()?)).await?;
     let name = app.name.clone();
     let (temporaries, seen, busy) = ctx
         .store
         .run(move |s| {
             Ok((
                 s.temporary_environments(&name)?,
-                s.seen_branches(&name)?,
+                s.seen_refs(&name)?,
                 s.busy_environments(&name)?,
             ))
         })
@@ -170,7 +170,7 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
         mirror: &mirror,
         busy: &busy,
     };
-    for step in plan(&rules, &heads, &temporaries, seen.as_ref()) {
+    for step in plan(&rules, &remote, &temporaries, seen.as_ref()) {
         match step {
             Step::Leave { subject, why } => {
                 summary.left += 1;
@@ -202,7 +202,18 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
                 } else {
                     Target::Fixed(environment.clone())
                 };
-                if edge.deploy(Some(environment), target, branch, head).await? {
+                let git_ref = format!("refs/heads/{branch}");
+                if edge
+                    .deploy(Some(environment), target, git_ref, head)
+                    .await?
+                {
+                    summary.deploys += 1;
+                } else {
+                    summary.left += 1;
+                }
+            }
+            Step::CompareTags { environment, tags } => {
+                if edge.deploy_tag(environment, tags).await? {
                     summary.deploys += 1;
                 } else {
                     summary.left += 1;
@@ -214,7 +225,8 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
                     branch: branch.clone(),
                     reserved: app.environments.keys().map(|n| n.to_string()).collect(),
                 };
-                if edge.deploy(None, target, branch, head).await? {
+                let git_ref = format!("refs/heads/{branch}");
+                if edge.deploy(None, target, git_ref, head).await? {
                     summary.deploys += 1;
                 } else {
                     summary.left += 1;
@@ -222,7 +234,7 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
             }
         }
     }
-    let seen_now = pattern_branches(&rules, &heads);
+    let seen_now = remembered(&rules, &remote);
     let (name, now) = (app.name.clone(), (ctx.clock)());
     ctx.store
         .run(move |s| s.record_round(&name, &seen_now, now))
@@ -239,27 +251,30 @@ struct Edge<'a> {
 }
 
 impl Edge<'_> {
-    /// Queues a `reconcile` deploy of `head` if [`decide`] says so; `environment` is
-    /// `None` for a temporary environment not made yet. True when one was queued.
+    async fn live(&self, environment: &EnvironmentName) -> Result<Option<String>, ReconcileError> {
+        let dir = EnvironmentDir::new(&self.app.root, environment);
+        blocking(move || Ok(dir.live().and_then(|l| l.commit))).await
+    }
+
+    /// Queues a `reconcile` deploy of `head` (found at `git_ref`) if [`decide`] says so;
+    /// `environment` is `None` for a temporary environment not made yet. True when one
+    /// was queued.
     async fn deploy(
         &self,
         environment: Option<EnvironmentName>,
         target: Target,
-        branch: String,
+        git_ref: String,
         head: String,
     ) -> Result<bool, ReconcileError> {
         let app = &self.app.name;
         let subject = environment.as_ref().map_or_else(
-            || format!("new environment for `{branch}`"),
+            || format!("new environment for {git_ref}"),
             |e| e.to_string(),
         );
         let mut facts = Facts {
             busy: environment.as_ref().is_some_and(|e| self.busy.contains(e)),
             live: match &environment {
-                Some(e) => {
-                    let dir = EnvironmentDir::new(&self.app.root, e);
-                    blocking(move || Ok(dir.live().and_then(|l| l.commit))).await?
-                }
+                Some(e) => self.live(e).await?,
                 None => None,
             },
             ..Facts::default()
@@ -269,12 +284,12 @@ impl Edge<'_> {
             facts = self.more_facts(facts, environment.as_ref(), &head).await?;
         }
         if let Decision::Leave(why) = decide(&head, &facts) {
-            tracing::debug!(app = %app, %subject, %branch, commit = %head, %why, "reconcile: left as it is");
+            tracing::debug!(app = %app, %subject, %git_ref, commit = %head, %why, "reconcile: left as it is");
             return Ok(false);
         }
         let new = NewDeploy {
             commit: Some(head.clone()),
-            ..NewDeploy::queued(target, Trigger::Reconcile, format!("refs/heads/{branch}"))
+            ..NewDeploy::queued(target, Trigger::Reconcile, git_ref.clone())
         };
         let (app_name, now) = (app.clone(), (self.ctx.clock)());
         let queued = self
@@ -287,10 +302,46 @@ impl Edge<'_> {
             return Ok(false);
         };
         self.ctx.metrics.reconcile_queued(false);
-        tracing::info!(app = %app, environment = %deploy.environment, %branch, commit = %head,
+        tracing::info!(app = %app, environment = %deploy.environment, %git_ref, commit = %head,
             live = ?facts.live, deploy = %deploy.id,
-            "reconcile: the branch's head is not live and no delivery announced it: deploy queued");
+            "reconcile: the head is not live and no delivery announced it: deploy queued");
         Ok(true)
+    }
+
+    /// Picks the newest of `tags` pushed since the previous round ([`newest_tag`], by
+    /// history in the mirror) and deploys it as [`Edge::deploy`] would.
+    async fn deploy_tag(
+        &self,
+        environment: EnvironmentName,
+        tags: Vec<(String, String)>,
+    ) -> Result<bool, ReconcileError> {
+        if self.busy.contains(&environment) {
+            tracing::debug!(app = %self.app.name, %environment, "reconcile: a deploy is queued or running there");
+            return Ok(false);
+        }
+        let live = self.live(&environment).await?;
+        let mirror = self.mirror.clone();
+        let picked = blocking(move || {
+            let repo_answer = |a: &str, b: &str| mirror.is_ancestor(a, b).unwrap_or(false);
+            Ok(newest_tag(&tags, live.as_deref(), repo_answer).cloned())
+        })
+        .await?;
+        match picked {
+            Ok((tag, commit)) => {
+                let target = Target::Fixed(environment.clone());
+                self.deploy(
+                    Some(environment),
+                    target,
+                    format!("refs/tags/{tag}"),
+                    commit,
+                )
+                .await
+            }
+            Err(why) => {
+                tracing::debug!(app = %self.app.name, %environment, %why, "reconcile: left as it is");
+                Ok(false)
+            }
+        }
     }
 
     async fn more_facts(

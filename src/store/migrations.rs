@@ -64,9 +64,9 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (app, branch)
     );
     "#,
-    // Reconciliation (pipeline::reconcile): the branches of pattern environments as the
-    // last round saw them, so a branch pushed while stagehand was not listening gets its
-    // temporary environment, but branches that predate stagehand do not all get one.
+    // Reconciliation (pipeline::reconcile): the refs of pattern and tag environments as
+    // the last round saw them, so a branch or tag pushed while stagehand was not
+    // listening is deployed, but the ones that predate stagehand are not all deployed.
     // One row in `reconcile_rounds` per app marks that a first round has run.
     r#"
     CREATE TABLE reconcile_rounds (
@@ -74,11 +74,11 @@ pub const MIGRATIONS: &[&str] = &[
         finished_at INTEGER NOT NULL
     );
 
-    CREATE TABLE reconcile_branches (
+    CREATE TABLE reconcile_refs (
         app        TEXT NOT NULL,
-        branch     TEXT NOT NULL,
+        ref        TEXT NOT NULL,
         commit_sha TEXT NOT NULL,
-        PRIMARY KEY (app, branch)
+        PRIMARY KEY (app, ref)
     );
     "#,
 ];

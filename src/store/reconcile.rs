@@ -1,6 +1,6 @@
 //! What reconciliation (`pipeline::reconcile`) reads and writes: which environments
 //! have work queued or running, what became of earlier deploys of a commit, the
-//! branches the previous round saw, and queuing its deploys and teardowns.
+//! refs the previous round saw, and queuing its deploys and teardowns.
 //!
 //! Queuing checks "nothing queued or running here" and inserts in one `BEGIN
 //! IMMEDIATE` transaction, the same kind a delivery is recorded in: a push arriving
@@ -109,12 +109,9 @@ impl Store {
         })
     }
 
-    /// The pattern environments' branches (branch → commit) as `app`'s previous round
-    /// saw them; `None` before its first round.
-    pub fn seen_branches(
-        &self,
-        app: &AppName,
-    ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    /// The refs (full ref → commit) `app`'s previous round remembered; `None` before
+    /// its first round.
+    pub fn seen_refs(&self, app: &AppName) -> Result<Option<BTreeMap<String, String>>, StoreError> {
         let conn = self.lock();
         let had_round = conn
             .prepare_cached("SELECT 1 FROM reconcile_rounds WHERE app = ?1")?
@@ -122,31 +119,31 @@ impl Store {
         if !had_round {
             return Ok(None);
         }
-        let mut stmt = conn
-            .prepare_cached("SELECT branch, commit_sha FROM reconcile_branches WHERE app = ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT ref, commit_sha FROM reconcile_refs WHERE app = ?1")?;
         let rows = stmt
             .query_map([app.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<BTreeMap<String, String>, _>>()?;
         Ok(Some(rows))
     }
 
-    /// Replaces what [`Store::seen_branches`] returns for `app`.
+    /// Replaces what [`Store::seen_refs`] returns for `app`.
     pub fn record_round(
         &self,
         app: &AppName,
-        branches: &BTreeMap<String, String>,
+        refs: &BTreeMap<String, String>,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("DELETE FROM reconcile_branches WHERE app = ?1")?
+        tx.prepare_cached("DELETE FROM reconcile_refs WHERE app = ?1")?
             .execute([app.as_str()])?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO reconcile_branches (app, branch, commit_sha) VALUES (?1, ?2, ?3)",
+                "INSERT INTO reconcile_refs (app, ref, commit_sha) VALUES (?1, ?2, ?3)",
             )?;
-            for (branch, commit) in branches {
-                insert.execute(params![app.as_str(), branch, commit])?;
+            for (git_ref, commit) in refs {
+                insert.execute(params![app.as_str(), git_ref, commit])?;
             }
         }
         tx.prepare_cached(
@@ -257,13 +254,13 @@ mod tests {
                 .is_none()
         );
 
-        assert_eq!(store.seen_branches(&app).unwrap(), None);
-        let seen = BTreeMap::from([("feature/a".to_string(), "a".repeat(40))]);
+        assert_eq!(store.seen_refs(&app).unwrap(), None);
+        let seen = BTreeMap::from([("refs/heads/feature/a".to_string(), "a".repeat(40))]);
         store.record_round(&app, &seen, UnixMillis(5)).unwrap();
-        assert_eq!(store.seen_branches(&app).unwrap(), Some(seen));
+        assert_eq!(store.seen_refs(&app).unwrap(), Some(seen));
         store
             .record_round(&app, &BTreeMap::new(), UnixMillis(6))
             .unwrap();
-        assert_eq!(store.seen_branches(&app).unwrap(), Some(BTreeMap::new()));
+        assert_eq!(store.seen_refs(&app).unwrap(), Some(BTreeMap::new()));
     }
 }

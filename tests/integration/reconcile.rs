@@ -312,3 +312,49 @@ seed_from = "staging"
     );
     setup.full.stop().await;
 }
+
+#[actix_web::test]
+async fn a_tag_no_delivery_announced_is_deployed_when_it_is_newer() {
+    let setup = Setup::start(|dir, repo| {
+        // There before the first round: not deployed by reconciliation.
+        git(repo, &["tag", "v0", "main"]);
+        let envs = r#"
+[apps.shop.environments.releases]
+tag = "v*"
+"#;
+        shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
+    })
+    .await;
+    let (client, repo, root) = (&setup.client, &setup.repo, &setup.root);
+    wait_rounds(client, 2).await;
+    assert!(revision(root, "releases").is_none());
+    assert!(deploys(client, None).await.is_empty());
+
+    git(repo, &["checkout", "-q", "develop"]);
+    let first = commit(repo, "Release candidate", &[("rc.txt", "1\n")]);
+    git(repo, &["tag", "-a", "-m", "First", "v1", &first]);
+    wait_live(root, "releases", &first).await;
+    let deploy = last_finished(client, "releases").await;
+    assert_eq!(deploy["trigger"], "reconcile", "{deploy}");
+    assert_eq!(deploy["ref"], "refs/tags/v1");
+
+    // A newer tag on an older commit is not newer.
+    let older = git(repo, &["rev-parse", "main"]);
+    git(repo, &["tag", "v2", &older]);
+    wait_rounds(client, 2).await;
+    assert_eq!(deploys(client, None).await.len(), 1);
+    assert_eq!(revision(root, "releases").as_deref(), Some(first.as_str()));
+
+    // Tags pushed close together: the one ahead in history ends up live, whatever
+    // their names say (core::reconcile's table covers one round seeing both).
+    let second = commit(repo, "Second", &[("rc.txt", "2\n")]);
+    let third = commit(repo, "Third", &[("rc.txt", "3\n")]);
+    git(repo, &["tag", "v3", &third]);
+    git(repo, &["tag", "v10", &second]);
+    wait_live(root, "releases", &third).await;
+    assert_eq!(
+        last_finished(client, "releases").await["ref"],
+        "refs/tags/v3"
+    );
+    setup.full.stop().await;
+}
