@@ -358,3 +358,31 @@ tag = "v*"
     );
     setup.full.stop().await;
 }
+
+#[actix_web::test]
+async fn a_failing_fetch_waits_for_the_next_round() {
+    // The origin is away at start: every fetch fails.
+    let setup = Setup::start(|dir, repo| {
+        std::fs::rename(repo, repo.with_extension("away")).unwrap();
+        let envs = "[apps.shop.environments.staging]\nbranch = \"develop\"\n";
+        shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
+    })
+    .await;
+    let (client, repo, root) = (&setup.client, &setup.repo, &setup.root);
+    let failed = "stagehand_reconcile_rounds_total{result=\"failed\"} ";
+    wait_until("a failed round", || async {
+        metric(client, failed).await >= 2
+    })
+    .await;
+    assert!(deploys(client, None).await.is_empty());
+
+    // The repository is back: the next round deploys.
+    std::fs::rename(repo.with_extension("away"), repo).unwrap();
+    let develop = git(repo, &["rev-parse", "develop"]);
+    wait_live(root, "staging", &develop).await;
+    assert_eq!(
+        last_finished(client, "staging").await["trigger"],
+        "reconcile"
+    );
+    setup.full.stop().await;
+}
