@@ -96,6 +96,8 @@ pub async fn round(ctx: &Context, runner: &Runner) {
                 }
             }
             Err(e) => {
+                // Steps before the failing one may have queued deploys.
+                runner.wake();
                 ctx.metrics.reconcile_round(false);
                 tracing::warn!(app = %app.name, error = %e,
                     "reconcile round failed; trying again next round");
@@ -124,7 +126,7 @@ fn rules(app: &AppConfig) -> Vec<Rule> {
         .collect()
 }
 
-/// One app: fetch, plan, queue, remember the pattern branches for the next round.
+/// One app: fetch, plan, queue, remember the refs for the next round.
 pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, ReconcileError> {
     let rules = rules(app);
     let refspecs = fetch_refspecs(&rules);
@@ -170,22 +172,72 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
         mirror: &mirror,
         busy: &busy,
     };
+    let mut step_failed = None;
     for step in plan(&rules, &remote, &temporaries, seen.as_ref()) {
-        match step {
+        let subject = step_subject(&step);
+        match edge.step(step).await {
+            Ok(Some(Done::Deploy)) => summary.deploys += 1,
+            Ok(Some(Done::Teardown)) => summary.teardowns += 1,
+            Ok(None) => summary.left += 1,
+            // One environment's trouble does not hold up the others'.
+            Err(e) => {
+                tracing::warn!(app = %app.name, %subject, error = %e, "reconcile: this step failed");
+                step_failed = Some(e);
+            }
+        }
+    }
+    // Not remembered after a failed step: a branch whose environment could not be
+    // made this round must still look new to the next.
+    if let Some(e) = step_failed {
+        return Err(e);
+    }
+    let seen_now = remembered(&rules, &remote);
+    let (name, now) = (app.name.clone(), (ctx.clock)());
+    ctx.store
+        .run(move |s| s.record_round(&name, &seen_now, now))
+        .await?;
+    Ok(summary)
+}
+
+enum Done {
+    Deploy,
+    Teardown,
+}
+
+fn step_subject(step: &Step) -> String {
+    match step {
+        Step::Compare { environment, .. }
+        | Step::CompareTags { environment, .. }
+        | Step::Teardown { environment, .. } => environment.to_string(),
+        Step::Create { branch, .. } => format!("new environment for `{branch}`"),
+        Step::Leave { subject, .. } => subject.clone(),
+    }
+}
+
+/// What the steps of one app's round share.
+struct Edge<'a> {
+    ctx: &'a Context,
+    app: &'a AppConfig,
+    mirror: &'a Mirror,
+    busy: &'a HashSet<EnvironmentName>,
+}
+
+impl Edge<'_> {
+    /// Does one step; what it queued, if anything.
+    async fn step(&self, step: Step) -> Result<Option<Done>, ReconcileError> {
+        let app = &self.app.name;
+        let queued = match step {
             Step::Leave { subject, why } => {
-                summary.left += 1;
-                tracing::debug!(app = %app.name, %subject, %why, "reconcile: left as it is");
+                tracing::debug!(app = %app, %subject, %why, "reconcile: left as it is");
+                return Ok(None);
             }
             Step::Teardown {
                 environment,
                 base,
                 branch,
             } => {
-                if edge.teardown(&environment, base, branch).await? {
-                    summary.teardowns += 1;
-                } else {
-                    summary.left += 1;
-                }
+                let queued = self.teardown(&environment, base, branch).await?;
+                return Ok(queued.then_some(Done::Teardown));
             }
             Step::Compare {
                 environment,
@@ -203,54 +255,28 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
                     Target::Fixed(environment.clone())
                 };
                 let git_ref = format!("refs/heads/{branch}");
-                if edge
-                    .deploy(Some(environment), target, git_ref, head)
+                self.deploy(Some(environment), target, git_ref, head)
                     .await?
-                {
-                    summary.deploys += 1;
-                } else {
-                    summary.left += 1;
-                }
             }
-            Step::CompareTags { environment, tags } => {
-                if edge.deploy_tag(environment, tags).await? {
-                    summary.deploys += 1;
-                } else {
-                    summary.left += 1;
-                }
-            }
+            Step::CompareTags { environment, tags } => self.deploy_tag(environment, tags).await?,
             Step::Create { base, branch, head } => {
                 let target = Target::Temporary {
                     base,
                     branch: branch.clone(),
-                    reserved: app.environments.keys().map(|n| n.to_string()).collect(),
+                    reserved: self
+                        .app
+                        .environments
+                        .keys()
+                        .map(|n| n.to_string())
+                        .collect(),
                 };
                 let git_ref = format!("refs/heads/{branch}");
-                if edge.deploy(None, target, git_ref, head).await? {
-                    summary.deploys += 1;
-                } else {
-                    summary.left += 1;
-                }
+                self.deploy(None, target, git_ref, head).await?
             }
-        }
+        };
+        Ok(queued.then_some(Done::Deploy))
     }
-    let seen_now = remembered(&rules, &remote);
-    let (name, now) = (app.name.clone(), (ctx.clock)());
-    ctx.store
-        .run(move |s| s.record_round(&name, &seen_now, now))
-        .await?;
-    Ok(summary)
-}
 
-/// What the steps of one app's round share.
-struct Edge<'a> {
-    ctx: &'a Context,
-    app: &'a AppConfig,
-    mirror: &'a Mirror,
-    busy: &'a HashSet<EnvironmentName>,
-}
-
-impl Edge<'_> {
     async fn live(&self, environment: &EnvironmentName) -> Result<Option<String>, ReconcileError> {
         let dir = EnvironmentDir::new(&self.app.root, environment);
         blocking(move || Ok(dir.live().and_then(|l| l.commit))).await

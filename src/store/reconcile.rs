@@ -71,7 +71,15 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let environment = match &new.target {
-            Target::Fixed(name) | Target::Instance { name, .. } => Some(name.to_string()),
+            Target::Fixed(name) => Some(name.to_string()),
+            Target::Instance { name, .. } => {
+                // Torn down since the round listed it: a deploy now would bring back a
+                // directory no listing shows.
+                if !temporary_exists(&tx, app, name)? {
+                    return Ok(None);
+                }
+                Some(name.to_string())
+            }
             Target::Temporary { branch, .. } => temporary_name(&tx, app, branch)?,
         };
         if let Some(environment) = environment
@@ -167,6 +175,16 @@ fn temporary_name(
         .optional()?)
 }
 
+fn temporary_exists(
+    tx: &Transaction<'_>,
+    app: &AppName,
+    name: &EnvironmentName,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM temporary_environments WHERE app = ?1 AND name = ?2")?
+        .exists(params![app.as_str(), name.as_str()])?)
+}
+
 fn is_busy(tx: &Transaction<'_>, app: &AppName, environment: &str) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached(
@@ -252,6 +270,17 @@ mod tests {
                 .queue_teardown_unless_busy(&app, &env("preview"), "feature/none", UnixMillis(4))
                 .unwrap()
                 .is_none()
+        );
+        let gone = Target::Instance {
+            name: env("preview-feature-gone"),
+            base: env("preview"),
+        };
+        assert!(
+            store
+                .queue_unless_busy(&app, reconcile(gone), UnixMillis(4))
+                .unwrap()
+                .is_none(),
+            "a temporary environment torn down meanwhile gets no deploy"
         );
 
         assert_eq!(store.seen_refs(&app).unwrap(), None);
