@@ -500,16 +500,28 @@ impl Validator<'_> {
                 raw.log_retention.as_deref(),
                 Duration::from_secs(90 * 86_400),
             ),
-            reconcile_interval: match raw.reconcile_interval.as_deref().map(str::trim) {
-                Some("0") => None,
-                text => Some(self.duration(
-                    "server.reconcile_interval",
-                    text,
-                    Duration::from_secs(5 * 60),
-                ))
-                .filter(|d| !d.is_zero()),
-            },
+            reconcile_interval: self.reconcile_interval(raw.reconcile_interval.as_deref()),
         }
+    }
+
+    /// `"0"` (or any zero duration) is off; below a second a round would follow a round,
+    /// fetching without pause.
+    fn reconcile_interval(&mut self, text: Option<&str>) -> Option<Duration> {
+        let key = "server.reconcile_interval";
+        if text.map(str::trim) == Some("0") {
+            return None;
+        }
+        let interval = self.duration(key, text, Duration::from_secs(5 * 60));
+        if !interval.is_zero() && interval < Duration::from_secs(1) {
+            self.problem(
+                key,
+                format!(
+                    "{} is too short: at least \"1s\" (or \"0\" to turn reconciliation off)",
+                    text.unwrap_or_default()
+                ),
+            );
+        }
+        Some(interval).filter(|d| !d.is_zero())
     }
 
     fn secret(
@@ -1019,11 +1031,13 @@ step_timeout = "90s"
         );
         assert_eq!(interval(Some("0")).unwrap(), None);
         assert_eq!(interval(Some("0s")).unwrap(), None);
-        let message = interval(Some("soon")).unwrap_err().to_string();
-        assert!(
-            message.contains("server.reconcile_interval") && message.contains("\"soon\""),
-            "{message}"
-        );
+        for (bad, says) in [("soon", "\"soon\""), ("500ms", "too short")] {
+            let message = interval(Some(bad)).unwrap_err().to_string();
+            assert!(
+                message.contains("server.reconcile_interval") && message.contains(says),
+                "{message}"
+            );
+        }
     }
 
     #[test]
