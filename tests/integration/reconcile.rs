@@ -386,3 +386,82 @@ async fn a_failing_fetch_waits_for_the_next_round() {
     );
     setup.full.stop().await;
 }
+
+/// The real binary, killed when dropped, so a failing assertion leaves no server behind.
+struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[actix_web::test]
+async fn the_server_log_says_what_a_round_queued() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let root = dir.path().join("srv");
+    let config = dir.path().join("stagehand.toml");
+    let envs = "[apps.shop.environments.staging]\nbranch = \"develop\"\n";
+    let server = "listen = \"127.0.0.1:0\"\nreconcile_interval = \"1h\"";
+    std::fs::write(&config, shop_toml_with(dir.path(), &repo, server, envs)).unwrap();
+    let log_path = dir.path().join("stagehand.log");
+    let mut child = ServerProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"))
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(&config)
+            .env("SHOP_WEBHOOK_SECRET", crate::common::SECRET)
+            .env("STAGEHAND_API_TOKEN", crate::common::TOKEN)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("stagehand listening on "), "{line:?}");
+
+    let develop = git(&repo, &["rev-parse", "develop"]);
+    wait_live(&root, "staging", &develop).await;
+    // The summary ends the round, which the deploy need not wait for.
+    wait_until("the round's summary line", || async {
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("reconcile round: queued work")
+    })
+    .await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let fields: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|l| l["fields"].clone())
+        .collect();
+    let said = |start: &str| {
+        fields
+            .iter()
+            .find(|f| f["message"].as_str().is_some_and(|m| m.starts_with(start)))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in\n{log}"))
+            .clone()
+    };
+    let queued = said("reconcile: the head is not live");
+    assert_eq!(
+        (
+            &queued["environment"],
+            &queued["git_ref"],
+            &queued["commit"]
+        ),
+        (
+            &Value::from("staging"),
+            &Value::from("refs/heads/develop"),
+            &Value::from(develop.as_str())
+        ),
+        "{queued}"
+    );
+    let summary = said("reconcile round: queued work");
+    assert_eq!(summary["deploys"], 1, "{summary}");
+    drop(child);
+}
