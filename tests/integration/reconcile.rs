@@ -318,7 +318,9 @@ async fn a_tag_no_delivery_announced_is_deployed_when_it_is_newer() {
     let setup = Setup::start(|dir, repo| {
         // There before the first round: not deployed by reconciliation.
         git(repo, &["tag", "v0", "main"]);
+        // libgit2 fetches here (the CLI elsewhere): both paths learn the remote's refs.
         let envs = r#"
+fetch_with = "git2"
 [apps.shop.environments.releases]
 tag = "v*"
 "#;
