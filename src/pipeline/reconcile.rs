@@ -192,10 +192,13 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
         return Err(e);
     }
     let seen_now = remembered(&rules, &remote);
-    let (name, now) = (app.name.clone(), (ctx.clock)());
-    ctx.store
-        .run(move |s| s.record_round(&name, &seen_now, now))
-        .await?;
+    // An idle round writes nothing.
+    if seen.as_ref() != Some(&seen_now) {
+        let (name, now) = (app.name.clone(), (ctx.clock)());
+        ctx.store
+            .run(move |s| s.record_round(&name, &seen_now, now))
+            .await?;
+    }
     Ok(summary)
 }
 

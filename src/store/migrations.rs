@@ -67,11 +67,12 @@ pub const MIGRATIONS: &[&str] = &[
     // Reconciliation (pipeline::reconcile): the refs of pattern and tag environments as
     // the last round saw them, so a branch or tag pushed while stagehand was not
     // listening is deployed, but the ones that predate stagehand are not all deployed.
-    // One row in `reconcile_rounds` per app marks that a first round has run.
+    // One row in `reconcile_rounds` per app marks that a first round has run (and when
+    // the remembered refs last changed: idle rounds write nothing).
     r#"
     CREATE TABLE reconcile_rounds (
         app         TEXT PRIMARY KEY,
-        finished_at INTEGER NOT NULL
+        recorded_at INTEGER NOT NULL
     );
 
     CREATE TABLE reconcile_refs (

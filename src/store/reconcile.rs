@@ -155,8 +155,8 @@ impl Store {
             }
         }
         tx.prepare_cached(
-            "INSERT INTO reconcile_rounds (app, finished_at) VALUES (?1, ?2)
-             ON CONFLICT (app) DO UPDATE SET finished_at = excluded.finished_at",
+            "INSERT INTO reconcile_rounds (app, recorded_at) VALUES (?1, ?2)
+             ON CONFLICT (app) DO UPDATE SET recorded_at = excluded.recorded_at",
         )?
         .execute(params![app.as_str(), now.0])?;
         tx.commit()?;
