@@ -53,6 +53,7 @@ mkdir -p "$TMP/sh/state" "$TMP/sh/srv"
 cat >"$TMP/sh/stagehand.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
+reconcile_interval = "0"
 state_dir = "$TMP/sh/state"
 shutdown_grace = "1s"
 

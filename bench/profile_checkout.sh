@@ -37,6 +37,7 @@ mkdir -p "$TMP/state" "$TMP/srv"
 cat >"$TMP/stagehand.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
+reconcile_interval = "0"
 state_dir = "$TMP/state"
 shutdown_grace = "1s"
 

@@ -104,6 +104,7 @@ stagehand_round() {
     cat >"$dir/stagehand.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
+reconcile_interval = "0"
 state_dir = "$dir/state"
 shutdown_grace = "1s"
 

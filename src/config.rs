@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub log_retention: Duration,
     /// Bytes of build output one deploy's log keeps; the rest is dropped.
     pub max_log_size: u64,
+    /// How often to compare each environment with its branch's head on the remote
+    /// (`pipeline::reconcile`); `None` (`"0"`) turns reconciliation off, at start too.
+    pub reconcile_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +316,7 @@ struct RawServer {
     shutdown_grace: Option<String>,
     log_retention: Option<String>,
     max_log_size: Option<String>,
+    reconcile_interval: Option<String>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -523,7 +527,28 @@ impl Validator<'_> {
             max_log_size: self
                 .size("server.max_log_size", raw.max_log_size.as_deref())
                 .unwrap_or(DEFAULT_MAX_LOG_SIZE),
+            reconcile_interval: self.reconcile_interval(raw.reconcile_interval.as_deref()),
         }
+    }
+
+    /// `"0"` (or any zero duration) is off; below a second a round would follow a round,
+    /// fetching without pause.
+    fn reconcile_interval(&mut self, text: Option<&str>) -> Option<Duration> {
+        let key = "server.reconcile_interval";
+        if text.map(str::trim) == Some("0") {
+            return None;
+        }
+        let interval = self.duration(key, text, Duration::from_secs(5 * 60));
+        if !interval.is_zero() && interval < Duration::from_secs(1) {
+            self.problem(
+                key,
+                format!(
+                    "{} is too short: at least \"1s\" (or \"0\" to turn reconciliation off)",
+                    text.unwrap_or_default()
+                ),
+            );
+        }
+        Some(interval).filter(|d| !d.is_zero())
     }
 
     fn secret(
@@ -1015,6 +1040,33 @@ step_timeout = "90s"
         assert_eq!(config.server.max_parallel_deploys, 4);
         assert_eq!(config.server.listen.port(), 9200);
         assert!(config.server.api_token.is_none());
+    }
+
+    #[test]
+    fn reconcile_interval_defaults_to_five_minutes_and_zero_turns_it_off() {
+        let interval = |value: Option<&str>| {
+            let toml = match value {
+                Some(v) => {
+                    GOOD.replace("[server]", &format!("[server]\nreconcile_interval = {v:?}"))
+                }
+                None => GOOD.to_string(),
+            };
+            parse(&toml, &[("SHOP_SECRET", "s")]).map(|c| c.server.reconcile_interval)
+        };
+        assert_eq!(interval(None).unwrap(), Some(Duration::from_secs(300)));
+        assert_eq!(
+            interval(Some("30s")).unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(interval(Some("0")).unwrap(), None);
+        assert_eq!(interval(Some("0s")).unwrap(), None);
+        for (bad, says) in [("soon", "\"soon\""), ("500ms", "too short")] {
+            let message = interval(Some(bad)).unwrap_err().to_string();
+            assert!(
+                message.contains("server.reconcile_interval") && message.contains(says),
+                "{message}"
+            );
+        }
     }
 
     #[test]

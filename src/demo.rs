@@ -179,6 +179,9 @@ fn config_text(workspace: &Path, repo: &Path) -> String {
         r#"# Written by `stagehand demo`: production, staging and previews for one app.
 [server]
 state_dir = "{state}"
+# The demo shows deliveries at work; reconciliation (on by default) would deploy
+# the same branches at start, beside them.
+reconcile_interval = "0"
 
 [apps.demo]
 repo = "{repo}"

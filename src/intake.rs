@@ -8,8 +8,7 @@ use crate::core::deploy::{DeployStatus, Trigger};
 use crate::core::event::{Event, GitRef, Push};
 use crate::store::{Intent, NewDeploy, Target};
 
-/// The marker that makes a push record without deploying, as CI systems' `[skip ci]`.
-pub const SKIP_MARKER: &str = "[skip deploy]";
+pub use crate::core::event::SKIP_MARKER;
 
 pub fn decide(app: &AppConfig, event: &Event) -> Intent {
     match event {

@@ -82,6 +82,16 @@ pub type DeployCounts = [(String, String, String, i64)];
 pub struct Metrics {
     deliveries: [AtomicU64; DeliveryResult::ALL.len()],
     stages: Mutex<BTreeMap<String, Histogram>>,
+    reconcile: ReconcileCounters,
+}
+
+/// What reconciliation (`pipeline::reconcile`) did, since the process started.
+#[derive(Debug, Default)]
+struct ReconcileCounters {
+    deploys: AtomicU64,
+    teardowns: AtomicU64,
+    rounds_ok: AtomicU64,
+    rounds_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -100,6 +110,51 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += seconds;
+    }
+
+    /// A deploy (`teardown = false`) or teardown queued by reconciliation.
+    pub fn reconcile_queued(&self, teardown: bool) {
+        let c = &self.reconcile;
+        let counter = if teardown { &c.teardowns } else { &c.deploys };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One app's reconciliation round, which failed when its fetch or store work did.
+    pub fn reconcile_round(&self, ok: bool) {
+        let c = &self.reconcile;
+        let counter = if ok { &c.rounds_ok } else { &c.rounds_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_reconcile(&self, out: &mut String) {
+        let c = &self.reconcile;
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        out.push_str("# HELP stagehand_reconcile_deploys_total Deploys and teardowns reconciliation queued for pushes no delivery announced.\n");
+        out.push_str("# TYPE stagehand_reconcile_deploys_total counter\n");
+        let _ = writeln!(
+            out,
+            "stagehand_reconcile_deploys_total{{action=\"deploy\"}} {}",
+            load(&c.deploys)
+        );
+        let _ = writeln!(
+            out,
+            "stagehand_reconcile_deploys_total{{action=\"teardown\"}} {}",
+            load(&c.teardowns)
+        );
+        out.push_str(
+            "# HELP stagehand_reconcile_rounds_total Reconciliation rounds per app, by result.\n",
+        );
+        out.push_str("# TYPE stagehand_reconcile_rounds_total counter\n");
+        let _ = writeln!(
+            out,
+            "stagehand_reconcile_rounds_total{{result=\"ok\"}} {}",
+            load(&c.rounds_ok)
+        );
+        let _ = writeln!(
+            out,
+            "stagehand_reconcile_rounds_total{{result=\"failed\"}} {}",
+            load(&c.rounds_failed)
+        );
     }
 
     /// Prometheus text exposition.
@@ -165,6 +220,7 @@ impl Metrics {
                 h.count
             );
         }
+        self.render_reconcile(&mut out);
         out
     }
 }
@@ -181,6 +237,10 @@ mod tests {
         metrics.delivery(DeliveryResult::Unauthorized);
         metrics.stage("build", Duration::from_millis(700));
         metrics.stage("build", Duration::from_secs(20));
+        metrics.reconcile_queued(false);
+        metrics.reconcile_queued(true);
+        metrics.reconcile_queued(true);
+        metrics.reconcile_round(false);
         let text = metrics.render(&[("shop".into(), "staging".into(), "queued".into(), 2)]);
         assert!(
             text.contains("stagehand_deliveries_total{result=\"accepted\"} 2\n"),
@@ -192,6 +252,10 @@ mod tests {
             "stagehand_deploys{app=\"shop\",environment=\"staging\",status=\"queued\"} 2\n"
         ));
         assert!(text.contains("stagehand_queue_depth 2\n"), "{text}");
+        assert!(text.contains("stagehand_reconcile_deploys_total{action=\"deploy\"} 1\n"));
+        assert!(text.contains("stagehand_reconcile_deploys_total{action=\"teardown\"} 2\n"));
+        assert!(text.contains("stagehand_reconcile_rounds_total{result=\"ok\"} 0\n"));
+        assert!(text.contains("stagehand_reconcile_rounds_total{result=\"failed\"} 1\n"));
         assert!(
             text.contains("stagehand_stage_duration_seconds_bucket{stage=\"build\",le=\"1\"} 1\n"),
             "{text}"

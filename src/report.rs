@@ -90,7 +90,11 @@ async fn handle(
     if let Some(github) = &app.github_report {
         let reports_commits = matches!(
             deploy.trigger,
-            Trigger::Push | Trigger::Manual | Trigger::Promote | Trigger::Rollback
+            Trigger::Push
+                | Trigger::Manual
+                | Trigger::Promote
+                | Trigger::Rollback
+                | Trigger::Reconcile
         );
         match (&event, deploy.commit.as_deref()) {
             (ReportEvent::Started(_), Some(commit)) if reports_commits => {

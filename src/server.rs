@@ -29,6 +29,7 @@ pub struct Running {
     http: ServerHandle,
     http_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     runner_task: actix_web::rt::task::JoinHandle<()>,
+    reconcile_task: Option<actix_web::rt::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     /// Released last, when everything else has stopped.
     _state_lock: StateLock,
@@ -75,7 +76,7 @@ pub async fn start(
         metrics: metrics.clone(),
         reporter,
     };
-    let runner = Runner::new(ctx, cancel_tx);
+    let runner = Runner::new(ctx.clone(), cancel_tx);
     let interrupted = runner.recover().await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "deploys were interrupted by the last stop");
@@ -93,6 +94,16 @@ pub async fn start(
     let http = server.handle();
     let http_task = actix_web::rt::spawn(server);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    // After recovery, so the first round sees what recovery left queued as busy.
+    let reconcile_task = config.server.reconcile_interval.map(|interval| {
+        let (runner, shutdown_rx) = (runner.clone(), shutdown_rx.clone());
+        actix_web::rt::spawn(crate::pipeline::reconcile::run(
+            ctx,
+            runner,
+            interval,
+            shutdown_rx,
+        ))
+    });
     let runner_task = {
         let runner = runner.clone();
         actix_web::rt::spawn(async move { runner.run(shutdown_rx).await })
@@ -111,6 +122,7 @@ pub async fn start(
         http,
         http_task,
         runner_task,
+        reconcile_task,
         shutdown,
         _state_lock: state_lock,
     })
@@ -122,6 +134,9 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.http.stop(true).await;
         let _ = self.shutdown.send(true);
+        if let Some(task) = self.reconcile_task {
+            task.await.context("reconcile task")?;
+        }
         self.runner_task.await.context("runner task")?;
         self.http_task.await.context("HTTP server task")??;
         Ok(())

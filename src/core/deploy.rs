@@ -61,6 +61,7 @@ string_enum!(
         Promote => "promote",
         Teardown => "teardown",
         Sync => "sync",
+        Reconcile => "reconcile",
     }
 );
 
@@ -68,7 +69,17 @@ impl Trigger {
     /// Deploys of a commit (as opposed to rollbacks, teardowns, syncs): only these
     /// coalesce, because only for these a newer one makes an older one pointless.
     pub fn deploys_a_commit(self) -> bool {
-        matches!(self, Trigger::Push | Trigger::Manual | Trigger::Promote)
+        matches!(
+            self,
+            Trigger::Push | Trigger::Manual | Trigger::Promote | Trigger::Reconcile
+        )
+    }
+
+    /// Deploys that stand in for a push (a delivery, or one reconciliation found
+    /// missing): the out-of-order skip rules apply to these, not to deploys people
+    /// asked for.
+    pub fn is_push_like(self) -> bool {
+        matches!(self, Trigger::Push | Trigger::Reconcile)
     }
 }
 
@@ -209,6 +220,7 @@ mod tests {
             (&[(1, Push), (2, Push), (3, Manual)], Some((3, &[1, 2]))),
             (&[(1, Push), (2, Teardown), (3, Push)], Some((1, &[]))),
             (&[(1, Rollback), (2, Push)], Some((1, &[]))),
+            (&[(1, Reconcile), (2, Push)], Some((2, &[1]))),
             (
                 &[(1, Push), (2, Push), (3, Rollback), (4, Push)],
                 Some((2, &[1])),

@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 use super::ids::CommitSha;
 
+/// The marker in a head commit's message that makes a push record without deploying
+/// (as CI systems' `[skip ci]`); reconciliation honours it too.
+pub const SKIP_MARKER: &str = "[skip deploy]";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     #[error("form-encoded body has no `payload` field: {0}")]

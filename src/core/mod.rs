@@ -9,6 +9,7 @@ pub mod ids;
 pub mod line_split;
 pub mod log_text;
 pub mod mask;
+pub mod reconcile;
 pub mod ref_pattern;
 pub mod release;
 pub mod routing;

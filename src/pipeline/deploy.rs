@@ -221,10 +221,15 @@ impl Run<'_> {
                 self.deploy.git_ref
             ),
         );
+        if self.deploy.trigger == Trigger::Reconcile {
+            self.info("deploy", crate::pipeline::reconcile::WHY);
+        }
         let dir = self.env_dir.dir.clone();
         let _lock = blocking(move || lock_environment(&dir)).await?;
         let result = match self.deploy.trigger {
-            Trigger::Push | Trigger::Manual | Trigger::Promote => self.release_commit().await,
+            Trigger::Push | Trigger::Manual | Trigger::Promote | Trigger::Reconcile => {
+                self.release_commit().await
+            }
             Trigger::Rollback => self.rollback().await,
             Trigger::Teardown => self.teardown().await.map(|()| None),
             Trigger::Sync => self.sync().await.map(|()| None),
@@ -383,7 +388,7 @@ impl Run<'_> {
     async fn fetch(&self, mirror: &Mirror) -> Result<String> {
         let remote = Remote::of(self.app);
         let git_ref = GitRef::from_full(&self.deploy.git_ref);
-        let pushed = self.deploy.trigger == Trigger::Push && !matches!(git_ref, GitRef::Other(_));
+        let pushed = self.deploy.trigger.is_push_like() && !matches!(git_ref, GitRef::Other(_));
         let refspecs = if pushed {
             vec![format!("+{0}:{0}", self.deploy.git_ref)]
         } else {
@@ -417,7 +422,7 @@ impl Run<'_> {
         .await?;
         // A manual `--ref develop` is recorded as the ref it named, so the build sees
         // STAGEHAND_BRANCH=develop; a push keeps the ref it was pushed to.
-        if self.deploy.trigger != Trigger::Push && found_as.starts_with("refs/") {
+        if !self.deploy.trigger.is_push_like() && found_as.starts_with("refs/") {
             *locked(&self.git_ref) = found_as;
         }
         let (id, c, r) = (self.deploy.id, commit.clone(), self.git_ref());
@@ -449,7 +454,7 @@ impl Run<'_> {
                 is_live,
                 is_ancestor_of_live,
                 forced: self.deploy.forced,
-                by_hand: self.deploy.trigger != Trigger::Push,
+                by_hand: !self.deploy.trigger.is_push_like(),
             };
             if let Some(reason) = skip_reason(facts) {
                 return Err(Stop {
@@ -460,7 +465,7 @@ impl Run<'_> {
         }
         // Forced pushes pass the checks above, so a replayed one is caught only here.
         let git_ref = GitRef::from_full(&self.deploy.git_ref);
-        let pushed = self.deploy.trigger == Trigger::Push && !matches!(git_ref, GitRef::Other(_));
+        let pushed = self.deploy.trigger.is_push_like() && !matches!(git_ref, GitRef::Other(_));
         if !pushed {
             return Ok(());
         }

@@ -15,14 +15,17 @@
 //! All libgit2 calls block: callers run them on the blocking pool, one `Repository`
 //! handle per call (it is `Send` but not `Sync`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
 
 use crate::config::{AppConfig, FetchWith};
 use crate::core::ids::AppName;
+use crate::core::reconcile::RemoteRefs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -209,6 +212,32 @@ impl Mirror {
         refspecs: Vec<String>,
         timeout: Duration,
     ) -> Result<(), GitError> {
+        self.fetch_with(remote, refspecs, timeout, false).await
+    }
+
+    /// [`Mirror::fetch`], and refs under the refspecs' destinations that the remote no
+    /// longer has are deleted: afterwards the mirror's refs there are the remote's.
+    pub async fn fetch_pruning(
+        &self,
+        remote: &Remote,
+        refspecs: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(), GitError> {
+        self.fetch_with(remote, refspecs, timeout, true).await
+    }
+
+    async fn fetch_with(
+        &self,
+        remote: &Remote,
+        refspecs: Vec<String>,
+        timeout: Duration,
+        prune: bool,
+    ) -> Result<(), GitError> {
+        // Two fetches updating one ref at once make the loser fail on git's ref lock
+        // (a deploy and a reconciliation round, or two environments of one app): one
+        // fetch per mirror at a time. Waiting counts against neither's timeout.
+        let lock = fetch_lock(&self.path);
+        let _guard = lock.lock().await;
         let mirror = self.clone();
         let fetch_err = |detail: String| GitError::Fetch {
             url: remote.url.clone(),
@@ -219,7 +248,8 @@ impl Mirror {
             FetchWith::Git2 | FetchWith::Auto => {
                 let remote = remote.clone();
                 let specs = refspecs.clone();
-                let work = tokio::task::spawn_blocking(move || mirror.fetch_git2(&remote, &specs));
+                let work =
+                    tokio::task::spawn_blocking(move || mirror.fetch_git2(&remote, &specs, prune));
                 match tokio::time::timeout(timeout, work).await {
                     Ok(Ok(result)) => result,
                     Ok(Err(join)) => Err(fetch_err(join.to_string())),
@@ -231,7 +261,7 @@ impl Mirror {
                 tokio::task::spawn_blocking(move || mirror.open().map(drop))
                     .await
                     .map_err(|e| fetch_err(e.to_string()))??;
-                self.fetch_cli(remote, &refspecs, timeout)
+                self.fetch_cli(remote, &refspecs, timeout, prune)
                     .await
                     .map_err(fetch_err)
             }
@@ -243,7 +273,12 @@ impl Mirror {
         result
     }
 
-    fn fetch_git2(&self, remote: &Remote, refspecs: &[String]) -> Result<(), GitError> {
+    fn fetch_git2(
+        &self,
+        remote: &Remote,
+        refspecs: &[String],
+        prune: bool,
+    ) -> Result<(), GitError> {
         let repo = self.open()?;
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;
@@ -270,6 +305,9 @@ impl Mirror {
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(git2::AutotagOption::None);
+        if prune {
+            options.prune(git2::FetchPrune::On);
+        }
         // An anonymous remote: the URL comes from the config each time, so a changed
         // `repo` takes effect without editing the mirror's own config.
         let mut git_remote = repo.remote_anonymous(&remote.url)?;
@@ -287,17 +325,14 @@ impl Mirror {
         remote: &Remote,
         refspecs: &[String],
         timeout: Duration,
+        prune: bool,
     ) -> Result<(), String> {
         let mut cmd = tokio::process::Command::new("git");
         cmd.arg("--git-dir")
             .arg(&self.path)
-            .args([
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--no-write-fetch-head",
-                "--",
-            ])
+            .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
+            .args(prune.then_some("--prune"))
+            .arg("--")
             .arg(&remote.url)
             .args(refspecs)
             .env("GIT_TERMINAL_PROMPT", "0")
@@ -396,6 +431,38 @@ impl Mirror {
         Ok(repo.graph_descendant_of(d, a)?)
     }
 
+    /// Every branch and tag in the mirror and the commit it points at (annotated tags
+    /// peeled). Names that are not UTF-8 are left out: no configured pattern can name
+    /// them. Blocking.
+    pub fn refs(&self) -> Result<RemoteRefs, GitError> {
+        let repo = self.open()?;
+        let mut refs = RemoteRefs::default();
+        for reference in repo.references()? {
+            let reference = reference?;
+            let Ok(name) = reference.name() else {
+                continue;
+            };
+            let (map, short) = if let Some(b) = name.strip_prefix("refs/heads/") {
+                (&mut refs.branches, b)
+            } else if let Some(t) = name.strip_prefix("refs/tags/") {
+                (&mut refs.tags, t)
+            } else {
+                continue;
+            };
+            if let Ok(commit) = reference.peel_to_commit() {
+                map.insert(short.to_owned(), commit.id().to_string());
+            }
+        }
+        Ok(refs)
+    }
+
+    /// A commit's full message (lossy UTF-8). Blocking.
+    pub fn message(&self, commit: &str) -> Result<String, GitError> {
+        let repo = self.open()?;
+        let c = repo.find_commit(git2::Oid::from_str(commit)?)?;
+        Ok(String::from_utf8_lossy(c.message_bytes()).into_owned())
+    }
+
     /// One line describing a commit, for the log: `3f2a1c9 Add cart totals (Ada)`.
     pub fn describe(&self, commit: &str) -> Result<String, GitError> {
         let repo = self.open()?;
@@ -407,6 +474,14 @@ impl Mirror {
             &commit[..7.min(commit.len())]
         ))
     }
+}
+
+/// One async lock per mirror path, for [`Mirror::fetch_with`].
+fn fetch_lock(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    locks.entry(path.to_owned()).or_default().clone()
 }
 
 #[cfg(test)]

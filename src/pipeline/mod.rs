@@ -1,6 +1,7 @@
 //! The deploy pipeline's edges: git (mirror, fetch), the release tree on disk
 //! (checkout, shared links, switch, cleanup), build commands, health checks, and the
-//! runner that drives deploys through them.
+//! runner that drives deploys through them, and reconciliation, which queues what
+//! missed deliveries would have.
 
 pub mod checkout;
 pub mod commands;
@@ -9,6 +10,7 @@ pub mod git;
 pub mod health;
 pub mod layout;
 pub mod leftovers;
+pub mod reconcile;
 pub mod releases;
 pub mod runner;
 pub mod sync;

@@ -114,4 +114,22 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pgid, start_time)
     );
     "#,
+    // 4: reconciliation (pipeline::reconcile): the refs of pattern and tag environments as
+    // the last round saw them, so a branch or tag pushed while stagehand was not
+    // listening is deployed, but the ones that predate stagehand are not all deployed.
+    // One row in `reconcile_rounds` per app marks that a first round has run (and when
+    // the remembered refs last changed: idle rounds write nothing).
+    r#"
+    CREATE TABLE reconcile_rounds (
+        app         TEXT PRIMARY KEY,
+        recorded_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE reconcile_refs (
+        app        TEXT NOT NULL,
+        ref        TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        PRIMARY KEY (app, ref)
+    );
+    "#,
 ];

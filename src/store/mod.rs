@@ -14,6 +14,7 @@ mod counts;
 mod health;
 mod migrations;
 mod processes;
+mod reconcile;
 
 pub use processes::RecordedGroup;
 
@@ -618,7 +619,7 @@ impl Store {
         let id: Option<i64> = conn
             .query_row(
                 "SELECT id FROM deploys WHERE app = ?1 AND environment = ?2 AND release = ?3
-                   AND status = 'succeeded' AND trigger IN ('push', 'manual', 'promote') ORDER BY id DESC LIMIT 1",
+                   AND status = 'succeeded' AND trigger IN ('push', 'manual', 'promote', 'reconcile') ORDER BY id DESC LIMIT 1",
                 params![app.as_str(), environment.as_str(), release],
                 |r| r.get(0),
             )

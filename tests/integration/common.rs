@@ -489,10 +489,17 @@ pub fn shop_toml(dir: &Path, repo: &Path, rest: &str) -> String {
     shop_toml_with(dir, repo, "", rest)
 }
 
-/// [`shop_toml`] with more `[server]` keys.
+/// [`shop_toml`] with more `[server]` keys. Reconciliation is off unless `server`
+/// sets `reconcile_interval`: its round at start would deploy every mapped branch
+/// beside the deliveries a test sends.
 pub fn shop_toml_with(dir: &Path, repo: &Path, server: &str, rest: &str) -> String {
+    let reconcile = if server.contains("reconcile_interval") {
+        ""
+    } else {
+        "reconcile_interval = \"0\"\n"
+    };
     format!(
-        "[server]\nstate_dir = \"{state}\"\n{server}\n\n[apps.shop]\nrepo = \"{repo}\"\n\
+        "[server]\nstate_dir = \"{state}\"\n{reconcile}{server}\n\n[apps.shop]\nrepo = \"{repo}\"\n\
          github = \"acme/shop\"\nsecret_env = \"SHOP_WEBHOOK_SECRET\"\nroot = \"{root}\"\n{rest}\n",
         state = dir.join("state").display(),
         repo = repo.display(),

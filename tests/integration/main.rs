@@ -28,6 +28,8 @@ mod log_output;
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
+/// Reconciliation: pushes no delivery announced still deploy; gone branches tear down.
+mod reconcile;
 /// Replayed deliveries: a push deploys only while its commit is its ref's head.
 mod replay;
 /// Reporting back to a fake GitHub API and notify URLs.

@@ -92,6 +92,7 @@ async fn deploys_are_mirrored_as_github_deployments_and_notified() {
         r#"
 [server]
 state_dir = "{state}"
+reconcile_interval = "0"
 public_url = "https://deploy.example.com"
 [apps.shop]
 repo = "{repo}"

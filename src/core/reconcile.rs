@@ -1,0 +1,706 @@
+//! Reconciliation's decisions: from the heads of an app's branches on the remote, its
+//! environments and what is live in them, which deploys and teardowns to queue so a
+//! push stagehand never heard of (GitHub does not retry a failed delivery) still
+//! deploys. Pure: `pipeline::reconcile` fetches, reads the store and the `current`
+//! links, and passes the facts in.
+//!
+//! The rules, and why:
+//! - Only environments that deploy on push (`auto_deploy`, the default) are touched; a
+//!   manual environment waits for a person, as it does for a push.
+//! - A head that is already live, that a deploy here already tried (succeeded, failed,
+//!   rolled back or skipped), that is older than the live commit, or whose message says
+//!   `[skip deploy]`, is left alone: reconciliation replays a missed push, it never
+//!   retries a broken build every round or undoes an operator's rollback.
+//! - An environment with a deploy queued or running is left alone: that deploy (or the
+//!   push behind it) wins.
+//! - A branch of a pattern environment gets its temporary environment only if it was
+//!   pushed since the previous round (new, or its head moved): adding stagehand to a
+//!   repository with forty old feature branches does not build forty previews.
+//! - A temporary environment whose branch is gone is torn down, as a deletion would;
+//!   a protected one never is.
+//! - A tag environment gets a matching tag pushed since the previous round, if its
+//!   commit descends from the live one (history decides "newer", not version-like
+//!   names, which can disagree with it) and every other such tag is behind it; tags
+//!   that diverge are left to a person. Tags there before the first round are not
+//!   deployed, as with pattern branches.
+
+use std::collections::BTreeMap;
+
+use super::deploy::DeployStatus;
+use super::ids::EnvironmentName;
+use super::ref_pattern::RefPattern;
+use super::routing::RefSource;
+
+/// A configured environment, as reconciliation sees it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub environment: EnvironmentName,
+    pub source: RefSource,
+    pub auto_deploy: bool,
+    pub protected: bool,
+}
+
+/// A temporary environment that exists (from the store).
+#[derive(Debug, Clone)]
+pub struct Temporary {
+    pub name: EnvironmentName,
+    pub base: EnvironmentName,
+    pub branch: String,
+}
+
+/// The remote's refs as one round fetched them: short name → commit (tags peeled).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteRefs {
+    pub branches: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What one round does about one environment or branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `environment` follows `branch`, whose head is `head`: deploy it unless [`decide`]
+    /// finds a reason not to.
+    Compare {
+        environment: EnvironmentName,
+        base: EnvironmentName,
+        branch: String,
+        head: String,
+        temporary: bool,
+    },
+    /// A branch of pattern environment `base` pushed since the previous round, without
+    /// a temporary environment: make one and deploy, unless [`decide`] says not to.
+    Create {
+        base: EnvironmentName,
+        branch: String,
+        head: String,
+    },
+    /// A tag environment and the matching tags (tag, commit) pushed since the previous
+    /// round: [`newest_tag`] picks one, then [`decide`].
+    CompareTags {
+        environment: EnvironmentName,
+        tags: Vec<(String, String)>,
+    },
+    /// A temporary environment whose branch is gone from the remote.
+    Teardown {
+        environment: EnvironmentName,
+        base: EnvironmentName,
+        branch: String,
+    },
+    /// Nothing to do, and why (for the log).
+    Leave { subject: String, why: String },
+}
+
+/// The refspecs one fetch needs to learn every head `rules` follow: per rule, its
+/// pattern up to the first wildcard, then `*` (git refspecs take one `*`, and it spans
+/// `/`). A literal branch becomes `main*` too, so a branch missing on the remote is an
+/// empty match rather than a failed fetch. [`plan`] filters exactly afterwards.
+pub fn fetch_refspecs(rules: &[Rule]) -> Vec<String> {
+    let mut prefixes: Vec<(&str, String)> = rules
+        .iter()
+        .filter_map(|rule| match &rule.source {
+            RefSource::Branch(p) if rule.auto_deploy || !p.is_literal() => {
+                Some(("heads", literal_prefix(p)))
+            }
+            RefSource::Tag(p) if rule.auto_deploy => Some(("tags", literal_prefix(p))),
+            _ => None,
+        })
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    let covered = |(kind, p): &(&str, String)| {
+        prefixes
+            .iter()
+            .any(|(k, other)| k == kind && other != p && p.starts_with(other.as_str()))
+    };
+    prefixes
+        .iter()
+        .filter(|p| !covered(p))
+        .map(|(kind, p)| format!("+refs/{kind}/{p}*:refs/{kind}/{p}*"))
+        .collect()
+}
+
+fn literal_prefix(pattern: &RefPattern) -> String {
+    pattern
+        .as_str()
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?'))
+        .collect()
+}
+
+/// Every step for one app. `seen`: what [`remembered`] returned in the previous round
+/// (`None` before the first).
+pub fn plan(
+    rules: &[Rule],
+    remote: &RemoteRefs,
+    temporaries: &[Temporary],
+    seen: Option<&BTreeMap<String, String>>,
+) -> Vec<Step> {
+    let heads = &remote.branches;
+    let mut steps = Vec::new();
+    for rule in rules {
+        let env = &rule.environment;
+        let leave = |why: String| Step::Leave {
+            subject: env.to_string(),
+            why,
+        };
+        match &rule.source {
+            RefSource::Tag(_) if !rule.auto_deploy => {
+                steps.push(leave("auto_deploy is off".into()));
+            }
+            RefSource::Tag(p) => {
+                let Some(seen) = seen else {
+                    steps.push(leave(
+                        "first round: tags already there are not deployed by reconciliation".into(),
+                    ));
+                    continue;
+                };
+                let pushed: Vec<(String, String)> = remote
+                    .tags
+                    .iter()
+                    .filter(|(tag, commit)| {
+                        p.matches(tag) && seen.get(&format!("refs/tags/{tag}")) != Some(*commit)
+                    })
+                    .map(|(t, c)| (t.clone(), c.clone()))
+                    .collect();
+                if pushed.is_empty() {
+                    steps.push(leave(format!(
+                        "no tag matching `{p}` was pushed since the previous round"
+                    )));
+                } else {
+                    steps.push(Step::CompareTags {
+                        environment: env.clone(),
+                        tags: pushed,
+                    });
+                }
+            }
+            RefSource::Branch(p) if p.is_literal() => {
+                if !rule.auto_deploy {
+                    steps.push(leave("auto_deploy is off".into()));
+                    continue;
+                }
+                match heads.get(p.as_str()) {
+                    Some(head) => steps.push(Step::Compare {
+                        environment: env.clone(),
+                        base: env.clone(),
+                        branch: p.as_str().to_owned(),
+                        head: head.clone(),
+                        temporary: false,
+                    }),
+                    None => steps.push(leave(format!("branch `{p}` is not on the remote"))),
+                }
+            }
+            RefSource::Branch(p) => {
+                plan_pattern(rule, p, heads, temporaries, seen, &mut steps);
+            }
+        }
+    }
+    steps
+}
+
+fn plan_pattern(
+    rule: &Rule,
+    pattern: &RefPattern,
+    heads: &BTreeMap<String, String>,
+    temporaries: &[Temporary],
+    seen: Option<&BTreeMap<String, String>>,
+    steps: &mut Vec<Step>,
+) {
+    let base = &rule.environment;
+    let mine = temporaries
+        .iter()
+        .filter(|t| &t.base == base && pattern.matches(&t.branch));
+    for t in mine {
+        let leave = |why: &str| Step::Leave {
+            subject: t.name.to_string(),
+            why: why.to_owned(),
+        };
+        match heads.get(&t.branch) {
+            None if rule.protected => steps.push(leave(
+                "its branch is gone, but it is protected: never torn down",
+            )),
+            None => steps.push(Step::Teardown {
+                environment: t.name.clone(),
+                base: base.clone(),
+                branch: t.branch.clone(),
+            }),
+            Some(_) if !rule.auto_deploy => steps.push(leave("auto_deploy is off")),
+            Some(head) => steps.push(Step::Compare {
+                environment: t.name.clone(),
+                base: base.clone(),
+                branch: t.branch.clone(),
+                head: head.clone(),
+                temporary: true,
+            }),
+        }
+    }
+    if !rule.auto_deploy {
+        return;
+    }
+    let without_environment = heads.iter().filter(|(branch, _)| {
+        pattern.matches(branch) && !temporaries.iter().any(|t| &t.branch == *branch)
+    });
+    for (branch, head) in without_environment {
+        let leave = |why: &str| Step::Leave {
+            subject: format!("branch `{branch}`"),
+            why: why.to_owned(),
+        };
+        match seen {
+            None => steps.push(leave(
+                "was there before the first round: its first push makes its environment",
+            )),
+            Some(seen) if seen.get(&format!("refs/heads/{branch}")) == Some(head) => {
+                steps.push(leave("not pushed since the previous round"));
+            }
+            Some(_) => steps.push(Step::Create {
+                base: base.clone(),
+                branch: branch.clone(),
+                head: head.clone(),
+            }),
+        }
+    }
+}
+
+/// What the next round compares against as `seen`: full ref → commit of the branches
+/// of pattern environments and the tags of tag environments.
+pub fn remembered(rules: &[Rule], remote: &RemoteRefs) -> BTreeMap<String, String> {
+    let of_pattern = |name: &String, tag: bool| {
+        rules.iter().any(|r| match &r.source {
+            RefSource::Branch(p) => !tag && !p.is_literal() && p.matches(name),
+            RefSource::Tag(p) => tag && p.matches(name),
+        })
+    };
+    let branches = remote
+        .branches
+        .iter()
+        .filter(|(b, _)| of_pattern(b, false))
+        .map(|(b, c)| (format!("refs/heads/{b}"), c.clone()));
+    let tags = remote
+        .tags
+        .iter()
+        .filter(|(t, _)| of_pattern(t, true))
+        .map(|(t, c)| (format!("refs/tags/{t}"), c.clone()));
+    branches.chain(tags).collect()
+}
+
+/// Which of `tags` (tag, commit) a tag environment should run: among those whose commit
+/// is not live and descends from the live one, the one every other is behind (on two
+/// tags of one commit, the later name). `Err` says why none. `is_ancestor(a, b)`: commit
+/// `a` is a strict ancestor of `b` (the caller's repository answers; false when unknown).
+pub fn newest_tag<'a>(
+    tags: &'a [(String, String)],
+    live: Option<&str>,
+    mut is_ancestor: impl FnMut(&str, &str) -> bool,
+) -> Result<&'a (String, String), String> {
+    let newer: Vec<&(String, String)> = tags
+        .iter()
+        .filter(|(_, commit)| match live {
+            Some(live) => commit != live && is_ancestor(live, commit),
+            None => true,
+        })
+        .collect();
+    let Some(mut best) = newer.first().copied() else {
+        return Err("no tag pushed since the previous round is newer than the live commit".into());
+    };
+    for &candidate in &newer[1..] {
+        if candidate.1 == best.1 {
+            best = candidate.max(best);
+        } else if is_ancestor(&best.1, &candidate.1) {
+            best = candidate;
+        }
+    }
+    let diverged: Vec<&str> = newer
+        .iter()
+        .filter(|(_, c)| *c != best.1 && !is_ancestor(c, &best.1))
+        .map(|(t, _)| t.as_str())
+        .collect();
+    if !diverged.is_empty() {
+        return Err(format!(
+            "tags {} and {} diverge: deploy one with `stagehand deploy`",
+            best.0,
+            diverged.join(", ")
+        ));
+    }
+    Ok(best)
+}
+
+/// What is known about an environment when its branch's head may need deploying.
+/// [`decide`] looks at the fields in order, so the edge may decide on `busy` and `live`
+/// alone and read the rest (store, mirror) only when that says deploy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// A deploy is queued or running there.
+    pub busy: bool,
+    /// The commit in `current/REVISION`, if anything is live.
+    pub live: Option<String>,
+    /// How the newest deploy of the head commit into this environment ended.
+    pub tried: Option<DeployStatus>,
+    /// The head is an ancestor of the live commit (the branch moved back).
+    pub head_is_older: bool,
+    /// The head commit's message contains `[skip deploy]`.
+    pub skip_marker: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Deploy,
+    Leave(String),
+}
+
+/// Whether to queue a `reconcile` deploy of `head`.
+pub fn decide(head: &str, facts: &Facts) -> Decision {
+    let leave = |why: String| Decision::Leave(why);
+    if facts.busy {
+        return leave("a deploy is queued or running there".into());
+    }
+    if facts.live.as_deref() == Some(head) {
+        return leave("the head is live".into());
+    }
+    if let Some(status) = facts.tried.filter(|s| {
+        matches!(
+            s,
+            DeployStatus::Succeeded
+                | DeployStatus::Failed
+                | DeployStatus::RolledBack
+                | DeployStatus::Skipped
+        )
+    }) {
+        return leave(format!(
+            "a deploy of the head already ended {status} there: not repeated"
+        ));
+    }
+    if facts.head_is_older {
+        return leave("the head is older than the live commit".into());
+    }
+    if facts.skip_marker {
+        return leave(format!(
+            "the head commit message contains {}",
+            super::event::SKIP_MARKER
+        ));
+    }
+    Decision::Deploy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> EnvironmentName {
+        EnvironmentName::parse(name).unwrap()
+    }
+
+    fn rule(environment: &str, source: &str, auto_deploy: bool, protected: bool) -> Rule {
+        let (kind, pattern) = source.split_once(':').unwrap();
+        let pattern = RefPattern::parse(pattern).unwrap();
+        Rule {
+            environment: env(environment),
+            source: if kind == "branch" {
+                RefSource::Branch(pattern)
+            } else {
+                RefSource::Tag(pattern)
+            },
+            auto_deploy,
+            protected,
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn temporary(name: &str, base: &str, branch: &str) -> Temporary {
+        Temporary {
+            name: env(name),
+            base: env(base),
+            branch: branch.into(),
+        }
+    }
+
+    /// One short line per step, so the tables read at a glance.
+    fn summary(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Compare {
+                    environment, head, ..
+                } => format!("compare {environment} {head}"),
+                Step::Create { base, branch, head } => format!("create {base}<{branch}> {head}"),
+                Step::Teardown { environment, .. } => format!("teardown {environment}"),
+                Step::CompareTags { environment, tags } => {
+                    let tags: Vec<String> = tags.iter().map(|(t, c)| format!("{t} {c}")).collect();
+                    format!("compare {environment} [{}]", tags.join(", "))
+                }
+                Step::Leave { subject, why } => format!("leave {subject}: {why}"),
+            })
+            .collect()
+    }
+
+    fn rules() -> Vec<Rule> {
+        vec![
+            rule("production", "branch:main", true, true),
+            rule("staging", "branch:develop", false, false),
+            rule("preview", "branch:feature/*", true, false),
+            rule("releases", "tag:v*", true, false),
+        ]
+    }
+
+    fn remote(branches: &[(&str, &str)], tags: &[(&str, &str)]) -> RemoteRefs {
+        RemoteRefs {
+            branches: map(branches),
+            tags: map(tags),
+        }
+    }
+
+    #[test]
+    fn plans_compare_create_teardown_and_leave() {
+        let heads = remote(
+            &[
+                ("main", "m1"),
+                ("develop", "d1"),
+                ("feature/kept", "k2"),
+                ("feature/new", "n1"),
+                ("feature/moved", "o2"),
+                ("feature/old", "o1"),
+                ("feature/a/b", "x"),
+            ],
+            &[("v1", "t1"), ("v2", "t2"), ("other", "o")],
+        );
+        let temporaries = [
+            temporary("preview-feature-kept", "preview", "feature/kept"),
+            temporary("preview-feature-gone", "preview", "feature/gone"),
+        ];
+        let seen = map(&[
+            ("refs/heads/feature/old", "o1"),
+            ("refs/heads/feature/moved", "o1"),
+            ("refs/tags/v1", "t1"),
+        ]);
+        let got = summary(&plan(&rules(), &heads, &temporaries, Some(&seen)));
+        assert_eq!(
+            got,
+            [
+                "compare production m1",
+                "leave staging: auto_deploy is off",
+                "compare preview-feature-kept k2",
+                "teardown preview-feature-gone",
+                "create preview<feature/moved> o2",
+                "create preview<feature/new> n1",
+                "leave branch `feature/old`: not pushed since the previous round",
+                "compare releases [v2 t2]",
+            ]
+        );
+    }
+
+    #[test]
+    fn before_the_first_round_existing_branches_make_no_environments() {
+        let heads = remote(&[("feature/x", "x1")], &[("v1", "t1")]);
+        let got = summary(&plan(&rules(), &heads, &[], None));
+        assert_eq!(
+            got[3],
+            "leave releases: first round: tags already there are not deployed by reconciliation"
+        );
+        assert_eq!(
+            got[2],
+            "leave branch `feature/x`: was there before the first round: its first push makes its environment"
+        );
+        assert_eq!(
+            got[0], "leave production: branch `main` is not on the remote",
+            "a missing branch is a note, not an error"
+        );
+    }
+
+    #[test]
+    fn protected_and_manual_patterns() {
+        let rules = [rule("preview", "branch:feature/*", false, true)];
+        let heads = remote(&[("feature/kept", "k"), ("feature/new", "n")], &[]);
+        let temporaries = [
+            temporary("preview-feature-kept", "preview", "feature/kept"),
+            temporary("preview-feature-gone", "preview", "feature/gone"),
+        ];
+        let got = summary(&plan(&rules, &heads, &temporaries, Some(&map(&[]))));
+        assert_eq!(
+            got,
+            [
+                "leave preview-feature-kept: auto_deploy is off",
+                "leave preview-feature-gone: its branch is gone, but it is protected: never torn down",
+            ]
+        );
+    }
+
+    #[test]
+    fn refspecs_cover_every_followed_branch_once() {
+        type Case<'a> = (&'a [(&'a str, bool)], &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
+            (&[("main", true)], &["+refs/heads/main*:refs/heads/main*"]),
+            // A manual literal branch needs no head; a manual pattern still tears down.
+            (
+                &[("main", false), ("feature/*", false)],
+                &["+refs/heads/feature/*:refs/heads/feature/*"],
+            ),
+            (
+                &[("main", true), ("develop", true), ("feature/*", true)],
+                &[
+                    "+refs/heads/develop*:refs/heads/develop*",
+                    "+refs/heads/feature/*:refs/heads/feature/*",
+                    "+refs/heads/main*:refs/heads/main*",
+                ],
+            ),
+            (
+                &[("**", true), ("main", true)],
+                &["+refs/heads/*:refs/heads/*"],
+            ),
+            (
+                &[("rel-?/x", true), ("rel-*", true)],
+                &["+refs/heads/rel-*:refs/heads/rel-*"],
+            ),
+        ];
+        for (branches, expected) in cases {
+            let rules: Vec<Rule> = branches
+                .iter()
+                .enumerate()
+                .map(|(i, (b, auto))| rule(&format!("e{i}"), &format!("branch:{b}"), *auto, false))
+                .collect();
+            assert_eq!(fetch_refspecs(&rules), *expected, "{branches:?}");
+        }
+        let tags = [
+            rule("t", "tag:v*", true, false),
+            rule("u", "tag:rc-*", false, false),
+            rule("b", "branch:v*", true, false),
+        ];
+        assert_eq!(
+            fetch_refspecs(&tags),
+            ["+refs/heads/v*:refs/heads/v*", "+refs/tags/v*:refs/tags/v*"],
+            "a manual tag environment needs no tags"
+        );
+    }
+
+    #[test]
+    fn pattern_branches_and_tags_are_what_the_next_round_compares() {
+        let heads = remote(
+            &[("main", "m"), ("feature/x", "x"), ("other", "o")],
+            &[("v1", "t1"), ("other", "o")],
+        );
+        assert_eq!(
+            remembered(&rules(), &heads),
+            map(&[("refs/heads/feature/x", "x"), ("refs/tags/v1", "t1")])
+        );
+    }
+
+    /// History for the tag tables: a → b → c → d, and a → x (a side line).
+    fn is_ancestor(a: &str, b: &str) -> bool {
+        const LINE: &str = "abcd";
+        match (LINE.find(a), LINE.find(b)) {
+            (Some(i), Some(j)) => i < j,
+            _ => a == "a" && b == "x",
+        }
+    }
+
+    #[test]
+    fn the_newest_tag_is_the_one_every_other_is_behind() {
+        let tags = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(t, c)| (t.to_string(), c.to_string()))
+                .collect()
+        };
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            Option<&'a str>,
+            Result<&'a str, &'a str>,
+        );
+        let cases: &[Case<'_>] = &[
+            (&[("v2", "c"), ("v3", "d")], Some("b"), Ok("v3")),
+            (&[("v3", "d"), ("v2", "c")], Some("b"), Ok("v3")),
+            // History decides, not the name.
+            (&[("v10", "c"), ("v9", "d")], Some("a"), Ok("v9")),
+            (&[("v1", "c"), ("v1-final", "c")], Some("a"), Ok("v1-final")),
+            // Never deployed: the newest of them.
+            (&[("v1", "b"), ("v2", "d")], None, Ok("v2")),
+            (&[("v1", "b")], Some("b"), Err("newer than the live")),
+            (&[("old", "a")], Some("c"), Err("newer than the live")),
+            (&[("v2", "c"), ("side", "x")], None, Err("diverge")),
+            // A side-line tag not descending from the live commit is not newer.
+            (&[("v2", "c"), ("side", "x")], Some("b"), Ok("v2")),
+        ];
+        for (list, live, expected) in cases {
+            let list = tags(list);
+            let got = newest_tag(&list, *live, is_ancestor).map(|(t, _)| t.as_str());
+            match (expected, &got) {
+                (Ok(want), Ok(tag)) if want == tag => {}
+                (Err(part), Err(why)) if why.contains(part) => {}
+                _ => panic!("{list:?} live {live:?}: got {got:?}, want {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let head = "h";
+        let facts = |busy, live: Option<&str>, tried, head_is_older, skip_marker| Facts {
+            busy,
+            live: live.map(str::to_owned),
+            tried,
+            head_is_older,
+            skip_marker,
+        };
+        use DeployStatus::*;
+        let cases: Vec<(Facts, Option<&str>)> = vec![
+            (facts(false, Some("old"), None, false, false), None),
+            // Never deployed: the first round deploys it.
+            (facts(false, None, None, false, false), None),
+            (
+                facts(true, Some("old"), None, false, false),
+                Some("queued or running"),
+            ),
+            (
+                facts(false, Some("h"), None, false, false),
+                Some("the head is live"),
+            ),
+            (
+                facts(false, Some("old"), Some(Failed), false, false),
+                Some("ended failed"),
+            ),
+            (
+                facts(false, Some("old"), Some(Succeeded), false, false),
+                Some("ended succeeded"),
+            ),
+            (
+                facts(false, Some("old"), Some(RolledBack), false, false),
+                Some("ended rolled_back"),
+            ),
+            (
+                facts(false, Some("old"), Some(Skipped), false, false),
+                Some("ended skipped"),
+            ),
+            // A deploy that never got to finish is tried again.
+            (
+                facts(false, Some("old"), Some(Interrupted), false, false),
+                None,
+            ),
+            (
+                facts(false, Some("old"), Some(Cancelled), false, false),
+                None,
+            ),
+            (
+                facts(false, Some("old"), Some(Superseded), false, false),
+                None,
+            ),
+            (
+                facts(false, Some("new"), None, true, false),
+                Some("older than the live"),
+            ),
+            (
+                facts(false, Some("old"), None, false, true),
+                Some("[skip deploy]"),
+            ),
+        ];
+        for (facts, expected) in cases {
+            let got = decide(head, &facts);
+            match (expected, &got) {
+                (None, Decision::Deploy) => {}
+                (Some(part), Decision::Leave(why)) if why.contains(part) => {}
+                _ => panic!("{facts:?}: got {got:?}, want {expected:?}"),
+            }
+        }
+    }
+}
