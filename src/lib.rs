@@ -25,4 +25,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod server;
+pub mod stdout;
 pub mod store;

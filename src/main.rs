@@ -2,6 +2,7 @@
 //! Errors end here, printed with their chain.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use stagehand::cli::{self, Output};
 use stagehand::client::Client;
 use stagehand::config::{self, Config};
+use stagehand::outln;
 
 #[derive(Parser)]
 #[command(
@@ -43,11 +45,13 @@ struct Remote {
 enum Command {
     /// Run the webhook server and the deploy runner.
     Serve {
+        /// The config file (default: $STAGEHAND_CONFIG, else ./stagehand.toml).
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Validate the config and print the branch → environment table.
     Check {
+        /// The config file (default: $STAGEHAND_CONFIG, else ./stagehand.toml).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -65,14 +69,18 @@ enum Command {
     },
     /// Environments, live releases and last deploys.
     Status {
+        /// Only this app's environments.
         app: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
     /// Deploy a branch, tag or sha (default: the environment's branch head).
     Deploy {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment (a configured or a temporary one).
         env: String,
+        /// A branch, tag or sha to deploy (required for an environment that follows tags).
         #[arg(long = "ref")]
         git_ref: Option<String>,
         /// Stream the log; exit non-zero unless the deploy succeeds.
@@ -83,10 +91,14 @@ enum Command {
     },
     /// Switch back to the previous (or the given) release.
     Rollback {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment (a configured or a temporary one).
         env: String,
+        /// The release to go back to, as `stagehand releases` lists it (default: the one before the live one).
         #[arg(long)]
         to: Option<String>,
+        /// Stream the log; exit non-zero unless the deploy succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -94,9 +106,13 @@ enum Command {
     },
     /// Deploy the commit live in FROM into TO.
     Promote {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment whose live commit is deployed.
         from: String,
+        /// The environment it is deployed into, built with its own settings.
         to: String,
+        /// Stream the log; exit non-zero unless the deploy succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -104,12 +120,16 @@ enum Command {
     },
     /// Copy runtime data (shared directories) from FROM into TO, then run the sync commands.
     Sync {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment the data is copied from.
         from: String,
+        /// The environment the data is copied into.
         to: String,
         /// Allow a protected target.
         #[arg(long)]
         force: bool,
+        /// Stream the log; exit non-zero unless the sync succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -117,14 +137,18 @@ enum Command {
     },
     /// The releases of an environment.
     Releases {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment (a configured or a temporary one).
         env: String,
         #[command(flatten)]
         remote: Remote,
     },
     /// A deploy's log, by id or APP/ENV (the latest there).
     Logs {
+        /// A deploy id, or APP/ENV for that environment's latest deploy.
         target: String,
+        /// Keep printing lines until the deploy ends; exit non-zero unless it succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -158,7 +182,9 @@ enum Command {
 enum HookCommand {
     /// Send a signed test delivery to the server.
     Send {
+        /// The app to send to, as named in stagehand.toml; its secret signs the delivery.
         app: String,
+        /// The GitHub event: `push` or `ping`.
         #[arg(long, default_value = "push")]
         event: String,
         /// Push this branch's current head.
@@ -180,7 +206,11 @@ fn main() -> ExitCode {
         Command::Serve { .. } => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
+    // Colour only for a person at a terminal: a redirected log (systemd, `> file`)
+    // gets plain text without anyone having to know about NO_COLOR.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let logs = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_target(false)
         .with_max_level(level)
         .with_writer(std::io::stderr);
@@ -209,14 +239,14 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
         }
         Command::Check { config } => {
             let config = load(config, &env)?;
-            print!("{}", config.describe());
+            outln!("{}", config.describe().trim_end());
             if config.server.api_token.is_none() {
-                println!(
+                outln!(
                     "note: {} is not set: the API and dashboard will refuse every request",
                     config.server.api_token_env
                 );
             }
-            println!("{}: ok", config.file.display());
+            outln!("{}: ok", config.file.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { once, keep, listen } => {
@@ -224,7 +254,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
             system().block_on(stagehand::demo::run(options, env))
         }
         Command::Secret => {
-            println!("{}", stagehand::hook_send::random_hex(32));
+            outln!("{}", stagehand::hook_send::random_hex(32));
             Ok(ExitCode::SUCCESS)
         }
         Command::Init {
@@ -259,7 +289,11 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 stagehand::hook_send::build(app_config, &event, &sample_text, branch.as_deref())?;
             let (status, answer) =
                 system().block_on(stagehand::hook_send::send(&server, app_config, &delivery))?;
-            println!("{status} {answer:#}");
+            if remote.json {
+                outln!("{answer:#}");
+            } else {
+                outln!("{status} {answer:#}");
+            }
             Ok(if status < 300 {
                 ExitCode::SUCCESS
             } else {
@@ -379,10 +413,34 @@ fn init(output: &Path, repo: &str, github: &str, force: bool) -> anyhow::Result<
     );
     let text = stagehand::config::starter(&app, repo, github, &secret_var);
     std::fs::write(output, text).with_context(|| format!("writing {}", output.display()))?;
-    println!("wrote {}", output.display());
-    println!(
+    outln!("wrote {}", output.display());
+    outln!(
         "next: export {secret_var}=$(stagehand secret); stagehand check --config {}",
         output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Issue 16 item 15: every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "stagehand".into(), &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }

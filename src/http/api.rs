@@ -500,7 +500,7 @@ pub async fn request_deploy(
                 Some(RefSource::Branch(p)) => format!("refs/heads/{p}"),
                 _ => {
                     return Err(HttpError::BadRequest(format!(
-                        "`{}` follows tags: say which one with {{\"ref\": \"v1.2.3\"}}",
+                        "`{}` follows tags: say which one (`stagehand deploy --ref v1.2.3`, or {{\"ref\": \"v1.2.3\"}} in the API)",
                         a.base
                     )));
                 }

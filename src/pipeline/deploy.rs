@@ -208,15 +208,16 @@ impl Run<'_> {
             status: DeployStatus::Running,
             reason: None,
         });
+        // Rollbacks and syncs name no ref: say only what started them.
+        let source = match self.deploy.git_ref.as_str() {
+            "" => format!("{} trigger", self.deploy.trigger),
+            git_ref => format!("{} trigger, {git_ref}", self.deploy.trigger),
+        };
         self.info(
             "deploy",
             &format!(
-                "deploy {} of {} to {} ({} trigger, {})",
-                self.deploy.id,
-                self.app.name,
-                self.deploy.environment,
-                self.deploy.trigger,
-                self.deploy.git_ref
+                "deploy {} of {} to {} ({source})",
+                self.deploy.id, self.app.name, self.deploy.environment,
             ),
         );
         let dir = self.env_dir.dir.clone();
@@ -405,12 +406,10 @@ impl Run<'_> {
             (None, _) => self.deploy.git_ref.clone(),
         };
         let m = mirror.clone();
+        let hint = missing_commit_hint(self.deploy.trigger, &self.deploy.git_ref);
         let (commit, found_as) = blocking(move || {
-            m.resolve_commit(&spec).map_err(|e| {
-                Stop::failed(format!(
-                    "{e} (was the branch force-pushed or deleted before the deploy started?)"
-                ))
-            })
+            m.resolve_commit(&spec)
+                .map_err(|e| Stop::failed(format!("{e} ({hint})")))
         })
         .await?;
         // A manual `--ref develop` is recorded as the ref it named, so the build sees
@@ -953,6 +952,20 @@ fn lock_environment(dir: &Path) -> Result<std::fs::File> {
         ))
     })?;
     Ok(file)
+}
+
+/// Why a commit the deploy names may be missing from the freshly fetched mirror, worded
+/// for what named it: a pushed branch may have been rewritten, a pushed tag moved, a
+/// hand-typed ref mistyped.
+fn missing_commit_hint(trigger: Trigger, git_ref: &str) -> &'static str {
+    match (trigger, git_ref) {
+        (Trigger::Push, r) if r.starts_with("refs/tags/") => {
+            "was the tag deleted or moved before the deploy started?"
+        }
+        (Trigger::Push, _) => "was the branch force-pushed or deleted before the deploy started?",
+        (Trigger::Promote, _) => "the source environment's commit is no longer in the repository",
+        _ => "no branch, tag or commit of that name is in the repository",
+    }
 }
 
 #[cfg(test)]

@@ -218,3 +218,83 @@ async fn clear_errors_for_a_missing_server_a_bad_token_and_hook_send() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("200"));
     full.stop().await;
 }
+
+fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Issue 16 items 11, 13, 14: `--json` prints JSON for every client command and for
+/// `hook send`; a closed stdout ends a command quietly; a rollback's log names no empty
+/// ref; a tag environment's error says how to name the tag on the command line.
+#[actix_web::test]
+async fn json_everywhere_quiet_on_a_closed_pipe_and_clear_wording() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        "[apps.shop.environments.staging]\nbranch = \"develop\"\n\
+         [apps.shop.environments.releases]\ntag = \"v*\"\n",
+    );
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let full = start_full(dir, &toml).await;
+    let url = full.running.url.clone();
+    let cli = |args: &[&str]| {
+        let mut c = stagehand(&url);
+        c.args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET);
+        c
+    };
+
+    let sent = stdout_json(
+        &run(cli(&[
+            "hook", "send", "shop", "--branch", "develop", "--json",
+        ]))
+        .await,
+    );
+    let first = sent["deploy"]["id"].as_str().unwrap().to_owned();
+    let done = stdout_json(&run(cli(&["logs", &first, "--follow", "--json"])).await);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    git(&repo, &["checkout", "-q", "develop"]);
+    commit(&repo, "Second", &[("second", "")]);
+    let second = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(second["status"], "succeeded", "{second}");
+    let status = stdout_json(&run(cli(&["status", "--json"])).await);
+    assert_eq!(status["apps"][0]["name"], "shop", "{status}");
+    let releases = stdout_json(&run(cli(&["releases", "shop", "staging", "--json"])).await);
+    assert_eq!(releases["releases"].as_array().map(Vec::len), Some(2));
+    let rollback = stdout_json(&run(cli(&["rollback", "shop", "staging", "--json"])).await);
+    let rollback_id = rollback["id"].as_str().unwrap().to_owned();
+    let rolled = stdout_json(&run(cli(&["logs", &rollback_id, "--follow", "--json"])).await);
+    assert_eq!(rolled["status"], "succeeded", "{rolled}");
+    let log = stdout_json(&run(cli(&["logs", &rollback_id, "--json"])).await);
+    let text = log["log"].as_str().unwrap();
+    assert!(text.contains("(rollback trigger)"), "{text}");
+    assert!(!text.contains("trigger, )"), "{text}");
+
+    for args in [&["status"][..], &["logs", first.as_str()]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut c = cli(args);
+        c.stdout(writer);
+        let out = run(c).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+
+    let out = run(cli(&["deploy", "shop", "releases"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--ref v1.2.3"), "{stderr}");
+    full.stop().await;
+}
