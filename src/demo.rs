@@ -135,7 +135,12 @@ async fn push_and_follow(
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut followers = Vec::new();
     for branch in branches {
-        let delivery = hook_send::build(app, "push", hook_send::PUSH_SAMPLE, Some(branch))?;
+        let delivery = hook_send::build(
+            app,
+            "push",
+            hook_send::PUSH_SAMPLE,
+            &hook_send::PushEdit::branch(branch),
+        )?;
         let (status, answer) = hook_send::send(url, app, &delivery).await?;
         anyhow::ensure!(
             status == 202,

@@ -188,8 +188,17 @@ enum HookCommand {
         #[arg(long, default_value = "push")]
         event: String,
         /// Push this branch's current head.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tag")]
         branch: Option<String>,
+        /// Push this tag (what it points at: for an annotated tag, the tag object).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Send the deletion of the --branch or --tag instead of a push.
+        #[arg(long)]
+        delete: bool,
+        /// The head commit's message, e.g. "[skip deploy] docs".
+        #[arg(long)]
+        message: Option<String>,
         /// A webhook-samples/ JSON file to send instead of the built-in one.
         #[arg(long)]
         sample: Option<PathBuf>,
@@ -269,6 +278,9 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                     app,
                     event,
                     branch,
+                    tag,
+                    delete,
+                    message,
                     sample,
                     remote,
                 },
@@ -285,8 +297,13 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 None if event == "ping" => stagehand::hook_send::PING_SAMPLE.to_owned(),
                 None => stagehand::hook_send::PUSH_SAMPLE.to_owned(),
             };
-            let delivery =
-                stagehand::hook_send::build(app_config, &event, &sample_text, branch.as_deref())?;
+            let edit = stagehand::hook_send::PushEdit {
+                branch,
+                tag,
+                delete,
+                message,
+            };
+            let delivery = stagehand::hook_send::build(app_config, &event, &sample_text, &edit)?;
             let (status, answer) =
                 system().block_on(stagehand::hook_send::send(&server, app_config, &delivery))?;
             if remote.json {

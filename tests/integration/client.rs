@@ -298,3 +298,75 @@ async fn json_everywhere_quiet_on_a_closed_pipe_and_clear_wording() {
     assert!(stderr.contains("--ref v1.2.3"), "{stderr}");
     full.stop().await;
 }
+
+/// Issue 16 item 10: `hook send` sends tag pushes, branch deletions and a chosen
+/// commit message, so tag environments, teardowns and `[skip deploy]` can be tried.
+#[actix_web::test]
+async fn hook_send_tags_deletions_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        "[apps.shop.environments.staging]\nbranch = \"develop\"\n\
+         [apps.shop.environments.preview]\nbranch = \"feature/*\"\n\
+         [apps.shop.environments.releases]\ntag = \"v*\"\n",
+    );
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    let send = |args: &[&str]| {
+        let mut c = stagehand(&client.url);
+        c.args(["hook", "send", "shop", "--json"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET);
+        c
+    };
+
+    git(&repo, &["branch", "feature/x"]);
+    let pushed = stdout_json(&run(send(&["--branch", "feature/x"])).await);
+    let done = client.wait(&pushed["deploy"]["id"], 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    git(&repo, &["branch", "-D", "feature/x"]);
+    let deleted = stdout_json(&run(send(&["--branch", "feature/x", "--delete"])).await);
+    assert_eq!(deleted["deploy"]["trigger"], "teardown", "{deleted}");
+    let done = client.wait(&deleted["deploy"]["id"], 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    git(&repo, &["tag", "-a", "v1.0", "-m", "Release 1.0"]);
+    let tagged = stdout_json(&run(send(&["--tag", "v1.0"])).await);
+    assert_eq!(tagged["deploy"]["ref"], "refs/tags/v1.0", "{tagged}");
+    assert_eq!(tagged["deploy"]["environment"], "releases", "{tagged}");
+    let done = client.wait(&tagged["deploy"]["id"], 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["commit"], git(&repo, &["rev-parse", "v1.0^{commit}"]));
+
+    let skipped = stdout_json(
+        &run(send(&[
+            "--branch",
+            "develop",
+            "--message",
+            "[skip deploy] docs",
+        ]))
+        .await,
+    );
+    assert_eq!(skipped["deploy"]["status"], "skipped", "{skipped}");
+    assert!(
+        skipped["deploy"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("[skip deploy]")),
+        "{skipped}"
+    );
+
+    let out = run(send(&["--delete"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--delete needs the --branch or --tag"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    full.stop().await;
+}
