@@ -60,6 +60,16 @@ fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
+/// At most `max` characters of `text`, with `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
 fn short(v: &Value) -> String {
     v.as_str()
         .map(|s| s.chars().take(7).collect())
@@ -86,23 +96,44 @@ pub async fn status(
 /// as wide as their longest cell (temporary environment names run to 63 characters);
 /// the last column is free-form, so colour codes in it never shift the others.
 pub fn status_table(apps: &Value, only: Option<&str>, out: Output) -> Vec<String> {
-    const HEADER: [&str; 5] = ["APP", "ENVIRONMENT", "LIVE RELEASE", "COMMIT", "FED BY"];
-    let mut rows: Vec<([String; 5], String)> = Vec::new();
+    const HEADER: [&str; 6] = [
+        "APP",
+        "ENVIRONMENT",
+        "FED BY",
+        "LIVE RELEASE",
+        "COMMIT",
+        "MESSAGE",
+    ];
+    let mut rows: Vec<([String; 6], String)> = Vec::new();
     for a in apps["apps"].as_array().into_iter().flatten() {
         if only.is_some_and(|name| a["name"] != name) {
             continue;
         }
         for env in a["environments"].as_array().into_iter().flatten() {
             let last = &env["last_deploy"];
+            // The last attempt is shown as such when it is not what is live: a failed
+            // deploy leaves the live release as it was.
             let last_text = if last.is_null() {
                 "-".to_owned()
             } else {
+                let attempt =
+                    if env["live_deploy"].is_null() || env["live_deploy"]["id"] == last["id"] {
+                        ""
+                    } else {
+                        " (live release unchanged)"
+                    };
                 format!(
-                    "#{} {} {}",
+                    "#{} {} {}{attempt}",
                     text(&last["id"]),
                     out.status(text(&last["status"])),
                     text(&last["created_at"])
                 )
+            };
+            let live = &env["live_deploy"];
+            let message = match (live["message"].as_str(), live["author"].as_str()) {
+                (Some(m), Some(a)) => format!("{} ({a})", clip(m, 40)),
+                (Some(m), None) => clip(m, 40),
+                _ => "-".into(),
             };
             let mut name = text(&env["name"]).to_owned();
             if env["temporary"] == true {
@@ -112,9 +143,10 @@ pub fn status_table(apps: &Value, only: Option<&str>, out: Output) -> Vec<String
                 [
                     text(&a["name"]).to_owned(),
                     name,
+                    text(&env["branch"]).to_owned(),
                     text(&env["live_release"]).to_owned(),
                     short(&env["live_commit"]),
-                    text(&env["branch"]).to_owned(),
+                    message,
                 ],
                 last_text,
             ));
@@ -345,7 +377,8 @@ mod tests {
         json!({
             "name": name, "temporary": temporary, "branch": "develop",
             "live_release": release, "live_commit": release.map(|_| "3f2a1c9d0e"),
-            "last_deploy": { "id": "12", "status": "succeeded", "created_at": "2026-12-01T10:00:00Z" },
+            "live_deploy": release.map(|_| json!({ "id": "11", "message": "Add cart totals", "author": "Ada" })),
+            "last_deploy": { "id": "12", "status": "failed", "created_at": "2026-12-01T10:00:00Z" },
             "pending": null,
         })
     }
@@ -378,6 +411,11 @@ mod tests {
             assert_eq!(column(line, "#12"), last_at, "{lines:#?}");
         }
         assert!(lines[2].contains(&format!("{long} (temp)")));
+        assert!(lines[1].contains("Add cart totals (Ada)"), "{lines:#?}");
+        assert!(
+            lines[1].ends_with("(live release unchanged)"),
+            "a failed last attempt is told apart from the live release: {lines:#?}"
+        );
         assert!(status_table(&apps, Some("blog"), PLAIN).len() == 1);
     }
 }

@@ -92,7 +92,9 @@ pub fn build(
         body["base_ref"] = Value::Null;
         if edit.delete {
             // The old head is only informational in a deletion, and the ref may be gone.
-            let before = ref_target(&app.repo, &full_ref).unwrap_or_else(|_| NO_COMMIT.into());
+            let before = ref_target(&app.repo, &full_ref)
+                .map(|(target, _)| target)
+                .unwrap_or_else(|_| NO_COMMIT.into());
             body["before"] = Value::String(before);
             body["after"] = Value::String(NO_COMMIT.into());
             body["deleted"] = Value::Bool(true);
@@ -100,11 +102,11 @@ pub fn build(
             body["head_commit"] = Value::Null;
             body["commits"] = Value::Array(Vec::new());
         } else {
-            let head = ref_target(&app.repo, &full_ref)?;
-            body["after"] = Value::String(head.clone());
+            let (target, commit) = ref_target(&app.repo, &full_ref)?;
+            body["after"] = Value::String(target);
             body["deleted"] = Value::Bool(false);
             if body.get("head_commit").is_some_and(|c| !c.is_null()) {
-                body["head_commit"]["id"] = Value::String(head);
+                body["head_commit"]["id"] = Value::String(commit);
             }
         }
     }
@@ -126,45 +128,54 @@ pub fn build(
     })
 }
 
-/// What `full_ref` (`refs/heads/…` or `refs/tags/…`) points at in `repo`: for an
-/// annotated tag, the tag object, not the commit. Blocking.
-pub fn ref_target(repo: &str, full_ref: &str) -> Result<String, HookSendError> {
+/// What `full_ref` (`refs/heads/…` or `refs/tags/…`) points at in `repo`, and the
+/// commit under it: for an annotated tag, the tag object and its peeled commit (GitHub
+/// sends the first as `after` and the second as `head_commit.id`). Blocking.
+pub fn ref_target(repo: &str, full_ref: &str) -> Result<(String, String), HookSendError> {
     let err = |detail: String| HookSendError::Head {
         git_ref: full_ref.to_owned(),
         repo: repo.to_owned(),
         detail,
     };
-    let missing = || {
+    let peeled_name = format!("{full_ref}^{{}}");
+    let listed: Vec<(String, String)> = if crate::pipeline::git::is_ssh_url(repo) {
+        let out = std::process::Command::new("git")
+            .args(["ls-remote", "--", repo, full_ref, &peeled_name])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .map_err(|e| err(format!("cannot run git: {e}")))?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .map(|(oid, name)| (name.to_owned(), oid.to_owned()))
+            .collect()
+    } else {
+        let mut remote =
+            git2::Remote::create_detached(repo).map_err(|e| err(e.message().to_owned()))?;
+        remote
+            .connect(git2::Direction::Fetch)
+            .map_err(|e| err(e.message().to_owned()))?;
+        let heads = remote.list().map_err(|e| err(e.message().to_owned()))?;
+        heads
+            .iter()
+            .map(|h| (h.name().to_owned(), h.oid().to_string()))
+            .collect()
+    };
+    let find = |name: &str| {
+        listed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, oid)| oid.clone())
+    };
+    let target = find(full_ref).ok_or_else(|| {
         err(if full_ref.starts_with("refs/tags/") {
             "no such tag".into()
         } else {
             "no such branch".into()
         })
-    };
-    if crate::pipeline::git::is_ssh_url(repo) {
-        let out = std::process::Command::new("git")
-            .args(["ls-remote", "--", repo, full_ref])
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
-            .map_err(|e| err(format!("cannot run git: {e}")))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        return text
-            .split_whitespace()
-            .next()
-            .map(str::to_owned)
-            .ok_or_else(missing);
-    }
-    let mut remote =
-        git2::Remote::create_detached(repo).map_err(|e| err(e.message().to_owned()))?;
-    remote
-        .connect(git2::Direction::Fetch)
-        .map_err(|e| err(e.message().to_owned()))?;
-    let heads = remote.list().map_err(|e| err(e.message().to_owned()))?;
-    heads
-        .iter()
-        .find(|h| h.name() == full_ref)
-        .map(|h| h.oid().to_string())
-        .ok_or_else(missing)
+    })?;
+    let commit = find(&peeled_name).unwrap_or_else(|| target.clone());
+    Ok((target, commit))
 }
 
 /// Signs and posts the delivery; returns the HTTP status and the JSON answer.

@@ -32,13 +32,14 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::HttpError;
 use crate::config::{AppConfig, Config};
-use crate::core::deploy::{Deploy, DeployStatus, Trigger};
+use crate::core::deploy::{Deploy, DeployStatus, ReasonCode, Trigger};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::release::is_release_id;
 use crate::core::routing::RefSource;
 use crate::core::secret::Secret;
 use crate::core::signature::hex_mac;
 use crate::pipeline::layout::EnvironmentDir;
+use crate::pipeline::preflight::{self, PreflightError};
 use crate::store::{DeployFilter, NewDeploy, Store, StoreError, Target};
 
 pub fn scope() -> Scope {
@@ -259,6 +260,9 @@ pub struct EnvironmentOverview {
     pub follows_tags: bool,
     pub live_release: Option<String>,
     pub live_commit: Option<String>,
+    /// The deploy that built the live release: what is running, apart from whatever
+    /// was attempted last.
+    pub live_deploy: Option<Deploy>,
     pub last_deploy: Option<Deploy>,
     /// The push a manual environment has not deployed yet.
     pub pending: Option<PendingPush>,
@@ -300,17 +304,23 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
             }));
         for (name, fed_by, base, is_temporary) in listed {
             let live = EnvironmentDir::new(&app.root, &name).live();
+            let live_deploy = match &live {
+                Some(l) => store.release_deploy(&app.name, &name, &l.release)?,
+                None => None,
+            };
+            let live_commit = live.as_ref().and_then(|l| l.commit.clone());
             let last_deploy = store.last_deploy(&app.name, &name)?;
             // A push to a manual (auto_deploy = false) environment waits as the last
-            // thing that happened there until a deploy or promote.
+            // thing that happened there until a deploy or promote; a commit already
+            // live (promoted before its push arrived) waits for nothing.
             let pending = last_deploy
                 .as_ref()
                 .filter(|d| {
                     d.status == DeployStatus::Skipped
                         && d.trigger == Trigger::Push
-                        && d.reason
-                            .as_deref()
-                            .is_some_and(|r| r.starts_with("auto_deploy is off"))
+                        && d.reason_code == Some(ReasonCode::AutoDeployOff)
+                        && d.commit.is_some()
+                        && d.commit != live_commit
                 })
                 .map(|d| PendingPush {
                     commit: d.commit.clone(),
@@ -325,8 +335,9 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
                 auto_deploy: config_env.is_none_or(|e| e.auto_deploy),
                 follows_tags: !is_temporary
                     && config_env.is_some_and(|e| !matches!(e.source, RefSource::Branch(_))),
-                live_release: live.as_ref().map(|l| l.release.clone()),
-                live_commit: live.and_then(|l| l.commit),
+                live_release: live.map(|l| l.release),
+                live_commit,
+                live_deploy,
                 name,
                 fed_by,
                 base,
@@ -487,13 +498,27 @@ pub async fn request_deploy(
     env: String,
     git_ref: Option<String>,
 ) -> Result<Deploy, HttpError> {
+    if let Some(r) = &git_ref
+        && (r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255)
+    {
+        return Err(HttpError::BadRequest(format!("{r:?} is not a ref")));
+    }
+    // A ref typed by hand is checked against the repository before anything is queued.
+    let resolved = match (&git_ref, addressed_app(state, &app)) {
+        (Some(r), Some(app_config)) => Some(
+            preflight::resolve(app_config, &state.config.server.state_dir, r)
+                .await
+                .map_err(|e| match e {
+                    PreflightError::Missing { .. } => HttpError::NotFound(e.to_string()),
+                    PreflightError::Fetch { .. } => HttpError::Conflict(e.to_string()),
+                })?,
+        ),
+        _ => None,
+    };
     create(state, app, env, move |_, a| {
+        let pinned = resolved.clone();
         let git_ref = match (git_ref, &a.temporary_branch) {
-            (Some(r), _)
-                if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 =>
-            {
-                return Err(HttpError::BadRequest(format!("{r:?} is not a ref")));
-            }
+            (Some(_), _) if let Some(found) = &pinned => found.full_ref.clone(),
             (Some(r), _) => r,
             (None, Some(branch)) => format!("refs/heads/{branch}"),
             (None, None) => match a.app.environments.get(&a.base).map(|e| &e.source) {
@@ -506,13 +531,19 @@ pub async fn request_deploy(
                 }
             },
         };
-        Ok(NewDeploy::queued(
-            a.target.clone(),
-            Trigger::Manual,
-            git_ref,
-        ))
+        Ok(NewDeploy {
+            commit: pinned.map(|found| found.commit),
+            ..NewDeploy::queued(a.target.clone(), Trigger::Manual, git_ref)
+        })
     })
     .await
+}
+
+/// The app an URL names, if configured (the 404 for one that is not comes later).
+fn addressed_app<'a>(state: &'a AppState, app: &str) -> Option<&'a AppConfig> {
+    AppName::parse(app)
+        .ok()
+        .and_then(|name| state.config.apps.get(&name))
 }
 
 async fn rollback(

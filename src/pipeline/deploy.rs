@@ -423,10 +423,25 @@ impl Run<'_> {
             .run(move |s| s.set_commit(id, &c, &r))
             .await?;
         let (m, c) = (mirror.clone(), commit.clone());
-        if let Ok(line) =
-            blocking(move || m.describe(&c).map_err(|e| Stop::failed(e.to_string()))).await
-        {
-            self.info("fetch", &format!("commit {line}"));
+        let details = blocking(move || {
+            m.commit_details(&c)
+                .map_err(|e| Stop::failed(e.to_string()))
+        })
+        .await;
+        // The message is for people reading the history: a commit libgit2 cannot
+        // describe still deploys.
+        if let Ok((message, author)) = details {
+            self.info(
+                "fetch",
+                &format!(
+                    "commit {} {message} ({author})",
+                    &commit[..7.min(commit.len())]
+                ),
+            );
+            self.ctx
+                .store
+                .run(move |s| s.set_commit_details(id, &message, &author))
+                .await?;
         }
         Ok(commit)
     }

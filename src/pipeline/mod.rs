@@ -9,6 +9,7 @@ pub mod git;
 pub mod health;
 pub mod layout;
 pub mod leftovers;
+pub mod preflight;
 pub mod releases;
 pub mod runner;
 pub mod sync;

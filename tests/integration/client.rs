@@ -370,3 +370,65 @@ async fn hook_send_tags_deletions_and_messages() {
     );
     full.stop().await;
 }
+
+/// Issue 16 item 7: a ref that does not exist is refused at once (404 with the reason)
+/// and records nothing; a ref that does is pinned in the answer; a failed attempt is
+/// told apart from the live release, which stays what it was.
+#[actix_web::test]
+async fn a_bogus_ref_is_refused_and_a_failed_attempt_is_not_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = toml(dir.path(), &repo);
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    let url = client.url.clone();
+    let cli = |args: &[&str]| {
+        let mut c = stagehand(&url);
+        c.args(args);
+        c
+    };
+    let first = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(first["status"], "succeeded", "{first}");
+
+    let out = run(cli(&[
+        "deploy",
+        "shop",
+        "staging",
+        "--ref",
+        "no-such-branch",
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("404") && stderr.contains("no branch, tag or commit \"no-such-branch\""),
+        "{stderr}"
+    );
+    let (_, list) = client.get("/api/deploys").await;
+    assert_eq!(list["deploys"].as_array().map(Vec::len), Some(1), "{list}");
+
+    git(&repo, &["checkout", "-q", "develop"]);
+    let broken = commit(&repo, "Break the build", &[("fail", "")]);
+    let pinned = stdout_json(
+        &run(cli(&[
+            "deploy", "shop", "staging", "--ref", "develop", "--json",
+        ]))
+        .await,
+    );
+    assert_eq!(pinned["commit"], broken, "{pinned}");
+    assert_eq!(pinned["ref"], "refs/heads/develop", "{pinned}");
+    let failed = client.wait(&pinned["id"], 60).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["message"], "Break the build", "{failed}");
+
+    let (_, apps) = client.get("/api/apps").await;
+    let staging = &apps["apps"][0]["environments"][0];
+    assert_eq!(staging["last_deploy"]["status"], "failed", "{staging}");
+    assert_eq!(staging["live_deploy"]["id"], first["id"], "{staging}");
+    assert_eq!(staging["live_deploy"]["status"], "succeeded", "{staging}");
+    let status = run(cli(&["status"])).await;
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.contains("(live release unchanged)"), "{stdout}");
+    assert!(stdout.contains("Executable and symlink (Ada)"), "{stdout}");
+    full.stop().await;
+}
