@@ -60,6 +60,21 @@ fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
+/// The length of `text` as shown, without colour codes.
+fn visible_len(text: &str) -> usize {
+    let mut len = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => len += 1,
+        }
+    }
+    len
+}
+
 /// At most `max` characters of `text`, with `…` when cut.
 fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -258,9 +273,10 @@ pub async fn rollback(
     app: &str,
     env: &str,
     to: Option<&str>,
+    force: bool,
 ) -> Result<Value, ClientError> {
     let body = match to {
-        Some(r) => json!({ "release": r }),
+        Some(r) => json!({ "release": r, "force": force }),
         None => json!({}),
     };
     client
@@ -316,13 +332,23 @@ pub async fn releases(
     for r in list["releases"].as_array().into_iter().flatten() {
         let mark = if r["live"] == true {
             out.paint("32", "live")
+        } else if r["failed"] == true {
+            // Its own deploy failed or was rolled back: `rollback --to` it needs --force.
+            out.paint("31", text(&r["status"]))
         } else if r["previous"] == true {
             "previous".into()
         } else {
             String::new()
         };
+        let message = match (r["message"].as_str(), r["author"].as_str()) {
+            (Some(m), Some(a)) => format!("{} ({a})", clip(m, 50)),
+            (Some(m), None) => clip(m, 50),
+            _ => "-".into(),
+        };
+        // The mark is padded before painting so colour codes never shift the message.
+        let pad = " ".repeat(11usize.saturating_sub(visible_len(&mark)));
         outln!(
-            "{:<27} {:<8} {mark}",
+            "{:<27} {:<8} {mark}{pad} {message}",
             text(&r["release"]),
             short(&r["commit"])
         );

@@ -98,6 +98,9 @@ enum Command {
         /// The release to go back to, as `stagehand releases` lists it (default: the one before the live one).
         #[arg(long)]
         to: Option<String>,
+        /// Allow going back to a release whose own deploy failed or was rolled back.
+        #[arg(long)]
+        force: bool,
         /// Stream the log; exit non-zero unless the deploy succeeds.
         #[arg(long)]
         follow: bool,
@@ -355,10 +358,11 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
             app,
             env,
             to,
+            force,
             follow,
             ..
         } => {
-            let answer = cli::rollback(&client, &app, &env, to.as_deref()).await?;
+            let answer = cli::rollback(&client, &app, &env, to.as_deref(), force).await?;
             cli::created(&client, answer, follow, out).await?
         }
         Command::Promote {

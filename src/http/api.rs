@@ -451,6 +451,9 @@ struct DeployBody {
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     release: Option<String>,
+    /// Roll back to a release whose own deploy failed or was rolled back.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Records a deploy asked for by hand (API or dashboard) and wakes the runner.
@@ -554,16 +557,19 @@ async fn rollback(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let body: RollbackBody = optional_json(&body)?;
-    let created = request_rollback(&state, app, env, body.release).await?;
+    let created = request_rollback(&state, app, env, body.release, body.force).await?;
     Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
 }
 
-/// A rollback to `release`, by default the release before the live one.
+/// A rollback to `release`, by default the release before the live one. A release whose
+/// own deploy failed or was rolled back (its after_release or health check failed) is
+/// a known-bad target: going back to it needs `force`.
 pub async fn request_rollback(
     state: &AppState,
     app: String,
     env: String,
     release: Option<String>,
+    force: bool,
 ) -> Result<Deploy, HttpError> {
     if let Some(release) = &release
         && !is_release_id(release)
@@ -572,7 +578,17 @@ pub async fn request_rollback(
             "{release:?} is not a release id"
         )));
     }
-    create(state, app, env, move |_, a| {
+    create(state, app, env, move |store, a| {
+        if let Some(wanted) = &release
+            && !force
+            && let Some(built) = store.release_deploy(&a.app.name, a.name(), wanted)?
+            && matches!(built.status, DeployStatus::Failed | DeployStatus::RolledBack)
+        {
+            return Err(HttpError::Conflict(format!(
+                "release {wanted} was made by deploy {} which ended {}: pass --force (\"force\": true) to roll back to it anyway",
+                built.id, built.status
+            )));
+        }
         Ok(NewDeploy {
             release,
             ..NewDeploy::queued(a.target.clone(), Trigger::Rollback, String::new())
@@ -718,22 +734,27 @@ async fn releases(
                     .as_deref()
                     .and_then(|l| crate::core::release::previous_release(&names, l))
                     .map(str::to_owned);
-                let releases: Vec<_> = names
-                    .iter()
-                    .rev()
-                    .map(|name| {
-                        let commit =
-                            std::fs::read_to_string(dir.releases().join(name).join("REVISION"))
-                                .map(|c| c.trim().to_owned())
-                                .ok();
-                        json!({
-                            "release": name,
-                            "commit": commit,
-                            "live": live.as_deref() == Some(name.as_str()),
-                            "previous": previous.as_deref() == Some(name.as_str()),
-                        })
-                    })
-                    .collect();
+                let mut releases = Vec::new();
+                for name in names.iter().rev() {
+                    let commit =
+                        std::fs::read_to_string(dir.releases().join(name).join("REVISION"))
+                            .map(|c| c.trim().to_owned())
+                            .ok();
+                    let built = store.release_deploy(&a.app.name, a.name(), name)?;
+                    let status = built.as_ref().map(|d| d.status);
+                    releases.push(json!({
+                        "release": name,
+                        "commit": commit,
+                        "live": live.as_deref() == Some(name.as_str()),
+                        "previous": previous.as_deref() == Some(name.as_str()),
+                        "deploy": built.as_ref().map(|d| d.id),
+                        "status": status,
+                        // Its own deploy failed after the switch or was rolled back.
+                        "failed": matches!(status, Some(DeployStatus::Failed | DeployStatus::RolledBack)),
+                        "message": built.as_ref().and_then(|d| d.message.clone()),
+                        "author": built.as_ref().and_then(|d| d.author.clone()),
+                    }));
+                }
                 Ok(releases)
             });
             Ok::<_, StoreError>(result)

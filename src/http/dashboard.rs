@@ -351,7 +351,7 @@ async fn rollback(
 ) -> Result<HttpResponse, PageError> {
     checked_form(&req, &state, &body)?;
     let (app, env) = path.into_inner();
-    let created = api::request_rollback(&state, app, env, None).await?;
+    let created = api::request_rollback(&state, app, env, None, false).await?;
     Ok(see_other(&deploy_url(created.id)))
 }
 

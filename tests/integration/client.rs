@@ -432,3 +432,76 @@ async fn a_bogus_ref_is_refused_and_a_failed_attempt_is_not_the_live_state() {
     assert!(stdout.contains("Executable and symlink (Ada)"), "{stdout}");
     full.stop().await;
 }
+
+/// Issue 16 item 6: `releases` says what each release is and marks one whose own
+/// deploy was rolled back; `rollback --to` it needs `--force`.
+#[actix_web::test]
+async fn releases_mark_a_rolled_back_release_and_rollback_to_it_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        "after_release = [\"if [ -f bad ]; then exit 3; fi\"]\n\
+         [apps.shop.environments.staging]\nbranch = \"develop\"\n",
+    );
+    let full = start_full(dir, &toml).await;
+    let url = full.running.url.clone();
+    let cli = |args: &[&str]| {
+        let mut c = stagehand(&url);
+        c.args(args);
+        c
+    };
+    let good = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(good["status"], "succeeded", "{good}");
+    git(&repo, &["checkout", "-q", "develop"]);
+    commit(&repo, "Ship the bad one", &[("bad", "")]);
+    let bad = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(bad["status"], "rolled_back", "{bad}");
+    let bad_release = bad["release"].as_str().unwrap().to_owned();
+
+    let list = stdout_json(&run(cli(&["releases", "shop", "staging", "--json"])).await);
+    let row = |name: &str| {
+        list["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["release"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+    };
+    assert_eq!(row(&bad_release)["failed"], true, "{list}");
+    assert_eq!(row(&bad_release)["message"], "Ship the bad one", "{list}");
+    let good_release = good["release"].as_str().unwrap();
+    assert_eq!(row(good_release)["failed"], false, "{list}");
+    assert_eq!(row(good_release)["live"], true, "{list}");
+    let table = run(cli(&["releases", "shop", "staging"])).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.lines().any(|l| l.starts_with(&bad_release)
+            && l.contains("rolled_back")
+            && l.contains("Ship the bad one (Ada)")),
+        "{table}"
+    );
+
+    let refused = run(cli(&["rollback", "shop", "staging", "--to", &bad_release])).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("409") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let forced = run(cli(&[
+        "rollback",
+        "shop",
+        "staging",
+        "--to",
+        &bad_release,
+        "--force",
+        "--json",
+    ]))
+    .await;
+    let forced = stdout_json(&forced);
+    assert_eq!(forced["trigger"], "rollback", "{forced}");
+    full.stop().await;
+}
