@@ -18,6 +18,7 @@ use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::{RefSource, RouteRule, RoutingTable};
 use crate::core::secret::Secret;
+use crate::core::sync_exclude::SyncExclude;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -119,6 +120,13 @@ pub struct EnvironmentConfig {
     pub shared: Vec<SharedPath>,
     pub cache: Vec<String>,
     pub step_timeout: Duration,
+    /// Paths a copy of runtime data leaves out: the app's patterns plus the environment's.
+    pub sync_exclude: SyncExclude,
+    /// Commands run in this environment before its data is copied elsewhere (a
+    /// consistent database dump into shared/, say).
+    pub before_sync: Vec<String>,
+    /// Link `shared` after the build instead of before, so builds never see live data.
+    pub link_after_build: bool,
     pub auto_deploy: bool,
     pub protected: bool,
     pub health_check: Option<HealthCheck>,
@@ -317,6 +325,9 @@ struct RawOverridable {
     shared: Option<Vec<String>>,
     cache: Option<Vec<String>>,
     step_timeout: Option<String>,
+    sync_exclude: Option<Vec<String>>,
+    before_sync: Option<Vec<String>>,
+    link_after_build: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -767,6 +778,33 @@ impl Validator<'_> {
             .map(|c| c.trim_end_matches('/').to_owned())
             .filter(|c| self.relative_inside(&format!("{key}.cache"), c))
             .collect();
+        let exclude_patterns: Vec<String> = app
+            .sync_exclude
+            .iter()
+            .chain(&o.sync_exclude)
+            .flatten()
+            .cloned()
+            .collect();
+        let sync_exclude = match SyncExclude::parse(&exclude_patterns) {
+            Ok(set) => set,
+            Err((pattern, e)) => {
+                let owner = if o
+                    .sync_exclude
+                    .as_ref()
+                    .is_some_and(|l| l.contains(&pattern))
+                {
+                    key
+                } else {
+                    key.split(".environments.").next().unwrap_or(key)
+                };
+                let problem = format!("{owner}.sync_exclude: {pattern:?}: {e}");
+                // An app-level pattern is checked once per environment: say it once.
+                if !self.problems.contains(&problem) {
+                    self.problems.push(problem);
+                }
+                SyncExclude::default()
+            }
+        };
         let timeout_key = if o.step_timeout.is_some() {
             format!("{key}.step_timeout")
         } else {
@@ -829,6 +867,13 @@ impl Validator<'_> {
             shared,
             cache,
             step_timeout,
+            sync_exclude,
+            before_sync: o
+                .before_sync
+                .clone()
+                .or_else(|| app.before_sync.clone())
+                .unwrap_or_default(),
+            link_after_build: o.link_after_build.or(app.link_after_build).unwrap_or(false),
             auto_deploy: raw.auto_deploy.unwrap_or(true),
             protected: raw.protected.unwrap_or(false),
             health_check,
@@ -1008,6 +1053,53 @@ step_timeout = "90s"
         );
         let plain = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
         assert!(plain.apps.values().next().unwrap().github_report.is_none());
+    }
+
+    /// Issue 16 items 1 and 3: exclusions merge app and environment patterns; a bad
+    /// one is named with its key, once.
+    #[test]
+    fn sync_exclude_before_sync_and_link_after_build() {
+        let toml = GOOD
+            .replace(
+                "build = [\"make\"]\n",
+                "build = [\"make\"]\nsync_exclude = [\"*.key\"]\nbefore_sync = [\"dump\"]\nlink_after_build = true\n",
+            )
+            .replace(
+                "[apps.shop.environments.preview]",
+                "[apps.shop.environments.preview]\nsync_exclude = [\"instance/config.py\"]",
+            );
+        let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap_or_else(|e| panic!("{e}"));
+        let app = config.apps.values().next().unwrap();
+        let preview = app
+            .environments
+            .values()
+            .find(|e| e.name.as_str() == "preview")
+            .unwrap();
+        assert!(preview.sync_exclude.excludes("tls/a.key"));
+        assert!(preview.sync_exclude.excludes("instance/config.py"));
+        assert_eq!(preview.before_sync, ["dump"]);
+        assert!(preview.link_after_build);
+        let plain = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
+        let env = plain
+            .apps
+            .values()
+            .next()
+            .unwrap()
+            .environments
+            .values()
+            .next()
+            .unwrap();
+        assert!(env.sync_exclude.is_empty() && !env.link_after_build);
+
+        let bad = toml.replace(r#"["*.key"]"#, r#"["[ab].key"]"#);
+        let message = errors(&bad, &[("SHOP_SECRET", "s")]);
+        assert_eq!(
+            message
+                .matches("apps.shop.sync_exclude: \"[ab].key\"")
+                .count(),
+            1,
+            "{message}"
+        );
     }
 
     #[test]

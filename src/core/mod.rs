@@ -12,4 +12,5 @@ pub mod release;
 pub mod routing;
 pub mod secret;
 pub mod signature;
+pub mod sync_exclude;
 pub mod time;

@@ -329,13 +329,28 @@ impl Run<'_> {
         if let Some(seed) = self.seed_source() {
             self.stage("seed", self.copy_data(seed, "seed")).await?;
         }
-        self.stage("link", self.link(&release_dir)).await?;
+        // Shared data is linked before the build by default (builds often need `.env`);
+        // `link_after_build` keeps live data out of builds (tests reading live config).
+        let link_after_build = self.env_config.link_after_build;
+        if !link_after_build {
+            self.stage("link", self.link(&release_dir)).await?;
+        }
         let env = self.command_env(&commit, &release, &release_dir);
+        let cache = self.env_dir.cache();
+        blocking(move || {
+            std::fs::create_dir_all(&cache).map_err(|e| {
+                Stop::failed(format!("creating the cache dir {}: {e}", cache.display()))
+            })
+        })
+        .await?;
         self.stage(
             "build",
             self.commands("build", &self.env_config.build, &release_dir, &env),
         )
         .await?;
+        if link_after_build {
+            self.stage("link", self.link(&release_dir)).await?;
+        }
         let previous = self.env_dir.live().map(|l| l.release);
         self.stage("switch", self.switch(&release)).await?;
         // From here on the new release is live: it is no longer half-made.
@@ -597,6 +612,10 @@ impl Run<'_> {
                 "STAGEHAND_SHARED_DIR",
                 self.env_dir.shared().display().to_string(),
             ),
+            (
+                "STAGEHAND_CACHE_DIR",
+                self.env_dir.cache().display().to_string(),
+            ),
             ("STAGEHAND_DEPLOY_ID", self.deploy.id.to_string()),
             ("STAGEHAND_TRIGGER", self.deploy.trigger.to_string()),
         ];
@@ -634,49 +653,7 @@ impl Run<'_> {
                 from_dir.shared().display()
             )));
         }
-        let to_shared = self.env_dir.shared();
-        for entry in &self.env_config.shared {
-            if !entry.is_dir {
-                self.info(
-                    stage,
-                    &format!(
-                        "{}: a shared file (per-environment configuration), not copied",
-                        entry.path
-                    ),
-                );
-                continue;
-            }
-            let (source, target) = (
-                from_dir.shared().join(&entry.path),
-                to_shared.join(&entry.path),
-            );
-            if !source.is_dir() {
-                self.info(
-                    stage,
-                    &format!("{}/: not in {from}, nothing to copy", entry.path),
-                );
-                continue;
-            }
-            let stats = blocking(move || {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Stop::failed(e.to_string()))?;
-                }
-                sync::copy_tree(&source, &target)
-                    .map_err(|e| Stop::failed(format!("copying data: {e}")))
-            })
-            .await?;
-            self.info(
-                stage,
-                &format!(
-                    "{}/: {} copied ({:.1} MB), {} unchanged, {} symlinks",
-                    entry.path,
-                    stats.copied,
-                    stats.bytes as f64 / 1e6,
-                    stats.unchanged,
-                    stats.symlinks
-                ),
-            );
-        }
+        let source_config = self.source_config(&from).await?;
         let mut env = commands::base_env(&self.ctx.process_env);
         env.extend(
             self.env_config
@@ -702,8 +679,93 @@ impl Run<'_> {
             ),
         ];
         env.extend(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        // The source's own commands first, in its directory with its variables: a
+        // consistent dump of a live database into shared/, which is then what is copied.
+        if let Some(source) = &source_config
+            && !source.before_sync.is_empty()
+        {
+            let mut source_env = commands::base_env(&self.ctx.process_env);
+            source_env.extend(source.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            source_env.extend(vars_of(&env));
+            self.info(stage, &format!("before_sync in `{from}`"));
+            self.commands(stage, &source.before_sync, &from_dir.dir, &source_env)
+                .await?;
+        }
+        let exclude = match &source_config {
+            Some(source) => source.sync_exclude.union(&self.env_config.sync_exclude),
+            None => self.env_config.sync_exclude.clone(),
+        };
+        if !exclude.is_empty() {
+            self.info(
+                stage,
+                &format!("left out: {}", exclude.patterns().join(", ")),
+            );
+        }
+        let to_shared = self.env_dir.shared();
+        for entry in &self.env_config.shared {
+            if !entry.is_dir {
+                self.info(
+                    stage,
+                    &format!(
+                        "{}: a shared file (per-environment configuration), not copied",
+                        entry.path
+                    ),
+                );
+                continue;
+            }
+            let (source, target) = (
+                from_dir.shared().join(&entry.path),
+                to_shared.join(&entry.path),
+            );
+            if !source.is_dir() {
+                self.info(
+                    stage,
+                    &format!("{}/: not in {from}, nothing to copy", entry.path),
+                );
+                continue;
+            }
+            let (rel, exclude) = (entry.path.clone(), exclude.clone());
+            let stats = blocking(move || {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Stop::failed(e.to_string()))?;
+                }
+                sync::copy_tree(&source, &target, &rel, &exclude)
+                    .map_err(|e| Stop::failed(format!("copying data: {e}")))
+            })
+            .await?;
+            self.info(
+                stage,
+                &format!(
+                    "{}/: {} copied ({:.1} MB), {} unchanged, {} symlinks, {} left out",
+                    entry.path,
+                    stats.copied,
+                    stats.bytes as f64 / 1e6,
+                    stats.unchanged,
+                    stats.symlinks,
+                    stats.excluded
+                ),
+            );
+        }
         let dir = self.env_dir.dir.clone();
         self.commands(stage, &self.app.sync, &dir, &env).await
+    }
+
+    /// The configuration of the environment data is copied from: a configured one, or
+    /// the pattern environment a temporary one was made from.
+    async fn source_config(&self, from: &EnvironmentName) -> Result<Option<EnvironmentConfig>> {
+        if let Some(config) = self.app.environments.get(from) {
+            return Ok(Some(config.clone()));
+        }
+        let (app, name) = (self.app.name.clone(), from.clone());
+        let temporary = self
+            .ctx
+            .store
+            .run(move |s| s.temporary_environments(&app))
+            .await?;
+        Ok(temporary
+            .into_iter()
+            .find(|t| t.name == name)
+            .and_then(|t| self.app.environments.get(&t.base).cloned()))
     }
 
     async fn sync(&self) -> Result<()> {
@@ -967,6 +1029,14 @@ fn lock_environment(dir: &Path) -> Result<std::fs::File> {
         ))
     })?;
     Ok(file)
+}
+
+/// The `STAGEHAND_*` variables of a command environment.
+fn vars_of(env: &[(String, String)]) -> Vec<(String, String)> {
+    env.iter()
+        .filter(|(k, _)| k.starts_with("STAGEHAND_"))
+        .cloned()
+        .collect()
 }
 
 /// Why a commit the deploy names may be missing from the freshly fetched mirror, worded

@@ -15,6 +15,8 @@ mod client;
 mod crash;
 /// The dashboard: auth over plain HTTP and a headless Chromium.
 mod dashboard;
+/// Runtime data and build caches: sync_exclude, before_sync, the cache dir, link_after_build.
+mod data;
 /// Following a deploy's log live.
 mod follow;
 /// `POST /hooks/<app>`: the contract's table row by row.
