@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::core::duration::parse_duration;
 use crate::core::ids::{AppName, EnvironmentName};
+use crate::core::notify::NotifyFormat;
 use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::{RefSource, RouteRule, RoutingTable};
 use crate::core::secret::Secret;
@@ -80,9 +81,16 @@ pub struct AppConfig {
     pub repo_token: Option<Secret>,
     pub fetch_with: FetchWith,
     pub sync: Vec<String>,
-    pub notify: Vec<String>,
+    pub notify: Vec<NotifyTarget>,
     pub environments: BTreeMap<EnvironmentName, EnvironmentConfig>,
     pub routing: RoutingTable,
+}
+
+/// A `notify` entry: a URL, and the shape of what it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    pub url: String,
+    pub format: NotifyFormat,
 }
 
 /// Where and how to report deploys to GitHub's Deployments API.
@@ -342,7 +350,7 @@ struct RawApp {
     token_env: Option<String>,
     fetch_with: Option<String>,
     sync: Option<Vec<String>>,
-    notify: Option<Vec<String>>,
+    notify: Option<Vec<RawNotify>>,
     #[serde(flatten)]
     defaults: RawOverridable,
     #[serde(default)]
@@ -353,6 +361,14 @@ struct RawApp {
 /// `github = { repo = "acme/shop", token_env = "GITHUB_TOKEN", api_url = "…" }`.
 /// (The contract's `[apps.shop.github] token_env = …` beside `github = "acme/shop"`
 /// would define the key twice, which TOML forbids; the table form holds both.)
+/// `"https://…"`, or `{ url = "https://…", format = "slack" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNotify {
+    Url(String),
+    Table { url: String, format: Option<String> },
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RawGithub {
@@ -689,15 +705,31 @@ impl Validator<'_> {
                 .notify
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|url| {
-                    let ok = url.starts_with("https://") || url.starts_with("http://");
-                    if !ok {
+                .filter_map(|entry| {
+                    let (url, format) = match entry {
+                        RawNotify::Url(url) => (url, None),
+                        RawNotify::Table { url, format } => (url, format),
+                    };
+                    let format = match format.as_deref() {
+                        None | Some("json") => NotifyFormat::Json,
+                        Some("slack") => NotifyFormat::Slack,
+                        Some("discord") => NotifyFormat::Discord,
+                        Some(other) => {
+                            self.problem(
+                                &format!("{key}.notify"),
+                                format!("format {other:?} is not one of \"json\", \"slack\", \"discord\""),
+                            );
+                            return None;
+                        }
+                    };
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
                         self.problem(
                             &format!("{key}.notify"),
                             format!("{url:?} is not an http(s) URL"),
                         );
+                        return None;
                     }
-                    ok
+                    Some(NotifyTarget { url, format })
                 })
                 .collect(),
             environments,
@@ -1148,6 +1180,14 @@ step_timeout = "90s"
                 ),
                 &ok,
                 "apps.shop.secret_file: cannot read /etc/stagehand/missing",
+            ),
+            (
+                GOOD.replace(
+                    "build = [\"make\"]\n",
+                    "build = [\"make\"]\nnotify = [\"https://ok.example.com\", { url = \"https://x.example.com\", format = \"teams\" }]\n",
+                ),
+                &ok,
+                "apps.shop.notify: format \"teams\" is not one of \"json\", \"slack\", \"discord\"",
             ),
             (
                 GOOD.replace(r#""90s""#, r#""90 seconds""#),

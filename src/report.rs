@@ -1,6 +1,7 @@
 //! Reporting deploys back: GitHub Deployments (a deployment per deploy of a commit, then
 //! its statuses `in_progress` → `success` / `failure` / `error`) and the `notify`
-//! webhooks (a JSON summary POSTed when a deploy ends).
+//! webhooks (a JSON summary, or a Slack/Discord message, POSTed when a deploy ends;
+//! `core::notify` shapes it).
 //!
 //! Reporting never fails or delays a deploy: the runner only drops an event into a
 //! channel; one task sends them in order, each retried with backoff, and gives up
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::config::{AppConfig, Config};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::ids::DeployId;
+use crate::core::notify;
 
 #[derive(Debug, Clone)]
 pub enum ReportEvent {
@@ -114,19 +116,11 @@ async fn handle(
         }
     }
     if let ReportEvent::Finished(_) = event {
-        let summary = json!({
-            "event": "deploy_finished",
-            "app": deploy.app,
-            "environment": deploy.environment,
-            "status": deploy.status,
-            "reason": deploy.reason,
-            "commit": deploy.commit,
-            "release": deploy.release,
-            "log_url": log_url(config, deploy),
-            "deploy": deploy,
-        });
-        for url in &app.notify {
-            post(client, url, None, &summary).await;
+        let page = notify::deploy_page(config.server.public_url.as_deref(), deploy);
+        let log = log_url(config, deploy);
+        for target in &app.notify {
+            let body = notify::payload(target.format, deploy, &page, &log);
+            post(client, &target.url, None, &body).await;
         }
     }
 }

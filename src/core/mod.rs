@@ -7,6 +7,7 @@ pub mod duration;
 pub mod event;
 pub mod ids;
 pub mod mask;
+pub mod notify;
 pub mod ref_pattern;
 pub mod release;
 pub mod routing;
