@@ -178,43 +178,6 @@ pub fn listen_address(toml_text: &str) -> Option<String> {
     parsed.get_string("server.listen").ok()
 }
 
-/// A commented starting config for `stagehand init`.
-pub fn starter(app: &str, repo: &str, github: &str, secret_var: &str) -> String {
-    format!(
-        r#"# stagehand.toml, written by `stagehand init`. Check it with `stagehand check`.
-# Every key is described in deploy/stagehand.example.toml.
-
-[server]
-listen = "127.0.0.1:9000"              # put nginx with TLS in front (deploy/nginx.conf)
-state_dir = "/var/lib/stagehand"       # database, git mirrors, deploy logs
-api_token_env = "STAGEHAND_API_TOKEN"  # bearer token for the API and the dashboard
-
-[apps.{app}]
-repo = "{repo}"
-github = "{github}"                    # deliveries must come from this repository
-secret_env = "{secret_var}"           # the webhook secret (make one with `stagehand secret`)
-root = "/srv/{app}"                    # environment E lives in /srv/{app}/E
-shared = ["storage/", ".env"]          # runtime data kept across releases
-build = []                             # e.g. ["composer install --no-dev", "npm ci", "npm run build"]
-after_release = []                     # e.g. ["systemctl reload php-fpm"]
-
-[apps.{app}.environments.production]
-branch = "main"
-protected = true
-env = {{ APP_ENV = "production" }}
-
-[apps.{app}.environments.staging]
-branch = "develop"
-env = {{ APP_ENV = "staging" }}
-
-[apps.{app}.environments.preview]
-branch = "feature/*"                   # one temporary environment per feature branch
-seed_from = "staging"
-env = {{ APP_ENV = "preview" }}
-"#
-    )
-}
-
 type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
 
 impl Config {

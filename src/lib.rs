@@ -19,6 +19,7 @@ pub mod core;
 pub mod demo;
 pub mod hook_send;
 pub mod http;
+pub mod init;
 pub mod intake;
 pub mod logs;
 pub mod metrics;

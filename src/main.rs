@@ -178,6 +178,9 @@ enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// State and environments beside the file (./state, ./srv/APP), for a first try without root.
+        #[arg(long)]
+        local: bool,
     },
 }
 
@@ -274,7 +277,8 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
             repo,
             github,
             force,
-        } => init(&output, &repo, &github, force),
+            local,
+        } => init(&output, &repo, &github, force, local),
         Command::Hook {
             command:
                 HookCommand::Send {
@@ -418,27 +422,21 @@ fn server_url(remote: &Remote, env: &HashMap<String, String>) -> String {
     format!("http://{listen}")
 }
 
-fn init(output: &Path, repo: &str, github: &str, force: bool) -> anyhow::Result<ExitCode> {
+fn init(
+    output: &Path,
+    repo: &str,
+    github: &str,
+    force: bool,
+    local: bool,
+) -> anyhow::Result<ExitCode> {
     if output.exists() && !force {
         anyhow::bail!("{} exists: pass --force to overwrite it", output.display());
     }
-    let app = github
-        .rsplit('/')
-        .next()
-        .unwrap_or("app")
-        .to_ascii_lowercase()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-    let secret_var = format!(
-        "{}_WEBHOOK_SECRET",
-        app.to_ascii_uppercase().replace('-', "_")
-    );
-    let text = stagehand::config::starter(&app, repo, github, &secret_var);
-    std::fs::write(output, text).with_context(|| format!("writing {}", output.display()))?;
+    let starter = stagehand::init::Starter::new(repo, github, local);
+    std::fs::write(output, starter.text())
+        .with_context(|| format!("writing {}", output.display()))?;
     outln!("wrote {}", output.display());
-    outln!(
-        "next: export {secret_var}=$(stagehand secret); stagehand check --config {}",
-        output.display()
-    );
+    outln!("{}", starter.next_steps(&output.display().to_string()));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -147,6 +147,33 @@ fn secret_is_strong_and_init_writes_a_config_that_checks() {
         !again.status.success(),
         "init must not overwrite without --force"
     );
+
+    // Issue 16 item 16: `--local` needs no root, and the hint names the API token too.
+    let local = dir.path().join("local.toml");
+    let init = stagehand()
+        .args(["init", "--local", "--github", "acme/blog", "--output"])
+        .arg(&local)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&init.stdout);
+    assert!(init.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("STAGEHAND_API_TOKEN=$(stagehand secret)"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&local).unwrap();
+    assert!(text.contains("state_dir = \"state\"") && text.contains("root = \"srv/blog\""));
+    let check = stagehand()
+        .args(["check", "--config"])
+        .arg(&local)
+        .env("BLOG_WEBHOOK_SECRET", &a)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 /// The systemd unit, with ExecStart pointed at the binary just built, passes
