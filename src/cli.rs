@@ -356,6 +356,28 @@ pub async fn releases(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `reload`: the server reads its config again; prints what changed.
+pub async fn reload(client: &Client, out: Output) -> Result<ExitCode, ClientError> {
+    let answer = client.post("/api/reload", &json!({})).await?;
+    if out.json {
+        outln!("{answer:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let changes: Vec<&str> = answer["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if changes.is_empty() {
+        outln!("reloaded: nothing changed");
+    }
+    for change in changes {
+        outln!("reloaded: {change}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `logs ID` or `logs APP/ENV` (that environment's latest deploy).
 pub async fn logs(
     client: &Client,

@@ -24,6 +24,7 @@ pub mod intake;
 pub mod logs;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod report;
 pub mod server;
 pub mod stdout;

@@ -138,6 +138,11 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Make the running server read its config file again (like SIGHUP).
+    Reload {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// The releases of an environment.
     Releases {
         /// The app, as named in stagehand.toml (`[apps.<app>]`).
@@ -332,6 +337,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 | Command::Promote { remote, .. }
                 | Command::Sync { remote, .. }
                 | Command::Releases { remote, .. }
+                | Command::Reload { remote }
                 | Command::Logs { remote, .. } => remote.clone(),
                 _ => unreachable!("handled above"),
             };
@@ -391,6 +397,7 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
             cli::created(&client, answer, follow, out).await?
         }
         Command::Releases { app, env, .. } => cli::releases(&client, &app, &env, out).await?,
+        Command::Reload { .. } => cli::reload(&client, out).await?,
         Command::Logs { target, follow, .. } => cli::logs(&client, &target, follow, out).await?,
         _ => ExitCode::FAILURE,
     };

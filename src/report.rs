@@ -8,7 +8,6 @@
 //! with a log line. GitHub being down costs a warning, not a deploy.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -18,6 +17,7 @@ use crate::config::{AppConfig, Config};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::ids::DeployId;
 use crate::core::notify;
+use crate::reload::LiveConfig;
 
 #[derive(Debug, Clone)]
 pub enum ReportEvent {
@@ -43,7 +43,7 @@ const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Starts the reporting task (on the current actix runtime) and returns its handle.
-pub fn start(config: Arc<Config>) -> Reporter {
+pub fn start(config: LiveConfig) -> Reporter {
     let (tx, mut rx) = mpsc::unbounded_channel::<ReportEvent>();
     actix_web::rt::spawn(async move {
         let client = awc::Client::builder()
@@ -51,7 +51,7 @@ pub fn start(config: Arc<Config>) -> Reporter {
             .finish();
         let mut deployments: HashMap<DeployId, u64> = HashMap::new();
         while let Some(event) = rx.recv().await {
-            handle(&client, &config, &mut deployments, event).await;
+            handle(&client, &config.get(), &mut deployments, event).await;
         }
     });
     Reporter { tx }

@@ -62,6 +62,7 @@ pub fn scope() -> Scope {
             web::post().to(promote),
         )
         .route("/apps/{app}/sync", web::post().to(sync))
+        .route("/reload", web::post().to(reload))
         .route(
             "/apps/{app}/environments/{env}/releases",
             web::get().to(releases),
@@ -120,9 +121,10 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, HttpError> {
 }
 
 /// The configured API token; without one, nobody gets in.
-pub fn api_token(state: &AppState) -> Result<&Secret, HttpError> {
-    let server = &state.config.server;
-    server.api_token.as_ref().ok_or_else(|| {
+pub fn api_token(state: &AppState) -> Result<Secret, HttpError> {
+    let config = state.config.get();
+    let server = &config.server;
+    server.api_token.clone().ok_or_else(|| {
         HttpError::Unauthorized(format!(
             "the API and the dashboard are disabled: set {} in stagehand's environment",
             server.api_token_env
@@ -150,7 +152,7 @@ pub fn authenticate(req: &HttpRequest) -> Result<Credential, HttpError> {
         };
     }
     match cookie(req, SESSION_COOKIE) {
-        Some(given) if same_secret(given, &session_value(expected)) => Ok(Credential::Session),
+        Some(given) if same_secret(given, &session_value(&expected)) => Ok(Credential::Session),
         Some(_) => Err(HttpError::Unauthorized(
             "the session cookie is stale (the API token changed?): log in again".into(),
         )),
@@ -168,7 +170,7 @@ pub fn token_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
 
 /// Whether `given` is the CSRF token.
 pub fn csrf_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
-    Ok(same_secret(given, &csrf_value(api_token(state)?)))
+    Ok(same_secret(given, &csrf_value(&api_token(state)?)))
 }
 
 /// Constant time, over SHA-256 digests of both sides, so that not even the length of
@@ -279,7 +281,7 @@ pub struct PendingPush {
 
 /// Every app and environment with its live release and last deploy.
 pub async fn overview(state: &AppState) -> Result<Vec<AppOverview>, HttpError> {
-    let config = state.config.clone();
+    let config = state.config.get();
     // The store and the `current` links are both read off the async workers.
     Ok(state
         .store
@@ -390,9 +392,10 @@ fn addressed(
     app: &str,
     env: &str,
 ) -> Result<Addressed, HttpError> {
+    let config = state.config.get();
     let app_config = AppName::parse(app)
         .ok()
-        .and_then(|name| state.config.apps.get(&name))
+        .and_then(|name| config.apps.get(&name))
         .ok_or_else(|| HttpError::NotFound(format!("no app {app:?}")))?;
     let missing = || {
         HttpError::NotFound(format!(
@@ -509,7 +512,7 @@ pub async fn request_deploy(
     // A ref typed by hand is checked against the repository before anything is queued.
     let resolved = match (&git_ref, addressed_app(state, &app)) {
         (Some(r), Some(app_config)) => Some(
-            preflight::resolve(app_config, &state.config.server.state_dir, r)
+            preflight::resolve(&app_config, &state.config.get().server.state_dir, r)
                 .await
                 .map_err(|e| match e {
                     PreflightError::Missing { .. } => HttpError::NotFound(e.to_string()),
@@ -543,10 +546,11 @@ pub async fn request_deploy(
 }
 
 /// The app an URL names, if configured (the 404 for one that is not comes later).
-fn addressed_app<'a>(state: &'a AppState, app: &str) -> Option<&'a AppConfig> {
+fn addressed_app(state: &AppState, app: &str) -> Option<AppConfig> {
+    let config = state.config.get();
     AppName::parse(app)
         .ok()
-        .and_then(|name| state.config.apps.get(&name))
+        .and_then(|name| config.apps.get(&name).cloned())
 }
 
 async fn rollback(
@@ -761,6 +765,15 @@ async fn releases(
         })
         .await??;
     Ok(HttpResponse::Ok().json(json!({ "releases": list })))
+}
+
+/// Reads the config file again: `200 {"changes": […]}`, or `409` with every problem
+/// (the running config stays). See `reload.rs`.
+async fn reload(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let changes = crate::reload::reload_and_log(&state.config)
+        .await
+        .map_err(|e| HttpError::Conflict(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({ "reloaded": true, "changes": changes })))
 }
 
 /// The deploy an URL names, or a 404 that says so.

@@ -88,7 +88,7 @@ fn viewer(req: &HttpRequest, state: &AppState) -> Result<Viewer, PageError> {
     api::authenticate(req).map_err(|_| PageError::LogInFirst)?;
     let token = api::api_token(state)?;
     Ok(Viewer {
-        csrf: api::csrf_value(token),
+        csrf: api::csrf_value(&token),
     })
 }
 
@@ -215,7 +215,7 @@ async fn login(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     };
     match api::token_matches(&state, &given) {
         Ok(true) => {
-            let cookie = session_cookie(&state, &api::session_value(token));
+            let cookie = session_cookie(&state, &api::session_value(&token));
             let mut response = see_other("/");
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
@@ -243,6 +243,7 @@ async fn logout(body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResp
 fn session_cookie(state: &AppState, value: &str) -> header::HeaderValue {
     let secure = state
         .config
+        .get()
         .server
         .public_url
         .as_deref()
@@ -375,18 +376,18 @@ async fn promote(
 // Pages.
 
 fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> HttpResponse {
-    let disabled = state.config.server.api_token.is_none();
+    let disabled = state.config.get().server.api_token.is_none();
     let body = html! {
         section.login {
             h1 { "Log in" }
             p.muted {
                 "Use the API token: the value of "
-                code { (state.config.server.api_token_env) }
+                code { (state.config.get().server.api_token_env) }
                 " in stagehand's environment."
             }
             @if disabled {
                 p.error {
-                    "The dashboard is disabled until " (state.config.server.api_token_env)
+                    "The dashboard is disabled until " (state.config.get().server.api_token_env)
                     " is set."
                 }
             }

@@ -61,7 +61,8 @@ async fn handle(
         ))
     };
     let app_name = AppName::parse(app).map_err(|_| unknown())?;
-    let app_config = state.config.apps.get(&app_name).ok_or_else(unknown)?;
+    let config = state.config.get();
+    let app_config = config.apps.get(&app_name).ok_or_else(unknown)?;
 
     let body = read_capped(req, body).await?;
     let signature_header = req

@@ -24,18 +24,19 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 
-use crate::config::Config;
 use crate::core::time::Clock;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pipeline::runner::Runner;
+use crate::reload::LiveConfig;
 use crate::store::Store;
 use error::HttpError;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// Read with `config.get()`: a snapshot, so a reload never changes a request halfway.
+    pub config: LiveConfig,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,

@@ -25,6 +25,7 @@ use crate::core::release::{
 use crate::core::time::Clock;
 use crate::logs::{DeployLog, LogEvent, LogHub, Source};
 use crate::metrics::Metrics;
+use crate::reload::LiveConfig;
 use crate::report::{ReportEvent, Reporter};
 use crate::store::{Store, StoreError};
 
@@ -38,7 +39,8 @@ use super::{releases, sync};
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
 pub struct Context {
-    pub config: Arc<Config>,
+    /// Each deploy takes a snapshot when it starts: a reload never changes it halfway.
+    pub config: LiveConfig,
     pub store: Store,
     pub logs: Arc<LogHub>,
     pub clock: Clock,
@@ -80,10 +82,11 @@ type Result<T> = std::result::Result<T, Stop>;
 /// Runs `deploy` (already `running` in the store) and records how it ended.
 pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     let id = deploy.id;
-    let outcome = match resolve(ctx, &deploy) {
+    let config = ctx.config.get();
+    let outcome = match resolve(&config, &deploy) {
         Ok((app, env_config)) => {
             let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
-            let log = ctx.logs.open(id, masker(ctx, app, env_config));
+            let log = ctx.logs.open(id, masker(ctx, &config, app, env_config));
             let run = Run {
                 ctx,
                 deploy: &deploy,
@@ -120,13 +123,13 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
 }
 
 fn resolve<'a>(
-    ctx: &'a Context,
+    config: &'a Config,
     deploy: &Deploy,
 ) -> Result<(&'a AppConfig, &'a EnvironmentConfig)> {
-    let app =
-        ctx.config.apps.get(&deploy.app).ok_or_else(|| {
-            Stop::failed(format!("app `{}` is no longer in the config", deploy.app))
-        })?;
+    let app = config
+        .apps
+        .get(&deploy.app)
+        .ok_or_else(|| Stop::failed(format!("app `{}` is no longer in the config", deploy.app)))?;
     let env = app
         .environments
         .get(&deploy.base_environment)
@@ -139,10 +142,10 @@ fn resolve<'a>(
     Ok((app, env))
 }
 
-fn masker(ctx: &Context, app: &AppConfig, env: &EnvironmentConfig) -> Masker {
+fn masker(ctx: &Context, config: &Config, app: &AppConfig, env: &EnvironmentConfig) -> Masker {
     let mut values = vec![app.secret.expose().to_owned()];
     values.extend(
-        ctx.config
+        config
             .server
             .api_token
             .as_ref()
@@ -318,7 +321,7 @@ impl Run<'_> {
     }
 
     async fn release_commit(&self) -> Outcome2 {
-        let mirror = Mirror::new(&self.ctx.config.server.state_dir, &self.app.name);
+        let mirror = Mirror::new(&self.ctx.config.get().server.state_dir, &self.app.name);
         let commit = self.stage("fetch", self.fetch(&mirror)).await?;
         self.skip_if_stale(&mirror, &commit).await?;
         self.report_started(&commit);

@@ -84,7 +84,7 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState {
-        config: Arc::new(config),
+        config: stagehand::reload::LiveConfig::new(config, env),
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
         clock: stagehand::server::system_clock(),

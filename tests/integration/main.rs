@@ -25,6 +25,8 @@ mod hooks;
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
+/// Config reload: `stagehand reload`, `POST /api/reload`, SIGHUP.
+mod reload;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).
