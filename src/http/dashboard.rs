@@ -568,6 +568,15 @@ fn environment_body(
                 dt { "Follows" } dd.mono { (current.fed_by) }
                 dt { "Live release" } dd.mono { (current.live_release.as_deref().unwrap_or("—")) }
                 dt { "Live commit" } dd.mono { (current.live_commit.as_deref().unwrap_or("—")) }
+                @if let Some(live) = &current.live_deploy {
+                    // What is running, apart from whatever was attempted last.
+                    dt { "Live since" }
+                    dd {
+                        a href=(deploy_url(live.id)) { "#" (live.id) } " "
+                        (maybe_when(live.finished_at)) (commit_message(live))
+                        @if let Some(author) = &live.author { " " span.muted { "by " (author) } }
+                    }
+                }
             }
             p { (actions(app, current, siblings, viewer)) }
         } @else {

@@ -825,5 +825,19 @@ branch = "develop"
         s.revision("production"),
         staged["commit"].as_str().map(str::to_owned)
     );
+    // Issue 16 items 6 and 7: the environment page says which deploy made the live
+    // release, with its commit message and author.
+    let page = request(
+        "GET",
+        &format!("{url}/environments/shop/production"),
+        Some(&session),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Live since"), "{}", page.text);
+    assert!(page.text.contains(&format!("#{id}")), "{}", page.text);
+    assert!(page.text.contains("by Ada"), "{}", page.text);
     s.full.stop().await;
 }
