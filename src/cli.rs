@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientError};
+use crate::outln;
 
 /// How to print.
 #[derive(Debug, Clone, Copy)]
@@ -38,9 +39,9 @@ impl Output {
     pub fn log_line(&self, line: &str) {
         let source = line.split_whitespace().nth(2);
         match source {
-            Some("err") => println!("{}", self.paint("31", line)),
-            Some("info") => println!("{}", self.paint("2", line)),
-            _ => println!("{line}"),
+            Some("err") => outln!("{}", self.paint("31", line)),
+            Some("info") => outln!("{}", self.paint("2", line)),
+            _ => outln!("{line}"),
         }
     }
 
@@ -59,6 +60,31 @@ fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
+/// The length of `text` as shown, without colour codes.
+fn visible_len(text: &str) -> usize {
+    let mut len = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => len += 1,
+        }
+    }
+    len
+}
+
+/// At most `max` characters of `text`, with `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
 fn short(v: &Value) -> String {
     v.as_str()
         .map(|s| s.chars().take(7).collect())
@@ -72,52 +98,102 @@ pub async fn status(
 ) -> Result<ExitCode, ClientError> {
     let apps = client.get("/api/apps").await?;
     if out.json {
-        println!("{apps:#}");
+        outln!("{apps:#}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<10} {:<28} {:<27} {:<8} {:<12} LAST DEPLOY",
-        "APP", "ENVIRONMENT", "LIVE RELEASE", "COMMIT", "FED BY"
-    );
+    for line in status_table(&apps, app, out) {
+        outln!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `status` table for `GET /api/apps`, optionally one app's rows only. Columns are
+/// as wide as their longest cell (temporary environment names run to 63 characters);
+/// the last column is free-form, so colour codes in it never shift the others.
+pub fn status_table(apps: &Value, only: Option<&str>, out: Output) -> Vec<String> {
+    const HEADER: [&str; 6] = [
+        "APP",
+        "ENVIRONMENT",
+        "FED BY",
+        "LIVE RELEASE",
+        "COMMIT",
+        "MESSAGE",
+    ];
+    let mut rows: Vec<([String; 6], String)> = Vec::new();
     for a in apps["apps"].as_array().into_iter().flatten() {
-        if app.is_some_and(|name| a["name"] != name) {
+        if only.is_some_and(|name| a["name"] != name) {
             continue;
         }
         for env in a["environments"].as_array().into_iter().flatten() {
             let last = &env["last_deploy"];
+            // The last attempt is shown as such when it is not what is live: a failed
+            // deploy leaves the live release as it was.
             let last_text = if last.is_null() {
                 "-".to_owned()
             } else {
+                let attempt =
+                    if env["live_deploy"].is_null() || env["live_deploy"]["id"] == last["id"] {
+                        ""
+                    } else {
+                        " (live release unchanged)"
+                    };
                 format!(
-                    "#{} {} {}",
+                    "#{} {} {}{attempt}",
                     text(&last["id"]),
                     out.status(text(&last["status"])),
                     text(&last["created_at"])
                 )
             };
+            let live = &env["live_deploy"];
+            let message = match (live["message"].as_str(), live["author"].as_str()) {
+                (Some(m), Some(a)) => format!("{} ({a})", clip(m, 40)),
+                (Some(m), None) => clip(m, 40),
+                _ => "-".into(),
+            };
             let mut name = text(&env["name"]).to_owned();
             if env["temporary"] == true {
                 name.push_str(" (temp)");
             }
-            println!(
-                "{:<10} {:<28} {:<27} {:<8} {:<12} {last_text}",
-                text(&a["name"]),
-                name,
-                text(&env["live_release"]),
-                short(&env["live_commit"]),
-                text(&env["branch"]),
-            );
+            rows.push((
+                [
+                    text(&a["name"]).to_owned(),
+                    name,
+                    text(&env["branch"]).to_owned(),
+                    text(&env["live_release"]).to_owned(),
+                    short(&env["live_commit"]),
+                    message,
+                ],
+                last_text,
+            ));
             if !env["pending"].is_null() {
-                println!(
-                    "{:<10} {:<28} pending: {} waits for deploy/promote",
-                    "",
-                    "",
-                    short(&env["pending"]["commit"])
-                );
+                rows.push((
+                    Default::default(),
+                    format!(
+                        "pending: {} waits for deploy/promote",
+                        short(&env["pending"]["commit"])
+                    ),
+                ));
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let mut widths = HEADER.map(str::len);
+    for (cells, _) in &rows {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = (HEADER.map(str::to_owned), "LAST DEPLOY".to_owned());
+    std::iter::once(header)
+        .chain(rows)
+        .map(|(cells, last)| {
+            let mut line = String::new();
+            for (cell, width) in cells.iter().zip(widths) {
+                line.push_str(&format!("{cell:<width$} "));
+            }
+            line.push_str(&last);
+            line.trim_end().to_owned()
+        })
+        .collect()
 }
 
 /// Prints a just-created deploy, and with `follow` streams its log and exits with its outcome.
@@ -131,9 +207,9 @@ pub async fn created(
     let id = text(&deploy["id"]).to_owned();
     if !follow {
         if out.json {
-            println!("{deploy:#}");
+            outln!("{deploy:#}");
         } else {
-            println!(
+            outln!(
                 "deploy {id} {}: {}/{} ({}) — {}{}",
                 out.status(text(&deploy["status"])),
                 text(&deploy["app"]),
@@ -162,13 +238,13 @@ pub async fn follow_to_end(
     let deploy = client.get(&format!("/api/deploys/{id}")).await?;
     let status = text(&deploy["status"]);
     if out.json {
-        println!("{deploy:#}");
+        outln!("{deploy:#}");
     } else {
         let reason = deploy["reason"]
             .as_str()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        println!("deploy {id} {}{reason}", out.status(status));
+        outln!("deploy {id} {}{reason}", out.status(status));
     }
     Ok(if status == "succeeded" {
         ExitCode::SUCCESS
@@ -197,9 +273,10 @@ pub async fn rollback(
     app: &str,
     env: &str,
     to: Option<&str>,
+    force: bool,
 ) -> Result<Value, ClientError> {
     let body = match to {
-        Some(r) => json!({ "release": r }),
+        Some(r) => json!({ "release": r, "force": force }),
         None => json!({}),
     };
     client
@@ -249,22 +326,54 @@ pub async fn releases(
         .get(&format!("/api/apps/{app}/environments/{env}/releases"))
         .await?;
     if out.json {
-        println!("{list:#}");
+        outln!("{list:#}");
         return Ok(ExitCode::SUCCESS);
     }
     for r in list["releases"].as_array().into_iter().flatten() {
         let mark = if r["live"] == true {
             out.paint("32", "live")
+        } else if r["failed"] == true {
+            // Its own deploy failed or was rolled back: `rollback --to` it needs --force.
+            out.paint("31", text(&r["status"]))
         } else if r["previous"] == true {
             "previous".into()
         } else {
             String::new()
         };
-        println!(
-            "{:<27} {:<8} {mark}",
+        let message = match (r["message"].as_str(), r["author"].as_str()) {
+            (Some(m), Some(a)) => format!("{} ({a})", clip(m, 50)),
+            (Some(m), None) => clip(m, 50),
+            _ => "-".into(),
+        };
+        // The mark is padded before painting so colour codes never shift the message.
+        let pad = " ".repeat(11usize.saturating_sub(visible_len(&mark)));
+        outln!(
+            "{:<27} {:<8} {mark}{pad} {message}",
             text(&r["release"]),
             short(&r["commit"])
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reload`: the server reads its config again; prints what changed.
+pub async fn reload(client: &Client, out: Output) -> Result<ExitCode, ClientError> {
+    let answer = client.post("/api/reload", &json!({})).await?;
+    if out.json {
+        outln!("{answer:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let changes: Vec<&str> = answer["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if changes.is_empty() {
+        outln!("reloaded: nothing changed");
+    }
+    for change in changes {
+        outln!("reloaded: {change}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -296,9 +405,65 @@ pub async fn logs(
     }
     let text = client.log_text(&id).await?;
     if out.json {
-        println!("{}", json!({ "id": id, "log": text }));
+        outln!("{}", json!({ "id": id, "log": text }));
     } else {
         text.lines().for_each(|line| out.log_line(line));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: Output = Output {
+        json: false,
+        color: false,
+    };
+
+    fn env(name: &str, temporary: bool, release: Option<&str>) -> Value {
+        json!({
+            "name": name, "temporary": temporary, "branch": "develop",
+            "live_release": release, "live_commit": release.map(|_| "3f2a1c9d0e"),
+            "live_deploy": release.map(|_| json!({ "id": "11", "message": "Add cart totals", "author": "Ada" })),
+            "last_deploy": { "id": "12", "status": "failed", "created_at": "2026-12-01T10:00:00Z" },
+            "pending": null,
+        })
+    }
+
+    /// Issue 16 item 17: a long temporary name widens its column instead of pushing the
+    /// rest of its row out of line.
+    #[test]
+    fn status_columns_line_up_with_long_names() {
+        let long = "preview-feature-a-rather-long-branch-name-for-a-preview-env";
+        let apps = json!({ "apps": [{ "name": "shop", "environments": [
+            env("staging", false, Some("20261201T100000Z-3f2a1c9")),
+            env(long, true, None),
+        ]}]});
+        let lines = status_table(&apps, None, PLAIN);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        let column = |line: &str, cell: &str| line.find(cell).unwrap();
+        let release_at = column(&lines[0], "LIVE RELEASE");
+        assert_eq!(
+            column(&lines[1], "20261201T100000Z"),
+            release_at,
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines[2].find(" -").map(|i| i + 1),
+            Some(release_at),
+            "{lines:#?}"
+        );
+        let last_at = column(&lines[0], "LAST DEPLOY");
+        for line in &lines[1..] {
+            assert_eq!(column(line, "#12"), last_at, "{lines:#?}");
+        }
+        assert!(lines[2].contains(&format!("{long} (temp)")));
+        assert!(lines[1].contains("Add cart totals (Ada)"), "{lines:#?}");
+        assert!(
+            lines[1].ends_with("(live release unchanged)"),
+            "a failed last attempt is told apart from the live release: {lines:#?}"
+        );
+        assert!(status_table(&apps, Some("blog"), PLAIN).len() == 1);
+    }
 }

@@ -15,10 +15,12 @@ use serde::Deserialize;
 
 use crate::core::duration::parse_duration;
 use crate::core::ids::{AppName, EnvironmentName};
+use crate::core::notify::NotifyFormat;
 use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::{RefSource, RouteRule, RoutingTable};
 use crate::core::secret::Secret;
 use crate::core::size::parse_size;
+use crate::core::sync_exclude::SyncExclude;
 
 /// `max_log_size` when the config does not say: 50 MiB.
 pub const DEFAULT_MAX_LOG_SIZE: u64 = 50 << 20;
@@ -88,11 +90,18 @@ pub struct AppConfig {
     pub repo_token: Option<Secret>,
     pub fetch_with: FetchWith,
     pub sync: Vec<String>,
-    pub notify: Vec<String>,
+    pub notify: Vec<NotifyTarget>,
     /// Overrides `[server] max_log_size` for this app's deploys.
     pub max_log_size: Option<u64>,
     pub environments: BTreeMap<EnvironmentName, EnvironmentConfig>,
     pub routing: RoutingTable,
+}
+
+/// A `notify` entry: a URL, and the shape of what it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    pub url: String,
+    pub format: NotifyFormat,
 }
 
 /// Where and how to report deploys to GitHub's Deployments API.
@@ -130,6 +139,13 @@ pub struct EnvironmentConfig {
     pub shared: Vec<SharedPath>,
     pub cache: Vec<String>,
     pub step_timeout: Duration,
+    /// Paths a copy of runtime data leaves out: the app's patterns plus the environment's.
+    pub sync_exclude: SyncExclude,
+    /// Commands run in this environment before its data is copied elsewhere (a
+    /// consistent database dump into shared/, say).
+    pub before_sync: Vec<String>,
+    /// Link `shared` after the build instead of before, so builds never see live data.
+    pub link_after_build: bool,
     pub auto_deploy: bool,
     pub protected: bool,
     pub health_check: Option<HealthCheck>,
@@ -171,43 +187,6 @@ pub fn listen_address(toml_text: &str) -> Option<String> {
         .build()
         .ok()?;
     parsed.get_string("server.listen").ok()
-}
-
-/// A commented starting config for `stagehand init`.
-pub fn starter(app: &str, repo: &str, github: &str, secret_var: &str) -> String {
-    format!(
-        r#"# stagehand.toml, written by `stagehand init`. Check it with `stagehand check`.
-# Every key is described in deploy/stagehand.example.toml.
-
-[server]
-listen = "127.0.0.1:9000"              # put nginx with TLS in front (deploy/nginx.conf)
-state_dir = "/var/lib/stagehand"       # database, git mirrors, deploy logs
-api_token_env = "STAGEHAND_API_TOKEN"  # bearer token for the API and the dashboard
-
-[apps.{app}]
-repo = "{repo}"
-github = "{github}"                    # deliveries must come from this repository
-secret_env = "{secret_var}"           # the webhook secret (make one with `stagehand secret`)
-root = "/srv/{app}"                    # environment E lives in /srv/{app}/E
-shared = ["storage/", ".env"]          # runtime data kept across releases
-build = []                             # e.g. ["composer install --no-dev", "npm ci", "npm run build"]
-after_release = []                     # e.g. ["systemctl reload php-fpm"]
-
-[apps.{app}.environments.production]
-branch = "main"
-protected = true
-env = {{ APP_ENV = "production" }}
-
-[apps.{app}.environments.staging]
-branch = "develop"
-env = {{ APP_ENV = "staging" }}
-
-[apps.{app}.environments.preview]
-branch = "feature/*"                   # one temporary environment per feature branch
-seed_from = "staging"
-env = {{ APP_ENV = "preview" }}
-"#
-    )
 }
 
 type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
@@ -330,6 +309,9 @@ struct RawOverridable {
     shared: Option<Vec<String>>,
     cache: Option<Vec<String>>,
     step_timeout: Option<String>,
+    sync_exclude: Option<Vec<String>>,
+    before_sync: Option<Vec<String>>,
+    link_after_build: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -344,7 +326,7 @@ struct RawApp {
     token_env: Option<String>,
     fetch_with: Option<String>,
     sync: Option<Vec<String>>,
-    notify: Option<Vec<String>>,
+    notify: Option<Vec<RawNotify>>,
     max_log_size: Option<String>,
     #[serde(flatten)]
     defaults: RawOverridable,
@@ -356,6 +338,14 @@ struct RawApp {
 /// `github = { repo = "acme/shop", token_env = "GITHUB_TOKEN", api_url = "…" }`.
 /// (The contract's `[apps.shop.github] token_env = …` beside `github = "acme/shop"`
 /// would define the key twice, which TOML forbids; the table form holds both.)
+/// `"https://…"`, or `{ url = "https://…", format = "slack" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNotify {
+    Url(String),
+    Table { url: String, format: Option<String> },
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RawGithub {
@@ -732,15 +722,31 @@ impl Validator<'_> {
                 .notify
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|url| {
-                    let ok = url.starts_with("https://") || url.starts_with("http://");
-                    if !ok {
+                .filter_map(|entry| {
+                    let (url, format) = match entry {
+                        RawNotify::Url(url) => (url, None),
+                        RawNotify::Table { url, format } => (url, format),
+                    };
+                    let format = match format.as_deref() {
+                        None | Some("json") => NotifyFormat::Json,
+                        Some("slack") => NotifyFormat::Slack,
+                        Some("discord") => NotifyFormat::Discord,
+                        Some(other) => {
+                            self.problem(
+                                &format!("{key}.notify"),
+                                format!("format {other:?} is not one of \"json\", \"slack\", \"discord\""),
+                            );
+                            return None;
+                        }
+                    };
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
                         self.problem(
                             &format!("{key}.notify"),
                             format!("{url:?} is not an http(s) URL"),
                         );
+                        return None;
                     }
-                    ok
+                    Some(NotifyTarget { url, format })
                 })
                 .collect(),
             environments,
@@ -821,6 +827,33 @@ impl Validator<'_> {
             .map(|c| c.trim_end_matches('/').to_owned())
             .filter(|c| self.relative_inside(&format!("{key}.cache"), c))
             .collect();
+        let exclude_patterns: Vec<String> = app
+            .sync_exclude
+            .iter()
+            .chain(&o.sync_exclude)
+            .flatten()
+            .cloned()
+            .collect();
+        let sync_exclude = match SyncExclude::parse(&exclude_patterns) {
+            Ok(set) => set,
+            Err((pattern, e)) => {
+                let owner = if o
+                    .sync_exclude
+                    .as_ref()
+                    .is_some_and(|l| l.contains(&pattern))
+                {
+                    key
+                } else {
+                    key.split(".environments.").next().unwrap_or(key)
+                };
+                let problem = format!("{owner}.sync_exclude: {pattern:?}: {e}");
+                // An app-level pattern is checked once per environment: say it once.
+                if !self.problems.contains(&problem) {
+                    self.problems.push(problem);
+                }
+                SyncExclude::default()
+            }
+        };
         let timeout_key = if o.step_timeout.is_some() {
             format!("{key}.step_timeout")
         } else {
@@ -883,6 +916,13 @@ impl Validator<'_> {
             shared,
             cache,
             step_timeout,
+            sync_exclude,
+            before_sync: o
+                .before_sync
+                .clone()
+                .or_else(|| app.before_sync.clone())
+                .unwrap_or_default(),
+            link_after_build: o.link_after_build.or(app.link_after_build).unwrap_or(false),
             auto_deploy: raw.auto_deploy.unwrap_or(true),
             protected: raw.protected.unwrap_or(false),
             health_check,
@@ -1091,6 +1131,53 @@ step_timeout = "90s"
         assert!(plain.apps.values().next().unwrap().github_report.is_none());
     }
 
+    /// Issue 16 items 1 and 3: exclusions merge app and environment patterns; a bad
+    /// one is named with its key, once.
+    #[test]
+    fn sync_exclude_before_sync_and_link_after_build() {
+        let toml = GOOD
+            .replace(
+                "build = [\"make\"]\n",
+                "build = [\"make\"]\nsync_exclude = [\"*.key\"]\nbefore_sync = [\"dump\"]\nlink_after_build = true\n",
+            )
+            .replace(
+                "[apps.shop.environments.preview]",
+                "[apps.shop.environments.preview]\nsync_exclude = [\"instance/config.py\"]",
+            );
+        let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap_or_else(|e| panic!("{e}"));
+        let app = config.apps.values().next().unwrap();
+        let preview = app
+            .environments
+            .values()
+            .find(|e| e.name.as_str() == "preview")
+            .unwrap();
+        assert!(preview.sync_exclude.excludes("tls/a.key"));
+        assert!(preview.sync_exclude.excludes("instance/config.py"));
+        assert_eq!(preview.before_sync, ["dump"]);
+        assert!(preview.link_after_build);
+        let plain = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
+        let env = plain
+            .apps
+            .values()
+            .next()
+            .unwrap()
+            .environments
+            .values()
+            .next()
+            .unwrap();
+        assert!(env.sync_exclude.is_empty() && !env.link_after_build);
+
+        let bad = toml.replace(r#"["*.key"]"#, r#"["[ab].key"]"#);
+        let message = errors(&bad, &[("SHOP_SECRET", "s")]);
+        assert_eq!(
+            message
+                .matches("apps.shop.sync_exclude: \"[ab].key\"")
+                .count(),
+            1,
+            "{message}"
+        );
+    }
+
     #[test]
     fn max_log_size_defaults_to_50_mib_and_an_app_may_override_it() {
         let config = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
@@ -1156,6 +1243,14 @@ step_timeout = "90s"
                 ),
                 &ok,
                 "apps.shop.secret_file: cannot read /etc/stagehand/missing",
+            ),
+            (
+                GOOD.replace(
+                    "build = [\"make\"]\n",
+                    "build = [\"make\"]\nnotify = [\"https://ok.example.com\", { url = \"https://x.example.com\", format = \"teams\" }]\n",
+                ),
+                &ok,
+                "apps.shop.notify: format \"teams\" is not one of \"json\", \"slack\", \"discord\"",
             ),
             (
                 GOOD.replace(r#""90s""#, r#""90 seconds""#),

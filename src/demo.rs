@@ -4,6 +4,7 @@
 //! 127.0.0.1, sends signed deliveries built from the carried webhook samples, and shows
 //! the deploy logs live as they are written.
 
+use crate::outln;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::Path;
@@ -46,7 +47,7 @@ pub async fn run(
     if !options.keep {
         let _ = crate::pipeline::releases::remove_tree(&workspace);
     } else {
-        println!("workspace kept: {}", workspace.display());
+        outln!("workspace kept: {}", workspace.display());
     }
     result
 }
@@ -78,13 +79,13 @@ async fn demo(
     let running =
         crate::server::start(config, listener, env, crate::server::system_clock()).await?;
     let url = running.url.clone();
-    println!("stagehand demo: a throwaway app in {}", workspace.display());
-    println!(
+    outln!("stagehand demo: a throwaway app in {}", workspace.display());
+    outln!(
         "  repository  {} (branches main, develop, feature/hello)",
         repo.display()
     );
-    println!("  config      {}", config_path.display());
-    println!("  server      {url}\n");
+    outln!("  config      {}", config_path.display());
+    outln!("  server      {url}\n");
     let client = Client::new(&url, Some(token.clone()));
 
     // Staging first: the preview is seeded from staging's data.
@@ -93,26 +94,26 @@ async fn demo(
     outcomes.push(push_and_follow(&client, &url, &app, &["feature/hello", "main"]).await?);
     let outcomes: Vec<(String, String, String)> = outcomes.into_iter().flatten().collect();
 
-    println!("\nsummary");
+    outln!("\nsummary");
     for (env, status, id) in &outcomes {
-        println!("  {env:<26} {status:<10} {url}/api/deploys/{id}/log");
+        outln!("  {env:<26} {status:<10} {url}/api/deploys/{id}/log");
     }
     let all_ok = outcomes.iter().all(|(_, status, _)| status == "succeeded");
     for (env, _, _) in &outcomes {
         let index = app.root.join(env).join("current/public/index.html");
         if let Ok(html) = std::fs::read_to_string(&index) {
-            println!(
+            outln!(
                 "  {} → {}",
                 index.display(),
                 html.lines().next().unwrap_or_default()
             );
         }
     }
-    println!("\ndashboard  {url}/   (log in with the token)");
-    println!("API token  {token}");
-    println!("try        STAGEHAND_API_TOKEN={token} stagehand status --server {url}");
+    outln!("\ndashboard  {url}/   (log in with the token)");
+    outln!("API token  {token}");
+    outln!("try        STAGEHAND_API_TOKEN={token} stagehand status --server {url}");
     if !options.once {
-        println!(
+        outln!(
             "\nstagehand keeps running; push more with `stagehand hook send` or stop with Ctrl-C."
         );
         let _ = tokio::signal::ctrl_c().await;
@@ -135,7 +136,12 @@ async fn push_and_follow(
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut followers = Vec::new();
     for branch in branches {
-        let delivery = hook_send::build(app, "push", hook_send::PUSH_SAMPLE, Some(branch))?;
+        let delivery = hook_send::build(
+            app,
+            "push",
+            hook_send::PUSH_SAMPLE,
+            &hook_send::PushEdit::branch(branch),
+        )?;
         let (status, answer) = hook_send::send(url, app, &delivery).await?;
         anyhow::ensure!(
             status == 202,
@@ -149,12 +155,12 @@ async fn push_and_follow(
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        println!("push {branch:<14} → deploy {id} to {env}");
+        outln!("push {branch:<14} → deploy {id} to {env}");
         let client = client.clone();
         followers.push(actix_web::rt::spawn(async move {
             let prefix = format!("[{env}]");
             let followed = client
-                .follow_log(&id, |line| println!("{prefix:<28} {line}"))
+                .follow_log(&id, |line| outln!("{prefix:<28} {line}"))
                 .await;
             let status = match followed {
                 Ok(()) => client

@@ -4,7 +4,7 @@
 //! store. The HTTP edge does the reading and the answering.
 
 use crate::config::AppConfig;
-use crate::core::deploy::{DeployStatus, Trigger};
+use crate::core::deploy::{DeployStatus, ReasonCode, Trigger};
 use crate::core::event::{Event, GitRef, Push};
 use crate::store::{Intent, NewDeploy, Target};
 
@@ -49,16 +49,22 @@ fn pushed(app: &AppConfig, push: &Push) -> Intent {
         ));
     };
     let skip_reason = if !env.auto_deploy {
-        Some(format!(
-            "auto_deploy is off for `{}`: release it with `stagehand deploy` or `stagehand promote`",
-            env.name
+        Some((
+            ReasonCode::AutoDeployOff,
+            format!(
+                "auto_deploy is off for `{}`: release it with `stagehand deploy` or `stagehand promote`",
+                env.name
+            ),
         ))
     } else if push
         .head_commit_message
         .as_deref()
         .is_some_and(|m| m.contains(SKIP_MARKER))
     {
-        Some(format!("the head commit message contains {SKIP_MARKER}"))
+        Some((
+            ReasonCode::SkipMarker,
+            format!("the head commit message contains {SKIP_MARKER}"),
+        ))
     } else {
         None
     };
@@ -70,15 +76,29 @@ fn pushed(app: &AppConfig, push: &Push) -> Intent {
         },
         None => Target::Fixed(route.configured),
     };
+    // A tag push's `after` is the tag object for an annotated tag; its head commit is
+    // what gets deployed, so that is what the answer and the history show.
+    let commit = match (&push.git_ref, &push.head_commit_id) {
+        (GitRef::Tag(_), Some(head)) => head.to_string(),
+        _ => push.after.to_string(),
+    };
+    let (reason_code, reason) = skip_reason.unzip();
     Intent::Deploy(NewDeploy {
-        commit: Some(push.after.to_string()),
+        commit: Some(commit),
         forced: push.forced,
-        status: if skip_reason.is_some() {
+        status: if reason.is_some() {
             DeployStatus::Skipped
         } else {
             DeployStatus::Queued
         },
-        reason: skip_reason,
+        reason,
+        reason_code,
+        message: push
+            .head_commit_message
+            .as_deref()
+            .and_then(|m| m.lines().next())
+            .map(str::to_owned),
+        author: push.head_commit_author.clone(),
         ..NewDeploy::queued(target, Trigger::Push, push.git_ref.full())
     })
 }
@@ -157,6 +177,8 @@ mod tests {
                 deleted,
                 forced: false,
                 head_commit_message: Some(message.into()),
+                head_commit_id: None,
+                head_commit_author: None,
                 pusher: None,
             },
         }

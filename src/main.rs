@@ -2,6 +2,7 @@
 //! Errors end here, printed with their chain.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use stagehand::cli::{self, Output};
 use stagehand::client::Client;
 use stagehand::config::{self, Config};
+use stagehand::outln;
 
 #[derive(Parser)]
 #[command(
@@ -43,11 +45,13 @@ struct Remote {
 enum Command {
     /// Run the webhook server and the deploy runner.
     Serve {
+        /// The config file (default: $STAGEHAND_CONFIG, else ./stagehand.toml).
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Validate the config and print the branch → environment table.
     Check {
+        /// The config file (default: $STAGEHAND_CONFIG, else ./stagehand.toml).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -65,14 +69,18 @@ enum Command {
     },
     /// Environments, live releases and last deploys.
     Status {
+        /// Only this app's environments.
         app: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
     /// Deploy a branch, tag or sha (default: the environment's branch head).
     Deploy {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment (a configured or a temporary one).
         env: String,
+        /// A branch, tag or sha to deploy (required for an environment that follows tags).
         #[arg(long = "ref")]
         git_ref: Option<String>,
         /// Stream the log; exit non-zero unless the deploy succeeds.
@@ -83,10 +91,17 @@ enum Command {
     },
     /// Switch back to the previous (or the given) release.
     Rollback {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment (a configured or a temporary one).
         env: String,
+        /// The release to go back to, as `stagehand releases` lists it (default: the one before the live one).
         #[arg(long)]
         to: Option<String>,
+        /// Allow going back to a release whose own deploy failed or was rolled back.
+        #[arg(long)]
+        force: bool,
+        /// Stream the log; exit non-zero unless the deploy succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -94,9 +109,13 @@ enum Command {
     },
     /// Deploy the commit live in FROM into TO.
     Promote {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment whose live commit is deployed.
         from: String,
+        /// The environment it is deployed into, built with its own settings.
         to: String,
+        /// Stream the log; exit non-zero unless the deploy succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -104,27 +123,40 @@ enum Command {
     },
     /// Copy runtime data (shared directories) from FROM into TO, then run the sync commands.
     Sync {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment the data is copied from.
         from: String,
+        /// The environment the data is copied into.
         to: String,
         /// Allow a protected target.
         #[arg(long)]
         force: bool,
+        /// Stream the log; exit non-zero unless the sync succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
         remote: Remote,
     },
+    /// Make the running server read its config file again (like SIGHUP).
+    Reload {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// The releases of an environment.
     Releases {
+        /// The app, as named in stagehand.toml (`[apps.<app>]`).
         app: String,
+        /// The environment (a configured or a temporary one).
         env: String,
         #[command(flatten)]
         remote: Remote,
     },
     /// A deploy's log, by id or APP/ENV (the latest there).
     Logs {
+        /// A deploy id, or APP/ENV for that environment's latest deploy.
         target: String,
+        /// Keep printing lines until the deploy ends; exit non-zero unless it succeeds.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -151,6 +183,9 @@ enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// State and environments beside the file (./state, ./srv/APP), for a first try without root.
+        #[arg(long)]
+        local: bool,
     },
 }
 
@@ -158,12 +193,23 @@ enum Command {
 enum HookCommand {
     /// Send a signed test delivery to the server.
     Send {
+        /// The app to send to, as named in stagehand.toml; its secret signs the delivery.
         app: String,
+        /// The GitHub event: `push` or `ping`.
         #[arg(long, default_value = "push")]
         event: String,
         /// Push this branch's current head.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tag")]
         branch: Option<String>,
+        /// Push this tag (what it points at: for an annotated tag, the tag object).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Send the deletion of the --branch or --tag instead of a push.
+        #[arg(long)]
+        delete: bool,
+        /// The head commit's message, e.g. "[skip deploy] docs".
+        #[arg(long)]
+        message: Option<String>,
         /// A webhook-samples/ JSON file to send instead of the built-in one.
         #[arg(long)]
         sample: Option<PathBuf>,
@@ -180,7 +226,11 @@ fn main() -> ExitCode {
         Command::Serve { .. } => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
+    // Colour only for a person at a terminal: a redirected log (systemd, `> file`)
+    // gets plain text without anyone having to know about NO_COLOR.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let logs = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_target(false)
         .with_max_level(level)
         .with_writer(std::io::stderr);
@@ -209,14 +259,14 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
         }
         Command::Check { config } => {
             let config = load(config, &env)?;
-            print!("{}", config.describe());
+            outln!("{}", config.describe().trim_end());
             if config.server.api_token.is_none() {
-                println!(
+                outln!(
                     "note: {} is not set: the API and dashboard will refuse every request",
                     config.server.api_token_env
                 );
             }
-            println!("{}: ok", config.file.display());
+            outln!("{}: ok", config.file.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { once, keep, listen } => {
@@ -224,7 +274,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
             system().block_on(stagehand::demo::run(options, env))
         }
         Command::Secret => {
-            println!("{}", stagehand::hook_send::random_hex(32));
+            outln!("{}", stagehand::hook_send::random_hex(32));
             Ok(ExitCode::SUCCESS)
         }
         Command::Init {
@@ -232,13 +282,17 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
             repo,
             github,
             force,
-        } => init(&output, &repo, &github, force),
+            local,
+        } => init(&output, &repo, &github, force, local),
         Command::Hook {
             command:
                 HookCommand::Send {
                     app,
                     event,
                     branch,
+                    tag,
+                    delete,
+                    message,
                     sample,
                     remote,
                 },
@@ -255,11 +309,20 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 None if event == "ping" => stagehand::hook_send::PING_SAMPLE.to_owned(),
                 None => stagehand::hook_send::PUSH_SAMPLE.to_owned(),
             };
-            let delivery =
-                stagehand::hook_send::build(app_config, &event, &sample_text, branch.as_deref())?;
+            let edit = stagehand::hook_send::PushEdit {
+                branch,
+                tag,
+                delete,
+                message,
+            };
+            let delivery = stagehand::hook_send::build(app_config, &event, &sample_text, &edit)?;
             let (status, answer) =
                 system().block_on(stagehand::hook_send::send(&server, app_config, &delivery))?;
-            println!("{status} {answer:#}");
+            if remote.json {
+                outln!("{answer:#}");
+            } else {
+                outln!("{status} {answer:#}");
+            }
             Ok(if status < 300 {
                 ExitCode::SUCCESS
             } else {
@@ -274,6 +337,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 | Command::Promote { remote, .. }
                 | Command::Sync { remote, .. }
                 | Command::Releases { remote, .. }
+                | Command::Reload { remote }
                 | Command::Logs { remote, .. } => remote.clone(),
                 _ => unreachable!("handled above"),
             };
@@ -304,10 +368,11 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
             app,
             env,
             to,
+            force,
             follow,
             ..
         } => {
-            let answer = cli::rollback(&client, &app, &env, to.as_deref()).await?;
+            let answer = cli::rollback(&client, &app, &env, to.as_deref(), force).await?;
             cli::created(&client, answer, follow, out).await?
         }
         Command::Promote {
@@ -332,6 +397,7 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
             cli::created(&client, answer, follow, out).await?
         }
         Command::Releases { app, env, .. } => cli::releases(&client, &app, &env, out).await?,
+        Command::Reload { .. } => cli::reload(&client, out).await?,
         Command::Logs { target, follow, .. } => cli::logs(&client, &target, follow, out).await?,
         _ => ExitCode::FAILURE,
     };
@@ -363,26 +429,44 @@ fn server_url(remote: &Remote, env: &HashMap<String, String>) -> String {
     format!("http://{listen}")
 }
 
-fn init(output: &Path, repo: &str, github: &str, force: bool) -> anyhow::Result<ExitCode> {
+fn init(
+    output: &Path,
+    repo: &str,
+    github: &str,
+    force: bool,
+    local: bool,
+) -> anyhow::Result<ExitCode> {
     if output.exists() && !force {
         anyhow::bail!("{} exists: pass --force to overwrite it", output.display());
     }
-    let app = github
-        .rsplit('/')
-        .next()
-        .unwrap_or("app")
-        .to_ascii_lowercase()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-    let secret_var = format!(
-        "{}_WEBHOOK_SECRET",
-        app.to_ascii_uppercase().replace('-', "_")
-    );
-    let text = stagehand::config::starter(&app, repo, github, &secret_var);
-    std::fs::write(output, text).with_context(|| format!("writing {}", output.display()))?;
-    println!("wrote {}", output.display());
-    println!(
-        "next: export {secret_var}=$(stagehand secret); stagehand check --config {}",
-        output.display()
-    );
+    let starter = stagehand::init::Starter::new(repo, github, local);
+    std::fs::write(output, starter.text())
+        .with_context(|| format!("writing {}", output.display()))?;
+    outln!("wrote {}", output.display());
+    outln!("{}", starter.next_steps(&output.display().to_string()));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Issue 16 item 15: every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "stagehand".into(), &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }

@@ -1,13 +1,13 @@
 //! Reporting deploys back: GitHub Deployments (a deployment per deploy of a commit, then
 //! its statuses `in_progress` → `success` / `failure` / `error`) and the `notify`
-//! webhooks (a JSON summary POSTed when a deploy ends).
+//! webhooks (a JSON summary, or a Slack/Discord message, POSTed when a deploy ends;
+//! `core::notify` shapes it).
 //!
 //! Reporting never fails or delays a deploy: the runner only drops an event into a
 //! channel; one task sends them in order, each retried with backoff, and gives up
 //! with a log line. GitHub being down costs a warning, not a deploy.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 use crate::config::{AppConfig, Config};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::ids::DeployId;
+use crate::core::notify;
+use crate::reload::LiveConfig;
 
 #[derive(Debug, Clone)]
 pub enum ReportEvent {
@@ -41,7 +43,7 @@ const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Starts the reporting task (on the current actix runtime) and returns its handle.
-pub fn start(config: Arc<Config>) -> Reporter {
+pub fn start(config: LiveConfig) -> Reporter {
     let (tx, mut rx) = mpsc::unbounded_channel::<ReportEvent>();
     actix_web::rt::spawn(async move {
         let client = awc::Client::builder()
@@ -49,7 +51,7 @@ pub fn start(config: Arc<Config>) -> Reporter {
             .finish();
         let mut deployments: HashMap<DeployId, u64> = HashMap::new();
         while let Some(event) = rx.recv().await {
-            handle(&client, &config, &mut deployments, event).await;
+            handle(&client, &config.get(), &mut deployments, event).await;
         }
     });
     Reporter { tx }
@@ -118,19 +120,11 @@ async fn handle(
         }
     }
     if let ReportEvent::Finished(_) = event {
-        let summary = json!({
-            "event": "deploy_finished",
-            "app": deploy.app,
-            "environment": deploy.environment,
-            "status": deploy.status,
-            "reason": deploy.reason,
-            "commit": deploy.commit,
-            "release": deploy.release,
-            "log_url": log_url(config, deploy),
-            "deploy": deploy,
-        });
-        for url in &app.notify {
-            post(client, url, None, &summary).await;
+        let page = notify::deploy_page(config.server.public_url.as_deref(), deploy);
+        let log = log_url(config, deploy);
+        for target in &app.notify {
+            let body = notify::payload(target.format, deploy, &page, &log);
+            post(client, &target.url, None, &body).await;
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pipeline::deploy::Context;
 use crate::pipeline::runner::Runner;
+use crate::reload::LiveConfig;
 use crate::state_lock::StateLock;
 use crate::store::Store;
 
@@ -57,14 +58,12 @@ pub async fn start(
     let logs = Arc::new(
         LogHub::new(&state_dir.join("logs")).with_context(|| "creating the logs directory")?,
     );
-    let config = Arc::new(config);
+    let retention = config.server.log_retention;
+    let config = LiveConfig::new(config, process_env.clone());
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let reports = config
-        .apps
-        .values()
-        .any(|a| a.github_report.is_some() || !a.notify.is_empty());
-    let reporter = reports.then(|| crate::report::start(config.clone()));
+    // Always running: a reload may add reporting to an app that had none.
+    let reporter = Some(crate::report::start(config.clone()));
     let ctx = Context {
         config: config.clone(),
         store: store.clone(),
@@ -95,7 +94,7 @@ pub async fn start(
     let http_task = actix_web::rt::spawn(server);
     let (shutdown, shutdown_rx) = watch::channel(false);
     // After recovery, so the first round sees what recovery left queued as busy.
-    let reconcile_task = config.server.reconcile_interval.map(|interval| {
+    let reconcile_task = config.get().server.reconcile_interval.map(|interval| {
         let (runner, shutdown_rx) = (runner.clone(), shutdown_rx.clone());
         actix_web::rt::spawn(crate::pipeline::reconcile::run(
             ctx,
@@ -108,7 +107,6 @@ pub async fn start(
         let runner = runner.clone();
         actix_web::rt::spawn(async move { runner.run(shutdown_rx).await })
     };
-    let retention = config.server.log_retention;
     actix_web::rt::spawn(prune_old(
         logs,
         state.store.clone(),
@@ -188,6 +186,12 @@ pub async fn serve(config: Config, process_env: HashMap<String, String>) -> anyh
         );
     }
     let running = start(config, listener, process_env, system_clock()).await?;
+    if let Some(hangups) = crate::reload::catch_hangup() {
+        actix_web::rt::spawn(crate::reload::on_hangup(
+            running.state.config.clone(),
+            hangups,
+        ));
+    }
     // On stdout, so scripts (and tests) can find the port when `listen` ends in `:0`.
     println!("stagehand listening on {}", running.url);
     shutdown_signal().await;

@@ -65,6 +65,15 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Why a deploy was recorded as skipped without running, for code that acts on it
+    /// (the reason text is for people and may change).
+    ReasonCode {
+        AutoDeployOff => "auto_deploy_off",
+        SkipMarker => "skip_marker",
+    }
+);
+
 impl Trigger {
     /// Deploys of a commit (as opposed to rollbacks, teardowns, syncs): only these
     /// coalesce, because only for these a newer one makes an older one pointless.
@@ -141,8 +150,16 @@ pub struct Deploy {
     pub trigger: Trigger,
     pub status: DeployStatus,
     pub reason: Option<String>,
+    /// The reason as a code, where something depends on it (a push waiting for a
+    /// manual environment).
+    pub reason_code: Option<ReasonCode>,
     pub release: Option<String>,
     pub forced: bool,
+    /// The commit's message, first line: from the mirror once fetched, else from the
+    /// delivery.
+    pub message: Option<String>,
+    /// The commit's author's name, as `message`.
+    pub author: Option<String>,
     /// For a promote: the environment whose live commit this deploys.
     pub from_environment: Option<EnvironmentName>,
     pub created_at: UnixMillis,
@@ -160,7 +177,7 @@ impl Deploy {
 impl Serialize for Deploy {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut out = s.serialize_struct("Deploy", 17)?;
+        let mut out = s.serialize_struct("Deploy", 20)?;
         out.serialize_field("id", &self.id)?;
         out.serialize_field("app", &self.app)?;
         out.serialize_field("environment", &self.environment)?;
@@ -170,6 +187,9 @@ impl Serialize for Deploy {
         out.serialize_field("trigger", &self.trigger)?;
         out.serialize_field("status", &self.status)?;
         out.serialize_field("reason", &self.reason)?;
+        out.serialize_field("reason_code", &self.reason_code)?;
+        out.serialize_field("message", &self.message)?;
+        out.serialize_field("author", &self.author)?;
         out.serialize_field("release", &self.release)?;
         out.serialize_field("forced", &self.forced)?;
         out.serialize_field("from", &self.from_environment)?;
@@ -246,8 +266,11 @@ mod tests {
             trigger: Trigger::Push,
             status: DeployStatus::Queued,
             reason: None,
+            reason_code: None,
             release: None,
             forced: false,
+            message: Some("Add cart totals".into()),
+            author: Some("Ada".into()),
             from_environment: None,
             created_at: UnixMillis(0),
             started_at: None,
@@ -267,5 +290,12 @@ mod tests {
         assert_eq!(json["started_at"], serde_json::Value::Null);
         assert_eq!(json["stages"][0]["duration_ms"], 41);
         assert_eq!(json["log_url"], "/api/deploys/7/log");
+        assert_eq!(json["message"], "Add cart totals");
+        assert_eq!(json["author"], "Ada");
+        assert_eq!(json["reason_code"], serde_json::Value::Null);
+        assert_eq!(
+            serde_json::to_value(ReasonCode::AutoDeployOff).unwrap(),
+            "auto_deploy_off"
+        );
     }
 }

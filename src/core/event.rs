@@ -69,6 +69,10 @@ pub struct Push {
     pub deleted: bool,
     pub forced: bool,
     pub head_commit_message: Option<String>,
+    /// The head commit: for a tag push, the commit the tag points at (`after` may be
+    /// the tag object).
+    pub head_commit_id: Option<CommitSha>,
+    pub head_commit_author: Option<String>,
     pub pusher: Option<String>,
 }
 
@@ -150,6 +154,16 @@ pub fn parse_event(name: &str, json: &[u8]) -> Result<Event, EventError> {
                 created: raw.created,
                 deleted: raw.deleted,
                 forced: raw.forced,
+                head_commit_id: raw
+                    .head_commit
+                    .as_ref()
+                    .and_then(|c| c.id.as_deref())
+                    .and_then(|id| CommitSha::parse(id).ok()),
+                head_commit_author: raw
+                    .head_commit
+                    .as_ref()
+                    .and_then(|c| c.author.as_ref())
+                    .and_then(|a| a.name.clone()),
                 head_commit_message: raw.head_commit.map(|c| c.message),
                 pusher: raw.pusher.and_then(|p| p.name),
             };
@@ -209,7 +223,14 @@ struct RawPing {
 
 #[derive(Deserialize)]
 struct RawCommit {
+    id: Option<String>,
     message: String,
+    author: Option<RawAuthor>,
+}
+
+#[derive(Deserialize)]
+struct RawAuthor {
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -32,13 +32,14 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::HttpError;
 use crate::config::{AppConfig, Config};
-use crate::core::deploy::{Deploy, DeployStatus, Trigger};
+use crate::core::deploy::{Deploy, DeployStatus, ReasonCode, Trigger};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::release::is_release_id;
 use crate::core::routing::RefSource;
 use crate::core::secret::Secret;
 use crate::core::signature::hex_mac;
 use crate::pipeline::layout::EnvironmentDir;
+use crate::pipeline::preflight::{self, PreflightError};
 use crate::store::{DeployFilter, NewDeploy, Store, StoreError, Target};
 
 pub fn scope() -> Scope {
@@ -61,6 +62,7 @@ pub fn scope() -> Scope {
             web::post().to(promote),
         )
         .route("/apps/{app}/sync", web::post().to(sync))
+        .route("/reload", web::post().to(reload))
         .route(
             "/apps/{app}/environments/{env}/releases",
             web::get().to(releases),
@@ -119,9 +121,10 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, HttpError> {
 }
 
 /// The configured API token; without one, nobody gets in.
-pub fn api_token(state: &AppState) -> Result<&Secret, HttpError> {
-    let server = &state.config.server;
-    server.api_token.as_ref().ok_or_else(|| {
+pub fn api_token(state: &AppState) -> Result<Secret, HttpError> {
+    let config = state.config.get();
+    let server = &config.server;
+    server.api_token.clone().ok_or_else(|| {
         HttpError::Unauthorized(format!(
             "the API and the dashboard are disabled: set {} in stagehand's environment",
             server.api_token_env
@@ -149,7 +152,7 @@ pub fn authenticate(req: &HttpRequest) -> Result<Credential, HttpError> {
         };
     }
     match cookie(req, SESSION_COOKIE) {
-        Some(given) if same_secret(given, &session_value(expected)) => Ok(Credential::Session),
+        Some(given) if same_secret(given, &session_value(&expected)) => Ok(Credential::Session),
         Some(_) => Err(HttpError::Unauthorized(
             "the session cookie is stale (the API token changed?): log in again".into(),
         )),
@@ -167,7 +170,7 @@ pub fn token_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
 
 /// Whether `given` is the CSRF token.
 pub fn csrf_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
-    Ok(same_secret(given, &csrf_value(api_token(state)?)))
+    Ok(same_secret(given, &csrf_value(&api_token(state)?)))
 }
 
 /// Constant time, over SHA-256 digests of both sides, so that not even the length of
@@ -259,6 +262,9 @@ pub struct EnvironmentOverview {
     pub follows_tags: bool,
     pub live_release: Option<String>,
     pub live_commit: Option<String>,
+    /// The deploy that built the live release: what is running, apart from whatever
+    /// was attempted last.
+    pub live_deploy: Option<Deploy>,
     pub last_deploy: Option<Deploy>,
     /// The push a manual environment has not deployed yet.
     pub pending: Option<PendingPush>,
@@ -275,7 +281,7 @@ pub struct PendingPush {
 
 /// Every app and environment with its live release and last deploy.
 pub async fn overview(state: &AppState) -> Result<Vec<AppOverview>, HttpError> {
-    let config = state.config.clone();
+    let config = state.config.get();
     // The store and the `current` links are both read off the async workers.
     Ok(state
         .store
@@ -300,17 +306,23 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
             }));
         for (name, fed_by, base, is_temporary) in listed {
             let live = EnvironmentDir::new(&app.root, &name).live();
+            let live_deploy = match &live {
+                Some(l) => store.release_deploy(&app.name, &name, &l.release)?,
+                None => None,
+            };
+            let live_commit = live.as_ref().and_then(|l| l.commit.clone());
             let last_deploy = store.last_deploy(&app.name, &name)?;
             // A push to a manual (auto_deploy = false) environment waits as the last
-            // thing that happened there until a deploy or promote.
+            // thing that happened there until a deploy or promote; a commit already
+            // live (promoted before its push arrived) waits for nothing.
             let pending = last_deploy
                 .as_ref()
                 .filter(|d| {
                     d.status == DeployStatus::Skipped
                         && d.trigger == Trigger::Push
-                        && d.reason
-                            .as_deref()
-                            .is_some_and(|r| r.starts_with("auto_deploy is off"))
+                        && d.reason_code == Some(ReasonCode::AutoDeployOff)
+                        && d.commit.is_some()
+                        && d.commit != live_commit
                 })
                 .map(|d| PendingPush {
                     commit: d.commit.clone(),
@@ -325,8 +337,9 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
                 auto_deploy: config_env.is_none_or(|e| e.auto_deploy),
                 follows_tags: !is_temporary
                     && config_env.is_some_and(|e| !matches!(e.source, RefSource::Branch(_))),
-                live_release: live.as_ref().map(|l| l.release.clone()),
-                live_commit: live.and_then(|l| l.commit),
+                live_release: live.map(|l| l.release),
+                live_commit,
+                live_deploy,
                 name,
                 fed_by,
                 base,
@@ -379,9 +392,10 @@ fn addressed(
     app: &str,
     env: &str,
 ) -> Result<Addressed, HttpError> {
+    let config = state.config.get();
     let app_config = AppName::parse(app)
         .ok()
-        .and_then(|name| state.config.apps.get(&name))
+        .and_then(|name| config.apps.get(&name))
         .ok_or_else(|| HttpError::NotFound(format!("no app {app:?}")))?;
     let missing = || {
         HttpError::NotFound(format!(
@@ -440,6 +454,9 @@ struct DeployBody {
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     release: Option<String>,
+    /// Roll back to a release whose own deploy failed or was rolled back.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Records a deploy asked for by hand (API or dashboard) and wakes the runner.
@@ -487,32 +504,53 @@ pub async fn request_deploy(
     env: String,
     git_ref: Option<String>,
 ) -> Result<Deploy, HttpError> {
+    if let Some(r) = &git_ref
+        && (r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255)
+    {
+        return Err(HttpError::BadRequest(format!("{r:?} is not a ref")));
+    }
+    // A ref typed by hand is checked against the repository before anything is queued.
+    let resolved = match (&git_ref, addressed_app(state, &app)) {
+        (Some(r), Some(app_config)) => Some(
+            preflight::resolve(&app_config, &state.config.get().server.state_dir, r)
+                .await
+                .map_err(|e| match e {
+                    PreflightError::Missing { .. } => HttpError::NotFound(e.to_string()),
+                    PreflightError::Fetch { .. } => HttpError::Conflict(e.to_string()),
+                })?,
+        ),
+        _ => None,
+    };
     create(state, app, env, move |_, a| {
+        let pinned = resolved.clone();
         let git_ref = match (git_ref, &a.temporary_branch) {
-            (Some(r), _)
-                if r.trim().is_empty() || r.chars().any(char::is_control) || r.len() > 255 =>
-            {
-                return Err(HttpError::BadRequest(format!("{r:?} is not a ref")));
-            }
+            (Some(_), _) if let Some(found) = &pinned => found.full_ref.clone(),
             (Some(r), _) => r,
             (None, Some(branch)) => format!("refs/heads/{branch}"),
             (None, None) => match a.app.environments.get(&a.base).map(|e| &e.source) {
                 Some(RefSource::Branch(p)) => format!("refs/heads/{p}"),
                 _ => {
                     return Err(HttpError::BadRequest(format!(
-                        "`{}` follows tags: say which one with {{\"ref\": \"v1.2.3\"}}",
+                        "`{}` follows tags: say which one (`stagehand deploy --ref v1.2.3`, or {{\"ref\": \"v1.2.3\"}} in the API)",
                         a.base
                     )));
                 }
             },
         };
-        Ok(NewDeploy::queued(
-            a.target.clone(),
-            Trigger::Manual,
-            git_ref,
-        ))
+        Ok(NewDeploy {
+            commit: pinned.map(|found| found.commit),
+            ..NewDeploy::queued(a.target.clone(), Trigger::Manual, git_ref)
+        })
     })
     .await
+}
+
+/// The app an URL names, if configured (the 404 for one that is not comes later).
+fn addressed_app(state: &AppState, app: &str) -> Option<AppConfig> {
+    let config = state.config.get();
+    AppName::parse(app)
+        .ok()
+        .and_then(|name| config.apps.get(&name).cloned())
 }
 
 async fn rollback(
@@ -523,16 +561,19 @@ async fn rollback(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let body: RollbackBody = optional_json(&body)?;
-    let created = request_rollback(&state, app, env, body.release).await?;
+    let created = request_rollback(&state, app, env, body.release, body.force).await?;
     Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
 }
 
-/// A rollback to `release`, by default the release before the live one.
+/// A rollback to `release`, by default the release before the live one. A release whose
+/// own deploy failed or was rolled back (its after_release or health check failed) is
+/// a known-bad target: going back to it needs `force`.
 pub async fn request_rollback(
     state: &AppState,
     app: String,
     env: String,
     release: Option<String>,
+    force: bool,
 ) -> Result<Deploy, HttpError> {
     if let Some(release) = &release
         && !is_release_id(release)
@@ -541,7 +582,17 @@ pub async fn request_rollback(
             "{release:?} is not a release id"
         )));
     }
-    create(state, app, env, move |_, a| {
+    create(state, app, env, move |store, a| {
+        if let Some(wanted) = &release
+            && !force
+            && let Some(built) = store.release_deploy(&a.app.name, a.name(), wanted)?
+            && matches!(built.status, DeployStatus::Failed | DeployStatus::RolledBack)
+        {
+            return Err(HttpError::Conflict(format!(
+                "release {wanted} was made by deploy {} which ended {}: pass --force (\"force\": true) to roll back to it anyway",
+                built.id, built.status
+            )));
+        }
         Ok(NewDeploy {
             release,
             ..NewDeploy::queued(a.target.clone(), Trigger::Rollback, String::new())
@@ -687,28 +738,42 @@ async fn releases(
                     .as_deref()
                     .and_then(|l| crate::core::release::previous_release(&names, l))
                     .map(str::to_owned);
-                let releases: Vec<_> = names
-                    .iter()
-                    .rev()
-                    .map(|name| {
-                        let commit =
-                            std::fs::read_to_string(dir.releases().join(name).join("REVISION"))
-                                .map(|c| c.trim().to_owned())
-                                .ok();
-                        json!({
-                            "release": name,
-                            "commit": commit,
-                            "live": live.as_deref() == Some(name.as_str()),
-                            "previous": previous.as_deref() == Some(name.as_str()),
-                        })
-                    })
-                    .collect();
+                let mut releases = Vec::new();
+                for name in names.iter().rev() {
+                    let commit =
+                        std::fs::read_to_string(dir.releases().join(name).join("REVISION"))
+                            .map(|c| c.trim().to_owned())
+                            .ok();
+                    let built = store.release_deploy(&a.app.name, a.name(), name)?;
+                    let status = built.as_ref().map(|d| d.status);
+                    releases.push(json!({
+                        "release": name,
+                        "commit": commit,
+                        "live": live.as_deref() == Some(name.as_str()),
+                        "previous": previous.as_deref() == Some(name.as_str()),
+                        "deploy": built.as_ref().map(|d| d.id),
+                        "status": status,
+                        // Its own deploy failed after the switch or was rolled back.
+                        "failed": matches!(status, Some(DeployStatus::Failed | DeployStatus::RolledBack)),
+                        "message": built.as_ref().and_then(|d| d.message.clone()),
+                        "author": built.as_ref().and_then(|d| d.author.clone()),
+                    }));
+                }
                 Ok(releases)
             });
             Ok::<_, StoreError>(result)
         })
         .await??;
     Ok(HttpResponse::Ok().json(json!({ "releases": list })))
+}
+
+/// Reads the config file again: `200 {"changes": […]}`, or `409` with every problem
+/// (the running config stays). See `reload.rs`.
+async fn reload(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let changes = crate::reload::reload_and_log(&state.config)
+        .await
+        .map_err(|e| HttpError::Conflict(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({ "reloaded": true, "changes": changes })))
 }
 
 /// The deploy an URL names, or a 404 that says so.

@@ -88,7 +88,7 @@ fn viewer(req: &HttpRequest, state: &AppState) -> Result<Viewer, PageError> {
     api::authenticate(req).map_err(|_| PageError::LogInFirst)?;
     let token = api::api_token(state)?;
     Ok(Viewer {
-        csrf: api::csrf_value(token),
+        csrf: api::csrf_value(&token),
     })
 }
 
@@ -215,7 +215,7 @@ async fn login(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     };
     match api::token_matches(&state, &given) {
         Ok(true) => {
-            let cookie = session_cookie(&state, &api::session_value(token));
+            let cookie = session_cookie(&state, &api::session_value(&token));
             let mut response = see_other("/");
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
@@ -243,6 +243,7 @@ async fn logout(body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResp
 fn session_cookie(state: &AppState, value: &str) -> header::HeaderValue {
     let secure = state
         .config
+        .get()
         .server
         .public_url
         .as_deref()
@@ -351,7 +352,7 @@ async fn rollback(
 ) -> Result<HttpResponse, PageError> {
     checked_form(&req, &state, &body)?;
     let (app, env) = path.into_inner();
-    let created = api::request_rollback(&state, app, env, None).await?;
+    let created = api::request_rollback(&state, app, env, None, false).await?;
     Ok(see_other(&deploy_url(created.id)))
 }
 
@@ -375,18 +376,18 @@ async fn promote(
 // Pages.
 
 fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> HttpResponse {
-    let disabled = state.config.server.api_token.is_none();
+    let disabled = state.config.get().server.api_token.is_none();
     let body = html! {
         section.login {
             h1 { "Log in" }
             p.muted {
                 "Use the API token: the value of "
-                code { (state.config.server.api_token_env) }
+                code { (state.config.get().server.api_token_env) }
                 " in stagehand's environment."
             }
             @if disabled {
                 p.error {
-                    "The dashboard is disabled until " (state.config.server.api_token_env)
+                    "The dashboard is disabled until " (state.config.get().server.api_token_env)
                     " is set."
                 }
             }
@@ -443,12 +444,26 @@ fn environment_row(
             }
             td.mono { (env.fed_by) }
             td.mono { (env.live_release.as_deref().unwrap_or("—")) }
-            td.mono { (short(env.live_commit.as_deref())) }
+            td {
+                span.mono { (short(env.live_commit.as_deref())) }
+                @if let Some(live) = &env.live_deploy {
+                    (commit_message(live))
+                }
+            }
             td {
                 @if let Some(last) = &env.last_deploy {
                     (badge(last.status)) " "
                     a href=(deploy_url(last.id)) { "#" (last.id) }
                     " " span.muted { (last.trigger) ", " (when(last.created_at)) }
+                    // A failed attempt is not the environment's state: say what is live.
+                    @if env.live_release.is_some()
+                        && env.live_deploy.as_ref().is_none_or(|live| live.id != last.id)
+                        && matches!(last.status, DeployStatus::Failed | DeployStatus::RolledBack | DeployStatus::Cancelled | DeployStatus::Interrupted)
+                    {
+                        " " span.tag.unchanged title="this attempt did not change the live release" {
+                            "live release unchanged"
+                        }
+                    }
                     @if let Some(pending) = &env.pending {
                         " " span.tag.pending title="auto_deploy is off: Deploy releases it" {
                             "pending " (short(pending.commit.as_deref()))
@@ -459,6 +474,17 @@ fn environment_row(
                 }
             }
             td.actions { (actions(app, env, siblings, viewer)) }
+        }
+    }
+}
+
+/// A deploy's commit message (first line), its author on hover.
+fn commit_message(deploy: &Deploy) -> Markup {
+    html! {
+        @if let Some(message) = &deploy.message {
+            " " span.message title=(deploy.author.as_deref().map(|a| format!("by {a}")).unwrap_or_default()) {
+                (message)
+            }
         }
     }
 }
@@ -542,6 +568,15 @@ fn environment_body(
                 dt { "Follows" } dd.mono { (current.fed_by) }
                 dt { "Live release" } dd.mono { (current.live_release.as_deref().unwrap_or("—")) }
                 dt { "Live commit" } dd.mono { (current.live_commit.as_deref().unwrap_or("—")) }
+                @if let Some(live) = &current.live_deploy {
+                    // What is running, apart from whatever was attempted last.
+                    dt { "Live since" }
+                    dd {
+                        a href=(deploy_url(live.id)) { "#" (live.id) } " "
+                        (maybe_when(live.finished_at)) (commit_message(live))
+                        @if let Some(author) = &live.author { " " span.muted { "by " (author) } }
+                    }
+                }
             }
             p { (actions(app, current, siblings, viewer)) }
         } @else {
@@ -563,7 +598,7 @@ fn environment_body(
                             td { (badge(deploy.status)) }
                             td { (deploy.trigger) }
                             td.mono { (deploy.git_ref) }
-                            td.mono { (short(deploy.commit.as_deref())) }
+                            td { span.mono { (short(deploy.commit.as_deref())) } (commit_message(deploy)) }
                             td.mono { (deploy.release.as_deref().unwrap_or("—")) }
                             td { (when(deploy.created_at)) }
                             td { (took(deploy)) }
@@ -605,6 +640,10 @@ fn deploy_body(deploy: &Deploy, log: &VisibleLog) -> Markup {
                 // `data-field`s are refreshed from `/api/deploys/{id}` as the deploy runs.
                 dt { "Commit" }
                 dd.mono data-field="commit" { (deploy.commit.as_deref().unwrap_or("—")) }
+                dt { "Message" }
+                dd data-field="message" { (deploy.message.as_deref().unwrap_or("—")) }
+                dt { "Author" }
+                dd data-field="author" { (deploy.author.as_deref().unwrap_or("—")) }
                 dt { "Release" }
                 dd.mono data-field="release" { (deploy.release.as_deref().unwrap_or("—")) }
                 dt { "Created" } dd { (when(deploy.created_at)) }
@@ -816,6 +855,8 @@ th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: 
 .tag { font-size: .72rem; padding: .02rem .4rem; border: 1px solid var(--line); border-radius: 4px; color: var(--muted); }
 .tag.temporary { border-color: #c9b6f2; color: #5b3aa8; background: #f4efff; }
 .tag.pending { border-color: #f0c36d; color: #8a5300; background: #fff6e0; }
+.tag.unchanged { border-color: #9ad0a8; color: #1d6b34; background: #eefaf1; }
+.message { color: #444; }
 form.inline { display: inline; margin: 0; }
 button { font: inherit; font-size: .85rem; padding: .25rem .75rem; border: 1px solid var(--accent); border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
 button.secondary { background: #fff; color: var(--accent); } button:disabled { opacity: .45; cursor: default; }
@@ -857,13 +898,14 @@ if (log && log.dataset.live === "true") {
     log.append(event.data + "\n");
     if (atBottom) log.scrollTop = log.scrollHeight;
   });
-  // Started, finished, release: not in the events, so re-read when something moved.
+  // Started, finished, release, message: not in the events, so re-read when something moved.
   const refresh = () => fetch("/api/deploys/" + encodeURIComponent(log.dataset.id))
     .then((response) => response.ok ? response.json() : null)
     .then((deploy) => {
       if (!deploy) return;
       const when = (t) => t ? t.slice(0, 19).replace("T", " ") + " UTC" : "—";
       const values = { commit: deploy.commit || "—", release: deploy.release || "—",
+        message: deploy.message || "—", author: deploy.author || "—",
         started_at: when(deploy.started_at), finished_at: when(deploy.finished_at) };
       for (const dd of document.querySelectorAll("dd[data-field]")) {
         dd.textContent = values[dd.dataset.field];
@@ -976,6 +1018,7 @@ mod tests {
             follows_tags: false,
             live_release: None,
             live_commit: Some("<b>".into()),
+            live_deploy: None,
             last_deploy: None,
             pending: None,
         };

@@ -65,7 +65,8 @@ async fn handle(
         ))
     };
     let app_name = AppName::parse(app).map_err(|_| unknown())?;
-    let app_config = state.config.apps.get(&app_name).ok_or_else(unknown)?;
+    let config = state.config.get();
+    let app_config = config.apps.get(&app_name).ok_or_else(unknown)?;
 
     let declared = header(req, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {

@@ -26,11 +26,11 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 
-use crate::config::Config;
 use crate::core::time::Clock;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pipeline::runner::Runner;
+use crate::reload::LiveConfig;
 use crate::store::Store;
 use error::HttpError;
 use intake_limits::IntakeLimits;
@@ -38,7 +38,8 @@ use intake_limits::IntakeLimits;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// Read with `config.get()`: a snapshot, so a reload never changes a request halfway.
+    pub config: LiveConfig,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,

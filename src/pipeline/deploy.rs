@@ -25,6 +25,7 @@ use crate::core::release::{
 use crate::core::time::Clock;
 use crate::logs::{DeployLog, LogEvent, LogHub, Source};
 use crate::metrics::Metrics;
+use crate::reload::LiveConfig;
 use crate::report::{ReportEvent, Reporter};
 use crate::store::{Store, StoreError};
 
@@ -39,7 +40,8 @@ use super::{releases, sync};
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
 pub struct Context {
-    pub config: Arc<Config>,
+    /// Each deploy takes a snapshot when it starts: a reload never changes it halfway.
+    pub config: LiveConfig,
     pub store: Store,
     pub logs: Arc<LogHub>,
     pub clock: Clock,
@@ -81,11 +83,14 @@ type Result<T> = std::result::Result<T, Stop>;
 /// Runs `deploy` (already `running` in the store) and records how it ended.
 pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     let id = deploy.id;
-    let outcome = match resolve(ctx, &deploy) {
+    let config = ctx.config.get();
+    let outcome = match resolve(&config, &deploy) {
         Ok((app, env_config)) => {
             let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
-            let max_log = app.max_log_size.unwrap_or(ctx.config.server.max_log_size);
-            let log = ctx.logs.open(id, masker(ctx, app, env_config), max_log);
+            let max_log = app.max_log_size.unwrap_or(config.server.max_log_size);
+            let log = ctx
+                .logs
+                .open(id, masker(ctx, &config, app, env_config), max_log);
             let run = Run {
                 ctx,
                 deploy: &deploy,
@@ -122,13 +127,13 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
 }
 
 fn resolve<'a>(
-    ctx: &'a Context,
+    config: &'a Config,
     deploy: &Deploy,
 ) -> Result<(&'a AppConfig, &'a EnvironmentConfig)> {
-    let app =
-        ctx.config.apps.get(&deploy.app).ok_or_else(|| {
-            Stop::failed(format!("app `{}` is no longer in the config", deploy.app))
-        })?;
+    let app = config
+        .apps
+        .get(&deploy.app)
+        .ok_or_else(|| Stop::failed(format!("app `{}` is no longer in the config", deploy.app)))?;
     let env = app
         .environments
         .get(&deploy.base_environment)
@@ -141,10 +146,10 @@ fn resolve<'a>(
     Ok((app, env))
 }
 
-fn masker(ctx: &Context, app: &AppConfig, env: &EnvironmentConfig) -> Masker {
+fn masker(ctx: &Context, config: &Config, app: &AppConfig, env: &EnvironmentConfig) -> Masker {
     let mut values = vec![app.secret.expose().to_owned()];
     values.extend(
-        ctx.config
+        config
             .server
             .api_token
             .as_ref()
@@ -210,15 +215,16 @@ impl Run<'_> {
             status: DeployStatus::Running,
             reason: None,
         });
+        // Rollbacks and syncs name no ref: say only what started them.
+        let source = match self.deploy.git_ref.as_str() {
+            "" => format!("{} trigger", self.deploy.trigger),
+            git_ref => format!("{} trigger, {git_ref}", self.deploy.trigger),
+        };
         self.info(
             "deploy",
             &format!(
-                "deploy {} of {} to {} ({} trigger, {})",
-                self.deploy.id,
-                self.app.name,
-                self.deploy.environment,
-                self.deploy.trigger,
-                self.deploy.git_ref
+                "deploy {} of {} to {} ({source})",
+                self.deploy.id, self.app.name, self.deploy.environment,
             ),
         );
         if self.deploy.trigger == Trigger::Reconcile {
@@ -324,7 +330,7 @@ impl Run<'_> {
     }
 
     async fn release_commit(&self) -> Outcome2 {
-        let mirror = Mirror::new(&self.ctx.config.server.state_dir, &self.app.name);
+        let mirror = Mirror::new(&self.ctx.config.get().server.state_dir, &self.app.name);
         let commit = self.stage("fetch", self.fetch(&mirror)).await?;
         self.skip_if_stale(&mirror, &commit).await?;
         self.report_started(&commit);
@@ -335,13 +341,28 @@ impl Run<'_> {
         if let Some(seed) = self.seed_source() {
             self.stage("seed", self.copy_data(seed, "seed")).await?;
         }
-        self.stage("link", self.link(&release_dir)).await?;
+        // Shared data is linked before the build by default (builds often need `.env`);
+        // `link_after_build` keeps live data out of builds (tests reading live config).
+        let link_after_build = self.env_config.link_after_build;
+        if !link_after_build {
+            self.stage("link", self.link(&release_dir)).await?;
+        }
         let env = self.command_env(&commit, &release, &release_dir);
+        let cache = self.env_dir.cache();
+        blocking(move || {
+            std::fs::create_dir_all(&cache).map_err(|e| {
+                Stop::failed(format!("creating the cache dir {}: {e}", cache.display()))
+            })
+        })
+        .await?;
         self.stage(
             "build",
             self.commands("build", &self.env_config.build, &release_dir, &env),
         )
         .await?;
+        if link_after_build {
+            self.stage("link", self.link(&release_dir)).await?;
+        }
         let previous = self.env_dir.live().map(|l| l.release);
         self.stage("switch", self.switch(&release)).await?;
         // From here on the new release is live: it is no longer half-made.
@@ -412,12 +433,10 @@ impl Run<'_> {
             (None, _) => self.deploy.git_ref.clone(),
         };
         let m = mirror.clone();
+        let hint = missing_commit_hint(self.deploy.trigger, &self.deploy.git_ref);
         let (commit, found_as) = blocking(move || {
-            m.resolve_commit(&spec).map_err(|e| {
-                Stop::failed(format!(
-                    "{e} (was the branch force-pushed or deleted before the deploy started?)"
-                ))
-            })
+            m.resolve_commit(&spec)
+                .map_err(|e| Stop::failed(format!("{e} ({hint})")))
         })
         .await?;
         // A manual `--ref develop` is recorded as the ref it named, so the build sees
@@ -431,10 +450,25 @@ impl Run<'_> {
             .run(move |s| s.set_commit(id, &c, &r))
             .await?;
         let (m, c) = (mirror.clone(), commit.clone());
-        if let Ok(line) =
-            blocking(move || m.describe(&c).map_err(|e| Stop::failed(e.to_string()))).await
-        {
-            self.info("fetch", &format!("commit {line}"));
+        let details = blocking(move || {
+            m.commit_details(&c)
+                .map_err(|e| Stop::failed(e.to_string()))
+        })
+        .await;
+        // The message is for people reading the history: a commit libgit2 cannot
+        // describe still deploys.
+        if let Ok((message, author)) = details {
+            self.info(
+                "fetch",
+                &format!(
+                    "commit {} {message} ({author})",
+                    &commit[..7.min(commit.len())]
+                ),
+            );
+            self.ctx
+                .store
+                .run(move |s| s.set_commit_details(id, &message, &author))
+                .await?;
         }
         Ok(commit)
     }
@@ -609,6 +643,10 @@ impl Run<'_> {
                 "STAGEHAND_SHARED_DIR",
                 self.env_dir.shared().display().to_string(),
             ),
+            (
+                "STAGEHAND_CACHE_DIR",
+                self.env_dir.cache().display().to_string(),
+            ),
             ("STAGEHAND_DEPLOY_ID", self.deploy.id.to_string()),
             ("STAGEHAND_TRIGGER", self.deploy.trigger.to_string()),
         ];
@@ -646,49 +684,7 @@ impl Run<'_> {
                 from_dir.shared().display()
             )));
         }
-        let to_shared = self.env_dir.shared();
-        for entry in &self.env_config.shared {
-            if !entry.is_dir {
-                self.info(
-                    stage,
-                    &format!(
-                        "{}: a shared file (per-environment configuration), not copied",
-                        entry.path
-                    ),
-                );
-                continue;
-            }
-            let (source, target) = (
-                from_dir.shared().join(&entry.path),
-                to_shared.join(&entry.path),
-            );
-            if !source.is_dir() {
-                self.info(
-                    stage,
-                    &format!("{}/: not in {from}, nothing to copy", entry.path),
-                );
-                continue;
-            }
-            let stats = blocking(move || {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Stop::failed(e.to_string()))?;
-                }
-                sync::copy_tree(&source, &target)
-                    .map_err(|e| Stop::failed(format!("copying data: {e}")))
-            })
-            .await?;
-            self.info(
-                stage,
-                &format!(
-                    "{}/: {} copied ({:.1} MB), {} unchanged, {} symlinks",
-                    entry.path,
-                    stats.copied,
-                    stats.bytes as f64 / 1e6,
-                    stats.unchanged,
-                    stats.symlinks
-                ),
-            );
-        }
+        let source_config = self.source_config(&from).await?;
         let mut env = commands::base_env(&self.ctx.process_env);
         env.extend(
             self.env_config
@@ -714,8 +710,93 @@ impl Run<'_> {
             ),
         ];
         env.extend(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        // The source's own commands first, in its directory with its variables: a
+        // consistent dump of a live database into shared/, which is then what is copied.
+        if let Some(source) = &source_config
+            && !source.before_sync.is_empty()
+        {
+            let mut source_env = commands::base_env(&self.ctx.process_env);
+            source_env.extend(source.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            source_env.extend(vars_of(&env));
+            self.info(stage, &format!("before_sync in `{from}`"));
+            self.commands(stage, &source.before_sync, &from_dir.dir, &source_env)
+                .await?;
+        }
+        let exclude = match &source_config {
+            Some(source) => source.sync_exclude.union(&self.env_config.sync_exclude),
+            None => self.env_config.sync_exclude.clone(),
+        };
+        if !exclude.is_empty() {
+            self.info(
+                stage,
+                &format!("left out: {}", exclude.patterns().join(", ")),
+            );
+        }
+        let to_shared = self.env_dir.shared();
+        for entry in &self.env_config.shared {
+            if !entry.is_dir {
+                self.info(
+                    stage,
+                    &format!(
+                        "{}: a shared file (per-environment configuration), not copied",
+                        entry.path
+                    ),
+                );
+                continue;
+            }
+            let (source, target) = (
+                from_dir.shared().join(&entry.path),
+                to_shared.join(&entry.path),
+            );
+            if !source.is_dir() {
+                self.info(
+                    stage,
+                    &format!("{}/: not in {from}, nothing to copy", entry.path),
+                );
+                continue;
+            }
+            let (rel, exclude) = (entry.path.clone(), exclude.clone());
+            let stats = blocking(move || {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Stop::failed(e.to_string()))?;
+                }
+                sync::copy_tree(&source, &target, &rel, &exclude)
+                    .map_err(|e| Stop::failed(format!("copying data: {e}")))
+            })
+            .await?;
+            self.info(
+                stage,
+                &format!(
+                    "{}/: {} copied ({:.1} MB), {} unchanged, {} symlinks, {} left out",
+                    entry.path,
+                    stats.copied,
+                    stats.bytes as f64 / 1e6,
+                    stats.unchanged,
+                    stats.symlinks,
+                    stats.excluded
+                ),
+            );
+        }
         let dir = self.env_dir.dir.clone();
         self.commands(stage, &self.app.sync, &dir, &env).await
+    }
+
+    /// The configuration of the environment data is copied from: a configured one, or
+    /// the pattern environment a temporary one was made from.
+    async fn source_config(&self, from: &EnvironmentName) -> Result<Option<EnvironmentConfig>> {
+        if let Some(config) = self.app.environments.get(from) {
+            return Ok(Some(config.clone()));
+        }
+        let (app, name) = (self.app.name.clone(), from.clone());
+        let temporary = self
+            .ctx
+            .store
+            .run(move |s| s.temporary_environments(&app))
+            .await?;
+        Ok(temporary
+            .into_iter()
+            .find(|t| t.name == name)
+            .and_then(|t| self.app.environments.get(&t.base).cloned()))
     }
 
     async fn sync(&self) -> Result<()> {
@@ -984,6 +1065,28 @@ fn lock_environment(dir: &Path) -> Result<std::fs::File> {
         ))
     })?;
     Ok(file)
+}
+
+/// The `STAGEHAND_*` variables of a command environment.
+fn vars_of(env: &[(String, String)]) -> Vec<(String, String)> {
+    env.iter()
+        .filter(|(k, _)| k.starts_with("STAGEHAND_"))
+        .cloned()
+        .collect()
+}
+
+/// Why a commit the deploy names may be missing from the freshly fetched mirror, worded
+/// for what named it: a pushed branch may have been rewritten, a pushed tag moved, a
+/// hand-typed ref mistyped.
+fn missing_commit_hint(trigger: Trigger, git_ref: &str) -> &'static str {
+    match (trigger, git_ref) {
+        (Trigger::Push, r) if r.starts_with("refs/tags/") => {
+            "was the tag deleted or moved before the deploy started?"
+        }
+        (Trigger::Push, _) => "was the branch force-pushed or deleted before the deploy started?",
+        (Trigger::Promote, _) => "the source environment's commit is no longer in the repository",
+        _ => "no branch, tag or commit of that name is in the repository",
+    }
 }
 
 #[cfg(test)]

@@ -465,14 +465,20 @@ impl Mirror {
 
     /// One line describing a commit, for the log: `3f2a1c9 Add cart totals (Ada)`.
     pub fn describe(&self, commit: &str) -> Result<String, GitError> {
-        let repo = self.open()?;
-        let c = repo.find_commit(git2::Oid::from_str(commit)?)?;
-        let summary = String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned();
-        let author = String::from_utf8_lossy(c.author().name_bytes()).into_owned();
+        let (summary, author) = self.commit_details(commit)?;
         Ok(format!(
             "{} {summary} ({author})",
             &commit[..7.min(commit.len())]
         ))
+    }
+
+    /// A commit's message (first line) and author's name. Blocking.
+    pub fn commit_details(&self, commit: &str) -> Result<(String, String), GitError> {
+        let repo = self.open()?;
+        let c = repo.find_commit(git2::Oid::from_str(commit)?)?;
+        let summary = String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned();
+        let author = String::from_utf8_lossy(c.author().name_bytes()).into_owned();
+        Ok((summary, author))
     }
 }
 

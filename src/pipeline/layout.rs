@@ -1,4 +1,4 @@
-//! Where an environment's files live: `<root>/<environment>/{current, releases/, shared/}`,
+//! Where an environment's files live: `<root>/<environment>/{current, releases/, shared/, cache/}`,
 //! and reading what is live. Names come from validated [`EnvironmentName`]s, so a
 //! joined path never leaves `root`.
 
@@ -36,6 +36,12 @@ impl EnvironmentDir {
 
     pub fn shared(&self) -> PathBuf {
         self.dir.join("shared")
+    }
+
+    /// A build cache that outlives releases, at a stable path (`STAGEHAND_CACHE_DIR`):
+    /// for tools that write absolute paths into what they cache.
+    pub fn cache(&self) -> PathBuf {
+        self.dir.join("cache")
     }
 
     /// Blocking: reads a symlink and a small file.

@@ -10,6 +10,7 @@ pub mod git;
 pub mod health;
 pub mod layout;
 pub mod leftovers;
+pub mod preflight;
 pub mod reconcile;
 pub mod releases;
 pub mod runner;

@@ -79,7 +79,9 @@ pub async fn run(
 
 /// One round over every app.
 pub async fn round(ctx: &Context, runner: &Runner) {
-    for app in ctx.config.apps.values() {
+    // The config as of this round: a reload takes effect from the next one.
+    let config = ctx.config.get();
+    for app in config.apps.values() {
         let started = std::time::Instant::now();
         match app_round(ctx, app).await {
             Ok(summary) => {
@@ -134,7 +136,7 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
     if refspecs.is_empty() {
         return Ok(summary);
     }
-    let mirror = Mirror::new(&ctx.config.server.state_dir, &app.name);
+    let mirror = Mirror::new(&ctx.config.get().server.state_dir, &app.name);
     // The longest a deploy of this app may spend on one step bounds the fetch too.
     let timeout = app
         .environments

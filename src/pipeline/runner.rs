@@ -63,9 +63,10 @@ impl Runner {
     /// lock files a killed fetch left in the mirrors are removed.
     pub async fn recover(&self) -> Result<usize, StoreError> {
         let ctx = &self.inner.ctx;
+        let config = ctx.config.get();
         // Before anything fetches: ref locks in a mirror are a killed process's.
-        for app in ctx.config.apps.keys() {
-            let mirror = Mirror::new(&ctx.config.server.state_dir, app);
+        for app in config.apps.keys() {
+            let mirror = Mirror::new(&config.server.state_dir, app);
             let path = mirror.path.clone();
             match tokio::task::spawn_blocking(move || mirror.remove_stale_locks()).await {
                 Ok(Ok(locks)) if !locks.is_empty() => {
@@ -100,7 +101,7 @@ impl Runner {
         let interrupted = ctx.store.run(move |s| s.interrupt_running(now)).await?;
         let count = interrupted.len();
         for deploy in interrupted {
-            let Some(app) = ctx.config.apps.get(&deploy.app) else {
+            let Some(app) = config.apps.get(&deploy.app) else {
                 continue;
             };
             let env = EnvironmentDir::new(&app.root, &deploy.environment);
@@ -131,7 +132,7 @@ impl Runner {
     /// releases removed, status `cancelled`) and returns.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut tasks: JoinSet<EnvKey> = JoinSet::new();
-        let limit = self.inner.ctx.config.server.max_parallel_deploys;
+        let limit = self.inner.ctx.config.get().server.max_parallel_deploys;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -159,7 +160,7 @@ impl Runner {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
-        let grace = self.inner.ctx.config.server.shutdown_grace;
+        let grace = self.inner.ctx.config.get().server.shutdown_grace;
         if !tasks.is_empty() {
             tracing::info!(
                 running = tasks.len(),

@@ -4,7 +4,9 @@
 //! Like `rsync -a` without `--delete`: a file whose size and modification time match
 //! is left alone, others are copied (through a temporary file and a rename, so a reader
 //! never sees half a file), modes and mtimes are kept, and files only the target has
-//! are kept too: a sync adds and updates, it never loses data.
+//! are kept too: a sync adds and updates, it never loses data. Paths the
+//! `sync_exclude` patterns match (see `core::sync_exclude`) are not copied, and a
+//! matching directory is skipped with all it holds.
 //!
 //! # Security
 //!
@@ -18,6 +20,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::core::sync_exclude::SyncExclude;
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CopyStats {
     pub copied: usize,
@@ -25,10 +29,18 @@ pub struct CopyStats {
     pub symlinks: usize,
     pub directories: usize,
     pub bytes: u64,
+    /// Files and directories left out by `sync_exclude`.
+    pub excluded: usize,
 }
 
-/// Copies the tree at `from` into `to` (created if missing).
-pub fn copy_tree(from: &Path, to: &Path) -> io::Result<CopyStats> {
+/// Copies the tree at `from` into `to` (created if missing), leaving out what `exclude`
+/// matches; `rel` is `from`'s path relative to `shared/` (what patterns see).
+pub fn copy_tree(
+    from: &Path,
+    to: &Path,
+    rel: &str,
+    exclude: &SyncExclude,
+) -> io::Result<CopyStats> {
     let mut stats = CopyStats::default();
     let meta = fs::symlink_metadata(from)?;
     if !meta.is_dir() {
@@ -37,45 +49,70 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<CopyStats> {
             from.display()
         )));
     }
-    copy_dir(from, to, meta.permissions().mode(), &mut stats)?;
+    let walk = Walk { exclude };
+    walk.copy_dir(from, to, rel, meta.permissions().mode(), &mut stats)?;
     Ok(stats)
 }
 
-fn copy_dir(from: &Path, to: &Path, mode: u32, stats: &mut CopyStats) -> io::Result<()> {
-    match fs::symlink_metadata(to) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            fs::remove_file(to)?;
-            fs::create_dir(to)?;
+struct Walk<'a> {
+    exclude: &'a SyncExclude,
+}
+
+impl Walk<'_> {
+    fn copy_dir(
+        &self,
+        from: &Path,
+        to: &Path,
+        rel: &str,
+        mode: u32,
+        stats: &mut CopyStats,
+    ) -> io::Result<()> {
+        match fs::symlink_metadata(to) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(to)?;
+                fs::create_dir(to)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(to)?,
+            Err(e) => return Err(e),
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(to)?,
-        Err(e) => return Err(e),
-    }
-    fs::set_permissions(to, fs::Permissions::from_mode(mode & 0o7777))?;
-    stats.directories += 1;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let meta = fs::symlink_metadata(&source)?;
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            copy_dir(&source, &target, meta.permissions().mode(), stats)?;
-        } else if kind.is_symlink() {
-            let link = fs::read_link(&source)?;
-            if fs::read_link(&target).is_ok_and(|existing| existing == link) {
-                stats.unchanged += 1;
+        fs::set_permissions(to, fs::Permissions::from_mode(mode & 0o7777))?;
+        stats.directories += 1;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            let source = entry.path();
+            let target = to.join(entry.file_name());
+            let child_rel = format!("{rel}/{}", entry.file_name().to_string_lossy());
+            if self.exclude.excludes(&child_rel) {
+                stats.excluded += 1;
                 continue;
             }
-            remove_any(&target)?;
-            std::os::unix::fs::symlink(&link, &target)?;
-            stats.symlinks += 1;
-        } else if kind.is_file() {
-            copy_file(&source, &target, &meta, stats)?;
+            let meta = fs::symlink_metadata(&source)?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                self.copy_dir(
+                    &source,
+                    &target,
+                    &child_rel,
+                    meta.permissions().mode(),
+                    stats,
+                )?;
+            } else if kind.is_symlink() {
+                let link = fs::read_link(&source)?;
+                if fs::read_link(&target).is_ok_and(|existing| existing == link) {
+                    stats.unchanged += 1;
+                    continue;
+                }
+                remove_any(&target)?;
+                std::os::unix::fs::symlink(&link, &target)?;
+                stats.symlinks += 1;
+            } else if kind.is_file() {
+                copy_file(&source, &target, &meta, stats)?;
+            }
+            // Sockets, fifos and devices are not data to copy.
         }
-        // Sockets, fifos and devices are not data to copy.
+        Ok(())
     }
-    Ok(())
 }
 
 fn copy_file(
@@ -145,7 +182,7 @@ mod tests {
         fs::create_dir_all(&to).unwrap();
         fs::write(to.join("only-in-target"), "keep me").unwrap();
 
-        let first = copy_tree(&from, &to).unwrap();
+        let first = copy_tree(&from, &to, "data", &SyncExclude::default()).unwrap();
         assert_eq!((first.copied, first.symlinks, first.unchanged), (2, 1, 0));
         assert_eq!(
             fs::read_to_string(to.join("uploads/2026/a.jpg")).unwrap(),
@@ -168,10 +205,10 @@ mod tests {
             "keep me"
         );
 
-        let again = copy_tree(&from, &to).unwrap();
+        let again = copy_tree(&from, &to, "data", &SyncExclude::default()).unwrap();
         assert_eq!((again.copied, again.unchanged), (0, 3));
         fs::write(from.join("uploads/2026/a.jpg"), "changed!").unwrap();
-        let third = copy_tree(&from, &to).unwrap();
+        let third = copy_tree(&from, &to, "data", &SyncExclude::default()).unwrap();
         assert_eq!((third.copied, third.unchanged), (1, 2));
         assert_eq!(
             fs::read_to_string(to.join("uploads/2026/a.jpg")).unwrap(),
@@ -192,7 +229,7 @@ mod tests {
         fs::create_dir_all(&to).unwrap();
         fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, to.join("uploads")).unwrap();
-        copy_tree(&from, &to).unwrap();
+        copy_tree(&from, &to, "data", &SyncExclude::default()).unwrap();
         assert!(fs::symlink_metadata(to.join("uploads")).unwrap().is_dir());
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
     }

@@ -132,4 +132,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, ref)
     );
     "#,
+    // 5 (issue 16): each deploy's commit message (first line) and author, and a code for
+    // why it was skipped at intake (a push waiting for a manual environment).
+    r#"
+    ALTER TABLE deploys ADD COLUMN message TEXT;
+    ALTER TABLE deploys ADD COLUMN author TEXT;
+    ALTER TABLE deploys ADD COLUMN reason_code TEXT;
+    "#,
 ];

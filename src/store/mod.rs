@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use crate::core::deploy::{Deploy, DeployStatus, Stage, Trigger};
+use crate::core::deploy::{Deploy, DeployStatus, ReasonCode, Stage, Trigger};
 use crate::core::ids::{AppName, DeployId, EnvironmentName, IdError};
 use crate::core::routing::new_temporary_name;
 use crate::core::time::UnixMillis;
@@ -108,9 +108,13 @@ pub struct NewDeploy {
     /// `Queued`, or `Skipped` with a reason when the delivery says not to deploy.
     pub status: DeployStatus,
     pub reason: Option<String>,
+    pub reason_code: Option<ReasonCode>,
     pub from_environment: Option<EnvironmentName>,
     /// For a rollback: the release asked for (else the one before the live one).
     pub release: Option<String>,
+    /// The commit's message (first line) and author, when the delivery says.
+    pub message: Option<String>,
+    pub author: Option<String>,
 }
 
 impl NewDeploy {
@@ -124,8 +128,11 @@ impl NewDeploy {
             forced: false,
             status: DeployStatus::Queued,
             reason: None,
+            reason_code: None,
             from_environment: None,
             release: None,
+            message: None,
+            author: None,
         }
     }
 }
@@ -175,7 +182,7 @@ pub struct TemporaryEnvironment {
     pub branch: String,
 }
 
-const DEPLOY_COLUMNS: &str = "id, app, environment, ref, commit_sha, trigger, status, reason, release, forced, created_at, started_at, finished_at, base_environment, from_environment";
+const DEPLOY_COLUMNS: &str = "id, app, environment, ref, commit_sha, trigger, status, reason, release, forced, created_at, started_at, finished_at, base_environment, from_environment, message, author, reason_code";
 
 impl Store {
     /// Opens (creating if needed) `<state_dir>/stagehand.db` and migrates it.
@@ -401,6 +408,30 @@ impl Store {
         row.map(|r| r.finish(&conn)).transpose()
     }
 
+    /// The deploy that built `release` of an environment: the newest deploy of a
+    /// commit (push, manual, promote) that recorded it, whatever its outcome.
+    pub fn release_deploy(
+        &self,
+        app: &AppName,
+        environment: &EnvironmentName,
+        release: &str,
+    ) -> Result<Option<Deploy>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(&format!(
+                "SELECT {DEPLOY_COLUMNS} FROM deploys
+                 WHERE app = ?1 AND environment = ?2 AND release = ?3
+                   AND trigger IN ('push', 'manual', 'promote')
+                 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row(
+                params![app.as_str(), environment.as_str(), release],
+                deploy_row,
+            )
+            .optional()?;
+        row.map(|r| r.finish(&conn)).transpose()
+    }
+
     pub fn temporary_environments(
         &self,
         app: &AppName,
@@ -521,6 +552,20 @@ impl Store {
         self.lock().execute(
             "UPDATE deploys SET release = ?2, commit_sha = COALESCE(?3, commit_sha) WHERE id = ?1",
             params![id.0, release, commit],
+        )?;
+        Ok(())
+    }
+
+    /// The message (first line) and author of the commit a deploy resolved to.
+    pub fn set_commit_details(
+        &self,
+        id: DeployId,
+        message: &str,
+        author: &str,
+    ) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE deploys SET message = ?2, author = ?3 WHERE id = ?1",
+            params![id.0, message, author],
         )?;
         Ok(())
     }
@@ -669,8 +714,8 @@ fn insert_deploy(
         ),
     };
     tx.prepare_cached("INSERT INTO deploys (app, environment, base_environment, ref, commit_sha, trigger, status, reason, forced,
-                              from_environment, created_at, finished_at, release)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")?.execute(params![
+                              from_environment, created_at, finished_at, release, message, author, reason_code)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)")?.execute(params![
             app.as_str(),
             environment.as_str(),
             base.as_str(),
@@ -684,6 +729,9 @@ fn insert_deploy(
             now.0,
             new.status.is_terminal().then_some(now.0),
             new.release,
+            new.message,
+            new.author,
+            new.reason_code.map(ReasonCode::as_str),
         ],
     )?;
     let id = DeployId(tx.last_insert_rowid());
@@ -809,8 +857,14 @@ fn deploy_row(r: &Row<'_>) -> rusqlite::Result<DeployRow> {
         trigger: Trigger::parse(&trigger).ok_or_else(|| bad(5, "trigger", &trigger))?,
         status: DeployStatus::parse(&status).ok_or_else(|| bad(6, "status", &status))?,
         reason: r.get(7)?,
+        // An unknown code (from a newer binary) only loses what depends on it.
+        reason_code: r
+            .get::<_, Option<String>>(17)?
+            .and_then(|c| ReasonCode::parse(&c)),
         release: r.get(8)?,
         forced: r.get(9)?,
+        message: r.get(15)?,
+        author: r.get(16)?,
         created_at: UnixMillis(r.get(10)?),
         started_at: r.get::<_, Option<i64>>(11)?.map(UnixMillis),
         finished_at: r.get::<_, Option<i64>>(12)?.map(UnixMillis),

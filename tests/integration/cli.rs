@@ -147,6 +147,33 @@ fn secret_is_strong_and_init_writes_a_config_that_checks() {
         !again.status.success(),
         "init must not overwrite without --force"
     );
+
+    // Issue 16 item 16: `--local` needs no root, and the hint names the API token too.
+    let local = dir.path().join("local.toml");
+    let init = stagehand()
+        .args(["init", "--local", "--github", "acme/blog", "--output"])
+        .arg(&local)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&init.stdout);
+    assert!(init.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("STAGEHAND_API_TOKEN=$(stagehand secret)"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&local).unwrap();
+    assert!(text.contains("state_dir = \"state\"") && text.contains("root = \"srv/blog\""));
+    let check = stagehand()
+        .args(["check", "--config"])
+        .arg(&local)
+        .env("BLOG_WEBHOOK_SECRET", &a)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 /// The systemd unit, with ExecStart pointed at the binary just built, passes
@@ -186,4 +213,63 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue 16 item 12: a redirected `serve` log is plain text, without `NO_COLOR`.
+#[test]
+fn serve_writes_no_colour_codes_into_a_redirected_log() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{state}\"\n\n[apps.shop]\n\
+             repo = \"{repo}\"\ngithub = \"acme/shop\"\nsecret_env = \"SHOP_WEBHOOK_SECRET\"\n\
+             root = \"{root}\"\n[apps.shop.environments.staging]\nbranch = \"develop\"\n",
+            state = dir.path().join("state").display(),
+            repo = dir.path().join("repo").display(),
+            root = dir.path().join("srv").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = stagehand()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SHOP_WEBHOOK_SECRET", "s3cret")
+        .env_remove("NO_COLOR")
+        .env_remove("STAGEHAND_API_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("STAGEHAND_API_TOKEN is not set"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a redirected log: {log:?}"
+    );
+}
+
+/// Issue 16 item 11: `stagehand … | head` ends quietly when the reader goes away.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = stagehand()
+        .arg("secret")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }

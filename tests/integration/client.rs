@@ -218,3 +218,290 @@ async fn clear_errors_for_a_missing_server_a_bad_token_and_hook_send() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("200"));
     full.stop().await;
 }
+
+fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Issue 16 items 11, 13, 14: `--json` prints JSON for every client command and for
+/// `hook send`; a closed stdout ends a command quietly; a rollback's log names no empty
+/// ref; a tag environment's error says how to name the tag on the command line.
+#[actix_web::test]
+async fn json_everywhere_quiet_on_a_closed_pipe_and_clear_wording() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        "[apps.shop.environments.staging]\nbranch = \"develop\"\n\
+         [apps.shop.environments.releases]\ntag = \"v*\"\n",
+    );
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let full = start_full(dir, &toml).await;
+    let url = full.running.url.clone();
+    let cli = |args: &[&str]| {
+        let mut c = stagehand(&url);
+        c.args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET);
+        c
+    };
+
+    let sent = stdout_json(
+        &run(cli(&[
+            "hook", "send", "shop", "--branch", "develop", "--json",
+        ]))
+        .await,
+    );
+    let first = sent["deploy"]["id"].as_str().unwrap().to_owned();
+    let done = stdout_json(&run(cli(&["logs", &first, "--follow", "--json"])).await);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    git(&repo, &["checkout", "-q", "develop"]);
+    commit(&repo, "Second", &[("second", "")]);
+    let second = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(second["status"], "succeeded", "{second}");
+    let status = stdout_json(&run(cli(&["status", "--json"])).await);
+    assert_eq!(status["apps"][0]["name"], "shop", "{status}");
+    let releases = stdout_json(&run(cli(&["releases", "shop", "staging", "--json"])).await);
+    assert_eq!(releases["releases"].as_array().map(Vec::len), Some(2));
+    let rollback = stdout_json(&run(cli(&["rollback", "shop", "staging", "--json"])).await);
+    let rollback_id = rollback["id"].as_str().unwrap().to_owned();
+    let rolled = stdout_json(&run(cli(&["logs", &rollback_id, "--follow", "--json"])).await);
+    assert_eq!(rolled["status"], "succeeded", "{rolled}");
+    let log = stdout_json(&run(cli(&["logs", &rollback_id, "--json"])).await);
+    let text = log["log"].as_str().unwrap();
+    assert!(text.contains("(rollback trigger)"), "{text}");
+    assert!(!text.contains("trigger, )"), "{text}");
+
+    for args in [&["status"][..], &["logs", first.as_str()]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut c = cli(args);
+        c.stdout(writer);
+        let out = run(c).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+
+    let out = run(cli(&["deploy", "shop", "releases"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--ref v1.2.3"), "{stderr}");
+    full.stop().await;
+}
+
+/// Issue 16 item 10: `hook send` sends tag pushes, branch deletions and a chosen
+/// commit message, so tag environments, teardowns and `[skip deploy]` can be tried.
+#[actix_web::test]
+async fn hook_send_tags_deletions_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        "[apps.shop.environments.staging]\nbranch = \"develop\"\n\
+         [apps.shop.environments.preview]\nbranch = \"feature/*\"\n\
+         [apps.shop.environments.releases]\ntag = \"v*\"\n",
+    );
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    let send = |args: &[&str]| {
+        let mut c = stagehand(&client.url);
+        c.args(["hook", "send", "shop", "--json"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("SHOP_WEBHOOK_SECRET", SECRET);
+        c
+    };
+
+    git(&repo, &["branch", "feature/x"]);
+    let pushed = stdout_json(&run(send(&["--branch", "feature/x"])).await);
+    let done = client.wait(&pushed["deploy"]["id"], 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    git(&repo, &["branch", "-D", "feature/x"]);
+    let deleted = stdout_json(&run(send(&["--branch", "feature/x", "--delete"])).await);
+    assert_eq!(deleted["deploy"]["trigger"], "teardown", "{deleted}");
+    let done = client.wait(&deleted["deploy"]["id"], 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    git(&repo, &["tag", "-a", "v1.0", "-m", "Release 1.0"]);
+    let tagged = stdout_json(&run(send(&["--tag", "v1.0"])).await);
+    assert_eq!(tagged["deploy"]["ref"], "refs/tags/v1.0", "{tagged}");
+    assert_eq!(tagged["deploy"]["environment"], "releases", "{tagged}");
+    let done = client.wait(&tagged["deploy"]["id"], 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["commit"], git(&repo, &["rev-parse", "v1.0^{commit}"]));
+
+    let skipped = stdout_json(
+        &run(send(&[
+            "--branch",
+            "develop",
+            "--message",
+            "[skip deploy] docs",
+        ]))
+        .await,
+    );
+    assert_eq!(skipped["deploy"]["status"], "skipped", "{skipped}");
+    assert!(
+        skipped["deploy"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("[skip deploy]")),
+        "{skipped}"
+    );
+
+    let out = run(send(&["--delete"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--delete needs the --branch or --tag"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    full.stop().await;
+}
+
+/// Issue 16 item 7: a ref that does not exist is refused at once (404 with the reason)
+/// and records nothing; a ref that does is pinned in the answer; a failed attempt is
+/// told apart from the live release, which stays what it was.
+#[actix_web::test]
+async fn a_bogus_ref_is_refused_and_a_failed_attempt_is_not_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = toml(dir.path(), &repo);
+    let full = start_full(dir, &toml).await;
+    let client = full.client();
+    let url = client.url.clone();
+    let cli = |args: &[&str]| {
+        let mut c = stagehand(&url);
+        c.args(args);
+        c
+    };
+    let first = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(first["status"], "succeeded", "{first}");
+
+    let out = run(cli(&[
+        "deploy",
+        "shop",
+        "staging",
+        "--ref",
+        "no-such-branch",
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("404") && stderr.contains("no branch, tag or commit \"no-such-branch\""),
+        "{stderr}"
+    );
+    let (_, list) = client.get("/api/deploys").await;
+    assert_eq!(list["deploys"].as_array().map(Vec::len), Some(1), "{list}");
+
+    git(&repo, &["checkout", "-q", "develop"]);
+    let broken = commit(&repo, "Break the build", &[("fail", "")]);
+    let pinned = stdout_json(
+        &run(cli(&[
+            "deploy", "shop", "staging", "--ref", "develop", "--json",
+        ]))
+        .await,
+    );
+    assert_eq!(pinned["commit"], broken, "{pinned}");
+    assert_eq!(pinned["ref"], "refs/heads/develop", "{pinned}");
+    let failed = client.wait(&pinned["id"], 60).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["message"], "Break the build", "{failed}");
+
+    let (_, apps) = client.get("/api/apps").await;
+    let staging = &apps["apps"][0]["environments"][0];
+    assert_eq!(staging["last_deploy"]["status"], "failed", "{staging}");
+    assert_eq!(staging["live_deploy"]["id"], first["id"], "{staging}");
+    assert_eq!(staging["live_deploy"]["status"], "succeeded", "{staging}");
+    let status = run(cli(&["status"])).await;
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.contains("(live release unchanged)"), "{stdout}");
+    assert!(stdout.contains("Executable and symlink (Ada)"), "{stdout}");
+    full.stop().await;
+}
+
+/// Issue 16 item 6: `releases` says what each release is and marks one whose own
+/// deploy was rolled back; `rollback --to` it needs `--force`.
+#[actix_web::test]
+async fn releases_mark_a_rolled_back_release_and_rollback_to_it_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = shop_toml(
+        dir.path(),
+        &repo,
+        "after_release = [\"if [ -f bad ]; then exit 3; fi\"]\n\
+         [apps.shop.environments.staging]\nbranch = \"develop\"\n",
+    );
+    let full = start_full(dir, &toml).await;
+    let url = full.running.url.clone();
+    let cli = |args: &[&str]| {
+        let mut c = stagehand(&url);
+        c.args(args);
+        c
+    };
+    let good = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(good["status"], "succeeded", "{good}");
+    git(&repo, &["checkout", "-q", "develop"]);
+    commit(&repo, "Ship the bad one", &[("bad", "")]);
+    let bad = stdout_json(&run(cli(&["deploy", "shop", "staging", "--follow", "--json"])).await);
+    assert_eq!(bad["status"], "rolled_back", "{bad}");
+    let bad_release = bad["release"].as_str().unwrap().to_owned();
+
+    let list = stdout_json(&run(cli(&["releases", "shop", "staging", "--json"])).await);
+    let row = |name: &str| {
+        list["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["release"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+    };
+    assert_eq!(row(&bad_release)["failed"], true, "{list}");
+    assert_eq!(row(&bad_release)["message"], "Ship the bad one", "{list}");
+    let good_release = good["release"].as_str().unwrap();
+    assert_eq!(row(good_release)["failed"], false, "{list}");
+    assert_eq!(row(good_release)["live"], true, "{list}");
+    let table = run(cli(&["releases", "shop", "staging"])).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.lines().any(|l| l.starts_with(&bad_release)
+            && l.contains("rolled_back")
+            && l.contains("Ship the bad one (Ada)")),
+        "{table}"
+    );
+
+    let refused = run(cli(&["rollback", "shop", "staging", "--to", &bad_release])).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("409") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let forced = run(cli(&[
+        "rollback",
+        "shop",
+        "staging",
+        "--to",
+        &bad_release,
+        "--force",
+        "--json",
+    ]))
+    .await;
+    let forced = stdout_json(&forced);
+    assert_eq!(forced["trigger"], "rollback", "{forced}");
+    full.stop().await;
+}

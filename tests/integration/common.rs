@@ -98,7 +98,7 @@ pub async fn start_with_limits(dir: tempfile::TempDir, toml: &str, limits: Limit
     let url = format!("http://{}", listener.local_addr().unwrap());
     let intake = Arc::new(IntakeLimits::new(limits));
     let state = AppState {
-        config: Arc::new(config),
+        config: stagehand::reload::LiveConfig::new(config, env),
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
         clock: stagehand::server::system_clock(),

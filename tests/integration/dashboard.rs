@@ -75,7 +75,11 @@ async fn request(
 
 #[actix_web::test]
 async fn login_cookie_csrf_and_escaping_over_plain_http() {
-    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    git(&repo, &["tag", "v1.2.3"]);
+    let toml = config_toml(dir.path());
+    let server = start_with(dir, &toml).await;
     let url = server.url.clone();
     let session = session_value();
     let csrf = csrf_value();
@@ -199,6 +203,21 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     .await;
     assert_eq!(tags.status, 303, "{}", tags.text);
     assert!(home.text.contains(r#"name="ref""#), "{}", home.text);
+    // A tag the repository does not have is refused there and then (issue 16 item 7).
+    let missing = request(
+        "POST",
+        &format!("{url}/environments/shop/releases/deploy"),
+        Some(&session),
+        &[],
+        Some(&format!("csrf={csrf}&ref=v9.9.9")),
+    )
+    .await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    assert!(
+        missing.text.contains("no branch, tag or commit"),
+        "{}",
+        missing.text
+    );
 
     // Branch names are attacker-controlled: a temporary environment made from one
     // shows it escaped, on the overview and on the deploy page.
@@ -806,5 +825,19 @@ branch = "develop"
         s.revision("production"),
         staged["commit"].as_str().map(str::to_owned)
     );
+    // Issue 16 items 6 and 7: the environment page says which deploy made the live
+    // release, with its commit message and author.
+    let page = request(
+        "GET",
+        &format!("{url}/environments/shop/production"),
+        Some(&session),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Live since"), "{}", page.text);
+    assert!(page.text.contains(&format!("#{id}")), "{}", page.text);
+    assert!(page.text.contains("by Ada"), "{}", page.text);
     s.full.stop().await;
 }

@@ -165,8 +165,10 @@ async fn tag_push_feeds_the_tag_environment() {
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["deploy"]["environment"], "releases");
     assert_eq!(answer["deploy"]["ref"], "refs/tags/v1.2.0");
-    // The annotated tag object: the pipeline peels it to its commit.
-    assert_eq!(answer["deploy"]["commit"], body["after"]);
+    // Issue 16 item 9: the answer shows the commit the tag points at (the payload's
+    // head commit), not the annotated tag object that `after` names.
+    assert_ne!(body["after"], body["head_commit"]["id"]);
+    assert_eq!(answer["deploy"]["commit"], body["head_commit"]["id"]);
     server.stop().await;
 }
 

@@ -15,6 +15,8 @@ mod client;
 mod crash;
 /// The dashboard: auth over plain HTTP and a headless Chromium.
 mod dashboard;
+/// Runtime data and build caches: sync_exclude, before_sync, the cache dir, link_after_build.
+mod data;
 /// Following a deploy's log live.
 mod follow;
 /// `POST /hooks/<app>`: the contract's table row by row.
@@ -30,6 +32,8 @@ mod multistage;
 mod pipeline;
 /// Reconciliation: pushes no delivery announced still deploy; gone branches tear down.
 mod reconcile;
+/// Config reload: `stagehand reload`, `POST /api/reload`, SIGHUP.
+mod reload;
 /// Replayed deliveries: a push deploys only while its commit is its ref's head.
 mod replay;
 /// Reporting back to a fake GitHub API and notify URLs.

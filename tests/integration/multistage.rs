@@ -162,8 +162,10 @@ async fn an_annotated_tag_push_deploys_the_tag_environment() {
     assert_ne!(tag_object, commit_sha);
     let mut body = sample("push-tag.json");
     body["after"] = json!(tag_object);
+    body["head_commit"]["id"] = json!(commit_sha);
     let (status, answer) = s.client.push(&body).await;
     assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deploy"]["commit"], commit_sha, "{answer}");
     let deploy = s.client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert_eq!(deploy["environment"], "release");
@@ -247,6 +249,34 @@ async fn a_manual_environment_waits_until_promoted() {
         environment(&s, "production").await.unwrap()["pending"],
         Value::Null
     );
+    // Issue 16 item 6: the history says what each deploy shipped.
+    assert_eq!(promoted["message"], "Ready for prod", "{promoted}");
+    assert_eq!(promoted["author"], "Ada", "{promoted}");
+
+    // Issue 16 item 5: `main` catches up with the promoted commit; its push is recorded
+    // but waits for nothing, because that commit is already live.
+    git(&s.repo, &["branch", "-f", "main", "develop"]);
+    let caught_up = s.push_and_wait("main").await;
+    assert_eq!(caught_up["status"], "skipped", "{caught_up}");
+    assert_eq!(caught_up["reason_code"], "auto_deploy_off", "{caught_up}");
+    let production = environment(&s, "production").await.unwrap();
+    assert_eq!(production["pending"], Value::Null, "{production}");
+    assert_eq!(
+        production["live_deploy"]["id"], promoted["id"],
+        "{production}"
+    );
+    git(&s.repo, &["checkout", "-q", "main"]);
+    let newer = commit(
+        &s.repo,
+        "Hotfix",
+        &[(
+            "VERSION", "3
+",
+        )],
+    );
+    s.push_and_wait("main").await;
+    let production = environment(&s, "production").await.unwrap();
+    assert_eq!(production["pending"]["commit"], newer, "{production}");
     s.full.stop().await;
 }
 

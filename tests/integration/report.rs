@@ -100,7 +100,7 @@ github = {{ repo = "acme/shop", token_env = "GITHUB_TOKEN", api_url = "{api}" }}
 secret_env = "SHOP_WEBHOOK_SECRET"
 root = "{root}"
 build = ["if [ -f fail ]; then exit 1; fi"]
-notify = ["{api}/notify"]
+notify = ["{api}/notify", {{ url = "{api}/slack", format = "slack" }}, {{ url = "{api}/discord", format = "discord" }}]
 [apps.shop.environments.staging]
 branch = "develop"
 url = "https://{{environment}}.shop.example.com"
@@ -122,11 +122,11 @@ url = "https://{{environment}}.shop.example.com"
     let second = client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(second["status"], "failed");
 
-    // Reporting is asynchronous: wait (bounded) for all eight requests.
+    // Reporting is asynchronous: wait (bounded) for all twelve requests.
     let deadline = Instant::now() + Duration::from_secs(20);
     let requests = loop {
         let requests = seen.lock().unwrap().clone();
-        if requests.len() >= 8 || Instant::now() > deadline {
+        if requests.len() >= 12 || Instant::now() > deadline {
             break requests;
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
@@ -197,5 +197,28 @@ url = "https://{{environment}}.shop.example.com"
     assert_eq!(notified[0].body["status"], "succeeded");
     assert_eq!(notified[1].body["status"], "failed");
     assert_eq!(notified[1].body["deploy"]["id"], second["id"]);
+    // Issue 16 item 8: links go to the dashboard's deploy page, and Slack and Discord
+    // get messages in their own shapes.
+    let second_id = second["id"].as_str().unwrap();
+    let page = format!("https://deploy.example.com/deploys/{second_id}");
+    assert_eq!(notified[1].body["url"], page);
+    assert_eq!(notified[1].body["message"], "Break");
+    let slack: Vec<&Recorded> = requests.iter().filter(|r| r.path == "/slack").collect();
+    assert_eq!(slack.len(), 2, "{paths:?}");
+    let text = slack[1].body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("shop/staging: deploy #{second_id} failed"))
+            && text.contains("Break (Ada)")
+            && text.ends_with(&format!("<{page}|details>")),
+        "{text}"
+    );
+    let discord: Vec<&Recorded> = requests.iter().filter(|r| r.path == "/discord").collect();
+    assert_eq!(discord.len(), 2, "{paths:?}");
+    let content = discord[1].body["content"].as_str().unwrap();
+    assert!(
+        content.contains(&format!("deploy \\#{second_id} failed"))
+            && content.ends_with(&format!("[details]({page})")),
+        "{content}"
+    );
     full.stop().await;
 }
