@@ -15,6 +15,8 @@ mod client;
 mod crash;
 /// The dashboard: auth over plain HTTP and a headless Chromium.
 mod dashboard;
+/// A deploy always ends in the store, even when the final write fails for a while.
+mod final_status;
 /// Following a deploy's log live.
 mod follow;
 /// `POST /hooks/<app>`: the contract's table row by row.
