@@ -86,7 +86,17 @@ branch = "develop"
         );
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, stored) = c.get(&format!("/api/deploys/{id}")).await;
+    // Slow, not stuck: a read waits while stagehand's one connection sits in SQLite's
+    // busy timeout on a retry.
+    let mut resp = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish()
+        .get(format!("{}/api/deploys/{id}", c.url))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    let stored: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(stored["status"], "running", "{stored}");
     assert!(
         !follower.is_finished(),
