@@ -73,7 +73,8 @@ impl Stop {
 
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Stop {
-        Stop::failed(format!("database error: {e}"))
+        // StoreError's own text already says it is the database's.
+        Stop::failed(e.to_string())
     }
 }
 
