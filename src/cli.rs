@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientError};
+use crate::core::log_text::strip_controls;
 use crate::outln;
 
 /// How to print.
@@ -37,11 +38,18 @@ impl Output {
 
     /// A log line, coloured by its source column (`info`, `out`, `err`).
     pub fn log_line(&self, line: &str) {
-        let source = line.split_whitespace().nth(2);
-        match source {
-            Some("err") => outln!("{}", self.paint("31", line)),
-            Some("info") => outln!("{}", self.paint("2", line)),
-            _ => outln!("{line}"),
+        outln!("{}", self.render_log_line(line));
+    }
+
+    /// The server strips control characters before it stores a line; stripping again
+    /// here covers logs stored by an older server, so only our own colours reach the
+    /// terminal.
+    fn render_log_line(&self, line: &str) -> String {
+        let line = strip_controls(line);
+        match line.split_whitespace().nth(2) {
+            Some("err") => self.paint("31", &line),
+            Some("info") => self.paint("2", &line),
+            _ => line.into_owned(),
         }
     }
 
@@ -465,5 +473,38 @@ mod tests {
             "a failed last attempt is told apart from the live release: {lines:#?}"
         );
         assert!(status_table(&apps, Some("blog"), PLAIN).len() == 1);
+    }
+
+    #[test]
+    fn log_lines_keep_only_stagehand_s_own_colours() {
+        let colour = Output {
+            json: false,
+            color: true,
+        };
+        let plain = Output {
+            json: false,
+            color: false,
+        };
+        let cases = [
+            (
+                "T build   out  \u{1b}]0;owned\u{7}\u{1b}[2Jhello",
+                "T build   out  hello",
+                "T build   out  hello",
+            ),
+            (
+                "T build   err  \u{1b}[31mboom",
+                "\u{1b}[31mT build   err  boom\u{1b}[0m",
+                "T build   err  boom",
+            ),
+            (
+                "T deploy  info succeeded",
+                "\u{1b}[2mT deploy  info succeeded\u{1b}[0m",
+                "T deploy  info succeeded",
+            ),
+        ];
+        for (line, coloured, uncoloured) in cases {
+            assert_eq!(colour.render_log_line(line), coloured, "{line:?}");
+            assert_eq!(plain.render_log_line(line), uncoloured, "{line:?}");
+        }
     }
 }

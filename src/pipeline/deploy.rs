@@ -31,6 +31,7 @@ use crate::store::{Store, StoreError};
 
 use super::checkout;
 use super::commands::{self, CommandSpec, Outcome, Stream};
+use super::final_status::store_final_status;
 use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
@@ -74,17 +75,19 @@ impl Stop {
 
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Stop {
-        Stop::failed(format!("database error: {e}"))
+        // StoreError's own text already says it is the database's.
+        Stop::failed(e.to_string())
     }
 }
 
 type Result<T> = std::result::Result<T, Stop>;
 
-/// Runs `deploy` (already `running` in the store) and records how it ended.
+/// Runs `deploy` (already `running` in the store) and records how it ended. Followers
+/// hear the end only once it is stored (see `final_status`).
 pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     let id = deploy.id;
     let config = ctx.config.get();
-    let outcome = match resolve(&config, &deploy) {
+    let (outcome, log) = match resolve(&config, &deploy) {
         Ok((app, env_config)) => {
             let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
             let max_log = app.max_log_size.unwrap_or(config.server.max_log_size);
@@ -103,23 +106,28 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
             };
             let outcome = run.go().await;
             run.finish_log(&outcome);
-            outcome
+            (outcome, Some(run.log))
         }
-        Err(stop) => Err(stop),
+        Err(stop) => (Err(stop), None),
     };
     let (status, reason) = match outcome {
         Ok(None) => (DeployStatus::Succeeded, None),
         Ok(Some(Stop { status, reason })) | Err(Stop { status, reason }) => (status, Some(reason)),
     };
-    let now = (ctx.clock)();
-    let finished = ctx
-        .store
-        .run(move |s| s.finish(id, status, reason.as_deref(), now))
-        .await;
-    let deploy = match finished {
-        Ok(Some(deploy)) => deploy,
-        Ok(None) | Err(_) => deploy,
+    let deploy = match store_final_status(ctx, id, status, reason).await {
+        Some(stored) => {
+            if let Some(log) = &log {
+                log.event(LogEvent::Status {
+                    status: stored.status,
+                    reason: stored.reason.clone(),
+                });
+            }
+            stored
+        }
+        None => deploy,
     };
+    // Dropping the log ends the live feed; a follower then reads the store.
+    drop(log);
     if let Some(reporter) = &ctx.reporter {
         reporter.send(ReportEvent::Finished(deploy.clone()));
     }
@@ -276,7 +284,6 @@ impl Run<'_> {
             None => format!("{status}"),
         };
         self.info("deploy", &text);
-        self.log.event(LogEvent::Status { status, reason });
     }
 
     fn check_cancel(&self) -> Result<()> {

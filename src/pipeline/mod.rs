@@ -6,6 +6,7 @@
 pub mod checkout;
 pub mod commands;
 pub mod deploy;
+pub mod final_status;
 pub mod git;
 pub mod health;
 pub mod layout;

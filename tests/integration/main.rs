@@ -17,6 +17,8 @@ mod crash;
 mod dashboard;
 /// Runtime data and build caches: sync_exclude, before_sync, the cache dir, link_after_build.
 mod data;
+/// A deploy always ends in the store, even when the final write fails for a while.
+mod final_status;
 /// Following a deploy's log live.
 mod follow;
 /// `POST /hooks/<app>`: the contract's table row by row.
