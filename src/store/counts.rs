@@ -1,7 +1,7 @@
 //! Deploy counts for `/metrics`: read from `deploy_counts`, a table of a few rows that
-//! triggers keep in step with `deploys` (migration 2), on the read-only connection.
-//! A scrape costs the same at 100 and at 100,000 stored deploys, and never queues for
-//! the writer's gate that webhook intake waits on.
+//! triggers keep in step with `deploys` (see the migration step that creates it), on
+//! the read-only connection. A scrape costs the same at 100 and at 100,000 stored
+//! deploys, and never queues for the writer's gate that webhook intake waits on.
 
 use super::{Store, StoreError};
 
