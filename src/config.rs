@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::duration::parse_duration;
+use crate::core::forge::Forge;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::{RefSource, RouteRule, RoutingTable};
@@ -70,7 +71,11 @@ pub enum FetchWith {
 pub struct AppConfig {
     pub name: AppName,
     pub repo: String,
-    pub github: String,
+    /// Where the webhook comes from: decides how deliveries are authenticated and read.
+    pub forge: Forge,
+    /// The repository's full name on the forge (`owner/name`, GitLab `group/sub/name`):
+    /// deliveries naming another are refused.
+    pub repository: String,
     /// Mirroring deploys as GitHub Deployments, when a token is configured.
     pub github_report: Option<GithubReport>,
     pub secret: Secret,
@@ -252,7 +257,7 @@ impl Config {
             out.push_str(&format!(
                 "app {} ({}, from {}) → {}\n",
                 app.name,
-                app.github,
+                app.repository,
                 app.repo,
                 app.root.display()
             ));
@@ -323,7 +328,9 @@ struct RawOverridable {
 #[serde(deny_unknown_fields)]
 struct RawApp {
     repo: String,
-    github: RawGithub,
+    forge: Option<Forge>,
+    repository: Option<String>,
+    github: Option<RawGithub>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
     root: PathBuf,
@@ -551,11 +558,59 @@ impl Validator<'_> {
         Secret::new(value.unwrap_or_default())
     }
 
+    /// `repository`, or its older name `github`; both may be given if they agree.
+    fn repository(
+        &mut self,
+        key: &str,
+        forge: Forge,
+        repository: Option<String>,
+        github: Option<String>,
+    ) -> String {
+        let trimmed = |s: Option<String>| s.map(|s| s.trim().to_owned());
+        let chosen = match (trimmed(repository), trimmed(github)) {
+            (Some(r), Some(g)) if !r.eq_ignore_ascii_case(&g) => {
+                self.problem(
+                    &format!("{key}.repository"),
+                    format!("{r:?} disagrees with {key}.github = {g:?}: keep one of them"),
+                );
+                r
+            }
+            (Some(r), _) | (None, Some(r)) => r,
+            (None, None) => {
+                self.problem(
+                    &format!("{key}.repository"),
+                    "is required: the repository's full name on the forge (\"owner/name\")",
+                );
+                return String::new();
+            }
+        };
+        if !forge.valid_repository(&chosen) {
+            let shape = if forge == Forge::Gitlab {
+                "group/name (or group/subgroup/name)"
+            } else {
+                "owner/name"
+            };
+            self.problem(
+                &format!("{key}.repository"),
+                format!("{chosen:?} is not {shape}"),
+            );
+        }
+        chosen
+    }
+
     fn app(&mut self, key: &str, name: AppName, raw: RawApp) -> Option<AppConfig> {
         let secret = self.secret(key, raw.secret_env, raw.secret_file);
+        let forge = raw.forge.unwrap_or_default();
         let (github, github_report) = match raw.github {
-            RawGithub::Repo(repo) => (repo, None),
-            RawGithub::Table(table) => {
+            None => (None, None),
+            Some(RawGithub::Repo(repo)) => (Some(repo), None),
+            Some(RawGithub::Table(table)) => {
+                if table.token_env.is_some() && forge != Forge::Github {
+                    self.problem(
+                        &format!("{key}.github.token_env"),
+                        format!("reports deploys to GitHub's API, but the app's forge is {forge}"),
+                    );
+                }
                 let report = table.token_env.and_then(|var| match self.env.get(&var) {
                     Some(token) if !token.is_empty() => Some(GithubReport {
                         token: Secret::new(token.clone()),
@@ -582,16 +637,10 @@ impl Validator<'_> {
                         format!("{url:?} is not an http(s) URL"),
                     );
                 }
-                (table.repo, report)
+                (Some(table.repo), report)
             }
         };
-        let github = github.trim().to_owned();
-        if github.split('/').count() != 2 || github.split('/').any(str::is_empty) {
-            self.problem(
-                &format!("{key}.github"),
-                format!("{github:?} is not owner/name"),
-            );
-        }
+        let repository = self.repository(key, forge, raw.repository, github);
         if raw.repo.trim().is_empty() {
             self.problem(&format!("{key}.repo"), "is empty");
         }
@@ -666,7 +715,8 @@ impl Validator<'_> {
         Some(AppConfig {
             name,
             repo: raw.repo,
-            github,
+            forge,
+            repository,
             github_report,
             secret,
             root: self.path(raw.root),
@@ -989,13 +1039,66 @@ step_timeout = "90s"
     }
 
     #[test]
+    fn forge_and_repository_keys() {
+        let with = |keys: &str| GOOD.replace("github = \"acme/shop\"\n", keys);
+        let ok = |keys: &str| {
+            let config = parse(&with(keys), &[("SHOP_SECRET", "s")])
+                .unwrap_or_else(|e| panic!("{keys}: {e}"));
+            let app = config.apps.into_values().next().unwrap();
+            (app.forge, app.repository)
+        };
+        assert_eq!(
+            ok("github = \"acme/shop\"\n"),
+            (Forge::Github, "acme/shop".into())
+        );
+        assert_eq!(
+            ok("repository = \"acme/shop\"\n"),
+            (Forge::Github, "acme/shop".into())
+        );
+        assert_eq!(
+            ok("forge = \"gitlab\"\nrepository = \"acme/web/shop\"\n"),
+            (Forge::Gitlab, "acme/web/shop".into())
+        );
+        assert_eq!(
+            ok("forge = \"bitbucket\"\nrepository = \"Acme/Shop\"\ngithub = \"acme/shop\"\n"),
+            (Forge::Bitbucket, "Acme/Shop".into())
+        );
+        let cases = [
+            ("", "apps.shop.repository: is required"),
+            (
+                "repository = \"acme/shop\"\ngithub = \"acme/other\"\n",
+                "apps.shop.repository: \"acme/shop\" disagrees with apps.shop.github",
+            ),
+            (
+                "forge = \"gitea\"\nrepository = \"a/b/c\"\n",
+                "\"a/b/c\" is not owner/name",
+            ),
+            (
+                "forge = \"sourcehut\"\nrepository = \"a/b\"\n",
+                "apps.shop.forge",
+            ),
+            (
+                "forge = \"gitlab\"\ngithub = { repo = \"a/b\", token_env = \"GH\" }\n",
+                "apps.shop.github.token_env: reports deploys to GitHub's API, but the app's forge is gitlab",
+            ),
+        ];
+        for (keys, needle) in cases {
+            let err = parse(&with(keys), &[("SHOP_SECRET", "s"), ("GH", "t")])
+                .err()
+                .unwrap_or_else(|| panic!("{keys} was accepted"))
+                .to_string();
+            assert!(err.contains(needle), "{keys}: {err}");
+        }
+    }
+
+    #[test]
     fn github_table_enables_reporting() {
         let table =
             r#"github = { repo = "acme/shop", token_env = "GH", api_url = "http://127.0.0.1:1/" }"#;
         let toml = GOOD.replace(r#"github = "acme/shop""#, table);
         let config = parse(&toml, &[("SHOP_SECRET", "s"), ("GH", "gh-token")]).unwrap();
         let app = config.apps.values().next().unwrap();
-        assert_eq!(app.github, "acme/shop");
+        assert_eq!(app.repository, "acme/shop");
         let report = app.github_report.as_ref().unwrap();
         assert_eq!(
             (report.token.expose(), report.api_url.as_str()),

@@ -43,7 +43,7 @@ pub fn build(
         detail: e.to_string(),
     })?;
     if body.get("repository").is_some() {
-        body["repository"]["full_name"] = Value::String(app.github.clone());
+        body["repository"]["full_name"] = Value::String(app.repository.clone());
     }
     if let Some(branch) = branch {
         let head = branch_head(&app.repo, branch)?;

@@ -17,6 +17,7 @@ pub fn decide(app: &AppConfig, event: &Event) -> Intent {
         Event::Other { name } => ignore(format!(
             "event `{name}` is not handled: stagehand acts on push, delete and ping"
         )),
+        Event::Ignored { reason } => ignore(reason.clone()),
         Event::Push { push, .. } if push.deleted => deleted(app, &push.git_ref),
         Event::Push { push, .. } => pushed(app, push),
         Event::Delete { git_ref, .. } => deleted(app, git_ref),

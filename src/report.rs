@@ -95,7 +95,7 @@ async fn handle(
         match (&event, deploy.commit.as_deref()) {
             (ReportEvent::Started(_), Some(commit)) if reports_commits => {
                 let body = deployment_body(app, deploy, commit);
-                let url = format!("{}/repos/{}/deployments", github.api_url, app.github);
+                let url = format!("{}/repos/{}/deployments", github.api_url, app.repository);
                 if let Some(answer) = post(client, &url, Some(github.token.expose()), &body).await
                     && let Some(id) = answer["id"].as_u64()
                 {
@@ -173,7 +173,7 @@ async fn status(
     }
     let url = format!(
         "{}/repos/{}/deployments/{id}/statuses",
-        github.api_url, app.github
+        github.api_url, app.repository
     );
     post(client, &url, Some(github.token.expose()), &body).await;
 }

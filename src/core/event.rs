@@ -1,4 +1,4 @@
-//! Decoding GitHub deliveries: the body's two encodings (JSON, or form-encoded with the
+//! Decoding GitHub deliveries (other forges: `core::forge`), and the forge-neutral [`Event`]: the body's two encodings (JSON, or form-encoded with the
 //! JSON in `payload`) and the events stagehand acts on. Only bytes whose signature was
 //! already verified reach this module.
 
@@ -87,6 +87,11 @@ pub enum Event {
     Other {
         name: String,
     },
+    /// A delivery another forge decoded to nothing to act on, with the reason an
+    /// operator reads in the answer (a Gitea `create`, a GitLab `Merge Request Hook`).
+    Ignored {
+        reason: String,
+    },
 }
 
 impl Event {
@@ -94,7 +99,7 @@ impl Event {
         match self {
             Event::Ping { repository, .. } => repository.as_deref(),
             Event::Push { repository, .. } | Event::Delete { repository, .. } => Some(repository),
-            Event::Other { .. } => None,
+            Event::Other { .. } | Event::Ignored { .. } => None,
         }
     }
 }
@@ -173,7 +178,7 @@ pub fn parse_event(name: &str, json: &[u8]) -> Result<Event, EventError> {
     }
 }
 
-fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
+pub(crate) fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
     CommitSha::parse(value).map_err(|e| EventError::Field {
         field,
         detail: e.to_string(),
@@ -182,7 +187,7 @@ fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
 
 /// Ref names travel into environment variables and slugs: refuse what git itself
 /// refuses in a ref and what an environment variable cannot carry.
-fn checked_ref(field: &'static str, value: String) -> Result<String, EventError> {
+pub(crate) fn checked_ref(field: &'static str, value: String) -> Result<String, EventError> {
     if value.is_empty() || value.len() > 1024 || value.chars().any(char::is_control) {
         return Err(EventError::Field {
             field,

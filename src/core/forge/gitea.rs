@@ -1,0 +1,195 @@
+//! Gitea and Forgejo (a fork of Gitea: the same payloads, its own header names):
+//! `X-Gitea-Signature` / `X-Forgejo-Signature` carry the bare hex HMAC-SHA256 of the
+//! body; `X-Gitea-Event` / `X-Forgejo-Event` name the event. A branch deletion comes
+//! as a `delete` event only (no push); a tag deletion as both. Gitea's `delete` names
+//! the ref short (`feature/x`, see its `services/webhook/notifier.go`), Forgejo's is
+//! taken in either form. Field names from Gitea's `modules/structs/hook.go`.
+
+use serde::Deserialize;
+
+use super::{AuthError, Forge, Headers};
+use crate::core::event::{Event, EventError, GitRef, Push, checked_ref, json_body, sha};
+
+pub struct Flavour {
+    signature: &'static str,
+}
+
+pub const GITEA: Flavour = Flavour {
+    signature: "X-Gitea-Signature",
+};
+pub const FORGEJO: Flavour = Flavour {
+    signature: "X-Forgejo-Signature",
+};
+
+pub fn authenticate(
+    flavour: Flavour,
+    secret: &[u8],
+    headers: &(impl Headers + ?Sized),
+    body: &[u8],
+) -> Result<(), AuthError> {
+    super::verify_hex_mac(
+        secret,
+        flavour.signature,
+        headers.get(flavour.signature),
+        b"",
+        "64 hex digits",
+        body,
+    )
+}
+
+pub fn decode(
+    forge: Forge,
+    event: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Event, EventError> {
+    let json_err = |e: serde_json::Error| EventError::Json {
+        event: event.to_owned(),
+        detail: e.to_string(),
+    };
+    match event {
+        "push" => {
+            let raw: RawPush =
+                serde_json::from_slice(&json_body(content_type, body)?).map_err(json_err)?;
+            let before = sha("before", &raw.before)?;
+            let after = sha("after", &raw.after)?;
+            Ok(Event::Push {
+                repository: raw.repository.full_name,
+                push: Push {
+                    git_ref: GitRef::from_full(&checked_ref("ref", raw.git_ref)?),
+                    created: before.is_zero(),
+                    deleted: after.is_zero(),
+                    // Gitea computes force-pushes but does not put them in the payload.
+                    forced: false,
+                    before,
+                    after,
+                    head_commit_message: raw.head_commit.map(|c| c.message),
+                    pusher: raw.pusher.and_then(|p| p.login),
+                },
+            })
+        }
+        "delete" => {
+            let raw: RawDelete =
+                serde_json::from_slice(&json_body(content_type, body)?).map_err(json_err)?;
+            let name = checked_ref("ref", raw.git_ref)?;
+            let git_ref = match raw.ref_type.as_str() {
+                "branch" => GitRef::Branch(strip(&name, "refs/heads/")),
+                "tag" => GitRef::Tag(strip(&name, "refs/tags/")),
+                _ => GitRef::Other(name),
+            };
+            Ok(Event::Delete {
+                repository: raw.repository.full_name,
+                git_ref,
+            })
+        }
+        "create" => Ok(Event::Ignored {
+            reason: format!(
+                "{forge} `create` is not acted on: the `push` {forge} sends with it deploys"
+            ),
+        }),
+        other => Ok(Event::Ignored {
+            reason: format!(
+                "{forge} event `{other}` is not handled: stagehand acts on push and delete"
+            ),
+        }),
+    }
+}
+
+fn strip(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_owned()
+}
+
+#[derive(Deserialize)]
+struct RawRepository {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct RawCommit {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    login: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPush {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: String,
+    after: String,
+    head_commit: Option<RawCommit>,
+    pusher: Option<RawUser>,
+    repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawDelete {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    ref_type: String,
+    repository: RawRepository,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(forge: &str, name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/webhook-samples/{forge}/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn samples_decode_for_both_flavours() {
+        for forge in [Forge::Gitea, Forge::Forgejo] {
+            let name = forge.as_str();
+            let Event::Push { repository, push } =
+                decode(forge, "push", None, &sample(name, "push.json")).unwrap()
+            else {
+                panic!("not a push")
+            };
+            assert_eq!(repository, "example/example");
+            assert_eq!(push.git_ref, GitRef::Branch("master".into()));
+            assert_eq!(push.head_commit_message.as_deref(), Some("example\n"));
+            assert!(push.created && !push.deleted);
+
+            let Event::Push { push, .. } =
+                decode(forge, "push", None, &sample(name, "push-tag.json")).unwrap()
+            else {
+                panic!("not a push")
+            };
+            assert_eq!(push.git_ref, GitRef::Tag("v1.0.0".into()));
+
+            // Gitea's short ref and Forgejo's full ref name the same branch.
+            let deleted = decode(forge, "delete", None, &sample(name, "delete-branch.json"));
+            assert_eq!(
+                deleted.unwrap(),
+                Event::Delete {
+                    repository: "example/example".into(),
+                    git_ref: GitRef::Branch("example3".into()),
+                },
+                "{forge}"
+            );
+        }
+    }
+
+    #[test]
+    fn create_and_others_are_ignored() {
+        for (event, needle) in [
+            ("create", "`create` is not acted on"),
+            ("pull_request", "`pull_request` is not handled"),
+        ] {
+            let got = decode(Forge::Gitea, event, None, b"{}").unwrap();
+            assert!(
+                matches!(&got, Event::Ignored { reason } if reason.contains(needle)),
+                "{got:?}"
+            );
+        }
+    }
+}
