@@ -78,6 +78,8 @@ pub struct AppConfig {
     pub repository: String,
     /// Mirroring deploys as GitHub Deployments, when a token is configured.
     pub github_report: Option<GithubReport>,
+    /// Reporting deploys as commit statuses on GitLab, Gitea, Forgejo or Bitbucket.
+    pub status_report: Option<StatusReport>,
     pub secret: Secret,
     pub root: PathBuf,
     pub ssh_key: Option<PathBuf>,
@@ -94,6 +96,14 @@ pub struct AppConfig {
 pub struct GithubReport {
     pub token: Secret,
     /// `https://api.github.com`, or a GitHub Enterprise / test server, without a trailing `/`.
+    pub api_url: String,
+}
+
+/// Where and how to post commit statuses (`statuses = { token_env, api_url }`).
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    pub token: Secret,
+    /// The forge's API base without a trailing `/` (`https://gitlab.com/api/v4`).
     pub api_url: String,
 }
 
@@ -331,6 +341,7 @@ struct RawApp {
     forge: Option<Forge>,
     repository: Option<String>,
     github: Option<RawGithub>,
+    statuses: Option<RawStatuses>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
     root: PathBuf,
@@ -354,6 +365,13 @@ struct RawApp {
 enum RawGithub {
     Repo(String),
     Table(RawGithubTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatuses {
+    token_env: String,
+    api_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -558,6 +576,52 @@ impl Validator<'_> {
         Secret::new(value.unwrap_or_default())
     }
 
+    fn status_report(&mut self, key: &str, forge: Forge, raw: RawStatuses) -> Option<StatusReport> {
+        let key = format!("{key}.statuses");
+        if forge == Forge::Github {
+            self.problem(
+                &key,
+                "GitHub reports as Deployments: use github = { repo, token_env } instead",
+            );
+            return None;
+        }
+        let api_url = raw
+            .api_url
+            .or_else(|| crate::core::forge::status::default_api_url(forge).map(str::to_owned));
+        let api_url = match api_url {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            Some(url) => {
+                self.problem(
+                    &format!("{key}.api_url"),
+                    format!("{url:?} is not an http(s) URL"),
+                );
+                return None;
+            }
+            None => {
+                self.problem(
+                    &format!("{key}.api_url"),
+                    format!("is required for {forge}: the API's base, e.g. https://git.example.com/api/v1"),
+                );
+                return None;
+            }
+        };
+        match self.env.get(&raw.token_env) {
+            Some(token) if !token.is_empty() => Some(StatusReport {
+                token: Secret::new(token.clone()),
+                api_url,
+            }),
+            _ => {
+                self.problem(
+                    &format!("{key}.token_env"),
+                    format!("environment variable {} is not set or empty", raw.token_env),
+                );
+                None
+            }
+        }
+    }
+
     /// `repository`, or its older name `github`; both may be given if they agree.
     fn repository(
         &mut self,
@@ -641,6 +705,9 @@ impl Validator<'_> {
             }
         };
         let repository = self.repository(key, forge, raw.repository, github);
+        let status_report = raw
+            .statuses
+            .and_then(|statuses| self.status_report(key, forge, statuses));
         if raw.repo.trim().is_empty() {
             self.problem(&format!("{key}.repo"), "is empty");
         }
@@ -718,6 +785,7 @@ impl Validator<'_> {
             forge,
             repository,
             github_report,
+            status_report,
             secret,
             root: self.path(raw.root),
             ssh_key: raw.ssh_key.map(|p| self.path(p)),
@@ -1059,6 +1127,21 @@ step_timeout = "90s"
             ok("forge = \"gitlab\"\nrepository = \"acme/web/shop\"\n"),
             (Forge::Gitlab, "acme/web/shop".into())
         );
+        let statuses = parse(
+            &with("forge = \"gitlab\"\nrepository = \"a/b\"\nstatuses = { token_env = \"GL\" }\n"),
+            &[("SHOP_SECRET", "s"), ("GL", "glpat")],
+        )
+        .unwrap();
+        let report = statuses
+            .apps
+            .values()
+            .next()
+            .unwrap()
+            .status_report
+            .clone()
+            .unwrap();
+        assert_eq!(report.api_url, "https://gitlab.com/api/v4");
+        assert_eq!(report.token.expose(), "glpat");
         assert_eq!(
             ok("forge = \"bitbucket\"\nrepository = \"Acme/Shop\"\ngithub = \"acme/shop\"\n"),
             (Forge::Bitbucket, "Acme/Shop".into())
@@ -1076,6 +1159,18 @@ step_timeout = "90s"
             (
                 "forge = \"sourcehut\"\nrepository = \"a/b\"\n",
                 "apps.shop.forge",
+            ),
+            (
+                "repository = \"a/b\"\nstatuses = { token_env = \"GH\" }\n",
+                "apps.shop.statuses: GitHub reports as Deployments",
+            ),
+            (
+                "forge = \"gitea\"\nrepository = \"a/b\"\nstatuses = { token_env = \"GH\" }\n",
+                "apps.shop.statuses.api_url: is required for gitea",
+            ),
+            (
+                "forge = \"gitlab\"\nrepository = \"a/b\"\nstatuses = { token_env = \"NOPE\" }\n",
+                "apps.shop.statuses.token_env: environment variable NOPE is not set",
             ),
             (
                 "forge = \"gitlab\"\ngithub = { repo = \"a/b\", token_env = \"GH\" }\n",

@@ -246,6 +246,12 @@ mod tests {
                 },
                 "ignore: event `issues` is not handled",
             ),
+            (
+                Event::Ignored {
+                    reason: "GitLab event `Pipeline Hook` is not handled".into(),
+                },
+                "ignore: GitLab event `Pipeline Hook` is not handled",
+            ),
         ];
         for (event, expected) in cases {
             let got = summary(&decide(&app, &event));

@@ -25,5 +25,6 @@ pub mod logs;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;
+pub mod report_status;
 pub mod server;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Reporting deploys back: GitHub Deployments (a deployment per deploy of a commit, then
-//! its statuses `in_progress` → `success` / `failure` / `error`) and the `notify`
-//! webhooks (a JSON summary POSTed when a deploy ends).
+//! its statuses `in_progress` → `success` / `failure` / `error`), commit statuses on the
+//! other forges (`report_status`), and the `notify` webhooks (a JSON summary POSTed when
+//! a deploy ends).
 //!
 //! Reporting never fails or delays a deploy: the runner only drops an event into a
 //! channel; one task sends them in order, each retried with backoff, and gives up
@@ -55,7 +56,7 @@ pub fn start(config: Arc<Config>) -> Reporter {
     Reporter { tx }
 }
 
-fn log_url(config: &Config, deploy: &Deploy) -> String {
+pub(crate) fn log_url(config: &Config, deploy: &Deploy) -> String {
     format!(
         "{}{}",
         config.server.public_url.as_deref().unwrap_or_default(),
@@ -113,6 +114,7 @@ async fn handle(
             _ => {}
         }
     }
+    crate::report_status::report(client, config, app, &event).await;
     if let ReportEvent::Finished(_) = event {
         let summary = json!({
             "event": "deploy_finished",
@@ -180,14 +182,25 @@ async fn status(
 
 /// POSTs JSON with retries; `None` after the last failure (logged).
 async fn post(client: &awc::Client, url: &str, token: Option<&str>, body: &Value) -> Option<Value> {
+    let mut headers = vec![("Accept", "application/vnd.github+json".to_owned())];
+    if let Some(token) = token {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    post_with(client, url, &headers, body).await
+}
+
+/// [`post`] with the caller's headers (each forge authenticates its own way).
+pub(crate) async fn post_with(
+    client: &awc::Client,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &Value,
+) -> Option<Value> {
     let mut pause = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
-        let mut req = client
-            .post(url)
-            .insert_header(("Accept", "application/vnd.github+json"))
-            .insert_header(("User-Agent", "stagehand"));
-        if let Some(token) = token {
-            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        let mut req = client.post(url).insert_header(("User-Agent", "stagehand"));
+        for (name, value) in headers {
+            req = req.insert_header((*name, value.as_str()));
         }
         let problem = match req.send_json(body).await {
             Ok(mut resp) if resp.status().is_success() => {

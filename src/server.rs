@@ -55,7 +55,7 @@ pub async fn start(
     let reports = config
         .apps
         .values()
-        .any(|a| a.github_report.is_some() || !a.notify.is_empty());
+        .any(|a| a.github_report.is_some() || a.status_report.is_some() || !a.notify.is_empty());
     let reporter = reports.then(|| crate::report::start(config.clone()));
     let ctx = Context {
         config: config.clone(),

@@ -9,7 +9,7 @@ use stagehand::core::forge::{self, Forge};
 
 use crate::common::*;
 
-const ZERO: &str = "0000000000000000000000000000000000000000";
+pub(crate) const ZERO: &str = "0000000000000000000000000000000000000000";
 
 fn toml(forge: Forge) -> impl FnOnce(&Path, &Path) -> String {
     move |dir, repo| {
@@ -40,18 +40,18 @@ fn forge_sample(forge: Forge, name: &str) -> Value {
 }
 
 /// What a delivery is about, in forge-neutral terms.
-struct Change<'a> {
-    git_ref: &'a str,
-    before: &'a str,
+pub(crate) struct Change<'a> {
+    pub(crate) git_ref: &'a str,
+    pub(crate) before: &'a str,
     /// The new value of the ref (a tag object for an annotated tag); zeros for a deletion.
-    after: &'a str,
+    pub(crate) after: &'a str,
     /// The commit the ref now names (the peeled tag).
-    commit: &'a str,
-    message: &'a str,
+    pub(crate) commit: &'a str,
+    pub(crate) message: &'a str,
 }
 
 /// The forge's event name and body for `change`, built from its samples.
-fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
+pub(crate) fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
     let deleted = change.after == ZERO;
     let tag = change.git_ref.starts_with("refs/tags/");
     match forge {
@@ -128,7 +128,7 @@ fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
 }
 
 /// POSTs `body` with exactly the headers `forge` sends, signed with `secret`.
-async fn send_as(
+pub(crate) async fn send_as(
     url: &str,
     forge: Forge,
     secret: &str,

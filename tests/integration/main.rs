@@ -17,6 +17,8 @@ mod crash;
 mod dashboard;
 /// Following a deploy's log live.
 mod follow;
+/// Commit statuses on GitLab, Gitea, Forgejo and Bitbucket, against a fake forge API.
+mod forge_report;
 /// GitLab, Gitea, Forgejo and Bitbucket deliveries from their own samples, end to end.
 mod forges;
 /// `POST /hooks/<app>`: the contract's table row by row.

@@ -16,6 +16,7 @@ mod bitbucket;
 mod gitea;
 mod github;
 mod gitlab;
+pub mod status;
 
 use serde::Deserialize;
 
