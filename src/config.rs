@@ -139,6 +139,8 @@ pub struct EnvironmentConfig {
     pub health_check: Option<HealthCheck>,
     pub seed_from: Option<EnvironmentName>,
     pub url: Option<String>,
+    /// For a `pull_requests` environment: build requests whose commits come from forks.
+    pub allow_forks: bool,
 }
 
 impl AppConfig {
@@ -387,6 +389,8 @@ struct RawGithubTable {
 struct RawEnvironment {
     branch: Option<String>,
     tag: Option<String>,
+    pull_requests: Option<RawPullRequests>,
+    allow_forks: Option<bool>,
     auto_deploy: Option<bool>,
     protected: Option<bool>,
     health_check: Option<RawHealthCheck>,
@@ -394,6 +398,14 @@ struct RawEnvironment {
     url: Option<String>,
     #[serde(flatten)]
     overrides: RawOverridable,
+}
+
+/// `pull_requests = true` (requests into any branch) or a base-branch pattern.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPullRequests {
+    All(bool),
+    Into(String),
 }
 
 #[derive(Deserialize)]
@@ -827,18 +839,33 @@ impl Validator<'_> {
                 None
             }
         };
-        let source = match (&raw.branch, &raw.tag) {
-            (Some(b), None) => RefSource::Branch(pattern(self, "branch", b)?),
-            (None, Some(t)) => RefSource::Tag(pattern(self, "tag", t)?),
-            (Some(_), Some(_)) => {
-                self.problem(key, "set branch or tag, not both");
+        let pull_requests = match &raw.pull_requests {
+            None | Some(RawPullRequests::All(false)) => None,
+            Some(RawPullRequests::All(true)) => Some("**".to_owned()),
+            Some(RawPullRequests::Into(base)) => Some(base.clone()),
+        };
+        let source = match (&raw.branch, &raw.tag, &pull_requests) {
+            (Some(b), None, None) => RefSource::Branch(pattern(self, "branch", b)?),
+            (None, Some(t), None) => RefSource::Tag(pattern(self, "tag", t)?),
+            (None, None, Some(p)) => RefSource::PullRequests(pattern(self, "pull_requests", p)?),
+            (None, None, None) => {
+                self.problem(
+                    key,
+                    "nothing feeds this environment: set branch (or tag, or pull_requests)",
+                );
                 return None;
             }
-            (None, None) => {
-                self.problem(key, "nothing feeds this environment: set branch (or tag)");
+            _ => {
+                self.problem(key, "set one of branch, tag and pull_requests");
                 return None;
             }
         };
+        if raw.allow_forks.is_some() && pull_requests.is_none() {
+            self.problem(
+                &format!("{key}.allow_forks"),
+                "only means something with pull_requests",
+            );
+        }
         let o = &raw.overrides;
         let mut env = app.env.clone().unwrap_or_default();
         env.extend(o.env.clone().unwrap_or_default());
@@ -952,6 +979,7 @@ impl Validator<'_> {
             health_check,
             seed_from,
             url: raw.url,
+            allow_forks: raw.allow_forks.unwrap_or(false),
         })
     }
 

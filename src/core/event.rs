@@ -68,6 +68,42 @@ pub struct Push {
     pub pusher: Option<String>,
 }
 
+/// What happened to a pull/merge request, as far as a preview cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullRequestAction {
+    /// Opened or reopened: deploy its head.
+    Opened,
+    /// New commits on its source branch: deploy the new head.
+    Updated,
+    /// Closed or merged: tear its preview down.
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// The number people know it by (GitLab's `iid`).
+    pub number: u64,
+    pub action: PullRequestAction,
+    pub head: CommitSha,
+    /// The branch it merges into.
+    pub base_branch: String,
+    /// The repository its commits come from, when that is not the target repository.
+    pub fork: Option<String>,
+    /// The ref in the target repository that holds its head (`refs/pull/7/head`,
+    /// GitLab's `refs/merge-requests/7/head`): fetchable even when the commits live in a
+    /// fork.
+    pub head_ref: String,
+}
+
+impl PullRequest {
+    /// The key its temporary environment is stored under: `pr:7`. A `:` can never be in
+    /// a branch name, so a preview never collides with a branch's temporary environment;
+    /// the environment's name is the slug (`review-pr-7`).
+    pub fn environment_key(&self) -> String {
+        format!("pr:{}", self.number)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Ping {
@@ -87,6 +123,11 @@ pub enum Event {
     Other {
         name: String,
     },
+    /// A pull/merge request opened, updated with new commits, or closed.
+    PullRequest {
+        repository: String,
+        pr: PullRequest,
+    },
     /// A delivery another forge decoded to nothing to act on, with the reason an
     /// operator reads in the answer (a Gitea `create`, a GitLab `Merge Request Hook`).
     Ignored {
@@ -98,7 +139,9 @@ impl Event {
     pub fn repository(&self) -> Option<&str> {
         match self {
             Event::Ping { repository, .. } => repository.as_deref(),
-            Event::Push { repository, .. } | Event::Delete { repository, .. } => Some(repository),
+            Event::Push { repository, .. }
+            | Event::Delete { repository, .. }
+            | Event::PullRequest { repository, .. } => Some(repository),
             Event::Other { .. } | Event::Ignored { .. } => None,
         }
     }

@@ -476,7 +476,7 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
 #[actix_web::test]
 async fn events_a_forge_sends_but_stagehand_does_not_act_on() {
     let cases = [
-        (Forge::Gitlab, "Merge Request Hook", "Merge Request Hook"),
+        (Forge::Gitlab, "Pipeline Hook", "Pipeline Hook"),
         (Forge::Gitea, "create", "`create` is not acted on"),
         (
             Forge::Forgejo,

@@ -27,6 +27,8 @@ mod hooks;
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
+/// Pull/merge-request previews from GitLab, Gitea and Forgejo.
+mod previews;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).

@@ -8,7 +8,9 @@
 use serde::Deserialize;
 
 use super::{AuthError, Forge, Headers};
-use crate::core::event::{Event, EventError, GitRef, Push, checked_ref, json_body, sha};
+use crate::core::event::{
+    Event, EventError, GitRef, PullRequest, PullRequestAction, Push, checked_ref, json_body, sha,
+};
 
 pub struct Flavour {
     signature: &'static str,
@@ -82,6 +84,43 @@ pub fn decode(
                 git_ref,
             })
         }
+        "pull_request" => {
+            let raw: RawPullRequest =
+                serde_json::from_slice(&json_body(content_type, body)?).map_err(json_err)?;
+            let action = match raw.action.as_str() {
+                "opened" | "reopened" => PullRequestAction::Opened,
+                "synchronized" => PullRequestAction::Updated,
+                "closed" => PullRequestAction::Closed,
+                other => {
+                    return Ok(Event::Ignored {
+                        reason: format!(
+                            "pull request #{} was `{other}`: only opened, reopened, synchronized and closed matter",
+                            raw.number
+                        ),
+                    });
+                }
+            };
+            let head_repo = raw.pull_request.head.repo.map(|r| r.full_name);
+            let fork = match head_repo {
+                Some(name) if name.eq_ignore_ascii_case(&raw.repository.full_name) => None,
+                // A deleted fork has no repository left: still not ours.
+                other => Some(other.unwrap_or_else(|| "(deleted fork)".into())),
+            };
+            Ok(Event::PullRequest {
+                repository: raw.repository.full_name,
+                pr: PullRequest {
+                    number: raw.number,
+                    action,
+                    head: sha("pull_request.head.sha", &raw.pull_request.head.sha)?,
+                    base_branch: checked_ref(
+                        "pull_request.base.ref",
+                        raw.pull_request.base.git_ref,
+                    )?,
+                    fork,
+                    head_ref: format!("refs/pull/{}/head", raw.number),
+                },
+            })
+        }
         "create" => Ok(Event::Ignored {
             reason: format!(
                 "{forge} `create` is not acted on: the `push` {forge} sends with it deploys"
@@ -89,7 +128,7 @@ pub fn decode(
         }),
         other => Ok(Event::Ignored {
             reason: format!(
-                "{forge} event `{other}` is not handled: stagehand acts on push and delete"
+                "{forge} event `{other}` is not handled: stagehand acts on push, delete and pull_request"
             ),
         }),
     }
@@ -123,6 +162,28 @@ struct RawPush {
     head_commit: Option<RawCommit>,
     pusher: Option<RawUser>,
     repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequest {
+    action: String,
+    number: u64,
+    pull_request: RawPullRequestBody,
+    repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequestBody {
+    head: RawBranch,
+    base: RawBranch,
+}
+
+#[derive(Deserialize)]
+struct RawBranch {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+    repo: Option<RawRepository>,
 }
 
 #[derive(Deserialize)]
@@ -180,10 +241,28 @@ mod tests {
     }
 
     #[test]
+    fn fork_pull_requests_decode() {
+        for forge in [Forge::Gitea, Forge::Forgejo] {
+            let body = sample(forge.as_str(), "pull-request.json");
+            let Event::PullRequest { repository, pr } =
+                decode(forge, "pull_request", None, &body).unwrap()
+            else {
+                panic!("not a pull request")
+            };
+            assert_eq!(repository, "example/example");
+            assert_eq!((pr.number, pr.action), (2, PullRequestAction::Opened));
+            assert_eq!(pr.head.as_str(), "48e773f892a831faa47c0a160d1b7f0cd369ae2a");
+            assert_eq!(pr.base_branch, "master");
+            assert_eq!(pr.fork.as_deref(), Some("example2/example"));
+            assert_eq!(pr.head_ref, "refs/pull/2/head");
+        }
+    }
+
+    #[test]
     fn create_and_others_are_ignored() {
         for (event, needle) in [
             ("create", "`create` is not acted on"),
-            ("pull_request", "`pull_request` is not handled"),
+            ("issues", "`issues` is not handled"),
         ] {
             let got = decode(Forge::Gitea, event, None, b"{}").unwrap();
             assert!(

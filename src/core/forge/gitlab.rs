@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AuthError, Headers};
-use crate::core::event::{Event, EventError, GitRef, Push, checked_ref, sha};
+use crate::core::event::{
+    Event, EventError, GitRef, PullRequest, PullRequestAction, Push, checked_ref, sha,
+};
 
 const TOKEN: &str = "X-Gitlab-Token";
 
@@ -28,10 +30,13 @@ pub fn authenticate(secret: &[u8], headers: &(impl Headers + ?Sized)) -> Result<
 }
 
 pub fn decode(event: &str, body: &[u8]) -> Result<Event, EventError> {
+    if event == "Merge Request Hook" {
+        return merge_request(event, body);
+    }
     if !matches!(event, "Push Hook" | "Tag Push Hook") {
         return Ok(Event::Ignored {
             reason: format!(
-                "GitLab event `{event}` is not handled: stagehand acts on Push Hook and Tag Push Hook"
+                "GitLab event `{event}` is not handled: stagehand acts on Push Hook, Tag Push Hook and Merge Request Hook"
             ),
         });
     }
@@ -64,6 +69,65 @@ pub fn decode(event: &str, body: &[u8]) -> Result<Event, EventError> {
             pusher: raw.user_username.or(raw.user_name),
         },
     })
+}
+
+/// `object_attributes.action`: `open`/`reopen` deploy, `update` deploys only when it
+/// carries `oldrev` (new commits, not a title edit), `close`/`merge` tear down.
+fn merge_request(event: &str, body: &[u8]) -> Result<Event, EventError> {
+    let raw: RawMergeRequest = serde_json::from_slice(body).map_err(|e| EventError::Json {
+        event: event.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let mr = raw.object_attributes;
+    let action = match (mr.action.as_deref().unwrap_or_default(), &mr.oldrev) {
+        ("open" | "reopen", _) => PullRequestAction::Opened,
+        ("update", Some(_)) => PullRequestAction::Updated,
+        ("close" | "merge", _) => PullRequestAction::Closed,
+        (other, _) => {
+            return Ok(Event::Ignored {
+                reason: format!(
+                    "merge request !{} was `{other}` without new commits: nothing to deploy",
+                    mr.iid
+                ),
+            });
+        }
+    };
+    let fork = (mr.source_project_id != mr.target_project_id)
+        .then(|| mr.source.map(|p| p.path_with_namespace).unwrap_or_default());
+    Ok(Event::PullRequest {
+        repository: raw.project.path_with_namespace,
+        pr: PullRequest {
+            number: mr.iid,
+            action,
+            head: sha("object_attributes.last_commit.id", &mr.last_commit.id)?,
+            base_branch: checked_ref("object_attributes.target_branch", mr.target_branch)?,
+            fork,
+            head_ref: format!("refs/merge-requests/{}/head", mr.iid),
+        },
+    })
+}
+
+#[derive(Deserialize)]
+struct RawMergeRequest {
+    project: RawProject,
+    object_attributes: RawMergeRequestAttributes,
+}
+
+#[derive(Deserialize)]
+struct RawMergeRequestAttributes {
+    iid: u64,
+    action: Option<String>,
+    oldrev: Option<String>,
+    target_branch: String,
+    source_project_id: u64,
+    target_project_id: u64,
+    source: Option<RawProject>,
+    last_commit: RawLastCommit,
+}
+
+#[derive(Deserialize)]
+struct RawLastCommit {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -133,10 +197,31 @@ mod tests {
     }
 
     #[test]
+    fn merge_requests_decode() {
+        let Event::PullRequest { repository, pr } =
+            decode("Merge Request Hook", &sample("merge-request.json")).unwrap()
+        else {
+            panic!("not a merge request")
+        };
+        assert_eq!(repository, "gitlabhq/gitlab-test");
+        assert_eq!(pr.number, 1);
+        assert_eq!(pr.action, PullRequestAction::Opened);
+        assert_eq!(pr.head.as_str(), "da1560886d4f094c3e6c9ef40349f7d38b5d27d7");
+        assert_eq!(pr.base_branch, "master");
+        assert_eq!(pr.fork, None);
+        assert_eq!(pr.head_ref, "refs/merge-requests/1/head");
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&sample("merge-request.json")).unwrap();
+        body["object_attributes"]["action"] = "approved".into();
+        let event = decode("Merge Request Hook", &serde_json::to_vec(&body).unwrap()).unwrap();
+        assert!(matches!(event, Event::Ignored { .. }), "{event:?}");
+    }
+
+    #[test]
     fn other_events_are_ignored_with_a_reason() {
-        let event = decode("Merge Request Hook", b"{}").unwrap();
+        let event = decode("Pipeline Hook", b"{}").unwrap();
         assert!(
-            matches!(&event, Event::Ignored { reason } if reason.contains("Merge Request Hook")),
+            matches!(&event, Event::Ignored { reason } if reason.contains("Pipeline Hook")),
             "{event:?}"
         );
         let err = decode("Push Hook", b"{\"ref\":1}").unwrap_err().to_string();
