@@ -478,11 +478,7 @@ async fn events_a_forge_sends_but_stagehand_does_not_act_on() {
     let cases = [
         (Forge::Gitlab, "Pipeline Hook", "Pipeline Hook"),
         (Forge::Gitea, "create", "`create` is not acted on"),
-        (
-            Forge::Forgejo,
-            "pull_request",
-            "`pull_request` is not handled",
-        ),
+        (Forge::Forgejo, "issues", "`issues` is not handled"),
         (
             Forge::Bitbucket,
             "pullrequest:created",
