@@ -25,6 +25,7 @@ pub mod logs;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;
+pub mod report_comment;
 pub mod report_status;
 pub mod server;
 pub mod store;

@@ -115,6 +115,7 @@ async fn handle(
         }
     }
     crate::report_status::report(client, config, app, &event).await;
+    crate::report_comment::report(client, config, app, &event).await;
     if let ReportEvent::Finished(_) = event {
         let summary = json!({
             "event": "deploy_finished",
@@ -196,13 +197,30 @@ pub(crate) async fn post_with(
     headers: &[(&str, String)],
     body: &Value,
 ) -> Option<Value> {
+    request_with(client, awc::http::Method::POST, url, headers, Some(body)).await
+}
+
+/// Any method, with retries; `None` after the last failure (logged).
+pub(crate) async fn request_with(
+    client: &awc::Client,
+    method: awc::http::Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<&Value>,
+) -> Option<Value> {
     let mut pause = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
-        let mut req = client.post(url).insert_header(("User-Agent", "stagehand"));
+        let mut req = client
+            .request(method.clone(), url)
+            .insert_header(("User-Agent", "stagehand"));
         for (name, value) in headers {
             req = req.insert_header((*name, value.as_str()));
         }
-        let problem = match req.send_json(body).await {
+        let sent = match body {
+            Some(body) => req.send_json(body).await,
+            None => req.send().await,
+        };
+        let problem = match sent {
             Ok(mut resp) if resp.status().is_success() => {
                 let bytes = resp.body().await.unwrap_or_default();
                 return Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null));

@@ -90,6 +90,16 @@ fn request(forge: Forge, number: u64, act: Act, head: &str, fork: bool) -> (Stri
     }
 }
 
+/// `request` by the name of its action (`open`, `update`, `close`), for other modules.
+pub(crate) fn request_body(forge: Forge, number: u64, act: &str, head: &str) -> (String, Value) {
+    let act = match act {
+        "open" => Act::Open,
+        "update" => Act::NewCommits,
+        _ => Act::Close,
+    };
+    request(forge, number, act, head, false)
+}
+
 async fn send(
     s: &Setup,
     forge: Forge,

@@ -13,6 +13,7 @@
 //! for GitLab's plain token, so not even the token's length leaks).
 
 mod bitbucket;
+pub mod comment;
 mod gitea;
 mod github;
 mod gitlab;

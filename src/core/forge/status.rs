@@ -59,6 +59,18 @@ pub fn default_api_url(forge: Forge) -> Option<&'static str> {
     }
 }
 
+/// The header each forge's API takes the token in (also for comments).
+pub fn auth(forge: Forge, token: &Secret) -> (&'static str, Secret) {
+    let token = token.expose();
+    match forge {
+        Forge::Gitlab => ("PRIVATE-TOKEN", Secret::new(token)),
+        Forge::Gitea | Forge::Forgejo => ("Authorization", Secret::new(format!("token {token}"))),
+        Forge::Github | Forge::Bitbucket => {
+            ("Authorization", Secret::new(format!("Bearer {token}")))
+        }
+    }
+}
+
 /// The request for `facts`, or `None` when there is nothing to report (GitHub, or a
 /// deploy still queued or running).
 pub fn request(facts: &StatusFacts<'_>) -> Option<StatusRequest> {
@@ -146,7 +158,7 @@ fn state(forge: Forge, phase: Phase) -> Option<&'static str> {
 }
 
 /// GitLab takes a project's path as one URL-encoded segment (`group%2Fsub%2Fname`).
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
