@@ -1,8 +1,9 @@
 //! The one comment a pull/merge-request preview keeps on its request (GitLab merge
-//! request notes, Gitea/Forgejo issue comments): environment, address, status, commit
+//! request notes, GitHub/Gitea/Forgejo issue comments): environment, address, status, commit
 //! and log link, created on the first deploy and edited in place afterwards, found
 //! again by its marker (`core::forge::comment`). Uses the app's `statuses` token and
-//! API; like every report it is retried and never fails a deploy.
+//! API (GitHub: `github = { token_env }`); like every report it is retried and never
+//! fails a deploy.
 
 use awc::http::Method as HttpMethod;
 
@@ -13,8 +14,12 @@ use crate::core::forge::status;
 use crate::report::{ReportEvent, log_url, request_with};
 
 pub async fn report(client: &awc::Client, config: &Config, app: &AppConfig, event: &ReportEvent) {
-    let Some(api) = &app.status_report else {
-        return;
+    // GitHub's token and API come with its Deployments reporting; the other forges'
+    // with their commit statuses.
+    let (api_url, token) = match (&app.github_report, &app.status_report) {
+        (Some(github), _) => (&github.api_url, &github.token),
+        (None, Some(other)) => (&other.api_url, &other.token),
+        (None, None) => return,
     };
     let (deploy, started) = match event {
         ReportEvent::Started(d) => (d, true),
@@ -25,14 +30,14 @@ pub async fn report(client: &awc::Client, config: &Config, app: &AppConfig, even
     };
     let thread = Thread {
         forge: app.forge,
-        api_url: &api.api_url,
+        api_url,
         repository: &app.repository,
         number,
     };
     let Some(list_url) = thread.comments_url() else {
         return;
     };
-    let (auth_header, auth_value) = status::auth(app.forge, &api.token);
+    let (auth_header, auth_value) = status::auth(app.forge, token);
     let headers = [(auth_header, auth_value.expose().to_owned())];
     let text = comment::body(
         deploy.environment.as_str(),

@@ -202,6 +202,7 @@ pub fn parse_event(name: &str, json: &[u8]) -> Result<Event, EventError> {
                 push,
             })
         }
+        "pull_request" => pull_request(name, json),
         "delete" => {
             let raw: RawDelete = serde_json::from_slice(json).map_err(json_err)?;
             let name = checked_ref("ref", raw.git_ref)?;
@@ -219,6 +220,43 @@ pub fn parse_event(name: &str, json: &[u8]) -> Result<Event, EventError> {
             name: other.to_owned(),
         }),
     }
+}
+
+/// GitHub's `pull_request`: `opened`/`reopened` deploy, `synchronize` (new commits)
+/// redeploys, `closed` (merged or not) tears down; other actions change no code.
+fn pull_request(name: &str, json: &[u8]) -> Result<Event, EventError> {
+    let raw: RawPullRequest = serde_json::from_slice(json).map_err(|e| EventError::Json {
+        event: name.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let action = match raw.action.as_str() {
+        "opened" | "reopened" => PullRequestAction::Opened,
+        "synchronize" => PullRequestAction::Updated,
+        "closed" => PullRequestAction::Closed,
+        other => {
+            return Ok(Event::Ignored {
+                reason: format!(
+                    "pull request #{} was `{other}`: only opened, reopened, synchronize and closed matter",
+                    raw.number
+                ),
+            });
+        }
+    };
+    let fork = match raw.pull_request.head.repo.map(|r| r.full_name) {
+        Some(name) if name.eq_ignore_ascii_case(&raw.repository.full_name) => None,
+        other => Some(other.unwrap_or_else(|| "(deleted fork)".into())),
+    };
+    Ok(Event::PullRequest {
+        repository: raw.repository.full_name,
+        pr: PullRequest {
+            number: raw.number,
+            action,
+            head: sha("pull_request.head.sha", &raw.pull_request.head.sha)?,
+            base_branch: checked_ref("pull_request.base.ref", raw.pull_request.base.git_ref)?,
+            fork,
+            head_ref: format!("refs/pull/{}/head", raw.number),
+        },
+    })
 }
 
 pub(crate) fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
@@ -276,6 +314,28 @@ struct RawPush {
     head_commit: Option<RawCommit>,
     pusher: Option<RawPusher>,
     repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequest {
+    action: String,
+    number: u64,
+    pull_request: RawPullRequestBody,
+    repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequestBody {
+    head: RawPullRequestEnd,
+    base: RawPullRequestEnd,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequestEnd {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+    repo: Option<RawRepository>,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +414,29 @@ mod tests {
             let err = parse_event(name, body.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(needle), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn pull_requests() {
+        let path = format!(
+            "{}/webhook-samples/pull-request.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let sample = std::fs::read(path).unwrap();
+        let Event::PullRequest { repository, pr } = parse_event("pull_request", &sample).unwrap()
+        else {
+            panic!("not a pull request")
+        };
+        assert_eq!(repository, "Codertocat/Hello-World");
+        assert_eq!((pr.number, pr.action), (2, PullRequestAction::Opened));
+        assert_eq!(pr.head.as_str(), "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(pr.base_branch, "master");
+        assert_eq!(pr.fork, None);
+        assert_eq!(pr.head_ref, "refs/pull/2/head");
+        let mut edited: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+        edited["action"] = "labeled".into();
+        let event = parse_event("pull_request", &serde_json::to_vec(&edited).unwrap()).unwrap();
+        assert!(matches!(event, Event::Ignored { .. }), "{event:?}");
     }
 
     #[test]

@@ -315,19 +315,34 @@ async fn one_comment_per_request(forge: Forge) {
     let (api, seen, comments) = fake_comment_api();
     let dir = tempfile::tempdir().unwrap();
     let repo = source_repo(dir.path());
-    let toml = shop_toml_with(
+    let api_keys = if forge == Forge::Github {
+        String::new()
+    } else {
+        format!(
+            "forge = \"{forge}\"\nstatuses = {{ token_env = \"FORGE_TOKEN\", api_url = \"{api}/api\" }}"
+        )
+    };
+    let mut toml = shop_toml_with(
         dir.path(),
         &repo,
         "public_url = \"https://deploy.example.com\"",
         &format!(
-            r#"forge = "{forge}"
-statuses = {{ token_env = "FORGE_TOKEN", api_url = "{api}/api" }}
+            r#"{api_keys}
 [apps.shop.environments.review]
 pull_requests = true
 url = "https://{{environment}}.review.example.com"
 "#
         ),
     );
+    if forge == Forge::Github {
+        // GitHub's token and API come with its Deployments reporting.
+        toml = toml.replace(
+            "github = \"acme/shop\"",
+            &format!(
+                "github = {{ repo = \"acme/shop\", token_env = \"FORGE_TOKEN\", api_url = \"{api}/api\" }}"
+            ),
+        );
+    }
     let full = start_full_env(dir, &toml, &[("FORGE_TOKEN", "forge-token")]).await;
     let client = full.client();
     let head_ref = match forge {
@@ -421,6 +436,11 @@ url = "https://{{environment}}.review.example.com"
 #[actix_web::test]
 async fn gitlab_merge_request_comment() {
     one_comment_per_request(Forge::Gitlab).await;
+}
+
+#[actix_web::test]
+async fn github_pull_request_comment() {
+    one_comment_per_request(Forge::Github).await;
 }
 
 #[actix_web::test]

@@ -1,4 +1,4 @@
-//! Pull/merge-request previews from GitLab, Gitea and Forgejo deliveries (their own
+//! Pull/merge-request previews from GitHub, GitLab, Gitea and Forgejo deliveries (their own
 //! samples, rewritten to a real repository): a temporary environment per request,
 //! deployed on open and on new commits, torn down on close; forks refused unless allowed.
 
@@ -68,6 +68,24 @@ fn request(forge: Forge, number: u64, act: Act, head: &str, fork: bool) -> (Stri
                 mr["source"]["path_with_namespace"] = json!("mallory/shop");
             }
             ("Merge Request Hook".into(), body)
+        }
+        Forge::Github => {
+            let mut body = sample("pull-request.json");
+            body["repository"]["full_name"] = json!("acme/shop");
+            body["number"] = json!(number);
+            body["action"] = json!(match act {
+                Act::Open => "opened",
+                Act::NewCommits => "synchronize",
+                Act::EditTitle => "edited",
+                Act::Close => "closed",
+            });
+            let pr = &mut body["pull_request"];
+            pr["number"] = json!(number);
+            pr["base"]["ref"] = json!("main");
+            pr["head"]["sha"] = json!(head);
+            pr["head"]["repo"]["full_name"] =
+                json!(if fork { "mallory/shop" } else { "acme/shop" });
+            ("pull_request".into(), body)
         }
         _ => {
             let mut body = sample(&format!("{forge}/pull-request.json"));
@@ -166,6 +184,11 @@ async fn previews(forge: Forge) {
 #[actix_web::test]
 async fn gitlab_merge_request_previews() {
     previews(Forge::Gitlab).await;
+}
+
+#[actix_web::test]
+async fn github_pull_request_previews() {
+    previews(Forge::Github).await;
 }
 
 #[actix_web::test]

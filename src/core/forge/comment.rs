@@ -8,7 +8,7 @@
 //!
 //! - GitLab (merge request notes): `GET|POST {api}/projects/<path>/merge_requests/<iid>/notes`,
 //!   `PUT …/notes/<id>`, body `{"body": …}`.
-//! - Gitea / Forgejo (issue comments): `GET|POST {api}/repos/<owner>/<name>/issues/<n>/comments`,
+//! - GitHub, Gitea / Forgejo (issue comments, the same API shape): `GET|POST {api}/repos/<owner>/<name>/issues/<n>/comments`,
 //!   `PATCH {api}/repos/<owner>/<name>/issues/comments/<id>`, body `{"body": …}`.
 
 use serde_json::Value;
@@ -70,7 +70,7 @@ pub enum Method {
 
 impl Thread<'_> {
     /// The URL that lists (GET) and creates (POST) comments; `None` where stagehand
-    /// keeps no comment (GitHub and Bitbucket have no previews yet).
+    /// keeps no comment (Bitbucket has no previews yet).
     pub fn comments_url(&self) -> Option<String> {
         let (api, n) = (self.api_url, self.number);
         match self.forge {
@@ -78,11 +78,11 @@ impl Thread<'_> {
                 "{api}/projects/{}/merge_requests/{n}/notes?per_page=100",
                 super::status::percent_encode(self.repository)
             )),
-            Forge::Gitea | Forge::Forgejo => Some(format!(
+            Forge::Github | Forge::Gitea | Forge::Forgejo => Some(format!(
                 "{api}/repos/{}/issues/{n}/comments",
                 self.repository
             )),
-            Forge::Github | Forge::Bitbucket => None,
+            Forge::Bitbucket => None,
         }
     }
 
@@ -104,11 +104,11 @@ impl Thread<'_> {
                     super::status::percent_encode(self.repository)
                 ),
             )),
-            Forge::Gitea | Forge::Forgejo => Some((
+            Forge::Github | Forge::Gitea | Forge::Forgejo => Some((
                 Method::Patch,
                 format!("{api}/repos/{}/issues/comments/{id}", self.repository),
             )),
-            Forge::Github | Forge::Bitbucket => None,
+            Forge::Bitbucket => None,
         }
     }
 }
@@ -180,7 +180,14 @@ mod tests {
                 "http://api/repos/acme/shop/issues/comments/5".into()
             ))
         );
-        assert_eq!(thread(Forge::Github).create(), None);
+        assert_eq!(
+            thread(Forge::Github).update(5),
+            Some((
+                Method::Patch,
+                "http://api/repos/acme/shop/issues/comments/5".into()
+            ))
+        );
+        assert_eq!(thread(Forge::Bitbucket).create(), None);
     }
 
     #[test]
