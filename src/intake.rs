@@ -126,7 +126,7 @@ fn pull_request(app: &AppConfig, pr: &PullRequest) -> Intent {
         )
     });
     Intent::Deploy(NewDeploy {
-        commit: Some(pr.head.to_string()),
+        commit: Some(pr.head.clone()),
         status: if skip_reason.is_some() {
             DeployStatus::Skipped
         } else {
@@ -232,7 +232,7 @@ mod tests {
             pr: PullRequest {
                 number,
                 action,
-                head: CommitSha::parse(&"b".repeat(40)).unwrap(),
+                head: "b".repeat(40),
                 base_branch: base.into(),
                 fork: fork.map(str::to_owned),
                 head_ref: format!("refs/pull/{number}/head"),

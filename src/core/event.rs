@@ -84,7 +84,9 @@ pub struct PullRequest {
     /// The number people know it by (GitLab's `iid`).
     pub number: u64,
     pub action: PullRequestAction,
-    pub head: CommitSha,
+    /// The head commit: 40 hex digits, or the 12-digit abbreviation Bitbucket sends,
+    /// which the pipeline resolves in the mirror after fetching `head_ref`.
+    pub head: String,
     /// The branch it merges into.
     pub base_branch: String,
     /// The repository its commits come from, when that is not the target repository.
@@ -251,7 +253,7 @@ fn pull_request(name: &str, json: &[u8]) -> Result<Event, EventError> {
         pr: PullRequest {
             number: raw.number,
             action,
-            head: sha("pull_request.head.sha", &raw.pull_request.head.sha)?,
+            head: sha("pull_request.head.sha", &raw.pull_request.head.sha)?.to_string(),
             base_branch: checked_ref("pull_request.base.ref", raw.pull_request.base.git_ref)?,
             fork,
             head_ref: format!("refs/pull/{}/head", raw.number),
@@ -429,7 +431,7 @@ mod tests {
         };
         assert_eq!(repository, "Codertocat/Hello-World");
         assert_eq!((pr.number, pr.action), (2, PullRequestAction::Opened));
-        assert_eq!(pr.head.as_str(), "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(pr.head, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
         assert_eq!(pr.base_branch, "master");
         assert_eq!(pr.fork, None);
         assert_eq!(pr.head_ref, "refs/pull/2/head");

@@ -481,8 +481,8 @@ async fn events_a_forge_sends_but_stagehand_does_not_act_on() {
         (Forge::Forgejo, "issues", "`issues` is not handled"),
         (
             Forge::Bitbucket,
-            "pullrequest:created",
-            "pullrequest:created",
+            "pullrequest:approved",
+            "pullrequest:approved",
         ),
     ];
     for (forge, event, needle) in cases {

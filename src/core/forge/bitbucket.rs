@@ -6,7 +6,9 @@
 use serde::Deserialize;
 
 use super::{AuthError, Headers};
-use crate::core::event::{Event, EventError, GitRef, Push, checked_ref, sha};
+use crate::core::event::{
+    Event, EventError, GitRef, PullRequest, PullRequestAction, Push, checked_ref, sha,
+};
 
 const SIGNATURE: &str = "X-Hub-Signature";
 
@@ -26,12 +28,23 @@ pub fn authenticate(
 }
 
 pub fn decode(event: &str, body: &[u8]) -> Result<Vec<Event>, EventError> {
-    if event != "repo:push" {
-        return Ok(vec![Event::Ignored {
-            reason: format!(
-                "Bitbucket event `{event}` is not handled: stagehand acts on repo:push"
-            ),
-        }]);
+    let action = match event {
+        "repo:push" => None,
+        "pullrequest:created" => Some(PullRequestAction::Opened),
+        // Bitbucket says `updated` for new commits and for a title edit alike; a
+        // redeploy of an unchanged head ends `skipped` (already live).
+        "pullrequest:updated" => Some(PullRequestAction::Updated),
+        "pullrequest:fulfilled" | "pullrequest:rejected" => Some(PullRequestAction::Closed),
+        _ => {
+            return Ok(vec![Event::Ignored {
+                reason: format!(
+                    "Bitbucket event `{event}` is not handled: stagehand acts on repo:push and pullrequest:created/updated/fulfilled/rejected"
+                ),
+            }]);
+        }
+    };
+    if let Some(action) = action {
+        return pull_request(event, action, body).map(|e| vec![e]);
     }
     let raw: RawPush = serde_json::from_slice(body).map_err(|e| EventError::Json {
         event: event.to_owned(),
@@ -77,6 +90,81 @@ pub fn decode(event: &str, body: &[u8]) -> Result<Vec<Event>, EventError> {
             })
         })
         .collect()
+}
+
+/// A pull request from this repository's own branch. Bitbucket keeps no ref for a
+/// fork's request in the target repository, so those cannot be fetched at all.
+fn pull_request(event: &str, action: PullRequestAction, body: &[u8]) -> Result<Event, EventError> {
+    let raw: RawPullRequestEvent = serde_json::from_slice(body).map_err(|e| EventError::Json {
+        event: event.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let pr = raw.pullrequest;
+    if !pr
+        .source
+        .repository
+        .full_name
+        .eq_ignore_ascii_case(&raw.repository.full_name)
+    {
+        return Ok(Event::Ignored {
+            reason: format!(
+                "pull request #{} comes from the fork {:?}: Bitbucket keeps no ref for it in this repository, so it cannot be previewed",
+                pr.id, pr.source.repository.full_name
+            ),
+        });
+    }
+    let hash = pr.source.commit.hash;
+    if !(7..=40).contains(&hash.len()) || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(EventError::Field {
+            field: "pullrequest.source.commit.hash",
+            detail: format!("{hash:?} is not a commit hash"),
+        });
+    }
+    let branch = checked_ref("pullrequest.source.branch.name", pr.source.branch.name)?;
+    Ok(Event::PullRequest {
+        repository: raw.repository.full_name,
+        pr: PullRequest {
+            number: pr.id,
+            action,
+            head: hash.to_ascii_lowercase(),
+            base_branch: checked_ref(
+                "pullrequest.destination.branch.name",
+                pr.destination.branch.name,
+            )?,
+            fork: None,
+            head_ref: format!("refs/heads/{branch}"),
+        },
+    })
+}
+
+#[derive(Deserialize)]
+struct RawPullRequestEvent {
+    pullrequest: RawPullRequest,
+    repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequest {
+    id: u64,
+    source: RawPullRequestEnd,
+    destination: RawPullRequestEnd,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequestEnd {
+    branch: RawBranchName,
+    commit: RawCommitHash,
+    repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawBranchName {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawCommitHash {
+    hash: String,
 }
 
 #[derive(Deserialize)]
@@ -198,9 +286,34 @@ mod tests {
         body["push"]["changes"] = serde_json::json!([]);
         let events = decode("repo:push", &serde_json::to_vec(&body).unwrap()).unwrap();
         assert!(matches!(&events[..], [Event::Ignored { .. }]));
-        let events = decode("pullrequest:created", b"{}").unwrap();
+        let events = decode("pullrequest:approved", b"{}").unwrap();
         assert!(
-            matches!(&events[..], [Event::Ignored { reason }] if reason.contains("pullrequest:created"))
+            matches!(&events[..], [Event::Ignored { reason }] if reason.contains("pullrequest:approved"))
+        );
+    }
+
+    #[test]
+    fn pull_requests_keep_the_short_hash_and_refuse_forks() {
+        let body = serde_json::to_vec(&sample("pullrequest-created.json")).unwrap();
+        let events = decode("pullrequest:created", &body).unwrap();
+        let [Event::PullRequest { repository, pr }] = &events[..] else {
+            panic!("not a pull request: {events:?}")
+        };
+        assert_eq!(repository, "team_name/repo_name");
+        assert_eq!((pr.number, pr.action), (1, PullRequestAction::Opened));
+        assert_eq!(pr.head, "d3022fc0ca3d");
+        assert_eq!(pr.base_branch, "master");
+        assert_eq!(pr.head_ref, "refs/heads/branch2");
+        let closed = decode("pullrequest:rejected", &body).unwrap();
+        assert!(
+            matches!(&closed[..], [Event::PullRequest { pr, .. }] if pr.action == PullRequestAction::Closed)
+        );
+        let mut fork = sample("pullrequest-created.json");
+        fork["pullrequest"]["source"]["repository"]["full_name"] = "mallory/repo_name".into();
+        let events = decode("pullrequest:created", &serde_json::to_vec(&fork).unwrap()).unwrap();
+        assert!(
+            matches!(&events[..], [Event::Ignored { reason }] if reason.contains("mallory/repo_name")),
+            "{events:?}"
         );
     }
 }

@@ -111,7 +111,7 @@ pub fn decode(
                 pr: PullRequest {
                     number: raw.number,
                     action,
-                    head: sha("pull_request.head.sha", &raw.pull_request.head.sha)?,
+                    head: sha("pull_request.head.sha", &raw.pull_request.head.sha)?.to_string(),
                     base_branch: checked_ref(
                         "pull_request.base.ref",
                         raw.pull_request.base.git_ref,
@@ -251,7 +251,7 @@ mod tests {
             };
             assert_eq!(repository, "example/example");
             assert_eq!((pr.number, pr.action), (2, PullRequestAction::Opened));
-            assert_eq!(pr.head.as_str(), "48e773f892a831faa47c0a160d1b7f0cd369ae2a");
+            assert_eq!(pr.head, "48e773f892a831faa47c0a160d1b7f0cd369ae2a");
             assert_eq!(pr.base_branch, "master");
             assert_eq!(pr.fork.as_deref(), Some("example2/example"));
             assert_eq!(pr.head_ref, "refs/pull/2/head");

@@ -99,7 +99,7 @@ fn merge_request(event: &str, body: &[u8]) -> Result<Event, EventError> {
         pr: PullRequest {
             number: mr.iid,
             action,
-            head: sha("object_attributes.last_commit.id", &mr.last_commit.id)?,
+            head: sha("object_attributes.last_commit.id", &mr.last_commit.id)?.to_string(),
             base_branch: checked_ref("object_attributes.target_branch", mr.target_branch)?,
             fork,
             head_ref: format!("refs/merge-requests/{}/head", mr.iid),
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(repository, "gitlabhq/gitlab-test");
         assert_eq!(pr.number, 1);
         assert_eq!(pr.action, PullRequestAction::Opened);
-        assert_eq!(pr.head.as_str(), "da1560886d4f094c3e6c9ef40349f7d38b5d27d7");
+        assert_eq!(pr.head, "da1560886d4f094c3e6c9ef40349f7d38b5d27d7");
         assert_eq!(pr.base_branch, "master");
         assert_eq!(pr.fork, None);
         assert_eq!(pr.head_ref, "refs/merge-requests/1/head");
