@@ -67,17 +67,6 @@ impl Forge {
         };
         shape && parts.iter().all(|p| !p.is_empty())
     }
-
-    /// The header carrying the event name, for error messages and `hook send`.
-    pub fn event_header(self) -> &'static str {
-        match self {
-            Forge::Github => "X-GitHub-Event",
-            Forge::Gitlab => "X-Gitlab-Event",
-            Forge::Gitea => "X-Gitea-Event",
-            Forge::Forgejo => "X-Forgejo-Event",
-            Forge::Bitbucket => "X-Event-Key",
-        }
-    }
 }
 
 impl std::fmt::Display for Forge {
