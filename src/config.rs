@@ -141,6 +141,8 @@ pub struct EnvironmentConfig {
     pub url: Option<String>,
     /// For a `pull_requests` environment: build requests whose commits come from forks.
     pub allow_forks: bool,
+    /// For a `pull_requests` environment: a fork's request carrying this label is built.
+    pub fork_label: Option<String>,
 }
 
 impl AppConfig {
@@ -391,6 +393,7 @@ struct RawEnvironment {
     tag: Option<String>,
     pull_requests: Option<RawPullRequests>,
     allow_forks: Option<bool>,
+    fork_label: Option<String>,
     auto_deploy: Option<bool>,
     protected: Option<bool>,
     health_check: Option<RawHealthCheck>,
@@ -866,6 +869,12 @@ impl Validator<'_> {
                 "only means something with pull_requests",
             );
         }
+        if raw.fork_label.is_some() && pull_requests.is_none() {
+            self.problem(
+                &format!("{key}.fork_label"),
+                "only means something with pull_requests",
+            );
+        }
         let o = &raw.overrides;
         let mut env = app.env.clone().unwrap_or_default();
         env.extend(o.env.clone().unwrap_or_default());
@@ -980,6 +989,7 @@ impl Validator<'_> {
             seed_from,
             url: raw.url,
             allow_forks: raw.allow_forks.unwrap_or(false),
+            fork_label: raw.fork_label.filter(|l| !l.trim().is_empty()),
         })
     }
 

@@ -110,12 +110,30 @@ fn pull_request(app: &AppConfig, pr: &PullRequest) -> Intent {
             git_ref: pr.head_ref.clone(),
         };
     }
+    // A maintainer vouches for a fork's request by giving it the environment's label.
+    let approved_by_label = pr.fork.is_some()
+        && env
+            .fork_label
+            .as_ref()
+            .is_some_and(|label| pr.labels.iter().any(|l| l == label));
+    if pr.action == PullRequestAction::Relabeled && !approved_by_label {
+        return ignore(format!(
+            "the labels of pull request #{} changed: nothing to deploy",
+            pr.number
+        ));
+    }
     if let Some(fork) = pr.fork.as_deref()
         && !env.allow_forks
+        && !approved_by_label
     {
+        let label_hint = env
+            .fork_label
+            .as_ref()
+            .map(|l| format!(" or a maintainer gives the request the label {l:?}"))
+            .unwrap_or_default();
         return ignore(format!(
             "pull request #{} comes from the fork {fork:?}: forks run untrusted code, so \
-             they are not built unless `allow_forks = true` is set on `{}`",
+             they are not built unless `allow_forks = true` is set on `{}`{label_hint}",
             pr.number, env.name
         ));
     }
@@ -202,6 +220,7 @@ mod tests {
             tag = "v*"
             [apps.shop.environments.review]
             pull_requests = "main"
+            fork_label = "preview ok"
         "#;
         let env = HashMap::from([("S".to_string(), "x".to_string())]);
         let config =
@@ -227,6 +246,16 @@ mod tests {
     }
 
     fn pr(number: u64, action: PullRequestAction, base: &str, fork: Option<&str>) -> Event {
+        labelled(number, action, base, fork, &[])
+    }
+
+    fn labelled(
+        number: u64,
+        action: PullRequestAction,
+        base: &str,
+        fork: Option<&str>,
+        labels: &[&str],
+    ) -> Event {
         Event::PullRequest {
             repository: "acme/shop".into(),
             pr: PullRequest {
@@ -236,6 +265,7 @@ mod tests {
                 base_branch: base.into(),
                 fork: fork.map(str::to_owned),
                 head_ref: format!("refs/pull/{number}/head"),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
             },
         }
     }
@@ -337,6 +367,50 @@ mod tests {
             (
                 pr(8, PullRequestAction::Opened, "main", Some("mallory/shop")),
                 "ignore: pull request #8 comes from the fork \"mallory/shop\"",
+            ),
+            (
+                pr(8, PullRequestAction::Opened, "main", Some("mallory/shop")),
+                "ignore: pull request #8 comes from the fork \"mallory/shop\": forks run untrusted code, so they are not built unless `allow_forks = true` is set on `review` or a maintainer gives the request the label \"preview ok\"",
+            ),
+            (
+                labelled(
+                    8,
+                    PullRequestAction::Relabeled,
+                    "main",
+                    Some("mallory/shop"),
+                    &["bug", "preview ok"],
+                ),
+                "queued review<pr:8>",
+            ),
+            (
+                labelled(
+                    8,
+                    PullRequestAction::Updated,
+                    "main",
+                    Some("mallory/shop"),
+                    &["preview ok"],
+                ),
+                "queued review<pr:8>",
+            ),
+            (
+                labelled(
+                    8,
+                    PullRequestAction::Relabeled,
+                    "main",
+                    Some("mallory/shop"),
+                    &["bug"],
+                ),
+                "ignore: the labels of pull request #8 changed: nothing to deploy",
+            ),
+            (
+                labelled(
+                    7,
+                    PullRequestAction::Relabeled,
+                    "main",
+                    None,
+                    &["preview ok"],
+                ),
+                "ignore: the labels of pull request #7 changed",
             ),
             (
                 pr(9, PullRequestAction::Opened, "develop", None),

@@ -77,6 +77,8 @@ pub enum PullRequestAction {
     Updated,
     /// Closed or merged: tear its preview down.
     Closed,
+    /// Its labels changed: matters only when a maintainer's label approves a fork.
+    Relabeled,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +97,8 @@ pub struct PullRequest {
     /// GitLab's `refs/merge-requests/7/head`): fetchable even when the commits live in a
     /// fork.
     pub head_ref: String,
+    /// Its labels' names, as the delivery lists them.
+    pub labels: Vec<String>,
 }
 
 impl PullRequest {
@@ -235,6 +239,7 @@ fn pull_request(name: &str, json: &[u8]) -> Result<Event, EventError> {
         "opened" | "reopened" => PullRequestAction::Opened,
         "synchronize" => PullRequestAction::Updated,
         "closed" => PullRequestAction::Closed,
+        "labeled" => PullRequestAction::Relabeled,
         other => {
             return Ok(Event::Ignored {
                 reason: format!(
@@ -257,8 +262,21 @@ fn pull_request(name: &str, json: &[u8]) -> Result<Event, EventError> {
             base_branch: checked_ref("pull_request.base.ref", raw.pull_request.base.git_ref)?,
             fork,
             head_ref: format!("refs/pull/{}/head", raw.number),
+            labels: raw
+                .pull_request
+                .labels
+                .into_iter()
+                .map(|l| l.name)
+                .collect(),
         },
     })
+}
+
+/// A label as GitHub, Gitea and Forgejo (`name`) or GitLab (`title`) list it.
+#[derive(Deserialize)]
+pub(crate) struct RawLabel {
+    #[serde(alias = "title")]
+    pub(crate) name: String,
 }
 
 pub(crate) fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
@@ -330,6 +348,8 @@ struct RawPullRequest {
 struct RawPullRequestBody {
     head: RawPullRequestEnd,
     base: RawPullRequestEnd,
+    #[serde(default)]
+    labels: Vec<RawLabel>,
 }
 
 #[derive(Deserialize)]
@@ -436,7 +456,7 @@ mod tests {
         assert_eq!(pr.fork, None);
         assert_eq!(pr.head_ref, "refs/pull/2/head");
         let mut edited: serde_json::Value = serde_json::from_slice(&sample).unwrap();
-        edited["action"] = "labeled".into();
+        edited["action"] = "assigned".into();
         let event = parse_event("pull_request", &serde_json::to_vec(&edited).unwrap()).unwrap();
         assert!(matches!(event, Event::Ignored { .. }), "{event:?}");
     }

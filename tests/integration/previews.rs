@@ -264,3 +264,63 @@ async fn forks_are_built_where_allowed() {
     );
     s.full.stop().await;
 }
+
+/// A maintainer vouches for a fork's request by labelling it: the label event builds
+/// it, later commits too; without the label it stays refused.
+async fn label_approves_a_fork(forge: Forge) {
+    let s = Setup::start(move |dir, repo| {
+        toml(forge, false)(dir, repo).replace(
+            "allow_forks = false",
+            "allow_forks = false\nfork_label = \"preview ok\"",
+        )
+    })
+    .await;
+    git(&s.repo, &["checkout", "-q", "--detach", "main"]);
+    let head = commit(&s.repo, "From a fork", &[("fork.txt", "hi\n")]);
+    git(&s.repo, &["update-ref", &head_ref(forge, 5), &head]);
+
+    let (status, answer) = send(&s, forge, 5, Act::Open, &head, true).await;
+    assert_eq!(status, 200, "{forge}: {answer}");
+    let why = answer["ignored"].as_str().unwrap_or_default();
+    assert!(why.contains("\"preview ok\""), "{forge}: {answer}");
+
+    let (event, mut body) = request(forge, 5, Act::EditTitle, &head, true);
+    match forge {
+        Forge::Gitlab => {
+            body["object_attributes"]["labels"] = json!([{"id": 206, "title": "preview ok"}]);
+            body["changes"] =
+                json!({"labels": {"previous": [], "current": [{"title": "preview ok"}]}});
+        }
+        _ => {
+            body["action"] = json!(if forge == Forge::Github {
+                "labeled"
+            } else {
+                "label_updated"
+            });
+            body["pull_request"]["labels"] = json!([{"id": 1, "name": "preview ok"}]);
+        }
+    }
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let (status, answer) =
+        send_as(&s.client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+    assert_eq!(status, 202, "{forge}: {answer}");
+    let done = s.client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(done["status"], "succeeded", "{forge}: {done}");
+    assert_eq!(s.revision("review-pr-5").as_deref(), Some(head.as_str()));
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_label_approves_a_fork_on_gitlab() {
+    label_approves_a_fork(Forge::Gitlab).await;
+}
+
+#[actix_web::test]
+async fn a_label_approves_a_fork_on_gitea() {
+    label_approves_a_fork(Forge::Gitea).await;
+}
+
+#[actix_web::test]
+async fn a_label_approves_a_fork_on_github() {
+    label_approves_a_fork(Forge::Github).await;
+}

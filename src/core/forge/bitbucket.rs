@@ -133,6 +133,8 @@ fn pull_request(event: &str, action: PullRequestAction, body: &[u8]) -> Result<E
             )?,
             fork: None,
             head_ref: format!("refs/heads/{branch}"),
+            // Bitbucket pull requests have no labels.
+            labels: Vec::new(),
         },
     })
 }

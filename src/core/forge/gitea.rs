@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::{AuthError, Forge, Headers};
 use crate::core::event::{
-    Event, EventError, GitRef, PullRequest, PullRequestAction, Push, checked_ref, json_body, sha,
+    Event, EventError, GitRef, PullRequest, PullRequestAction, Push, RawLabel, checked_ref,
+    json_body, sha,
 };
 
 pub struct Flavour {
@@ -91,6 +92,7 @@ pub fn decode(
                 "opened" | "reopened" => PullRequestAction::Opened,
                 "synchronized" => PullRequestAction::Updated,
                 "closed" => PullRequestAction::Closed,
+                "label_updated" => PullRequestAction::Relabeled,
                 other => {
                     return Ok(Event::Ignored {
                         reason: format!(
@@ -118,6 +120,12 @@ pub fn decode(
                     )?,
                     fork,
                     head_ref: format!("refs/pull/{}/head", raw.number),
+                    labels: raw
+                        .pull_request
+                        .labels
+                        .into_iter()
+                        .map(|l| l.name)
+                        .collect(),
                 },
             })
         }
@@ -176,6 +184,8 @@ struct RawPullRequest {
 struct RawPullRequestBody {
     head: RawBranch,
     base: RawBranch,
+    #[serde(default)]
+    labels: Vec<RawLabel>,
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AuthError, Headers};
 use crate::core::event::{
-    Event, EventError, GitRef, PullRequest, PullRequestAction, Push, checked_ref, sha,
+    Event, EventError, GitRef, PullRequest, PullRequestAction, Push, RawLabel, checked_ref, sha,
 };
 
 const TOKEN: &str = "X-Gitlab-Token";
@@ -82,6 +82,7 @@ fn merge_request(event: &str, body: &[u8]) -> Result<Event, EventError> {
     let action = match (mr.action.as_deref().unwrap_or_default(), &mr.oldrev) {
         ("open" | "reopen", _) => PullRequestAction::Opened,
         ("update", Some(_)) => PullRequestAction::Updated,
+        ("update", None) if raw.changes.labels.is_some() => PullRequestAction::Relabeled,
         ("close" | "merge", _) => PullRequestAction::Closed,
         (other, _) => {
             return Ok(Event::Ignored {
@@ -103,6 +104,7 @@ fn merge_request(event: &str, body: &[u8]) -> Result<Event, EventError> {
             base_branch: checked_ref("object_attributes.target_branch", mr.target_branch)?,
             fork,
             head_ref: format!("refs/merge-requests/{}/head", mr.iid),
+            labels: mr.labels.into_iter().map(|l| l.name).collect(),
         },
     })
 }
@@ -111,6 +113,13 @@ fn merge_request(event: &str, body: &[u8]) -> Result<Event, EventError> {
 struct RawMergeRequest {
     project: RawProject,
     object_attributes: RawMergeRequestAttributes,
+    #[serde(default)]
+    changes: RawChanges,
+}
+
+#[derive(Deserialize, Default)]
+struct RawChanges {
+    labels: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +132,8 @@ struct RawMergeRequestAttributes {
     target_project_id: u64,
     source: Option<RawProject>,
     last_commit: RawLastCommit,
+    #[serde(default)]
+    labels: Vec<RawLabel>,
 }
 
 #[derive(Deserialize)]
