@@ -77,8 +77,8 @@ async fn handle(
     )
     .map_err(auth_error)?;
 
-    let identity =
-        forge::identify(forge, &headers).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    let identity = forge::identify(forge, &headers, &body)
+        .map_err(|e| HttpError::BadRequest(e.to_string()))?;
     let events = forge::decode(
         forge,
         &identity.event,

@@ -377,6 +377,27 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
     let retry: Value = retry.json().await.unwrap();
     assert_eq!(retry["duplicate"], true);
     assert_eq!(retry["deploy"]["id"], first["deploy"]["id"]);
+
+    // A GitLab too old to send any delivery id: the same bytes again are a retry.
+    let mut other = body.clone();
+    other["ref"] = json!("refs/heads/feature/old-gitlab");
+    let old_bytes = serde_json::to_vec(&other).unwrap();
+    let old_gitlab = || {
+        awc::Client::default()
+            .post(format!("{}/hooks/shop", server.url))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("X-Gitlab-Event", "Push Hook"))
+            .insert_header(("X-Gitlab-Token", SECRET))
+            .send_body(old_bytes.clone())
+    };
+    let mut first = old_gitlab().await.unwrap();
+    assert_eq!(first.status().as_u16(), 202);
+    let first: Value = first.json().await.unwrap();
+    let mut again = old_gitlab().await.unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["deploy"]["id"], first["deploy"]["id"]);
     server.stop().await;
 }
 

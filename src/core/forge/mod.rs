@@ -145,10 +145,12 @@ pub fn authenticate(
     }
 }
 
-/// The event name, delivery id and hook id, from the forge's headers.
+/// The event name, delivery id and hook id, from the forge's headers (and, for a GitLab
+/// too old to send any delivery id, from the body: a retry repeats the same bytes).
 pub fn identify(
     forge: Forge,
     headers: &(impl Headers + ?Sized),
+    body: &[u8],
 ) -> Result<Identity, IdentityError> {
     let (event, delivery, hook): (&'static str, &[&'static str], Option<&'static str>) = match forge
     {
@@ -172,17 +174,25 @@ pub fn identify(
         .text(event)
         .filter(|e| !e.is_empty())
         .ok_or(IdentityError::MissingEvent { header: event })?;
-    let delivery_id = delivery
+    let sent = delivery
         .iter()
-        .find_map(|h| headers.text(h).filter(|d| !d.is_empty()))
-        .filter(|d| d.len() <= MAX_DELIVERY_ID)
-        .ok_or(IdentityError::BadDelivery {
-            header: delivery[0],
-        })?;
+        .find_map(|h| headers.text(h).filter(|d| !d.is_empty()));
+    let delivery_id = match sent {
+        Some(id) if id.len() <= MAX_DELIVERY_ID => id.to_owned(),
+        None if forge == Forge::Gitlab => {
+            use sha2::Digest;
+            format!("body-sha256:{}", hex::encode(sha2::Sha256::digest(body)))
+        }
+        _ => {
+            return Err(IdentityError::BadDelivery {
+                header: delivery[0],
+            });
+        }
+    };
     let hook_id = hook.and_then(|h| headers.text(h)).unwrap_or_default();
     Ok(Identity {
         event: event_name.to_owned(),
-        delivery_id: delivery_id.to_owned(),
+        delivery_id,
         hook_id: hook_id.chars().take(MAX_DELIVERY_ID).collect(),
     })
 }
@@ -394,13 +404,23 @@ mod tests {
                 ],
                 Ok(("Push Hook", "e1", "")),
             ),
+            // No delivery id at all (an old GitLab): the body's digest stands in.
             (
                 Forge::Gitlab,
                 vec![
                     ("X-Gitlab-Event", "Push Hook"),
                     ("X-Gitlab-Webhook-UUID", "w1"),
                 ],
-                Err("missing or overlong Idempotency-Key"),
+                Ok((
+                    "Push Hook",
+                    "body-sha256:dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f",
+                    "",
+                )),
+            ),
+            (
+                Forge::Gitea,
+                vec![("X-Gitea-Event", "push")],
+                Err("missing or overlong X-Gitea-Delivery"),
             ),
             (
                 Forge::Gitea,
@@ -428,7 +448,7 @@ mod tests {
             ),
         ];
         for (forge, headers, expected) in cases {
-            let got = identify(forge, headers.as_slice());
+            let got = identify(forge, headers.as_slice(), b"Hello, World!");
             match expected {
                 Ok((event, delivery, hook)) => {
                     let id = got.unwrap();
