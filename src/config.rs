@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::duration::parse_duration;
+use crate::core::forge::Forge;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::notify::NotifyFormat;
 use crate::core::ref_pattern::RefPattern;
@@ -81,9 +82,15 @@ pub enum FetchWith {
 pub struct AppConfig {
     pub name: AppName,
     pub repo: String,
-    pub github: String,
+    /// Where the webhook comes from: decides how deliveries are authenticated and read.
+    pub forge: Forge,
+    /// The repository's full name on the forge (`owner/name`, GitLab `group/sub/name`):
+    /// deliveries naming another are refused.
+    pub repository: String,
     /// Mirroring deploys as GitHub Deployments, when a token is configured.
     pub github_report: Option<GithubReport>,
+    /// Reporting deploys as commit statuses on GitLab, Gitea, Forgejo or Bitbucket.
+    pub status_report: Option<StatusReport>,
     pub secret: Secret,
     pub root: PathBuf,
     pub ssh_key: Option<PathBuf>,
@@ -109,6 +116,14 @@ pub struct NotifyTarget {
 pub struct GithubReport {
     pub token: Secret,
     /// `https://api.github.com`, or a GitHub Enterprise / test server, without a trailing `/`.
+    pub api_url: String,
+}
+
+/// Where and how to post commit statuses (`statuses = { token_env, api_url }`).
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    pub token: Secret,
+    /// The forge's API base without a trailing `/` (`https://gitlab.com/api/v4`).
     pub api_url: String,
 }
 
@@ -151,6 +166,10 @@ pub struct EnvironmentConfig {
     pub health_check: Option<HealthCheck>,
     pub seed_from: Option<EnvironmentName>,
     pub url: Option<String>,
+    /// For a `pull_requests` environment: build requests whose commits come from forks.
+    pub allow_forks: bool,
+    /// For a `pull_requests` environment: a fork's request carrying this label is built.
+    pub fork_label: Option<String>,
 }
 
 impl AppConfig {
@@ -242,7 +261,7 @@ impl Config {
             out.push_str(&format!(
                 "app {} ({}, from {}) → {}\n",
                 app.name,
-                app.github,
+                app.repository,
                 app.repo,
                 app.root.display()
             ));
@@ -318,7 +337,10 @@ struct RawOverridable {
 #[serde(deny_unknown_fields)]
 struct RawApp {
     repo: String,
-    github: RawGithub,
+    forge: Option<Forge>,
+    repository: Option<String>,
+    github: Option<RawGithub>,
+    statuses: Option<RawStatuses>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
     root: PathBuf,
@@ -355,6 +377,13 @@ enum RawGithub {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawStatuses {
+    token_env: String,
+    api_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawGithubTable {
     repo: String,
     token_env: Option<String>,
@@ -366,6 +395,9 @@ struct RawGithubTable {
 struct RawEnvironment {
     branch: Option<String>,
     tag: Option<String>,
+    pull_requests: Option<RawPullRequests>,
+    allow_forks: Option<bool>,
+    fork_label: Option<String>,
     auto_deploy: Option<bool>,
     protected: Option<bool>,
     health_check: Option<RawHealthCheck>,
@@ -373,6 +405,14 @@ struct RawEnvironment {
     url: Option<String>,
     #[serde(flatten)]
     overrides: RawOverridable,
+}
+
+/// `pull_requests = true` (requests into any branch) or a base-branch pattern.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPullRequests {
+    All(bool),
+    Into(String),
 }
 
 #[derive(Deserialize)]
@@ -593,11 +633,105 @@ impl Validator<'_> {
         Secret::new(value.unwrap_or_default())
     }
 
+    fn status_report(&mut self, key: &str, forge: Forge, raw: RawStatuses) -> Option<StatusReport> {
+        let key = format!("{key}.statuses");
+        if forge == Forge::Github {
+            self.problem(
+                &key,
+                "GitHub reports as Deployments: use github = { repo, token_env } instead",
+            );
+            return None;
+        }
+        let api_url = raw
+            .api_url
+            .or_else(|| crate::core::forge::status::default_api_url(forge).map(str::to_owned));
+        let api_url = match api_url {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            Some(url) => {
+                self.problem(
+                    &format!("{key}.api_url"),
+                    format!("{url:?} is not an http(s) URL"),
+                );
+                return None;
+            }
+            None => {
+                self.problem(
+                    &format!("{key}.api_url"),
+                    format!("is required for {forge}: the API's base, e.g. https://git.example.com/api/v1"),
+                );
+                return None;
+            }
+        };
+        match self.env.get(&raw.token_env) {
+            Some(token) if !token.is_empty() => Some(StatusReport {
+                token: Secret::new(token.clone()),
+                api_url,
+            }),
+            _ => {
+                self.problem(
+                    &format!("{key}.token_env"),
+                    format!("environment variable {} is not set or empty", raw.token_env),
+                );
+                None
+            }
+        }
+    }
+
+    /// `repository`, or its older name `github`; both may be given if they agree.
+    fn repository(
+        &mut self,
+        key: &str,
+        forge: Forge,
+        repository: Option<String>,
+        github: Option<String>,
+    ) -> String {
+        let trimmed = |s: Option<String>| s.map(|s| s.trim().to_owned());
+        let chosen = match (trimmed(repository), trimmed(github)) {
+            (Some(r), Some(g)) if !r.eq_ignore_ascii_case(&g) => {
+                self.problem(
+                    &format!("{key}.repository"),
+                    format!("{r:?} disagrees with {key}.github = {g:?}: keep one of them"),
+                );
+                r
+            }
+            (Some(r), _) | (None, Some(r)) => r,
+            (None, None) => {
+                self.problem(
+                    &format!("{key}.repository"),
+                    "is required: the repository's full name on the forge (\"owner/name\")",
+                );
+                return String::new();
+            }
+        };
+        if !forge.valid_repository(&chosen) {
+            let shape = if forge == Forge::Gitlab {
+                "group/name (or group/subgroup/name)"
+            } else {
+                "owner/name"
+            };
+            self.problem(
+                &format!("{key}.repository"),
+                format!("{chosen:?} is not {shape}"),
+            );
+        }
+        chosen
+    }
+
     fn app(&mut self, key: &str, name: AppName, raw: RawApp) -> Option<AppConfig> {
         let secret = self.secret(key, raw.secret_env, raw.secret_file);
+        let forge = raw.forge.unwrap_or_default();
         let (github, github_report) = match raw.github {
-            RawGithub::Repo(repo) => (repo, None),
-            RawGithub::Table(table) => {
+            None => (None, None),
+            Some(RawGithub::Repo(repo)) => (Some(repo), None),
+            Some(RawGithub::Table(table)) => {
+                if table.token_env.is_some() && forge != Forge::Github {
+                    self.problem(
+                        &format!("{key}.github.token_env"),
+                        format!("reports deploys to GitHub's API, but the app's forge is {forge}"),
+                    );
+                }
                 let report = table.token_env.and_then(|var| match self.env.get(&var) {
                     Some(token) if !token.is_empty() => Some(GithubReport {
                         token: Secret::new(token.clone()),
@@ -624,16 +758,13 @@ impl Validator<'_> {
                         format!("{url:?} is not an http(s) URL"),
                     );
                 }
-                (table.repo, report)
+                (Some(table.repo), report)
             }
         };
-        let github = github.trim().to_owned();
-        if github.split('/').count() != 2 || github.split('/').any(str::is_empty) {
-            self.problem(
-                &format!("{key}.github"),
-                format!("{github:?} is not owner/name"),
-            );
-        }
+        let repository = self.repository(key, forge, raw.repository, github);
+        let status_report = raw
+            .statuses
+            .and_then(|statuses| self.status_report(key, forge, statuses));
         if raw.repo.trim().is_empty() {
             self.problem(&format!("{key}.repo"), "is empty");
         }
@@ -710,8 +841,10 @@ impl Validator<'_> {
             name,
             max_log_size,
             repo: raw.repo,
-            github,
+            forge,
+            repository,
             github_report,
+            status_report,
             secret,
             root: self.path(raw.root),
             ssh_key: raw.ssh_key.map(|p| self.path(p)),
@@ -769,18 +902,39 @@ impl Validator<'_> {
                 None
             }
         };
-        let source = match (&raw.branch, &raw.tag) {
-            (Some(b), None) => RefSource::Branch(pattern(self, "branch", b)?),
-            (None, Some(t)) => RefSource::Tag(pattern(self, "tag", t)?),
-            (Some(_), Some(_)) => {
-                self.problem(key, "set branch or tag, not both");
+        let pull_requests = match &raw.pull_requests {
+            None | Some(RawPullRequests::All(false)) => None,
+            Some(RawPullRequests::All(true)) => Some("**".to_owned()),
+            Some(RawPullRequests::Into(base)) => Some(base.clone()),
+        };
+        let source = match (&raw.branch, &raw.tag, &pull_requests) {
+            (Some(b), None, None) => RefSource::Branch(pattern(self, "branch", b)?),
+            (None, Some(t), None) => RefSource::Tag(pattern(self, "tag", t)?),
+            (None, None, Some(p)) => RefSource::PullRequests(pattern(self, "pull_requests", p)?),
+            (None, None, None) => {
+                self.problem(
+                    key,
+                    "nothing feeds this environment: set branch (or tag, or pull_requests)",
+                );
                 return None;
             }
-            (None, None) => {
-                self.problem(key, "nothing feeds this environment: set branch (or tag)");
+            _ => {
+                self.problem(key, "set one of branch, tag and pull_requests");
                 return None;
             }
         };
+        if raw.allow_forks.is_some() && pull_requests.is_none() {
+            self.problem(
+                &format!("{key}.allow_forks"),
+                "only means something with pull_requests",
+            );
+        }
+        if raw.fork_label.is_some() && pull_requests.is_none() {
+            self.problem(
+                &format!("{key}.fork_label"),
+                "only means something with pull_requests",
+            );
+        }
         let o = &raw.overrides;
         let mut env = app.env.clone().unwrap_or_default();
         env.extend(o.env.clone().unwrap_or_default());
@@ -928,6 +1082,8 @@ impl Validator<'_> {
             health_check,
             seed_from,
             url: raw.url,
+            allow_forks: raw.allow_forks.unwrap_or(false),
+            fork_label: raw.fork_label.filter(|l| !l.trim().is_empty()),
         })
     }
 
@@ -1110,13 +1266,93 @@ step_timeout = "90s"
     }
 
     #[test]
+    fn forge_and_repository_keys() {
+        let with = |keys: &str| GOOD.replace("github = \"acme/shop\"\n", keys);
+        let ok = |keys: &str| {
+            let config = parse(&with(keys), &[("SHOP_SECRET", "s")])
+                .unwrap_or_else(|e| panic!("{keys}: {e}"));
+            let app = config.apps.into_values().next().unwrap();
+            (app.forge, app.repository)
+        };
+        assert_eq!(
+            ok("github = \"acme/shop\"\n"),
+            (Forge::Github, "acme/shop".into())
+        );
+        assert_eq!(
+            ok("repository = \"acme/shop\"\n"),
+            (Forge::Github, "acme/shop".into())
+        );
+        assert_eq!(
+            ok("forge = \"gitlab\"\nrepository = \"acme/web/shop\"\n"),
+            (Forge::Gitlab, "acme/web/shop".into())
+        );
+        let statuses = parse(
+            &with("forge = \"gitlab\"\nrepository = \"a/b\"\nstatuses = { token_env = \"GL\" }\n"),
+            &[("SHOP_SECRET", "s"), ("GL", "glpat")],
+        )
+        .unwrap();
+        let report = statuses
+            .apps
+            .values()
+            .next()
+            .unwrap()
+            .status_report
+            .clone()
+            .unwrap();
+        assert_eq!(report.api_url, "https://gitlab.com/api/v4");
+        assert_eq!(report.token.expose(), "glpat");
+        assert_eq!(
+            ok("forge = \"bitbucket\"\nrepository = \"Acme/Shop\"\ngithub = \"acme/shop\"\n"),
+            (Forge::Bitbucket, "Acme/Shop".into())
+        );
+        let cases = [
+            ("", "apps.shop.repository: is required"),
+            (
+                "repository = \"acme/shop\"\ngithub = \"acme/other\"\n",
+                "apps.shop.repository: \"acme/shop\" disagrees with apps.shop.github",
+            ),
+            (
+                "forge = \"gitea\"\nrepository = \"a/b/c\"\n",
+                "\"a/b/c\" is not owner/name",
+            ),
+            (
+                "forge = \"sourcehut\"\nrepository = \"a/b\"\n",
+                "apps.shop.forge",
+            ),
+            (
+                "repository = \"a/b\"\nstatuses = { token_env = \"GH\" }\n",
+                "apps.shop.statuses: GitHub reports as Deployments",
+            ),
+            (
+                "forge = \"gitea\"\nrepository = \"a/b\"\nstatuses = { token_env = \"GH\" }\n",
+                "apps.shop.statuses.api_url: is required for gitea",
+            ),
+            (
+                "forge = \"gitlab\"\nrepository = \"a/b\"\nstatuses = { token_env = \"NOPE\" }\n",
+                "apps.shop.statuses.token_env: environment variable NOPE is not set",
+            ),
+            (
+                "forge = \"gitlab\"\ngithub = { repo = \"a/b\", token_env = \"GH\" }\n",
+                "apps.shop.github.token_env: reports deploys to GitHub's API, but the app's forge is gitlab",
+            ),
+        ];
+        for (keys, needle) in cases {
+            let err = parse(&with(keys), &[("SHOP_SECRET", "s"), ("GH", "t")])
+                .err()
+                .unwrap_or_else(|| panic!("{keys} was accepted"))
+                .to_string();
+            assert!(err.contains(needle), "{keys}: {err}");
+        }
+    }
+
+    #[test]
     fn github_table_enables_reporting() {
         let table =
             r#"github = { repo = "acme/shop", token_env = "GH", api_url = "http://127.0.0.1:1/" }"#;
         let toml = GOOD.replace(r#"github = "acme/shop""#, table);
         let config = parse(&toml, &[("SHOP_SECRET", "s"), ("GH", "gh-token")]).unwrap();
         let app = config.apps.values().next().unwrap();
-        assert_eq!(app.github, "acme/shop");
+        assert_eq!(app.repository, "acme/shop");
         let report = app.github_report.as_ref().unwrap();
         assert_eq!(
             (report.token.expose(), report.api_url.as_str()),

@@ -74,7 +74,7 @@ pub fn build(
         detail: e.to_string(),
     })?;
     if body.get("repository").is_some() {
-        body["repository"]["full_name"] = Value::String(app.github.clone());
+        body["repository"]["full_name"] = Value::String(app.repository.clone());
     }
     let pushed = match (&edit.branch, &edit.tag) {
         (Some(_), Some(_)) => return Err(HookSendError::Usage("--branch or --tag, not both")),

@@ -5,7 +5,7 @@
 
 use crate::config::AppConfig;
 use crate::core::deploy::{DeployStatus, ReasonCode, Trigger};
-use crate::core::event::{Event, GitRef, Push};
+use crate::core::event::{Event, GitRef, PullRequest, PullRequestAction, Push};
 use crate::store::{Intent, NewDeploy, Target};
 
 pub use crate::core::event::SKIP_MARKER;
@@ -16,6 +16,8 @@ pub fn decide(app: &AppConfig, event: &Event) -> Intent {
         Event::Other { name } => ignore(format!(
             "event `{name}` is not handled: stagehand acts on push, delete and ping"
         )),
+        Event::Ignored { reason } => ignore(reason.clone()),
+        Event::PullRequest { pr, .. } => pull_request(app, pr),
         Event::Push { push, .. } if push.deleted => deleted(app, &push.git_ref),
         Event::Push { push, .. } => pushed(app, push),
         Event::Delete { git_ref, .. } => deleted(app, git_ref),
@@ -103,6 +105,83 @@ fn pushed(app: &AppConfig, push: &Push) -> Intent {
     })
 }
 
+/// A pull/merge request: its preview is deployed on open and on new commits, torn down
+/// on close or merge. Commits from a fork are someone else's code running on this
+/// machine, so they are built only where `allow_forks` says so.
+fn pull_request(app: &AppConfig, pr: &PullRequest) -> Intent {
+    let key = pr.environment_key();
+    let Some(route) = app.routing.route_pull_request(&pr.base_branch, key.clone()) else {
+        return ignore(format!(
+            "no environment of `{}` previews pull requests into `{}`",
+            app.name, pr.base_branch
+        ));
+    };
+    let Some(env) = app.environment(&route.configured) else {
+        return ignore(format!(
+            "environment `{}` is not configured",
+            route.configured
+        ));
+    };
+    if pr.action == PullRequestAction::Closed {
+        return Intent::Teardown {
+            base: route.configured,
+            branch: key,
+            git_ref: pr.head_ref.clone(),
+        };
+    }
+    // A maintainer vouches for a fork's request by giving it the environment's label.
+    let approved_by_label = pr.fork.is_some()
+        && env
+            .fork_label
+            .as_ref()
+            .is_some_and(|label| pr.labels.iter().any(|l| l == label));
+    if pr.action == PullRequestAction::Relabeled && !approved_by_label {
+        return ignore(format!(
+            "the labels of pull request #{} changed: nothing to deploy",
+            pr.number
+        ));
+    }
+    if let Some(fork) = pr.fork.as_deref()
+        && !env.allow_forks
+        && !approved_by_label
+    {
+        let label_hint = env
+            .fork_label
+            .as_ref()
+            .map(|l| format!(" or a maintainer gives the request the label {l:?}"))
+            .unwrap_or_default();
+        return ignore(format!(
+            "pull request #{} comes from the fork {fork:?}: forks run untrusted code, so \
+             they are not built unless `allow_forks = true` is set on `{}`{label_hint}",
+            pr.number, env.name
+        ));
+    }
+    let skip_reason = (!env.auto_deploy).then(|| {
+        format!(
+            "auto_deploy is off for `{}`: release it with `stagehand deploy`",
+            env.name
+        )
+    });
+    Intent::Deploy(NewDeploy {
+        commit: Some(pr.head.clone()),
+        status: if skip_reason.is_some() {
+            DeployStatus::Skipped
+        } else {
+            DeployStatus::Queued
+        },
+        reason: skip_reason,
+        ..NewDeploy::queued(
+            Target::Temporary {
+                base: route.configured,
+                branch: key,
+                reserved: app.environments.keys().map(|n| n.to_string()).collect(),
+            },
+            Trigger::Push,
+            pr.head_ref.clone(),
+        )
+    })
+}
+
 fn deleted(app: &AppConfig, git_ref: &GitRef) -> Intent {
     let GitRef::Branch(branch) = git_ref else {
         return ignore(format!(
@@ -158,6 +237,9 @@ mod tests {
             branch = "feature/*"
             [apps.shop.environments.releases]
             tag = "v*"
+            [apps.shop.environments.review]
+            pull_requests = "main"
+            fork_label = "preview ok"
         "#;
         let env = HashMap::from([("S".to_string(), "x".to_string())]);
         let config =
@@ -180,6 +262,31 @@ mod tests {
                 head_commit_id: None,
                 head_commit_author: None,
                 pusher: None,
+            },
+        }
+    }
+
+    fn pr(number: u64, action: PullRequestAction, base: &str, fork: Option<&str>) -> Event {
+        labelled(number, action, base, fork, &[])
+    }
+
+    fn labelled(
+        number: u64,
+        action: PullRequestAction,
+        base: &str,
+        fork: Option<&str>,
+        labels: &[&str],
+    ) -> Event {
+        Event::PullRequest {
+            repository: "acme/shop".into(),
+            pr: PullRequest {
+                number,
+                action,
+                head: "b".repeat(40),
+                base_branch: base.into(),
+                fork: fork.map(str::to_owned),
+                head_ref: format!("refs/pull/{number}/head"),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
             },
         }
     }
@@ -265,6 +372,76 @@ mod tests {
                     name: "issues".into(),
                 },
                 "ignore: event `issues` is not handled",
+            ),
+            (
+                pr(7, PullRequestAction::Opened, "main", None),
+                "queued review<pr:7>",
+            ),
+            (
+                pr(7, PullRequestAction::Updated, "main", None),
+                "queued review<pr:7>",
+            ),
+            (
+                pr(7, PullRequestAction::Closed, "main", Some("mallory/shop")),
+                "teardown review pr:7",
+            ),
+            (
+                pr(8, PullRequestAction::Opened, "main", Some("mallory/shop")),
+                "ignore: pull request #8 comes from the fork \"mallory/shop\"",
+            ),
+            (
+                pr(8, PullRequestAction::Opened, "main", Some("mallory/shop")),
+                "ignore: pull request #8 comes from the fork \"mallory/shop\": forks run untrusted code, so they are not built unless `allow_forks = true` is set on `review` or a maintainer gives the request the label \"preview ok\"",
+            ),
+            (
+                labelled(
+                    8,
+                    PullRequestAction::Relabeled,
+                    "main",
+                    Some("mallory/shop"),
+                    &["bug", "preview ok"],
+                ),
+                "queued review<pr:8>",
+            ),
+            (
+                labelled(
+                    8,
+                    PullRequestAction::Updated,
+                    "main",
+                    Some("mallory/shop"),
+                    &["preview ok"],
+                ),
+                "queued review<pr:8>",
+            ),
+            (
+                labelled(
+                    8,
+                    PullRequestAction::Relabeled,
+                    "main",
+                    Some("mallory/shop"),
+                    &["bug"],
+                ),
+                "ignore: the labels of pull request #8 changed: nothing to deploy",
+            ),
+            (
+                labelled(
+                    7,
+                    PullRequestAction::Relabeled,
+                    "main",
+                    None,
+                    &["preview ok"],
+                ),
+                "ignore: the labels of pull request #7 changed",
+            ),
+            (
+                pr(9, PullRequestAction::Opened, "develop", None),
+                "ignore: no environment of `shop` previews pull requests into `develop`",
+            ),
+            (
+                Event::Ignored {
+                    reason: "GitLab event `Pipeline Hook` is not handled".into(),
+                },
+                "ignore: GitLab event `Pipeline Hook` is not handled",
             ),
         ];
         for (event, expected) in cases {

@@ -2,7 +2,7 @@
 //!
 //! Code map (see `ARCHITECTURE.md` for the invariants):
 //!
-//! - [`core`]: the pure heart. Signature checks, GitHub event decoding, branch →
+//! - [`core`]: the pure heart. Each forge's authentication and event decoding, branch →
 //!   environment routing, environment and release naming, deploy statuses. No I/O.
 //! - [`config`]: `stagehand.toml` + `STAGEHAND__…` overrides → a validated [`config::Config`].
 //! - [`store`]: the embedded SQLite database; every SQL statement lives there.
@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod hook_forge;
 pub mod hook_send;
 pub mod http;
 pub mod init;
@@ -27,6 +28,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod report;
+pub mod report_comment;
+pub mod report_status;
 pub mod server;
 pub mod state_lock;
 pub mod stdout;

@@ -213,9 +213,49 @@ enum HookCommand {
         /// A webhook-samples/ JSON file to send instead of the built-in one.
         #[arg(long)]
         sample: Option<PathBuf>,
+        /// Send as this forge does (default: the app's `forge`).
+        #[arg(long, value_parser = parse_forge)]
+        forge: Option<stagehand::core::forge::Forge>,
         #[command(flatten)]
         remote: Remote,
     },
+}
+
+fn parse_forge(name: &str) -> Result<stagehand::core::forge::Forge, String> {
+    stagehand::core::forge::Forge::parse(name)
+        .ok_or_else(|| format!("{name:?} is not github, gitlab, gitea, forgejo or bitbucket"))
+}
+
+/// `hook send` as GitLab, Gitea, Forgejo or Bitbucket would send it.
+fn hook_send_forge(
+    forge: stagehand::core::forge::Forge,
+    app: &stagehand::config::AppConfig,
+    server: &str,
+    event: &str,
+    branch: Option<String>,
+    sample: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use stagehand::hook_forge;
+    let sample_text = match &sample {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => hook_forge::push_sample(forge).to_owned(),
+    };
+    let head = match &branch {
+        Some(b) => Some((b.as_str(), hook_forge::head(app, b)?)),
+        None => None,
+    };
+    let push = head.as_ref().map(|(b, h)| (*b, h.as_str()));
+    let delivery = hook_forge::build(forge, app, event, &sample_text, push)?;
+    let (status, answer) =
+        actix_web::rt::System::new().block_on(hook_forge::send(server, app, &delivery))?;
+    println!("{status} {answer:#}");
+    Ok(if status < 300 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn main() -> ExitCode {
@@ -294,6 +334,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                     delete,
                     message,
                     sample,
+                    forge,
                     remote,
                 },
         } => {
@@ -303,6 +344,17 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 .ok()
                 .and_then(|name| config.apps.get(&name))
                 .with_context(|| format!("no app {app:?} in {}", config.file.display()))?;
+            let forge = forge.unwrap_or(app_config.forge);
+            if forge != stagehand::core::forge::Forge::Github {
+                if tag.is_some() || delete || message.is_some() {
+                    anyhow::bail!(
+                        "--tag, --delete and --message shape GitHub deliveries only; \
+                         for a {} delivery edit a sample and pass it with --sample FILE",
+                        forge.as_str()
+                    );
+                }
+                return hook_send_forge(forge, app_config, &server, &event, branch, sample);
+            }
             let sample_text = match &sample {
                 Some(path) => std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?,

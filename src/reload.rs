@@ -125,7 +125,8 @@ fn app_changes(old: &AppConfig, new: &AppConfig, out: &mut Vec<String>) {
             "{:?}",
             (
                 &a.repo,
-                &a.github,
+                a.forge,
+                &a.repository,
                 &a.root,
                 &a.ssh_key,
                 &a.fetch_with,

@@ -1,7 +1,7 @@
 //! Reporting deploys back: GitHub Deployments (a deployment per deploy of a commit, then
-//! its statuses `in_progress` → `success` / `failure` / `error`) and the `notify`
-//! webhooks (a JSON summary, or a Slack/Discord message, POSTed when a deploy ends;
-//! `core::notify` shapes it).
+//! its statuses `in_progress` → `success` / `failure` / `error`), commit statuses on the
+//! other forges (`report_status`), and the `notify` webhooks (a JSON summary, or a
+//! Slack/Discord message, POSTed when a deploy ends; `core::notify` shapes it).
 //!
 //! Reporting never fails or delays a deploy: the runner only drops an event into a
 //! channel; one task sends them in order, each retried with backoff, and gives up
@@ -57,7 +57,7 @@ pub fn start(config: LiveConfig) -> Reporter {
     Reporter { tx }
 }
 
-fn log_url(config: &Config, deploy: &Deploy) -> String {
+pub(crate) fn log_url(config: &Config, deploy: &Deploy) -> String {
     format!(
         "{}{}",
         config.server.public_url.as_deref().unwrap_or_default(),
@@ -101,7 +101,7 @@ async fn handle(
         match (&event, deploy.commit.as_deref()) {
             (ReportEvent::Started(_), Some(commit)) if reports_commits => {
                 let body = deployment_body(app, deploy, commit);
-                let url = format!("{}/repos/{}/deployments", github.api_url, app.github);
+                let url = format!("{}/repos/{}/deployments", github.api_url, app.repository);
                 if let Some(answer) = post(client, &url, Some(github.token.expose()), &body).await
                     && let Some(id) = answer["id"].as_u64()
                 {
@@ -119,6 +119,8 @@ async fn handle(
             _ => {}
         }
     }
+    crate::report_status::report(client, config, app, &event).await;
+    crate::report_comment::report(client, config, app, &event).await;
     if let ReportEvent::Finished(_) = event {
         let page = notify::deploy_page(config.server.public_url.as_deref(), deploy);
         let log = log_url(config, deploy);
@@ -171,23 +173,51 @@ async fn status(
     }
     let url = format!(
         "{}/repos/{}/deployments/{id}/statuses",
-        github.api_url, app.github
+        github.api_url, app.repository
     );
     post(client, &url, Some(github.token.expose()), &body).await;
 }
 
 /// POSTs JSON with retries; `None` after the last failure (logged).
 async fn post(client: &awc::Client, url: &str, token: Option<&str>, body: &Value) -> Option<Value> {
+    let mut headers = vec![("Accept", "application/vnd.github+json".to_owned())];
+    if let Some(token) = token {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    post_with(client, url, &headers, body).await
+}
+
+/// [`post`] with the caller's headers (each forge authenticates its own way).
+pub(crate) async fn post_with(
+    client: &awc::Client,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &Value,
+) -> Option<Value> {
+    request_with(client, awc::http::Method::POST, url, headers, Some(body)).await
+}
+
+/// Any method, with retries; `None` after the last failure (logged).
+pub(crate) async fn request_with(
+    client: &awc::Client,
+    method: awc::http::Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<&Value>,
+) -> Option<Value> {
     let mut pause = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
         let mut req = client
-            .post(url)
-            .insert_header(("Accept", "application/vnd.github+json"))
+            .request(method.clone(), url)
             .insert_header(("User-Agent", "stagehand"));
-        if let Some(token) = token {
-            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        for (name, value) in headers {
+            req = req.insert_header((*name, value.as_str()));
         }
-        let problem = match req.send_json(body).await {
+        let sent = match body {
+            Some(body) => req.send_json(body).await,
+            None => req.send().await,
+        };
+        let problem = match sent {
             Ok(mut resp) if resp.status().is_success() => {
                 let bytes = resp.body().await.unwrap_or_default();
                 return Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null));

@@ -1,5 +1,5 @@
-//! Decoding a verified delivery: any content type, any body. `json_body` then
-//! `parse_event` for every event name must answer without panicking, what they accept
+//! Decoding a verified delivery: any content type, any body. Every forge's decoder
+//! (`core::forge::decode`) for each of its event names must answer without panicking, what they accept
 //! must hold the invariants the rest of stagehand relies on (full lowercase shas, refs
 //! without control characters), and the intake decision over a fixed app must be made
 //! for every accepted event, naming a temporary environment that is a valid name.
@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use stagehand::config::{AppConfig, Config};
-use stagehand::core::event::{Event, GitRef, json_body, parse_event};
+use stagehand::core::event::{Event, GitRef};
+use stagehand::core::forge::{self, Forge};
 use stagehand::core::ids::EnvironmentName;
 use stagehand::core::routing::new_temporary_name;
 use stagehand::intake;
@@ -34,7 +35,36 @@ struct Input<'a> {
     body: &'a [u8],
 }
 
-const EVENTS: [&str; 4] = ["push", "delete", "ping", "issues"];
+/// Each forge and the event names its decoder reads (plus one it ignores).
+const EVENTS: [(Forge, &[&str]); 5] = [
+    (
+        Forge::Github,
+        &["push", "delete", "ping", "pull_request", "issues"],
+    ),
+    (
+        Forge::Gitlab,
+        &[
+            "Push Hook",
+            "Tag Push Hook",
+            "Merge Request Hook",
+            "Pipeline Hook",
+        ],
+    ),
+    (
+        Forge::Gitea,
+        &["push", "delete", "create", "pull_request", "issues"],
+    ),
+    (Forge::Forgejo, &["push", "delete", "pull_request"]),
+    (
+        Forge::Bitbucket,
+        &[
+            "repo:push",
+            "pullrequest:created",
+            "pullrequest:fulfilled",
+            "pullrequest:approved",
+        ],
+    ),
+];
 
 fn app() -> &'static AppConfig {
     static APP: OnceLock<AppConfig> = OnceLock::new();
@@ -57,6 +87,9 @@ fn app() -> &'static AppConfig {
             branch = "release/**"
             [apps.shop.environments.tagged]
             tag = "v*"
+            [apps.shop.environments.review]
+            pull_requests = "main"
+            fork_label = "preview ok"
         "#;
         let env = HashMap::from([("SHOP_WEBHOOK_SECRET".to_string(), "s".to_string())]);
         let config = Config::from_sources(Path::new("fuzz.toml"), toml, &env, &|_| {
@@ -93,14 +126,21 @@ fuzz_target!(|input: Input<'_>| {
         ContentType::FormUpperCase => Some("APPLICATION/X-WWW-FORM-URLENCODED"),
         ContentType::Other(text) => Some(text),
     };
-    let Ok(json) = json_body(content_type, input.body) else {
-        return;
-    };
-    for name in EVENTS {
-        let Ok(event) = parse_event(name, &json) else {
-            continue;
-        };
-        match &event {
+    for (forge, names) in EVENTS {
+        for name in names.iter().copied() {
+            let Ok(events) = forge::decode(forge, name, content_type, input.body) else {
+                continue;
+            };
+            for event in events {
+                check(&event);
+            }
+        }
+    }
+});
+
+fn check(event: &Event) {
+    {
+        match event {
             Event::Push { push, .. } => {
                 check_ref(&push.git_ref);
                 assert_eq!(GitRef::from_full(&push.git_ref.full()), push.git_ref);
@@ -112,9 +152,14 @@ fuzz_target!(|input: Input<'_>| {
                 }
             }
             Event::Delete { git_ref, .. } => check_ref(git_ref),
-            Event::Ping { .. } | Event::Other { .. } => {}
+            Event::PullRequest { pr, .. } => {
+                assert!(pr.head_ref.starts_with("refs/"), "{pr:?}");
+                assert!(!pr.head_ref.chars().any(char::is_control), "{pr:?}");
+                assert!(pr.head.bytes().all(|b| b.is_ascii_hexdigit()), "{pr:?}");
+            }
+            Event::Ping { .. } | Event::Other { .. } | Event::Ignored { .. } => {}
         }
-        match intake::decide(app(), &event) {
+        match intake::decide(app(), event) {
             Intent::Deploy(deploy) => {
                 if let Target::Temporary { base, branch, .. } = &deploy.target {
                     check_temporary(base, branch);
@@ -124,4 +169,4 @@ fuzz_target!(|input: Input<'_>| {
             Intent::Ping | Intent::Ignore { .. } => {}
         }
     }
-});
+}

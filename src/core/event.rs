@@ -1,4 +1,4 @@
-//! Decoding GitHub deliveries: the body's two encodings (JSON, or form-encoded with the
+//! Decoding GitHub deliveries (other forges: `core::forge`), and the forge-neutral [`Event`]: the body's two encodings (JSON, or form-encoded with the
 //! JSON in `payload`) and the events stagehand acts on. Only bytes whose signature was
 //! already verified reach this module.
 
@@ -76,6 +76,48 @@ pub struct Push {
     pub pusher: Option<String>,
 }
 
+/// What happened to a pull/merge request, as far as a preview cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullRequestAction {
+    /// Opened or reopened: deploy its head.
+    Opened,
+    /// New commits on its source branch: deploy the new head.
+    Updated,
+    /// Closed or merged: tear its preview down.
+    Closed,
+    /// Its labels changed: matters only when a maintainer's label approves a fork.
+    Relabeled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// The number people know it by (GitLab's `iid`).
+    pub number: u64,
+    pub action: PullRequestAction,
+    /// The head commit: 40 hex digits, or the 12-digit abbreviation Bitbucket sends,
+    /// which the pipeline resolves in the mirror after fetching `head_ref`.
+    pub head: String,
+    /// The branch it merges into.
+    pub base_branch: String,
+    /// The repository its commits come from, when that is not the target repository.
+    pub fork: Option<String>,
+    /// The ref in the target repository that holds its head (`refs/pull/7/head`,
+    /// GitLab's `refs/merge-requests/7/head`): fetchable even when the commits live in a
+    /// fork.
+    pub head_ref: String,
+    /// Its labels' names, as the delivery lists them.
+    pub labels: Vec<String>,
+}
+
+impl PullRequest {
+    /// The key its temporary environment is stored under: `pr:7`. A `:` can never be in
+    /// a branch name, so a preview never collides with a branch's temporary environment;
+    /// the environment's name is the slug (`review-pr-7`).
+    pub fn environment_key(&self) -> String {
+        format!("pr:{}", self.number)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Ping {
@@ -95,14 +137,26 @@ pub enum Event {
     Other {
         name: String,
     },
+    /// A pull/merge request opened, updated with new commits, or closed.
+    PullRequest {
+        repository: String,
+        pr: PullRequest,
+    },
+    /// A delivery another forge decoded to nothing to act on, with the reason an
+    /// operator reads in the answer (a Gitea `create`, a GitLab `Merge Request Hook`).
+    Ignored {
+        reason: String,
+    },
 }
 
 impl Event {
     pub fn repository(&self) -> Option<&str> {
         match self {
             Event::Ping { repository, .. } => repository.as_deref(),
-            Event::Push { repository, .. } | Event::Delete { repository, .. } => Some(repository),
-            Event::Other { .. } => None,
+            Event::Push { repository, .. }
+            | Event::Delete { repository, .. }
+            | Event::PullRequest { repository, .. } => Some(repository),
+            Event::Other { .. } | Event::Ignored { .. } => None,
         }
     }
 }
@@ -172,6 +226,7 @@ pub fn parse_event(name: &str, json: &[u8]) -> Result<Event, EventError> {
                 push,
             })
         }
+        "pull_request" => pull_request(name, json),
         "delete" => {
             let raw: RawDelete = serde_json::from_slice(json).map_err(json_err)?;
             let name = checked_ref("ref", raw.git_ref)?;
@@ -191,7 +246,58 @@ pub fn parse_event(name: &str, json: &[u8]) -> Result<Event, EventError> {
     }
 }
 
-fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
+/// GitHub's `pull_request`: `opened`/`reopened` deploy, `synchronize` (new commits)
+/// redeploys, `closed` (merged or not) tears down; other actions change no code.
+fn pull_request(name: &str, json: &[u8]) -> Result<Event, EventError> {
+    let raw: RawPullRequest = serde_json::from_slice(json).map_err(|e| EventError::Json {
+        event: name.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let action = match raw.action.as_str() {
+        "opened" | "reopened" => PullRequestAction::Opened,
+        "synchronize" => PullRequestAction::Updated,
+        "closed" => PullRequestAction::Closed,
+        "labeled" => PullRequestAction::Relabeled,
+        other => {
+            return Ok(Event::Ignored {
+                reason: format!(
+                    "pull request #{} was `{other}`: only opened, reopened, synchronize and closed matter",
+                    raw.number
+                ),
+            });
+        }
+    };
+    let fork = match raw.pull_request.head.repo.map(|r| r.full_name) {
+        Some(name) if name.eq_ignore_ascii_case(&raw.repository.full_name) => None,
+        other => Some(other.unwrap_or_else(|| "(deleted fork)".into())),
+    };
+    Ok(Event::PullRequest {
+        repository: raw.repository.full_name,
+        pr: PullRequest {
+            number: raw.number,
+            action,
+            head: sha("pull_request.head.sha", &raw.pull_request.head.sha)?.to_string(),
+            base_branch: checked_ref("pull_request.base.ref", raw.pull_request.base.git_ref)?,
+            fork,
+            head_ref: format!("refs/pull/{}/head", raw.number),
+            labels: raw
+                .pull_request
+                .labels
+                .into_iter()
+                .map(|l| l.name)
+                .collect(),
+        },
+    })
+}
+
+/// A label as GitHub, Gitea and Forgejo (`name`) or GitLab (`title`) list it.
+#[derive(Deserialize)]
+pub(crate) struct RawLabel {
+    #[serde(alias = "title")]
+    pub(crate) name: String,
+}
+
+pub(crate) fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
     CommitSha::parse(value).map_err(|e| EventError::Field {
         field,
         detail: e.to_string(),
@@ -200,7 +306,7 @@ fn sha(field: &'static str, value: &str) -> Result<CommitSha, EventError> {
 
 /// Ref names travel into environment variables and slugs: refuse what git itself
 /// refuses in a ref and what an environment variable cannot carry.
-fn checked_ref(field: &'static str, value: String) -> Result<String, EventError> {
+pub(crate) fn checked_ref(field: &'static str, value: String) -> Result<String, EventError> {
     if value.is_empty() || value.len() > 1024 || value.chars().any(char::is_control) {
         return Err(EventError::Field {
             field,
@@ -253,6 +359,30 @@ struct RawPush {
     head_commit: Option<RawCommit>,
     pusher: Option<RawPusher>,
     repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequest {
+    action: String,
+    number: u64,
+    pull_request: RawPullRequestBody,
+    repository: RawRepository,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequestBody {
+    head: RawPullRequestEnd,
+    base: RawPullRequestEnd,
+    #[serde(default)]
+    labels: Vec<RawLabel>,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequestEnd {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+    repo: Option<RawRepository>,
 }
 
 #[derive(Deserialize)]
@@ -331,6 +461,29 @@ mod tests {
             let err = parse_event(name, body.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(needle), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn pull_requests() {
+        let path = format!(
+            "{}/webhook-samples/pull-request.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let sample = std::fs::read(path).unwrap();
+        let Event::PullRequest { repository, pr } = parse_event("pull_request", &sample).unwrap()
+        else {
+            panic!("not a pull request")
+        };
+        assert_eq!(repository, "Codertocat/Hello-World");
+        assert_eq!((pr.number, pr.action), (2, PullRequestAction::Opened));
+        assert_eq!(pr.head, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(pr.base_branch, "master");
+        assert_eq!(pr.fork, None);
+        assert_eq!(pr.head_ref, "refs/pull/2/head");
+        let mut edited: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+        edited["action"] = "assigned".into();
+        let event = parse_event("pull_request", &serde_json::to_vec(&edited).unwrap()).unwrap();
+        assert!(matches!(event, Event::Ignored { .. }), "{event:?}");
     }
 
     #[test]

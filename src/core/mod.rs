@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod duration;
 pub mod event;
+pub mod forge;
 pub mod ids;
 pub mod line_split;
 pub mod log_text;

@@ -144,6 +144,11 @@ pub fn plan(
             why,
         };
         match &rule.source {
+            RefSource::PullRequests(_) => {
+                steps.push(leave(
+                    "pull-request previews follow the forge's events, not branch heads".into(),
+                ));
+            }
             RefSource::Tag(_) if !rule.auto_deploy => {
                 steps.push(leave("auto_deploy is off".into()));
             }
@@ -267,6 +272,7 @@ pub fn remembered(rules: &[Rule], remote: &RemoteRefs) -> BTreeMap<String, Strin
         rules.iter().any(|r| match &r.source {
             RefSource::Branch(p) => !tag && !p.is_literal() && p.matches(name),
             RefSource::Tag(p) => tag && p.matches(name),
+            RefSource::PullRequests(_) => false,
         })
     };
     let branches = remote

@@ -12,6 +12,9 @@ use super::ref_pattern::{
 pub enum RefSource {
     Branch(RefPattern),
     Tag(RefPattern),
+    /// Pull/merge requests into base branches matching the pattern: one temporary
+    /// environment per open request.
+    PullRequests(RefPattern),
 }
 
 impl RefSource {
@@ -26,7 +29,11 @@ impl RefSource {
     /// A branch pattern with wildcards makes one temporary environment per branch;
     /// a tag pattern feeds one environment with each new matching tag.
     pub fn is_temporary(&self) -> bool {
-        matches!(self, RefSource::Branch(p) if !p.is_literal())
+        match self {
+            RefSource::Branch(p) => !p.is_literal(),
+            RefSource::Tag(_) => false,
+            RefSource::PullRequests(_) => true,
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -34,6 +41,7 @@ impl RefSource {
             RefSource::Branch(p) if p.is_literal() => format!("branch {p}"),
             RefSource::Branch(p) => format!("branches {p}"),
             RefSource::Tag(p) => format!("tags {p}"),
+            RefSource::PullRequests(p) => format!("pull requests into {p}"),
         }
     }
 }
@@ -78,7 +86,10 @@ impl RoutingTable {
             for b in &rules[i + 1..] {
                 let example = match (&a.source, &b.source) {
                     (RefSource::Branch(x), RefSource::Branch(y))
-                    | (RefSource::Tag(x), RefSource::Tag(y)) => x.overlap_example(y),
+                    | (RefSource::Tag(x), RefSource::Tag(y))
+                    | (RefSource::PullRequests(x), RefSource::PullRequests(y)) => {
+                        x.overlap_example(y)
+                    }
                     _ => None,
                 };
                 if let Some(example) = example {
@@ -108,6 +119,21 @@ impl RoutingTable {
                 .source
                 .is_temporary()
                 .then(|| git_ref.short().to_owned()),
+        })
+    }
+}
+
+impl RoutingTable {
+    /// The environment previewing a pull request into `base_branch`, if any; its
+    /// temporary environment is keyed by [`crate::core::event::PullRequest::environment_key`].
+    pub fn route_pull_request(&self, base_branch: &str, key: String) -> Option<Route> {
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| matches!(&r.source, RefSource::PullRequests(p) if p.matches(base_branch)))?;
+        Some(Route {
+            configured: rule.environment.clone(),
+            temporary_branch: Some(key),
         })
     }
 }

@@ -349,7 +349,7 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
         }
         apps.push(AppOverview {
             name: app.name.clone(),
-            github: app.github.clone(),
+            github: app.repository.clone(),
             environments,
         });
     }

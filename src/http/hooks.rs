@@ -1,16 +1,19 @@
-//! `POST /hooks/{app}`: a GitHub delivery, from raw bytes to a recorded intent.
+//! `POST /hooks/{app}`: a forge's delivery, from raw bytes to a recorded intent. Which
+//! forge, and so which headers and body shape, comes from the app's config; the forge
+//! rules themselves live in `core::forge`.
 //!
 //! # Security
 //!
 //! The order is the defence: find the app (its secret), refuse a declared
-//! `Content-Length` over the cap and a missing or malformed signature header before a
-//! byte of body is read, read the body within [`intake_limits`]'s bounds (bytes held at
-//! once, requests in flight, a deadline) while hashing it, check the HMAC, and only then
-//! decode anything. A request that fails the signature is counted and forgotten:
-//! nothing reaches the store.
+//! `Content-Length` over the cap and a missing or malformed signature (or token) header
+//! before a byte of body is read, read the body within [`intake_limits`]'s bounds (bytes
+//! held at once, requests in flight, a deadline), check the forge's signature over the
+//! raw bytes, and only then decode anything. A request that fails the signature is
+//! counted and forgotten: nothing reaches the store.
 //!
 //! [`intake_limits`]: super::intake_limits
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -18,9 +21,9 @@ use serde_json::json;
 use super::AppState;
 use super::error::HttpError;
 use crate::core::deploy::DeployStatus;
-use crate::core::event::{Event, json_body, parse_event};
+use crate::core::event::Event;
+use crate::core::forge;
 use crate::core::ids::AppName;
-use crate::core::signature;
 use crate::intake;
 use crate::metrics::DeliveryResult;
 use crate::store::{NewDelivery, Recorded};
@@ -72,65 +75,140 @@ async fn handle(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(HttpError::TooLarge { limit: MAX_BODY });
     }
-    let signature_header = req
-        .headers()
-        .get("x-hub-signature-256")
-        .map(|v| v.as_bytes());
-    let mut verifier =
-        signature::Verifier::new(app_config.secret.expose().as_bytes(), signature_header)?;
+    let headers = RequestHeaders(req);
+    let forge = app_config.forge;
+    forge::precheck(forge, &headers).map_err(auth_error)?;
     // Held until the answer: the body's bytes count against the pool while parsed too.
     let mut admission = state.intake.admit(declared)?;
-    let body = admission
-        .read_body(body, |piece| verifier.update(piece))
-        .await?;
-    verifier.finish()?;
+    let body = admission.read_body(body, |_| {}).await?;
+    forge::authenticate(
+        forge,
+        app_config.secret.expose().as_bytes(),
+        &headers,
+        &body,
+    )
+    .map_err(auth_error)?;
 
-    let event_name = header(req, "x-github-event")
-        .filter(|e| !e.is_empty())
-        .ok_or_else(|| HttpError::BadRequest("missing X-GitHub-Event header".into()))?;
-    let delivery_id = header(req, "x-github-delivery")
-        .filter(|d| !d.is_empty() && d.len() <= 100)
-        .ok_or_else(|| {
-            HttpError::BadRequest("missing or overlong X-GitHub-Delivery header".into())
-        })?;
-    let hook_id = header(req, "x-github-hook-id").unwrap_or_default();
-    let json = json_body(header(req, CONTENT_TYPE.as_str()), &body)
+    let identity = forge::identify(forge, &headers, &body)
         .map_err(|e| HttpError::BadRequest(e.to_string()))?;
-    let event = parse_event(event_name, &json).map_err(|e| HttpError::BadRequest(e.to_string()))?;
-    if let Some(repository) = event.repository()
-        && !repository.eq_ignore_ascii_case(&app_config.github)
-    {
-        return Err(HttpError::Forbidden(format!(
-            "delivery is from repository {repository:?}, but app `{app_name}` deploys {:?}",
-            app_config.github
-        )));
+    let events = forge::decode(
+        forge,
+        &identity.event,
+        header(req, CONTENT_TYPE.as_str()),
+        &body,
+    )
+    .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    for repository in events.iter().filter_map(Event::repository) {
+        if !repository.eq_ignore_ascii_case(&app_config.repository) {
+            return Err(HttpError::Forbidden(format!(
+                "delivery is from repository {repository:?}, but app `{app_name}` deploys {:?}",
+                app_config.repository
+            )));
+        }
     }
 
-    let intent = intake::decide(app_config, &event);
-    let delivery = NewDelivery {
-        app: app_name,
-        delivery_id: delivery_id.to_owned(),
-        hook_id: hook_id.to_owned(),
-        event: event_name.to_owned(),
-        received_at: (state.clock)(),
-    };
-    let recorded = state
-        .store
-        .run(move |s| s.record_delivery(&delivery, intent))
-        .await?;
-    // Start a queued deploy now, not at the runner's next poll (up to 2 s later).
-    if let Recorded::Deploy {
-        deploy,
-        duplicate: false,
-    } = &recorded
-        && deploy.status == DeployStatus::Queued
-    {
-        state.wake_runner();
+    let mut answers = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let intent = intake::decide(app_config, &event);
+        let delivery = NewDelivery {
+            app: app_name.clone(),
+            delivery_id: change_delivery_id(&identity.delivery_id, index),
+            hook_id: identity.hook_id.clone(),
+            event: identity.event.clone(),
+            received_at: (state.clock)(),
+        };
+        let recorded = state
+            .store
+            .run(move |s| s.record_delivery(&delivery, intent))
+            .await?;
+        // Start a queued deploy now, not at the runner's next poll (up to 2 s later).
+        if let Recorded::Deploy {
+            deploy,
+            duplicate: false,
+        } = &recorded
+            && deploy.status == DeployStatus::Queued
+        {
+            state.wake_runner();
+        }
+        answers.push(answer(recorded, &event));
     }
-    Ok(answer(recorded, &event))
+    Ok(combine(answers))
 }
 
-fn answer(recorded: Recorded, event: &Event) -> (HttpResponse, DeliveryResult) {
+/// Each ref change of a multi-change delivery is recorded as its own delivery, so a
+/// redelivery finds every one of them: the first keeps the forge's id, later ones get
+/// `#<n>` appended.
+fn change_delivery_id(delivery_id: &str, index: usize) -> String {
+    if index == 0 {
+        delivery_id.to_owned()
+    } else {
+        format!("{delivery_id}#{index}")
+    }
+}
+
+fn auth_error(error: forge::AuthError) -> HttpError {
+    match error {
+        forge::AuthError::Github(e) => HttpError::Signature(e),
+        other => HttpError::Unauthorized(other.to_string()),
+    }
+}
+
+/// Header lookup over an actix request, for the forge modules.
+struct RequestHeaders<'a>(&'a HttpRequest);
+
+impl forge::Headers for RequestHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.headers().get(name).map(|v| v.as_bytes())
+    }
+}
+
+/// One change answers exactly as a GitHub delivery always has. Several (a Bitbucket
+/// push of many refs) answer `{"deploys": [...], "ignored": [...], "deploy": <first>}`:
+/// 202 when any change queued a new deploy, and `duplicate` only when all were repeats.
+fn combine(mut answers: Vec<Answer>) -> (HttpResponse, DeliveryResult) {
+    if answers.len() == 1 {
+        let (status, body, result) = answers.remove(0);
+        return (HttpResponse::build(status).json(body), result);
+    }
+    let deploys: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter_map(|(_, b, _)| b.get("deploy"))
+        .collect();
+    let ignored: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter_map(|(_, b, _)| b.get("ignored"))
+        .collect();
+    let accepted = answers
+        .iter()
+        .any(|(_, _, r)| *r == DeliveryResult::Accepted);
+    let all_duplicates = answers
+        .iter()
+        .all(|(_, _, r)| *r == DeliveryResult::Duplicate);
+    let mut body = json!({ "deploys": deploys, "ignored": ignored });
+    if let Some(first) = deploys.first() {
+        body["deploy"] = (*first).clone();
+    }
+    if all_duplicates {
+        body["duplicate"] = json!(true);
+    }
+    let result = if accepted {
+        DeliveryResult::Accepted
+    } else if all_duplicates {
+        DeliveryResult::Duplicate
+    } else {
+        DeliveryResult::Ignored
+    };
+    let status = if accepted {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    (HttpResponse::build(status).json(body), result)
+}
+
+type Answer = (StatusCode, serde_json::Value, DeliveryResult);
+
+fn answer(recorded: Recorded, event: &Event) -> Answer {
     let with_duplicate = |mut value: serde_json::Value, duplicate: bool| {
         if duplicate {
             value["duplicate"] = json!(true);
@@ -145,7 +223,8 @@ fn answer(recorded: Recorded, event: &Event) -> (HttpResponse, DeliveryResult) {
             };
             let body = with_duplicate(json!({ "pong": true, "hook_id": hook_id }), duplicate);
             (
-                HttpResponse::Ok().json(body),
+                StatusCode::OK,
+                body,
                 if duplicate {
                     DeliveryResult::Duplicate
                 } else {
@@ -156,7 +235,8 @@ fn answer(recorded: Recorded, event: &Event) -> (HttpResponse, DeliveryResult) {
         Recorded::Ignored { reason, duplicate } => {
             let body = with_duplicate(json!({ "ignored": reason }), duplicate);
             (
-                HttpResponse::Ok().json(body),
+                StatusCode::OK,
+                body,
                 if duplicate {
                     DeliveryResult::Duplicate
                 } else {
@@ -167,12 +247,9 @@ fn answer(recorded: Recorded, event: &Event) -> (HttpResponse, DeliveryResult) {
         Recorded::Deploy { deploy, duplicate } => {
             let body = with_duplicate(json!({ "deploy": deploy }), duplicate);
             if duplicate {
-                (HttpResponse::Ok().json(body), DeliveryResult::Duplicate)
+                (StatusCode::OK, body, DeliveryResult::Duplicate)
             } else {
-                (
-                    HttpResponse::Accepted().json(body),
-                    DeliveryResult::Accepted,
-                )
+                (StatusCode::ACCEPTED, body, DeliveryResult::Accepted)
             }
         }
     }

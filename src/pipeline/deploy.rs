@@ -415,8 +415,9 @@ impl Run<'_> {
 
     async fn fetch(&self, mirror: &Mirror) -> Result<String> {
         let remote = Remote::of(self.app);
-        let git_ref = GitRef::from_full(&self.deploy.git_ref);
-        let pushed = self.deploy.trigger.is_push_like() && !matches!(git_ref, GitRef::Other(_));
+        // A push names the ref to fetch: a branch, a tag, or a pull request's head ref
+        // (`refs/pull/7/head`), which holds a fork's commits too.
+        let pushed = self.deploy.trigger.is_push_like() && self.deploy.git_ref.starts_with("refs/");
         let refspecs = if pushed {
             vec![format!("+{0}:{0}", self.deploy.git_ref)]
         } else {

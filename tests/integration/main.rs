@@ -21,6 +21,10 @@ mod data;
 mod final_status;
 /// Following a deploy's log live.
 mod follow;
+/// Commit statuses on GitLab, Gitea, Forgejo and Bitbucket, against a fake forge API.
+mod forge_report;
+/// GitLab, Gitea, Forgejo and Bitbucket deliveries from their own samples, end to end.
+mod forges;
 /// `POST /hooks/<app>`: the contract's table row by row.
 mod hooks;
 /// Webhook bodies read within bounds: bytes held at once, requests in flight, a deadline.
@@ -32,6 +36,8 @@ mod log_output;
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
+/// Pull/merge-request previews from GitLab, Gitea and Forgejo.
+mod previews;
 /// Reconciliation: pushes no delivery announced still deploy; gone branches tear down.
 mod reconcile;
 /// Config reload: `stagehand reload`, `POST /api/reload`, SIGHUP.
