@@ -13,6 +13,8 @@
 //!   retries a broken build every round or undoes an operator's rollback.
 //! - An environment with a deploy queued or running is left alone: that deploy (or the
 //!   push behind it) wins.
+//! - A branch environment never deployed gets its branch's head: adding stagehand to an
+//!   existing repository deploys each mapped branch once, as its operator expects.
 //! - A branch of a pattern environment gets its temporary environment only if it was
 //!   pushed since the previous round (new, or its head moved): adding stagehand to a
 //!   repository with forty old feature branches does not build forty previews.
