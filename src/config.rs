@@ -19,6 +19,11 @@ use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::{RefSource, RouteRule, RoutingTable};
 use crate::core::secret::Secret;
 
+mod run;
+
+pub use crate::core::app_process::{PortRange, StopSignal};
+pub use run::{HealthCheck, HealthTarget, RunConfig};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read the config file: {source}")]
@@ -53,6 +58,8 @@ pub struct ServerConfig {
     pub max_parallel_deploys: usize,
     pub shutdown_grace: Duration,
     pub log_retention: Duration,
+    /// Ports given to app processes (`$PORT`).
+    pub ports: PortRange,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +107,6 @@ pub struct SharedPath {
     pub is_dir: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
-    pub url: String,
-    pub timeout: Duration,
-}
-
 /// One environment with the app's defaults already applied.
 #[derive(Debug, Clone)]
 pub struct EnvironmentConfig {
@@ -124,6 +125,8 @@ pub struct EnvironmentConfig {
     pub health_check: Option<HealthCheck>,
     pub seed_from: Option<EnvironmentName>,
     pub url: Option<String>,
+    /// `None`: the environment is files only (as before `run` existed).
+    pub run: Option<RunConfig>,
 }
 
 impl AppConfig {
@@ -268,6 +271,9 @@ impl Config {
                 if let Some(seed) = &env.seed_from {
                     notes.push(format!("seeded from {seed}"));
                 }
+                if let Some(run) = &env.run {
+                    notes.push(format!("runs `{}`", run.command));
+                }
                 if env.health_check.is_some() {
                     notes.push("health-checked".into());
                 }
@@ -304,6 +310,7 @@ struct RawServer {
     max_parallel_deploys: Option<i64>,
     shutdown_grace: Option<String>,
     log_retention: Option<String>,
+    ports: Option<String>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -317,6 +324,9 @@ struct RawOverridable {
     shared: Option<Vec<String>>,
     cache: Option<Vec<String>>,
     step_timeout: Option<String>,
+    run: Option<String>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -374,7 +384,8 @@ struct RawEnvironment {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHealthCheck {
-    url: String,
+    url: Option<String>,
+    path: Option<String>,
     timeout: Option<String>,
 }
 
@@ -496,6 +507,7 @@ impl Validator<'_> {
                 raw.log_retention.as_deref(),
                 Duration::from_secs(90 * 86_400),
             ),
+            ports: self.ports(raw.ports.as_deref()),
         }
     }
 
@@ -777,22 +789,9 @@ impl Validator<'_> {
             o.step_timeout.as_deref().or(app.step_timeout.as_deref()),
             Duration::from_secs(15 * 60),
         );
-        let health_check = raw.health_check.map(|h| {
-            if !h.url.starts_with("http://") {
-                self.problem(
-                    &format!("{key}.health_check.url"),
-                    format!("{:?} must be an http:// URL", h.url),
-                );
-            }
-            HealthCheck {
-                url: h.url,
-                timeout: self.duration(
-                    &format!("{key}.health_check.timeout"),
-                    h.timeout.as_deref(),
-                    Duration::from_secs(30),
-                ),
-            }
-        });
+        let app_key = key.split(".environments.").next().unwrap_or(key);
+        let run = self.run_config(key, app_key, app, o);
+        let health_check = self.health_check(key, raw.health_check, run.is_some());
         let seed_from = raw.seed_from.and_then(|seed| {
             if seed == name.as_str() || !siblings.contains(&seed) {
                 self.problem(
@@ -834,6 +833,7 @@ impl Validator<'_> {
             health_check,
             seed_from,
             url: raw.url,
+            run,
         })
     }
 
@@ -1147,5 +1147,118 @@ step_timeout = "90s"
             message.contains("SHOP_SECRET") && message.contains("soon") && message.contains("-1"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn run_keys_are_inherited_and_overridden() {
+        let toml = GOOD
+            .replace(
+                "build = [\"make\"]\n",
+                "build = [\"make\"]\nrun = \"python3 app.py\"\nstop_timeout = \"5s\"\n",
+            )
+            .replace(
+                "keep_releases = 3\n",
+                "keep_releases = 3\nstop_signal = \"INT\"\nhealth_check = { path = \"/healthz\", timeout = \"10s\" }\n",
+            )
+            .replace("[server]\n", "[server]\nports = \"21000-21099\"\n");
+        let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap();
+        assert_eq!(
+            config.server.ports,
+            PortRange {
+                first: 21000,
+                last: 21099
+            }
+        );
+        let shop = config.apps.values().next().unwrap();
+        let staging = &shop.environments[&EnvironmentName::parse("staging").unwrap()];
+        assert_eq!(
+            staging.run,
+            Some(RunConfig {
+                command: "python3 app.py".into(),
+                stop_signal: StopSignal::Int,
+                stop_timeout: Duration::from_secs(5),
+            })
+        );
+        assert_eq!(
+            staging.health_check,
+            Some(HealthCheck {
+                target: HealthTarget::Path("/healthz".into()),
+                timeout: Duration::from_secs(10),
+            })
+        );
+        let prod = &shop.environments[&EnvironmentName::parse("production").unwrap()];
+        assert_eq!(
+            prod.run.as_ref().map(|r| r.stop_signal),
+            Some(StopSignal::Term)
+        );
+        assert!(config.describe().contains("runs `python3 app.py`"));
+        // Without `run` nothing changes: the default range, no process.
+        let plain = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
+        assert_eq!(plain.server.ports, PortRange::default());
+        assert!(
+            plain
+                .apps
+                .values()
+                .all(|a| a.environments.values().all(|e| e.run.is_none()))
+        );
+    }
+
+    #[test]
+    fn run_errors_name_the_key() {
+        let ok = [("SHOP_SECRET", "s")];
+        let with_run = GOOD.replace(
+            "build = [\"make\"]\n",
+            "build = [\"make\"]\nrun = \"./serve\"\n",
+        );
+        let cases = [
+            (
+                GOOD.replace("[server]\n", "[server]\nports = \"80-90\"\n"),
+                "server.ports: \"80-90\": ports below 1024",
+            ),
+            (
+                with_run.replace("keep_releases = 3\n", "stop_signal = \"STOP\"\n"),
+                "apps.shop.environments.staging.stop_signal: \"STOP\" is not a stop signal",
+            ),
+            (
+                with_run.replace(
+                    "build = [\"make\"]\n",
+                    "build = [\"make\"]\nstop_timeout = \"long\"\n",
+                ),
+                "apps.shop.stop_timeout: \"long\" is not a duration",
+            ),
+            (
+                GOOD.replace("keep_releases = 3\n", "stop_timeout = \"5s\"\n"),
+                "apps.shop.environments.staging.stop_timeout: has no effect without `run`",
+            ),
+            (
+                with_run.replace("keep_releases = 3\n", "run = \"\"\n"),
+                "apps.shop.environments.staging.run: is empty",
+            ),
+            (
+                with_run.replace(
+                    "keep_releases = 3\n",
+                    "health_check = { url = \"http://127.0.0.1:1/\" }\n",
+                ),
+                "apps.shop.environments.staging.health_check.url: \"http://127.0.0.1:1/\": with `run`, give a path",
+            ),
+            (
+                GOOD.replace("keep_releases = 3\n", "health_check = { path = \"/up\" }\n"),
+                "apps.shop.environments.staging.health_check.path: \"/up\": a path needs `run`",
+            ),
+            (
+                with_run.replace(
+                    "keep_releases = 3\n",
+                    "health_check = { path = \"up now\" }\n",
+                ),
+                "apps.shop.environments.staging.health_check.path: \"up now\" must start with /",
+            ),
+        ];
+        for (toml, needle) in cases {
+            let message = errors(&toml, &ok);
+            assert!(
+                message.contains(needle),
+                "expected {needle:?} in:\n{message}"
+            );
+        }
     }
 }

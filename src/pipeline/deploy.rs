@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::config::{AppConfig, Config, EnvironmentConfig};
+use crate::config::{AppConfig, Config, EnvironmentConfig, HealthCheck, HealthTarget};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::event::GitRef;
 use crate::core::ids::{CommitSha, EnvironmentName};
@@ -358,8 +358,12 @@ impl Run<'_> {
         if let Err(stop) = after {
             return self.switch_back(previous, stop).await;
         }
-        if let Some(check) = &self.env_config.health_check {
-            let (url, timeout) = (check.url.clone(), check.timeout);
+        if let Some(HealthCheck {
+            target: HealthTarget::Url(url),
+            timeout,
+        }) = &self.env_config.health_check
+        {
+            let (url, timeout) = (url.clone(), *timeout);
             let healthy = self
                 .stage("health", async move {
                     blocking(move || {
