@@ -9,6 +9,8 @@
 //! - [`intake`]: what a verified delivery means for the store (the hook's decisions,
 //!   independent of HTTP).
 //! - [`http`]: the actix-web edge: `/hooks`, `/api`, the dashboard, `/healthz`, `/metrics`.
+//! - [`supervisor`]: the app processes of environments that `run`: started detached,
+//!   health-checked, switched to, restarted with backoff, re-adopted after a restart.
 //! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
 #![forbid(unsafe_code)]
 
@@ -26,3 +28,4 @@ pub mod pipeline;
 pub mod report;
 pub mod server;
 pub mod store;
+pub mod supervisor;

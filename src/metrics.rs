@@ -73,6 +73,8 @@ pub type DeployCounts = [(String, String, String, i64)];
 pub struct Metrics {
     deliveries: [AtomicU64; DeliveryResult::ALL.len()],
     stages: Mutex<BTreeMap<String, Histogram>>,
+    /// Supervisor restarts of app processes that exited, by (app, environment).
+    app_restarts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Metrics {
@@ -91,6 +93,13 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += seconds;
+    }
+
+    pub fn app_restart(&self, app: &str, environment: &str) {
+        let mut restarts = self.app_restarts.lock().unwrap_or_else(|p| p.into_inner());
+        *restarts
+            .entry((app.to_owned(), environment.to_owned()))
+            .or_default() += 1;
     }
 
     /// Prometheus text exposition.
@@ -156,6 +165,18 @@ impl Metrics {
                 h.count
             );
         }
+        out.push_str("# HELP stagehand_app_restarts_total App processes restarted after exiting on their own.\n# TYPE stagehand_app_restarts_total counter\n");
+        let restarts = self
+            .app_restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for ((app, env), n) in &restarts {
+            let _ = writeln!(
+                out,
+                "stagehand_app_restarts_total{{app=\"{app}\",environment=\"{env}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -172,6 +193,7 @@ mod tests {
         metrics.delivery(DeliveryResult::Unauthorized);
         metrics.stage("build", Duration::from_millis(700));
         metrics.stage("build", Duration::from_secs(20));
+        metrics.app_restart("shop", "staging");
         let text = metrics.render(&[("shop".into(), "staging".into(), "queued".into(), 2)]);
         assert!(
             text.contains("stagehand_deliveries_total{result=\"accepted\"} 2\n"),
@@ -193,6 +215,10 @@ mod tests {
         );
         assert!(
             text.contains("stagehand_stage_duration_seconds_count{stage=\"build\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stagehand_app_restarts_total{app=\"shop\",environment=\"staging\"} 1\n"),
             "{text}"
         );
     }

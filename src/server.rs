@@ -1,5 +1,6 @@
-//! Wiring: opens the store and the logs, recovers from a previous crash, starts the
-//! HTTP server and the runner, and stops them in order. `stagehand serve` and the
+//! Wiring: opens the store and the logs, recovers from a previous crash (deploys, then
+//! app processes), starts the HTTP server, the runner and the supervisor, and stops
+//! them in order. Stopping never stops app processes: they outlive stagehand. `stagehand serve` and the
 //! end-to-end tests both start stagehand through [`start`], on a listener they bound.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::deploy::Context;
 use crate::pipeline::runner::Runner;
 use crate::store::Store;
+use crate::supervisor::Supervisor;
 
 /// A running stagehand.
 pub struct Running {
@@ -57,22 +59,35 @@ pub async fn start(
         .values()
         .any(|a| a.github_report.is_some() || !a.notify.is_empty());
     let reporter = reports.then(|| crate::report::start(config.clone()));
+    let process_env = Arc::new(process_env);
+    let supervisor = Supervisor::new(
+        config.clone(),
+        store.clone(),
+        clock.clone(),
+        process_env.clone(),
+        metrics.clone(),
+    );
     let ctx = Context {
         config: config.clone(),
         store: store.clone(),
         logs: logs.clone(),
         clock: clock.clone(),
         cancel: cancel_rx,
-        process_env: Arc::new(process_env),
+        process_env,
         checkout_threads: 2,
         metrics: metrics.clone(),
         reporter,
+        supervisor: supervisor.clone(),
     };
     let runner = Runner::new(ctx, cancel_tx);
     let interrupted = runner.recover().await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "deploys were interrupted by the last stop");
     }
+    // After the deploys' recovery, before anything deploys: adopt the app processes
+    // the last run left serving, restart the dead ones, stop interrupted candidates.
+    supervisor.recover().await?;
+    actix_web::rt::spawn(supervisor.clone().watch());
     let url = format!("http://{}", listener.local_addr()?);
     let state = AppState {
         config: config.clone(),
@@ -81,6 +96,7 @@ pub async fn start(
         clock,
         logs: logs.clone(),
         runner: Some(runner.clone()),
+        supervisor: Some(supervisor),
     };
     let server = http::server(listener, state.clone(), 2)?;
     let http = server.handle();

@@ -978,6 +978,7 @@ mod tests {
             live_commit: Some("<b>".into()),
             last_deploy: None,
             pending: None,
+            process: None,
         };
         let viewer = Viewer { csrf: "c".into() };
         let html =

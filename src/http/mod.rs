@@ -6,6 +6,7 @@
 //! |--------------------------------|---------------|---------------------------------|
 //! | `POST /hooks/{app}`            | [`hooks`]     | GitHub signature                |
 //! | `/api/…`                       | [`api`]       | bearer token or session cookie¹ |
+//! | `/api/…/{restart,start,stop,app-log}` | [`processes`] | as `/api`                 |
 //! | `/` and the other pages        | [`dashboard`] | session cookie¹                 |
 //! | `GET /healthz`                 | here          | none                            |
 //! | `GET /metrics`                 | here          | none                            |
@@ -16,6 +17,7 @@ pub mod api;
 pub mod dashboard;
 pub mod error;
 pub mod hooks;
+pub mod processes;
 pub mod stream;
 
 use std::net::TcpListener;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub logs: Arc<LogHub>,
     /// Nudged after a deploy is recorded; `None` when only the HTTP side runs (tests).
     pub runner: Option<Runner>,
+    /// App processes of environments that `run`; `None` when only the HTTP side runs.
+    pub supervisor: Option<crate::supervisor::Supervisor>,
 }
 
 impl AppState {

@@ -1,5 +1,5 @@
 //! The embedded SQLite store at `<state_dir>/stagehand.db`: deliveries, deploys and
-//! their stages, pinged hooks, temporary environments. Every SQL statement of
+//! their stages, pinged hooks, temporary environments, app processes (`processes.rs`). Every SQL statement of
 //! stagehand lives in this module.
 //!
 //! One connection behind a `std::sync::Mutex`: SQLite serialises writers anyway, and
@@ -11,6 +11,9 @@
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
 mod migrations;
+mod processes;
+
+pub use processes::{NewProcess, ProcessRecord, Respawned};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -90,6 +90,7 @@ pub async fn start_with(dir: tempfile::TempDir, toml: &str) -> TestServer {
         clock: stagehand::server::system_clock(),
         logs: Arc::new(stagehand::logs::LogHub::new(&dir.path().join("logs")).unwrap()),
         runner: None,
+        supervisor: None,
     };
     let server = stagehand::http::server(listener, state, 1).unwrap();
     let handle = server.handle();

@@ -25,5 +25,8 @@ mod multistage;
 mod pipeline;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
+/// Environments that `run`: an app process started, health-checked, switched to,
+/// supervised, re-adopted and stopped.
+mod run;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).
 mod tidy;
