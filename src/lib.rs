@@ -14,6 +14,7 @@
 //! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
 #![forbid(unsafe_code)]
 
+pub mod app_cli;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -38,12 +38,14 @@ fn run_toml(dir: &Path, repo: &Path, extra: &str) -> String {
         dir,
         repo,
         &format!(
-            r#"run = "exec python3 app.py"
-stop_timeout = "5s"
-after_release = ["test ! -f FAIL_AFTER"]
+            r#"after_release = ["test ! -f FAIL_AFTER"]
 [apps.shop.environments.staging]
 branch = "develop"
+run = "exec python3 app.py"
+stop_timeout = "5s"
 health_check = {{ path = "/healthz", timeout = "5s" }}
+[apps.shop.environments.production]
+branch = "main"
 {extra}"#
         ),
     )
@@ -361,11 +363,21 @@ async fn an_app_that_dies_is_restarted_and_the_restart_is_counted() {
     .await;
     let (status, apps) = r.s.client.get("/api/apps").await;
     assert_eq!(status, 200);
-    let process = &apps["apps"][0]["environments"][0]["process"];
+    let process = &staging(&apps)["process"];
     assert_eq!(process["restarts"], 1, "{apps}");
     assert_eq!(process["state"], "running", "{apps}");
     let log = std::fs::read_to_string(r.state.join("app-logs/shop/staging.log")).unwrap();
     assert!(log.contains("exited on its own"), "{log}");
+    let mut metrics = awc::Client::default()
+        .get(format!("{}/metrics", r.s.client.url))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body().await.unwrap()).into_owned();
+    assert!(
+        text.contains("stagehand_app_restarts_total{app=\"shop\",environment=\"staging\"} 1\n"),
+        "{text}"
+    );
     r.stop().await;
 }
 
@@ -374,6 +386,7 @@ async fn teardown_stops_the_preview_process_before_its_directory_goes() {
     let r = RunSetup::start(
         r#"[apps.shop.environments.preview]
 branch = "feature/*"
+run = "exec python3 app.py"
 health_check = { path = "/healthz", timeout = "5s" }
 "#,
     )
@@ -449,7 +462,16 @@ fn spawn_stagehand(config: &Path) -> (Stagehand, Client) {
 async fn live_process(client: &Client) -> Value {
     let (status, apps) = client.get("/api/apps").await;
     assert_eq!(status, 200, "{apps}");
-    apps["apps"][0]["environments"][0]["process"].clone()
+    staging(&apps)["process"].clone()
+}
+
+fn staging(apps: &Value) -> &Value {
+    apps["apps"][0]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "staging")
+        .unwrap()
 }
 
 #[actix_web::test]
@@ -523,4 +545,112 @@ async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
     )
     .await;
     assert_eq!(live_process(&client).await["state"], "running");
+}
+
+/// Runs the real `stagehand` binary against `url` (blocking work off the test's runtime).
+async fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"));
+    cmd.env("STAGEHAND_API_TOKEN", TOKEN)
+        .env("STAGEHAND_SERVER", url)
+        .env("NO_COLOR", "1")
+        .args(args);
+    actix_web::rt::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn stop_start_restart_and_the_app_log_from_the_command_line() {
+    let r = RunSetup::start("").await;
+    let sha = r.s.push_and_wait("develop").await["commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = r.s.client.url.clone();
+    let (port, pid, _) = r.route("staging").unwrap();
+
+    let out = cli(&url, &["stop", "shop", "staging"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stopped"),
+        "{out:?}"
+    );
+    assert!(!alive(pid));
+    assert_eq!(serves(port), None);
+    assert_eq!(live_process(&r.s.client).await["state"], "stopped");
+    // Stopped on purpose: the supervisor leaves it down (a restart would come after 1 s).
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(serves(port), None);
+    assert_eq!(live_process(&r.s.client).await["restarts"], 0);
+
+    let out = cli(&url, &["start", "shop", "staging", "--follow"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let process = live_process(&r.s.client).await;
+    assert_eq!(process["state"], "running", "{process}");
+    let port = process["port"].as_u64().unwrap() as u16;
+    assert_eq!(serves(port), Some(sha.clone()));
+
+    let before = r.pid("staging");
+    let out = cli(&url, &["restart", "shop", "staging", "--follow"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("retire"), "{stdout}");
+    assert_ne!(r.pid("staging"), before);
+    assert_eq!(serves(r.port("staging")), Some(sha));
+
+    let out = cli(&url, &["logs", "shop/staging", "--app"]).await;
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("app listening on {}", r.port("staging"))),
+        "{log}"
+    );
+    assert!(log.contains("stopping on request"), "{log}");
+
+    // A restart of an environment without `run` is refused, not queued.
+    let (status, answer) =
+        r.s.client
+            .post("/api/apps/shop/environments/production/restart", &json!({}))
+            .await;
+    assert_eq!(status, 409, "{answer}");
+    r.stop().await;
+}
+
+#[actix_web::test]
+async fn following_the_app_log_shows_new_output_as_it_is_written() {
+    let r = RunSetup::start("").await;
+    assert_eq!(r.s.push_and_wait("develop").await["status"], "succeeded");
+    let url = format!(
+        "{}/api/apps/shop/environments/staging/app-log?follow=1",
+        r.s.client.url
+    );
+    let mut resp = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+        .get(&url)
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // A restart writes new lines into the log while we follow it.
+    let (status, _) =
+        r.s.client
+            .post("/api/apps/shop/environments/staging/restart", &json!({}))
+            .await;
+    assert_eq!(status, 202);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    use futures_util::StreamExt;
+    while !seen.contains("stopping pid") {
+        assert!(Instant::now() < deadline, "{seen}");
+        let chunk = resp.next().await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(seen.matches("app listening on").count(), 2, "{seen}");
+    r.stop().await;
 }
