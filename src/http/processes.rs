@@ -13,6 +13,8 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 
+use maud::{Markup, html};
+
 use super::AppState;
 use super::api::{Authorized, addressed, create};
 use super::error::HttpError;
@@ -203,4 +205,34 @@ async fn app_log_route(
     use futures_util::StreamExt;
     let mut response = response;
     Ok(response.streaming(first.chain(rest)))
+}
+
+/// The dashboard's process tag beside the live release: state, port, restarts.
+pub(super) fn badge(process: &ProcessView) -> Markup {
+    let title = format!(
+        "app process: pid {}, port {}, {} restart(s)",
+        process
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "none".into()),
+        process.port,
+        process.restarts
+    );
+    html! {
+        span.tag data-process-state=(process.state) title=(title) {
+            (process.state) " :" (process.port)
+            @if process.restarts > 0 { " ↻" (process.restarts) }
+        }
+    }
+}
+
+/// The dashboard's Restart button (the same request as `POST …/restart`).
+pub(super) fn restart_form(base: &str, csrf: &str) -> Markup {
+    html! {
+        form.inline method="post" action={ (base) "/restart" } {
+            input type="hidden" name="csrf" value=(csrf);
+            button.secondary type="submit"
+                title="Start the live release's process again: the new one answers before the old one stops" { "Restart" }
+        }
+    }
 }

@@ -654,3 +654,66 @@ async fn following_the_app_log_shows_new_output_as_it_is_written() {
     assert_eq!(seen.matches("app listening on").count(), 2, "{seen}");
     r.stop().await;
 }
+
+#[actix_web::test]
+async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
+    use stagehand::core::signature::hex_mac;
+    let r = RunSetup::start("").await;
+    let sha = r.s.push_and_wait("develop").await["commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session = format!(
+        "stagehand_session={}",
+        hex_mac(TOKEN.as_bytes(), b"stagehand-session-v1")
+    );
+    let csrf = hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1");
+    let client = awc::Client::builder().disable_redirects().finish();
+    let mut page = client
+        .get(format!("{}/", r.s.client.url))
+        .insert_header(("Cookie", session.clone()))
+        .send()
+        .await
+        .unwrap();
+    let html = String::from_utf8_lossy(&page.body().await.unwrap()).into_owned();
+    assert!(html.contains(r#"data-process-state="running""#), "{html}");
+    assert!(
+        html.contains(&format!("running :{}", r.port("staging"))),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"action="/environments/shop/staging/restart""#),
+        "{html}"
+    );
+    // An environment without `run` has no process and no Restart button.
+    assert!(
+        !html.contains(r#"action="/environments/shop/production/restart""#),
+        "{html}"
+    );
+
+    let before = r.pid("staging");
+    let answer = client
+        .post(format!(
+            "{}/environments/shop/staging/restart",
+            r.s.client.url
+        ))
+        .insert_header(("Cookie", session))
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .send_body(format!("csrf={csrf}"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    let location = answer
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let id = location.strip_prefix("/deploys/").unwrap().to_owned();
+    let restart = r.s.client.wait(&json!(id), 60).await;
+    assert_eq!(restart["status"], "succeeded", "{restart}");
+    assert_ne!(r.pid("staging"), before);
+    assert_eq!(serves(r.port("staging")), Some(sha));
+    r.stop().await;
+}
