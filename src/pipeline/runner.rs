@@ -87,9 +87,25 @@ impl Runner {
             let Some(release) = deploy.release.clone() else {
                 continue;
             };
+            // An app process (`run`) works in its release too, and is never killed by
+            // recovery: the supervisor adopts it or stops it by its own record.
+            let (a, e, r) = (
+                deploy.app.clone(),
+                deploy.environment.clone(),
+                release.clone(),
+            );
+            let app_runs_here = ctx
+                .store
+                .run(move |s| Ok(s.processes_of(&a, &e)?.iter().any(|p| p.release == r)))
+                .await
+                .unwrap_or(true);
             let removed = tokio::task::spawn_blocking(move || {
                 let dir = env.releases().join(&release);
-                let killed = leftovers::kill_groups_working_in(&dir);
+                let killed = if app_runs_here {
+                    0
+                } else {
+                    leftovers::kill_groups_working_in(&dir)
+                };
                 if killed > 0 {
                     tracing::warn!(groups = killed, release = %dir.display(), "killed build processes left by the last stop");
                 }

@@ -361,6 +361,7 @@ impl Supervisor {
             this.inner
                 .store
                 .clear_process_pid(live.id, ProcessState::Stopped)?;
+            this.write_routes();
             Ok(was_running)
         })
         .await

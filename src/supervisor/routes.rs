@@ -1,5 +1,5 @@
 //! `<state_dir>/routes.json`: which port each running environment's live process
-//! listens on, for whatever sits in front (a future front door, nginx templating, the
+//! listens on (stopped environments are left out), for whatever sits in front (a future front door, nginx templating, the
 //! zero-downtime benchmark). Rewritten after every switch from the store's live rows,
 //! atomically (temporary file + rename), so a reader sees the old or the new file.
 //!
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::core::app_process::Role;
+use crate::core::app_process::{ProcessState, Role};
 use crate::store::ProcessRecord;
 
 #[derive(Serialize, Default)]
@@ -33,7 +33,12 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// Blocking.
 pub fn write(state_dir: &Path, processes: &[ProcessRecord]) -> std::io::Result<()> {
     let mut routes = Routes::default();
-    for p in processes.iter().filter(|p| p.role == Role::Live) {
+    // A stopped environment has no route: nothing listens on its port. One between a
+    // crash and its restart keeps its route (it comes back on the same port if it can).
+    let routed = processes
+        .iter()
+        .filter(|p| p.role == Role::Live && p.state != ProcessState::Stopped);
+    for p in routed {
         routes.apps.entry(p.app.to_string()).or_default().insert(
             p.environment.to_string(),
             Route {

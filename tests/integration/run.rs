@@ -578,6 +578,11 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
     assert!(!alive(pid));
     assert_eq!(serves(port), None);
     assert_eq!(live_process(&r.s.client).await["state"], "stopped");
+    assert_eq!(
+        r.route("staging"),
+        None,
+        "a stopped environment has no route"
+    );
     // Stopped on purpose: the supervisor leaves it down (a restart would come after 1 s).
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(serves(port), None);
@@ -716,4 +721,55 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
     assert_ne!(r.pid("staging"), before);
     assert_eq!(serves(r.port("staging")), Some(sha));
     r.stop().await;
+}
+
+/// Crash recovery kills the build processes an interrupted deploy left in its release;
+/// the app process working in that same (now live) release must survive it.
+#[actix_web::test]
+async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    git(&repo, &["checkout", "-q", "develop"]);
+    let sha1 = commit(&repo, "The app", &[("app.py", APP_PY)]);
+    let state = dir.path().join("state");
+    let _guard = KillOnDrop {
+        state: state.clone(),
+        root: dir.path().join("srv"),
+    };
+    let config = dir.path().join("stagehand.toml");
+    std::fs::write(
+        &config,
+        run_toml(dir.path(), &repo, "")
+            .replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n")
+            .replace(
+                r#"after_release = ["test ! -f FAIL_AFTER"]"#,
+                r#"after_release = ["if [ -f SLOW_AFTER ]; then touch ../../after-started; sleep 30; fi"]"#,
+            ),
+    )
+    .unwrap();
+    let (mut server, client) = spawn_stagehand(&config);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &sha1)).await;
+    assert_eq!(
+        client.wait(&answer["deploy"]["id"], 60).await["status"],
+        "succeeded"
+    );
+    let (_, old_pid, _) = route_in(&state, "staging").unwrap();
+
+    let sha2 = commit(&repo, "Slow after_release", &[("SLOW_AFTER", "")]);
+    client.push(&push_body("refs/heads/develop", &sha2)).await;
+    let marker = dir.path().join("srv/staging/after-started");
+    eventually(60, "after_release started", || marker.exists()).await;
+    // Switched: the new process is live, the old one not yet retired.
+    let (port, new_pid, _) = route_in(&state, "staging").unwrap();
+    assert_ne!(new_pid, old_pid);
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+
+    let (_server, client) = spawn_stagehand(&config);
+    let process = live_process(&client).await;
+    assert_eq!(process["pid"], new_pid, "{process}");
+    assert_eq!(process["restarts"], 0, "{process}");
+    assert_eq!(serves(port), Some(sha2));
+    // What the interrupted deploy left half done is finished: the old process is gone.
+    eventually(20, "the retiring process was stopped", || !alive(old_pid)).await;
 }
