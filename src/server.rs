@@ -87,7 +87,6 @@ pub async fn start(
     // After the deploys' recovery, before anything deploys: adopt the app processes
     // the last run left serving, restart the dead ones, stop interrupted candidates.
     supervisor.recover().await?;
-    actix_web::rt::spawn(supervisor.clone().watch());
     let url = format!("http://{}", listener.local_addr()?);
     let state = AppState {
         config: config.clone(),
@@ -96,12 +95,13 @@ pub async fn start(
         clock,
         logs: logs.clone(),
         runner: Some(runner.clone()),
-        supervisor: Some(supervisor),
+        supervisor: Some(supervisor.clone()),
     };
     let server = http::server(listener, state.clone(), 2)?;
     let http = server.handle();
     let http_task = actix_web::rt::spawn(server);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    actix_web::rt::spawn(supervisor.clone().watch(shutdown_rx.clone()));
     let runner_task = {
         let runner = runner.clone();
         actix_web::rt::spawn(async move { runner.run(shutdown_rx).await })

@@ -469,13 +469,20 @@ impl Supervisor {
         .await
     }
 
-    /// Watches the live processes until the runtime ends: one that exited on its own
-    /// is restarted after its backoff; app logs are rotated. Adopted processes are not
-    /// our children, so exits are seen by polling `/proc` (pid + start time) for all.
-    pub async fn watch(self) {
+    /// Watches the live processes until `shutdown` turns true: one that exited on its
+    /// own is restarted after its backoff; app logs are rotated. Adopted processes are
+    /// not our children, so exits are seen by polling `/proc` (pid + start time) for
+    /// all. A stopping stagehand stops watching but leaves every process running.
+    pub async fn watch(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut round: u64 = 0;
         loop {
-            tokio::time::sleep(WATCH_EVERY).await;
+            tokio::select! {
+                _ = tokio::time::sleep(WATCH_EVERY) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
             round += 1;
             let this = self.clone();
             let rotate = round.is_multiple_of(ROTATE_EVERY_ROUNDS);
