@@ -226,6 +226,8 @@ pub struct ProcStat {
     pub state: char,
     /// Field 5.
     pub pgrp: i32,
+    /// Field 6.
+    pub session: i32,
     /// Field 22: clock ticks since boot when it started. With the pid it names one
     /// process for the life of the machine, even after the pid is reused.
     pub start_ticks: u64,
@@ -241,6 +243,7 @@ impl ProcStat {
         Some(ProcStat {
             state: fields.first()?.chars().next()?,
             pgrp: fields.get(2)?.parse().ok()?,
+            session: fields.get(3)?.parse().ok()?,
             start_ticks: fields.get(19)?.parse().ok()?,
         })
     }
@@ -375,6 +378,7 @@ mod tests {
             Some(ProcStat {
                 state: 'S',
                 pgrp: 4242,
+                session: 4242,
                 start_ticks: 987654
             })
         );
@@ -388,6 +392,7 @@ mod tests {
             Some(ProcStat {
                 state,
                 pgrp: 1,
+                session: 1,
                 start_ticks,
             })
         };

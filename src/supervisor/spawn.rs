@@ -1,8 +1,13 @@
 //! Starting an app process: `sh -c <run>` in the release directory, as the leader of
-//! its own process group (so stopping it stops everything it started, and a terminal's
-//! Ctrl-C or a signal to stagehand's group never reaches it), with a cleared
-//! environment plus the given variables, stdin from `/dev/null`, and stdout + stderr
-//! appended straight to the app log.
+//! its own session and process group (so stopping it stops everything it started, and
+//! neither a terminal's Ctrl-C or hang-up nor a signal to stagehand's group reaches
+//! it), with a cleared environment plus the given variables, stdin from `/dev/null`,
+//! and stdout + stderr appended straight to the app log.
+//!
+//! The new session comes from util-linux's `setsid` program, which calls setsid(2) and
+//! execs in place (the pid stays ours): calling setsid(2) between fork and exec
+//! ourselves would need `unsafe` (`pre_exec`), which this crate forbids. Where
+//! `setsid` is not installed, the process still gets its own process group.
 //!
 //! The process is stagehand's child only for reaping: a thread waits for it so it never
 //! lingers as a zombie. Nothing ties its life to stagehand's: no pipe, no
@@ -52,7 +57,19 @@ pub fn spawn(
     };
     let stdout = app_log::open_append(log_path).map_err(log_err)?;
     let stderr = stdout.try_clone().map_err(log_err)?;
-    let mut child = Command::new("sh")
+    let mut cmd = match setsid_program() {
+        Some(setsid) => {
+            let mut cmd = Command::new(setsid);
+            cmd.arg("sh");
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("sh");
+            cmd.process_group(0);
+            cmd
+        }
+    };
+    let mut child = cmd
         .arg("-c")
         .arg(command)
         .current_dir(dir)
@@ -61,7 +78,6 @@ pub fn spawn(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        .process_group(0)
         .spawn()
         .map_err(|source| SpawnError::Spawn {
             command: command.to_owned(),
@@ -83,4 +99,13 @@ pub fn spawn(
             command: command.to_owned(),
         }),
     }
+}
+
+/// util-linux's `setsid`, looked up where Debian, Fedora and Alpine put it (not on
+/// `$PATH`: the app's `PATH` comes from the config, stagehand's own is not trusted to
+/// be set under systemd).
+fn setsid_program() -> Option<&'static str> {
+    ["/usr/bin/setsid", "/bin/setsid"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
 }

@@ -220,6 +220,9 @@ async fn a_deploy_starts_the_new_process_beside_the_old_and_switches_when_it_ans
     );
     let (port1, pid1, release1) = r.route("staging").unwrap();
     assert_eq!(release1, r.s.live("staging").unwrap());
+    // Detached: the leader of its own session and process group, not stagehand's.
+    let stat = stagehand::supervisor::procfs::stat(pid1).unwrap();
+    assert_eq!((stat.session, stat.pgrp), (pid1, pid1));
     assert_eq!(serves(port1), r.s.revision("staging"));
     assert_eq!(fetch(port1, "/healthz"), Some((200, "ok".into())));
 
