@@ -776,3 +776,37 @@ async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_
     // What the interrupted deploy left half done is finished: the old process is gone.
     eventually(20, "the retiring process was stopped", || !alive(old_pid)).await;
 }
+
+#[actix_web::test]
+async fn a_new_process_that_exits_fails_the_deploy_without_waiting_out_the_health_timeout() {
+    let r = RunSetup::start("").await;
+    let sha1 = r.s.push_and_wait("develop").await["commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (port, pid, _) = r.route("staging").unwrap();
+    r.commit(
+        "Crashes at start",
+        &[(
+            "app.py",
+            "import sys\nprint('no config', file=sys.stderr)\nsys.exit(3)\n",
+        )],
+    );
+    let crashed = r.s.push_and_wait("develop").await;
+    assert_eq!(crashed["status"], "failed", "{crashed}");
+    assert!(
+        crashed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited before it answered"),
+        "{crashed}"
+    );
+    assert_eq!(r.route("staging").map(|r| (r.0, r.1)), Some((port, pid)));
+    assert_eq!(serves(port), Some(sha1));
+    let log = std::fs::read_to_string(r.state.join("app-logs/shop/staging.log")).unwrap();
+    assert!(
+        log.contains("no config"),
+        "the app's stderr is in its log: {log}"
+    );
+    r.stop().await;
+}
