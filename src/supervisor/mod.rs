@@ -145,7 +145,7 @@ impl Supervisor {
         );
         blocking(move || {
             let taken = this.taken_ports()?;
-            let seed = (this.inner.clock)().0 as u32;
+            let seed = ports::seed((this.inner.clock)().0);
             let range = this.inner.config.server.ports;
             let port = ports::pick_free(range, seed, &taken).ok_or(SupervisorError::NoPort {
                 first: range.first,

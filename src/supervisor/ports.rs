@@ -9,6 +9,18 @@ use std::net::TcpListener;
 
 use crate::core::app_process::PortRange;
 
+/// Where in the range to start looking: spread by time, by process and by call, so
+/// two stagehands (or two starts in the same millisecond) rarely try the same port
+/// first and race for it.
+pub fn seed(now_ms: i64) -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let mixed = (now_ms as u64) ^ (u64::from(std::process::id()) << 20) ^ (u64::from(call) << 40);
+    // Fibonacci hashing: nearby inputs land far apart.
+    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+}
+
 pub fn pick_free(range: PortRange, seed: u32, taken: &[u16]) -> Option<u16> {
     range
         .candidates(seed, taken)
@@ -24,6 +36,11 @@ pub fn is_free(port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_differ_within_one_millisecond() {
+        assert_ne!(seed(1_000), seed(1_000));
+    }
 
     #[test]
     fn skips_ports_in_use_and_taken() {
