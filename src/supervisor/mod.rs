@@ -7,7 +7,7 @@
 //!   to a file), `procfs.rs` looks at and signals it by pid + start time,
 //!   `ports.rs` picks its port, `app_log.rs` keeps its log, `routes.rs` writes
 //!   `<state_dir>/routes.json`.
-//! - Every process is recorded in the store (`store/processes.rs`) before anyone can
+//! - Every process is recorded in the store (`store/app_processes.rs`) before anyone can
 //!   route to it, so a restarted stagehand finds it again ([`Supervisor::recover`]).
 //! - Decisions (backoff, states, what to do at start-up) are in `core::app_process`.
 //!
