@@ -70,7 +70,7 @@ pub struct KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         kill_recorded(&self.state);
-        stagehand::pipeline::leftovers::kill_groups_working_in(&self.root);
+        kill_groups_working_in(&self.root);
     }
 }
 
@@ -138,6 +138,37 @@ pub fn kill_recorded(state: &Path) {
             stagehand::supervisor::procfs::signal_group(
                 pid,
                 ticks,
+                stagehand::core::app_process::StopSignal::Kill,
+            );
+        }
+    }
+}
+
+/// Belt and braces for a test that failed between a spawn and its record: the process
+/// group of anything whose working directory is inside `root`.
+fn kill_groups_working_in(root: &Path) {
+    use stagehand::supervisor::procfs;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let inside = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| {
+            let text = cwd.to_string_lossy();
+            Path::new(text.trim_end_matches(" (deleted)")).starts_with(root)
+        });
+        if let Some(leader) = procfs::stat(pid).filter(|_| inside).map(|s| s.pgrp)
+            && let Some(stat) = procfs::stat(leader)
+        {
+            procfs::signal_group(
+                leader,
+                stat.start_ticks,
                 stagehand::core::app_process::StopSignal::Kill,
             );
         }
