@@ -37,11 +37,11 @@ impl Client {
         }
     }
 
-    fn http(&self, timeout: Duration) -> awc::Client {
+    pub(crate) fn http(&self, timeout: Duration) -> awc::Client {
         awc::Client::builder().timeout(timeout).finish()
     }
 
-    fn authorize(&self, req: awc::ClientRequest) -> awc::ClientRequest {
+    pub(crate) fn authorize(&self, req: awc::ClientRequest) -> awc::ClientRequest {
         match &self.token {
             Some(token) => req.insert_header(("Authorization", format!("Bearer {token}"))),
             None => req,

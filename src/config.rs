@@ -26,6 +26,11 @@ use crate::core::sync_exclude::SyncExclude;
 /// `max_log_size` when the config does not say: 50 MiB.
 pub const DEFAULT_MAX_LOG_SIZE: u64 = 50 << 20;
 
+mod run;
+
+pub use crate::core::app_process::{PortRange, StopSignal};
+pub use run::{HealthCheck, HealthTarget, RunConfig};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read the config file: {source}")]
@@ -65,6 +70,8 @@ pub struct ServerConfig {
     /// How often to compare each environment with its branch's head on the remote
     /// (`pipeline::reconcile`); `None` (`"0"`) turns reconciliation off, at start too.
     pub reconcile_interval: Option<Duration>,
+    /// Ports given to app processes (`$PORT`).
+    pub ports: PortRange,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,12 +142,6 @@ pub struct SharedPath {
     pub is_dir: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
-    pub url: String,
-    pub timeout: Duration,
-}
-
 /// One environment with the app's defaults already applied.
 #[derive(Debug, Clone)]
 pub struct EnvironmentConfig {
@@ -170,6 +171,8 @@ pub struct EnvironmentConfig {
     pub allow_forks: bool,
     /// For a `pull_requests` environment: a fork's request carrying this label is built.
     pub fork_label: Option<String>,
+    /// `None`: the environment is files only (as before `run` existed).
+    pub run: Option<RunConfig>,
 }
 
 impl AppConfig {
@@ -277,6 +280,9 @@ impl Config {
                 if let Some(seed) = &env.seed_from {
                     notes.push(format!("seeded from {seed}"));
                 }
+                if let Some(run) = &env.run {
+                    notes.push(format!("runs `{}`", run.command));
+                }
                 if env.health_check.is_some() {
                     notes.push("health-checked".into());
                 }
@@ -315,6 +321,7 @@ struct RawServer {
     log_retention: Option<String>,
     max_log_size: Option<String>,
     reconcile_interval: Option<String>,
+    ports: Option<String>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -331,6 +338,9 @@ struct RawOverridable {
     sync_exclude: Option<Vec<String>>,
     before_sync: Option<Vec<String>>,
     link_after_build: Option<bool>,
+    run: Option<String>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -418,7 +428,8 @@ enum RawPullRequests {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHealthCheck {
-    url: String,
+    url: Option<String>,
+    path: Option<String>,
     timeout: Option<String>,
 }
 
@@ -558,6 +569,7 @@ impl Validator<'_> {
                 .size("server.max_log_size", raw.max_log_size.as_deref())
                 .unwrap_or(DEFAULT_MAX_LOG_SIZE),
             reconcile_interval: self.reconcile_interval(raw.reconcile_interval.as_deref()),
+            ports: self.ports(raw.ports.as_deref()),
         }
     }
 
@@ -1018,22 +1030,9 @@ impl Validator<'_> {
             o.step_timeout.as_deref().or(app.step_timeout.as_deref()),
             Duration::from_secs(15 * 60),
         );
-        let health_check = raw.health_check.map(|h| {
-            if !h.url.starts_with("http://") {
-                self.problem(
-                    &format!("{key}.health_check.url"),
-                    format!("{:?} must be an http:// URL", h.url),
-                );
-            }
-            HealthCheck {
-                url: h.url,
-                timeout: self.duration(
-                    &format!("{key}.health_check.timeout"),
-                    h.timeout.as_deref(),
-                    Duration::from_secs(30),
-                ),
-            }
-        });
+        let app_key = key.split(".environments.").next().unwrap_or(key);
+        let run = self.run_config(key, app_key, app, o);
+        let health_check = self.health_check(key, raw.health_check, run.is_some());
         let seed_from = raw.seed_from.and_then(|seed| {
             if seed == name.as_str() || !siblings.contains(&seed) {
                 self.problem(
@@ -1084,6 +1083,7 @@ impl Validator<'_> {
             url: raw.url,
             allow_forks: raw.allow_forks.unwrap_or(false),
             fork_label: raw.fork_label.filter(|l| !l.trim().is_empty()),
+            run,
         })
     }
 
@@ -1591,5 +1591,118 @@ step_timeout = "90s"
             message.contains("SHOP_SECRET") && message.contains("soon") && message.contains("-1"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn run_keys_are_inherited_and_overridden() {
+        let toml = GOOD
+            .replace(
+                "build = [\"make\"]\n",
+                "build = [\"make\"]\nrun = \"python3 app.py\"\nstop_timeout = \"5s\"\n",
+            )
+            .replace(
+                "keep_releases = 3\n",
+                "keep_releases = 3\nstop_signal = \"INT\"\nhealth_check = { path = \"/healthz\", timeout = \"10s\" }\n",
+            )
+            .replace("[server]\n", "[server]\nports = \"21000-21099\"\n");
+        let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap();
+        assert_eq!(
+            config.server.ports,
+            PortRange {
+                first: 21000,
+                last: 21099
+            }
+        );
+        let shop = config.apps.values().next().unwrap();
+        let staging = &shop.environments[&EnvironmentName::parse("staging").unwrap()];
+        assert_eq!(
+            staging.run,
+            Some(RunConfig {
+                command: "python3 app.py".into(),
+                stop_signal: StopSignal::Int,
+                stop_timeout: Duration::from_secs(5),
+            })
+        );
+        assert_eq!(
+            staging.health_check,
+            Some(HealthCheck {
+                target: HealthTarget::Path("/healthz".into()),
+                timeout: Duration::from_secs(10),
+            })
+        );
+        let prod = &shop.environments[&EnvironmentName::parse("production").unwrap()];
+        assert_eq!(
+            prod.run.as_ref().map(|r| r.stop_signal),
+            Some(StopSignal::Term)
+        );
+        assert!(config.describe().contains("runs `python3 app.py`"));
+        // Without `run` nothing changes: the default range, no process.
+        let plain = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
+        assert_eq!(plain.server.ports, PortRange::default());
+        assert!(
+            plain
+                .apps
+                .values()
+                .all(|a| a.environments.values().all(|e| e.run.is_none()))
+        );
+    }
+
+    #[test]
+    fn run_errors_name_the_key() {
+        let ok = [("SHOP_SECRET", "s")];
+        let with_run = GOOD.replace(
+            "build = [\"make\"]\n",
+            "build = [\"make\"]\nrun = \"./serve\"\n",
+        );
+        let cases = [
+            (
+                GOOD.replace("[server]\n", "[server]\nports = \"80-90\"\n"),
+                "server.ports: \"80-90\": ports below 1024",
+            ),
+            (
+                with_run.replace("keep_releases = 3\n", "stop_signal = \"STOP\"\n"),
+                "apps.shop.environments.staging.stop_signal: \"STOP\" is not a stop signal",
+            ),
+            (
+                with_run.replace(
+                    "build = [\"make\"]\n",
+                    "build = [\"make\"]\nstop_timeout = \"long\"\n",
+                ),
+                "apps.shop.stop_timeout: \"long\" is not a duration",
+            ),
+            (
+                GOOD.replace("keep_releases = 3\n", "stop_timeout = \"5s\"\n"),
+                "apps.shop.environments.staging.stop_timeout: has no effect without `run`",
+            ),
+            (
+                with_run.replace("keep_releases = 3\n", "run = \"\"\n"),
+                "apps.shop.environments.staging.run: is empty",
+            ),
+            (
+                with_run.replace(
+                    "keep_releases = 3\n",
+                    "health_check = { url = \"http://127.0.0.1:1/\" }\n",
+                ),
+                "apps.shop.environments.staging.health_check.url: \"http://127.0.0.1:1/\": with `run`, give a path",
+            ),
+            (
+                GOOD.replace("keep_releases = 3\n", "health_check = { path = \"/up\" }\n"),
+                "apps.shop.environments.staging.health_check.path: \"/up\": a path needs `run`",
+            ),
+            (
+                with_run.replace(
+                    "keep_releases = 3\n",
+                    "health_check = { path = \"up now\" }\n",
+                ),
+                "apps.shop.environments.staging.health_check.path: \"up now\" must start with /",
+            ),
+        ];
+        for (toml, needle) in cases {
+            let message = errors(&toml, &ok);
+            assert!(
+                message.contains(needle),
+                "expected {needle:?} in:\n{message}"
+            );
+        }
     }
 }

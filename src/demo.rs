@@ -2,7 +2,9 @@
 //! workspace with a small git repository (`main`, `develop`, `feature/hello`), a config
 //! mapping them to production, staging and a preview, starts the real server on
 //! 127.0.0.1, sends signed deliveries built from the carried webhook samples, and shows
-//! the deploy logs live as they are written.
+//! the deploy logs live as they are written. Staging runs a tiny Python web server
+//! (`serve.py`, when `python3` is installed): an environment with `run`, started,
+//! health-checked and switched to like a real app, whose address the demo prints.
 
 use crate::outln;
 use std::collections::HashMap;
@@ -35,6 +37,27 @@ sed "s/{{ENV}}/$APP_ENV/" index.html > public/index.html
 echo "wrote public/index.html ($(wc -c < public/index.html) bytes)"
 "#;
 
+/// Staging's app process: serves the built page and a health check on `$PORT`.
+const SERVE_PY: &str = r#"import http.server, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/healthz":
+            body = b"ok\n"
+        else:
+            with open("public/index.html", "rb") as f:
+                body = f.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, format, *args):
+        print(self.address_string(), format % args, flush=True)
+port = int(os.environ["PORT"])
+print(f"serving release {os.environ['STAGEHAND_RELEASE']} on 127.0.0.1:{port}", flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
 pub async fn run(
     options: DemoOptions,
     process_env: HashMap<String, String>,
@@ -61,7 +84,10 @@ async fn demo(
     make_repository(&repo).context("creating the demo repository")?;
     let secret = hook_send::random_hex(20);
     let token = hook_send::random_hex(16);
-    let toml = config_text(workspace, &repo);
+    let has_python = process_env
+        .get("PATH")
+        .is_some_and(|path| std::env::split_paths(path).any(|dir| dir.join("python3").is_file()));
+    let toml = config_text(workspace, &repo, has_python);
     let config_path = workspace.join("stagehand.toml");
     std::fs::write(&config_path, &toml)?;
     let mut env = process_env;
@@ -109,6 +135,25 @@ async fn demo(
             );
         }
     }
+    let staging = crate::core::ids::EnvironmentName::parse("staging")?;
+    let supervisor = running.state.supervisor.clone();
+    if let Some(supervisor) = &supervisor
+        && let Ok(Some(process)) = supervisor.live(&app.name, &staging).await
+    {
+        let address = format!("127.0.0.1:{}", process.port);
+        let answer = tokio::task::spawn_blocking(move || first_line_of(&address))
+            .await
+            .unwrap_or_else(|e| format!("({e})"));
+        outln!(
+            "\nstaging runs an app process (serve.py, pid {}): http://127.0.0.1:{}/",
+            process.pid.unwrap_or(0),
+            process.port
+        );
+        outln!("  it answers: {answer}");
+        outln!("  its output: stagehand logs demo/staging --app --server {url}");
+    } else if !has_python {
+        outln!("\n(python3 is not installed: staging runs no app process in this demo)");
+    }
     outln!("\ndashboard  {url}/   (log in with the token)");
     outln!("API token  {token}");
     outln!("try        STAGEHAND_API_TOKEN={token} stagehand status --server {url}");
@@ -117,6 +162,13 @@ async fn demo(
             "\nstagehand keeps running; push more with `stagehand hook send` or stop with Ctrl-C."
         );
         let _ = tokio::signal::ctrl_c().await;
+    }
+    // A real app outlives stagehand; the demo's must not outlive the demo's workspace.
+    if let Some(supervisor) = &supervisor
+        && let Ok(stopped) = supervisor.stop_environment(&app.name, &staging).await
+        && stopped > 0
+    {
+        println!("stopped staging's app process");
     }
     running.stop().await?;
     Ok(if all_ok {
@@ -180,7 +232,32 @@ async fn push_and_follow(
     Ok(outcomes)
 }
 
-fn config_text(workspace: &Path, repo: &Path) -> String {
+/// `GET /` on `address`: the first line of the body, as a visitor would see it.
+fn first_line_of(address: &str) -> String {
+    use std::io::{Read, Write};
+    let fetch = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.lines().next().unwrap_or_default().to_owned())
+            .unwrap_or_default())
+    };
+    fetch().unwrap_or_else(|e| format!("(no answer: {e})"))
+}
+
+fn config_text(workspace: &Path, repo: &Path, run_staging: bool) -> String {
+    let run = if run_staging {
+        "run = \"exec python3 serve.py\"\nstop_timeout = \"5s\"\nhealth_check = { path = \"/healthz\", timeout = \"20s\" }\n"
+    } else {
+        ""
+    };
     format!(
         r#"# Written by `stagehand demo`: production, staging and previews for one app.
 [server]
@@ -207,7 +284,7 @@ env = {{ APP_ENV = "production" }}
 [apps.demo.environments.staging]
 branch = "develop"
 env = {{ APP_ENV = "staging" }}
-
+{run}
 [apps.demo.environments.preview]
 branch = "feature/*"
 seed_from = "staging"
@@ -223,10 +300,11 @@ env = {{ APP_ENV = "preview" }}
 fn make_repository(dir: &Path) -> anyhow::Result<()> {
     let repo = Repository::init(dir)?;
     let sig = Signature::now("stagehand demo", "demo@stagehand.invalid")?;
-    let files: [(&str, &str); 3] = [
+    let files: [(&str, &str); 4] = [
         ("index.html", "<h1>Hello from {{ENV}}</h1>\n"),
         ("build.sh", BUILD_SH),
         ("README.md", "A demo app deployed by stagehand.\n"),
+        ("serve.py", SERVE_PY),
     ];
     for (path, content) in files {
         std::fs::write(dir.join(path), content)?;
@@ -237,7 +315,7 @@ fn make_repository(dir: &Path) -> anyhow::Result<()> {
         "refs/heads/main",
         None,
         "First version",
-        &["index.html", "build.sh", "README.md"],
+        &["index.html", "build.sh", "README.md", "serve.py"],
     )?;
     std::fs::write(
         dir.join("index.html"),

@@ -9,10 +9,13 @@
 //! - [`intake`]: what a verified delivery means for the store (the hook's decisions,
 //!   independent of HTTP).
 //! - [`http`]: the actix-web edge: `/hooks`, `/api`, the dashboard, `/healthz`, `/metrics`.
+//! - [`supervisor`]: the app processes of environments that `run`: started detached,
+//!   health-checked, switched to, restarted with backoff, re-adopted after a restart.
 //! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
 //! - [`state_lock`]: one server per state dir (`flock` on `<state_dir>/stagehand.lock`).
 #![forbid(unsafe_code)]
 
+pub mod app_cli;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -34,3 +37,4 @@ pub mod server;
 pub mod state_lock;
 pub mod stdout;
 pub mod store;
+pub mod supervisor;

@@ -152,13 +152,49 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// A deploy's log, by id or APP/ENV (the latest there).
+    /// Start the live release's process again, blue/green (environments with `run`).
+    Restart {
+        /// The app, as named in the config.
+        app: String,
+        /// The environment (a temporary one by its full name).
+        env: String,
+        /// Print the restart's log until it ends; exit non-zero unless it succeeds.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Start a stopped environment's process (the same blue/green path as restart).
+    Start {
+        /// The app, as named in the config.
+        app: String,
+        /// The environment (a temporary one by its full name).
+        env: String,
+        /// Print the restart's log until it ends; exit non-zero unless it succeeds.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stop an environment's process; it stays stopped until `start` or a deploy.
+    Stop {
+        /// The app, as named in the config.
+        app: String,
+        /// The environment (a temporary one by its full name).
+        env: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A deploy's log, by id or APP/ENV (the latest there); `--app`: APP/ENV's app log.
     Logs {
         /// A deploy id, or APP/ENV for that environment's latest deploy.
         target: String,
         /// Keep printing lines until the deploy ends; exit non-zero unless it succeeds.
         #[arg(long)]
         follow: bool,
+        /// The app process's output (stdout and stderr) instead of a deploy's log.
+        #[arg(long)]
+        app: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -390,6 +426,9 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 | Command::Sync { remote, .. }
                 | Command::Releases { remote, .. }
                 | Command::Reload { remote }
+                | Command::Restart { remote, .. }
+                | Command::Start { remote, .. }
+                | Command::Stop { remote, .. }
                 | Command::Logs { remote, .. } => remote.clone(),
                 _ => unreachable!("handled above"),
             };
@@ -450,7 +489,28 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
         }
         Command::Releases { app, env, .. } => cli::releases(&client, &app, &env, out).await?,
         Command::Reload { .. } => cli::reload(&client, out).await?,
+        Command::Logs {
+            target,
+            follow,
+            app: true,
+            ..
+        } => stagehand::app_cli::app_log(&client, &target, follow).await?,
         Command::Logs { target, follow, .. } => cli::logs(&client, &target, follow, out).await?,
+        Command::Restart {
+            app, env, follow, ..
+        } => {
+            let answer = stagehand::app_cli::restart(&client, "restart", &app, &env).await?;
+            cli::created(&client, answer, follow, out).await?
+        }
+        Command::Start {
+            app, env, follow, ..
+        } => {
+            let answer = stagehand::app_cli::restart(&client, "start", &app, &env).await?;
+            cli::created(&client, answer, follow, out).await?
+        }
+        Command::Stop { app, env, .. } => {
+            stagehand::app_cli::stop(&client, &app, &env, out).await?
+        }
         _ => ExitCode::FAILURE,
     };
     Ok(code)

@@ -83,6 +83,8 @@ pub struct Metrics {
     deliveries: [AtomicU64; DeliveryResult::ALL.len()],
     stages: Mutex<BTreeMap<String, Histogram>>,
     reconcile: ReconcileCounters,
+    /// Supervisor restarts of app processes that exited, by (app, environment).
+    app_restarts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 /// What reconciliation (`pipeline::reconcile`) did, since the process started.
@@ -110,6 +112,15 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += seconds;
+    }
+
+    /// Counted under the base environment (`preview` for `preview-feature-x`), as
+    /// deploys are: `/metrics` needs no auth, so its labels must not grow with branches.
+    pub fn app_restart(&self, app: &str, base_environment: &str) {
+        let mut restarts = self.app_restarts.lock().unwrap_or_else(|p| p.into_inner());
+        *restarts
+            .entry((app.to_owned(), base_environment.to_owned()))
+            .or_default() += 1;
     }
 
     /// A deploy (`teardown = false`) or teardown queued by reconciliation.
@@ -221,6 +232,18 @@ impl Metrics {
             );
         }
         self.render_reconcile(&mut out);
+        out.push_str("# HELP stagehand_app_restarts_total App processes restarted after exiting on their own.\n# TYPE stagehand_app_restarts_total counter\n");
+        let restarts = self
+            .app_restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for ((app, env), n) in &restarts {
+            let _ = writeln!(
+                out,
+                "stagehand_app_restarts_total{{app=\"{app}\",environment=\"{env}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -241,6 +264,7 @@ mod tests {
         metrics.reconcile_queued(true);
         metrics.reconcile_queued(true);
         metrics.reconcile_round(false);
+        metrics.app_restart("shop", "staging");
         let text = metrics.render(&[("shop".into(), "staging".into(), "queued".into(), 2)]);
         assert!(
             text.contains("stagehand_deliveries_total{result=\"accepted\"} 2\n"),
@@ -266,6 +290,10 @@ mod tests {
         );
         assert!(
             text.contains("stagehand_stage_duration_seconds_count{stage=\"build\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stagehand_app_restarts_total{app=\"shop\",environment=\"staging\"} 1\n"),
             "{text}"
         );
     }

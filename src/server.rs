@@ -1,5 +1,7 @@
-//! Wiring: locks the state dir, opens the store and the logs, recovers from a previous crash, starts the
-//! HTTP server and the runner, and stops them in order. `stagehand serve` and the
+//! Wiring: locks the state dir, opens the store and the logs, recovers from a previous
+//! crash (deploys, then app processes), starts the HTTP server, the runner, the
+//! supervisor and reconciliation, and stops them in order. Stopping never stops app
+//! processes: they outlive stagehand. `stagehand serve` and the
 //! end-to-end tests both start stagehand through [`start`], on a listener they bound.
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use crate::pipeline::runner::Runner;
 use crate::reload::LiveConfig;
 use crate::state_lock::StateLock;
 use crate::store::Store;
+use crate::supervisor::Supervisor;
 
 /// A running stagehand.
 pub struct Running {
@@ -64,22 +67,34 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
     // Always running: a reload may add reporting to an app that had none.
     let reporter = Some(crate::report::start(config.clone()));
+    let process_env = Arc::new(process_env);
+    let supervisor = Supervisor::new(
+        config.clone(),
+        store.clone(),
+        clock.clone(),
+        process_env.clone(),
+        metrics.clone(),
+    );
     let ctx = Context {
         config: config.clone(),
         store: store.clone(),
         logs: logs.clone(),
         clock: clock.clone(),
         cancel: cancel_rx,
-        process_env: Arc::new(process_env),
+        process_env,
         checkout_threads: 2,
         metrics: metrics.clone(),
         reporter,
+        supervisor: supervisor.clone(),
     };
     let runner = Runner::new(ctx.clone(), cancel_tx);
     let interrupted = runner.recover().await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "deploys were interrupted by the last stop");
     }
+    // After the deploys' recovery, before anything deploys: adopt the app processes
+    // the last run left serving, restart the dead ones, stop interrupted candidates.
+    supervisor.recover().await?;
     let state = AppState {
         config: config.clone(),
         store,
@@ -88,6 +103,7 @@ pub async fn start(
         logs: logs.clone(),
         runner: Some(runner.clone()),
         intake: Arc::default(),
+        supervisor: Some(supervisor.clone()),
     };
     let server = http::server(listener, state.clone(), 2)?;
     let http = server.handle();
@@ -103,6 +119,7 @@ pub async fn start(
             shutdown_rx,
         ))
     });
+    actix_web::rt::spawn(supervisor.clone().watch(shutdown_rx.clone()));
     let runner_task = {
         let runner = runner.clone();
         actix_web::rt::spawn(async move { runner.run(shutdown_rx).await })

@@ -62,6 +62,7 @@ string_enum!(
         Teardown => "teardown",
         Sync => "sync",
         Reconcile => "reconcile",
+        Restart => "restart",
     }
 );
 

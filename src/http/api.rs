@@ -67,6 +67,7 @@ pub fn scope() -> Scope {
             "/apps/{app}/environments/{env}/releases",
             web::get().to(releases),
         )
+        .configure(super::processes::routes)
 }
 
 /// The dashboard's session cookie.
@@ -268,6 +269,8 @@ pub struct EnvironmentOverview {
     pub last_deploy: Option<Deploy>,
     /// The push a manual environment has not deployed yet.
     pub pending: Option<PendingPush>,
+    /// The live app process of an environment that `run`s.
+    pub process: Option<super::processes::ProcessView>,
 }
 
 /// A push recorded but not deployed, because its environment has `auto_deploy = false`.
@@ -330,7 +333,11 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
                     deploy: d.id,
                 });
             let config_env = app.environments.get(base.as_ref().unwrap_or(&name));
+            let process = store
+                .live_process(&app.name, &name)?
+                .map(|p| super::processes::ProcessView::of(&p));
             environments.push(EnvironmentOverview {
+                process,
                 branch: fed_by.split_once(' ').map(|(_, b)| b.to_owned()),
                 temporary: is_temporary,
                 protected: config_env.is_some_and(|e| e.protected),
@@ -357,17 +364,17 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
 }
 
 /// An environment named in a URL: a configured one, or an existing temporary one.
-struct Addressed {
-    app: AppConfig,
-    target: Target,
+pub(super) struct Addressed {
+    pub(super) app: AppConfig,
+    pub(super) target: Target,
     /// The configured environment it belongs to.
-    base: EnvironmentName,
+    pub(super) base: EnvironmentName,
     /// The branch a temporary environment follows.
     temporary_branch: Option<String>,
 }
 
 impl Addressed {
-    fn name(&self) -> &EnvironmentName {
+    pub(super) fn name(&self) -> &EnvironmentName {
         match &self.target {
             Target::Fixed(name) | Target::Instance { name, .. } => name,
             Target::Temporary { base, .. } => base,
@@ -386,7 +393,7 @@ impl Addressed {
     }
 }
 
-fn addressed(
+pub(super) fn addressed(
     store: &Store,
     state: &AppState,
     app: &str,
@@ -460,7 +467,7 @@ struct RollbackBody {
 }
 
 /// Records a deploy asked for by hand (API or dashboard) and wakes the runner.
-async fn create(
+pub(super) async fn create(
     state: &AppState,
     app: String,
     env: String,

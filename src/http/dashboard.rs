@@ -13,6 +13,7 @@
 //! | `POST /environments/{app}/{env}/deploy`  | a manual deploy, then 303 to its page   |
 //! | `POST /environments/{app}/{env}/rollback`| a rollback, then 303 to its page        |
 //! | `POST /environments/{app}/{env}/promote` | promote `from`'s live commit, then 303  |
+//! | `POST /environments/{app}/{env}/restart` | a blue/green restart (`run`), then 303  |
 //!
 //! Pages work with JavaScript off: the log known at render time is in the HTML; the
 //! script only appends what comes after (`?after=N` on the event stream).
@@ -73,7 +74,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/environments/{app}/{env}/rollback",
             web::post().to(rollback),
         )
-        .route("/environments/{app}/{env}/promote", web::post().to(promote));
+        .route("/environments/{app}/{env}/promote", web::post().to(promote))
+        .route("/environments/{app}/{env}/restart", web::post().to(restart));
 }
 
 // ---------------------------------------------------------------------------------
@@ -356,6 +358,18 @@ async fn rollback(
     Ok(see_other(&deploy_url(created.id)))
 }
 
+async fn restart(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    checked_form(&req, &state, &body)?;
+    let (app, env) = path.into_inner();
+    let created = super::processes::request_restart(&state, app, env).await?;
+    Ok(see_other(&deploy_url(created.id)))
+}
+
 async fn promote(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -443,7 +457,10 @@ fn environment_row(
                 (environment_tags(env))
             }
             td.mono { (env.fed_by) }
-            td.mono { (env.live_release.as_deref().unwrap_or("—")) }
+            td.mono {
+                (env.live_release.as_deref().unwrap_or("—"))
+                @if let Some(process) = &env.process { " " (super::processes::badge(process)) }
+            }
             td {
                 span.mono { (short(env.live_commit.as_deref())) }
                 @if let Some(live) = &env.live_deploy {
@@ -536,6 +553,9 @@ fn actions(
             input type="hidden" name="csrf" value=(viewer.csrf);
             button.secondary type="submit" disabled[env.live_release.is_none()]
                 title="Switch back to the previous release" { "Rollback" }
+        }
+        @if env.process.is_some() {
+            " " (super::processes::restart_form(&base, &viewer.csrf))
         }
         @if !sources.is_empty() {
             " "
@@ -1021,6 +1041,7 @@ mod tests {
             live_deploy: None,
             last_deploy: None,
             pending: None,
+            process: None,
         };
         let viewer = Viewer { csrf: "c".into() };
         let html =

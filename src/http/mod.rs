@@ -6,6 +6,7 @@
 //! |--------------------------------|---------------|---------------------------------|
 //! | `POST /hooks/{app}`            | [`hooks`]     | GitHub signature                |
 //! | `/api/…`                       | [`api`]       | bearer token or session cookie¹ |
+//! | `/api/…/{restart,start,stop,app-log}` | [`processes`] | as `/api`                 |
 //! | `/` and the other pages        | [`dashboard`] | session cookie¹                 |
 //! | `GET /healthz`                 | here          | none                            |
 //! | `GET /metrics`                 | here          | none                            |
@@ -17,6 +18,7 @@ pub mod dashboard;
 pub mod error;
 pub mod hooks;
 pub mod intake_limits;
+pub mod processes;
 pub mod stream;
 
 use std::net::TcpListener;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub runner: Option<Runner>,
     /// Bounds on webhook bodies read before their signature is checked.
     pub intake: Arc<IntakeLimits>,
+    /// App processes of environments that `run`; `None` when only the HTTP side runs.
+    pub supervisor: Option<crate::supervisor::Supervisor>,
 }
 
 impl AppState {

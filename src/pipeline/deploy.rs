@@ -1,6 +1,8 @@
 //! One deploy, start to end: the stages of the contract's pipeline for commit deploys
 //! (fetch → checkout → link → build → switch → after_release → health → cleanup),
-//! and the shorter paths of rollbacks and teardowns.
+//! and the shorter paths of rollbacks and teardowns. Environments that `run` take the
+//! blue/green stages of `blue_green.rs` after the build (start → health → switch →
+//! after_release → retire), as do their rollbacks and restarts.
 //!
 //! Invariant: nothing before `switch` touches `current`; a failure there removes the
 //! half-made release and leaves the environment as it was. The release id is stored
@@ -14,7 +16,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::config::{AppConfig, Config, EnvironmentConfig};
+use crate::config::{AppConfig, Config, EnvironmentConfig, HealthCheck, HealthTarget};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::event::GitRef;
 use crate::core::ids::{CommitSha, EnvironmentName};
@@ -37,6 +39,9 @@ use super::health;
 use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
 use super::{releases, sync};
+use crate::supervisor::Supervisor;
+
+mod blue_green;
 
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
@@ -55,6 +60,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Where deploy starts and ends are reported (GitHub, notify URLs).
     pub reporter: Option<Reporter>,
+    /// Runs the app processes of environments that `run`.
+    pub supervisor: Supervisor,
 }
 
 /// Why a deploy stopped early: the status it ends with and the reason shown to people.
@@ -245,6 +252,7 @@ impl Run<'_> {
                 self.release_commit().await
             }
             Trigger::Rollback => self.rollback().await,
+            Trigger::Restart => self.restart().await,
             Trigger::Teardown => self.teardown().await.map(|()| None),
             Trigger::Sync => self.sync().await.map(|()| None),
         };
@@ -371,14 +379,17 @@ impl Run<'_> {
             self.stage("link", self.link(&release_dir)).await?;
         }
         let previous = self.env_dir.live().map(|l| l.release);
-        self.stage("switch", self.switch(&release)).await?;
-        // From here on the new release is live: it is no longer half-made.
-        locked(&self.new_release).take();
         let mut after_env = env.clone();
         after_env.push((
             "STAGEHAND_PREVIOUS_RELEASE".into(),
             previous.clone().unwrap_or_default(),
         ));
+        if self.env_config.run.is_some() {
+            return self.go_live_running(&release, Some(after_env)).await;
+        }
+        self.stage("switch", self.switch(&release)).await?;
+        // From here on the new release is live: it is no longer half-made.
+        locked(&self.new_release).take();
         let after = self
             .stage(
                 "after_release",
@@ -393,8 +404,12 @@ impl Run<'_> {
         if let Err(stop) = after {
             return self.switch_back(previous, stop).await;
         }
-        if let Some(check) = &self.env_config.health_check {
-            let (url, timeout) = (check.url.clone(), check.timeout);
+        if let Some(HealthCheck {
+            target: HealthTarget::Url(url),
+            timeout,
+        }) = &self.env_config.health_check
+        {
+            let (url, timeout) = (url.clone(), *timeout);
             let healthy = self
                 .stage("health", async move {
                     blocking(move || {
@@ -891,7 +906,9 @@ impl Run<'_> {
     }
 
     /// After a failure past the switch: back to `previous` and `rolled_back`, or, with
-    /// nothing to go back to, `failed` with the new release left live.
+    /// nothing to go back to, `failed` with the new release left live. `after_release`
+    /// runs again for `previous`, exactly as a manual rollback runs it: whatever it
+    /// does (reloading a server) must happen for the release that is live again.
     async fn switch_back(&self, previous: Option<String>, stop: Stop) -> Outcome2 {
         if stop.status == DeployStatus::Cancelled {
             return Err(stop);
@@ -902,22 +919,60 @@ impl Run<'_> {
                 stop.reason
             )));
         };
+        let failed_release = self.env_dir.live().map(|l| l.release);
         self.stage("switch", self.switch(&previous)).await?;
+        let previous_dir = self.env_dir.releases().join(&previous);
+        let commit = std::fs::read_to_string(previous_dir.join("REVISION"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        let mut env = self.command_env(&commit, &previous, &previous_dir);
+        env.push((
+            "STAGEHAND_PREVIOUS_RELEASE".into(),
+            failed_release.unwrap_or_default(),
+        ));
+        let again = self
+            .stage(
+                "after_release",
+                self.commands(
+                    "after_release",
+                    &self.env_config.after_release,
+                    &previous_dir,
+                    &env,
+                ),
+            )
+            .await;
+        let also = match again {
+            Ok(()) => String::new(),
+            Err(e) => format!("; after_release for {previous} failed too: {}", e.reason),
+        };
         Ok(Some(Stop {
             status: DeployStatus::RolledBack,
-            reason: format!("{}; switched back to {previous}", stop.reason),
+            reason: format!("{}; switched back to {previous}{also}", stop.reason),
         }))
     }
 
     async fn cleanup(&self) -> Result<()> {
         let env = self.env_dir.clone();
         let keep = self.env_config.keep_releases;
+        // A release a recorded process runs from is never removed under it.
+        let (app, name) = (self.app.name.clone(), self.deploy.environment.clone());
+        let in_use = self
+            .ctx
+            .store
+            .run(move |s| {
+                Ok(s.processes_of(&app, &name)?
+                    .into_iter()
+                    .map(|p| p.release)
+                    .collect::<Vec<_>>())
+            })
+            .await?;
         let removed = blocking(move || {
             releases::remove_leftovers(&env)
                 .map_err(|e| Stop::failed(format!("removing leftovers: {e}")))?;
             let all = releases::list(&env).map_err(|e| Stop::failed(e.to_string()))?;
             let live = env.live().map(|l| l.release);
-            let doomed = releases_to_remove(&all, live.as_deref(), keep);
+            let mut doomed = releases_to_remove(&all, live.as_deref(), keep);
+            doomed.retain(|r| !in_use.contains(r));
             for release in &doomed {
                 releases::remove_release(&env, release)
                     .map_err(|e| Stop::failed(format!("removing {release}: {e}")))?;
@@ -981,7 +1036,6 @@ impl Run<'_> {
         if let Some(commit) = &revision {
             self.report_started(commit);
         }
-        self.stage("switch", self.switch(&target)).await?;
         let release_dir = self.env_dir.releases().join(&target);
         let mut env = self.command_env(
             revision.as_deref().unwrap_or_default(),
@@ -992,6 +1046,10 @@ impl Run<'_> {
             "STAGEHAND_PREVIOUS_RELEASE".into(),
             live.unwrap_or_default(),
         ));
+        if self.env_config.run.is_some() {
+            return self.go_live_running(&target, Some(env)).await;
+        }
+        self.stage("switch", self.switch(&target)).await?;
         self.stage(
             "after_release",
             self.commands(
@@ -1017,6 +1075,17 @@ impl Run<'_> {
         }
         let dir = self.env_dir.dir.clone();
         self.stage("teardown", async {
+            // The process goes before its directory: never an app serving from a
+            // deleted release.
+            let stopped = self
+                .ctx
+                .supervisor
+                .stop_environment(&self.app.name, &self.deploy.environment)
+                .await
+                .map_err(|e| Stop::failed(format!("stopping the app process: {e}")))?;
+            if stopped > 0 {
+                self.info("teardown", &format!("stopped {stopped} app process(es)"));
+            }
             let path = dir.clone();
             blocking(move || {
                 releases::remove_tree(&path)

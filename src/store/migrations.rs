@@ -139,4 +139,24 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE deploys ADD COLUMN author TEXT;
     ALTER TABLE deploys ADD COLUMN reason_code TEXT;
     "#,
+    // 6 (issue 12): app processes of environments that `run`, one row per process:
+    // the live one of an environment, a deploy's candidate, a retiring one. pid +
+    // start_ticks (field 22 of /proc/<pid>/stat) name the process even after pid reuse.
+    r#"
+    CREATE TABLE processes (
+        id               INTEGER PRIMARY KEY,
+        app              TEXT NOT NULL,
+        environment      TEXT NOT NULL,
+        base_environment TEXT NOT NULL,
+        role             TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        release          TEXT NOT NULL,
+        pid              INTEGER,
+        start_ticks      INTEGER,
+        port             INTEGER NOT NULL,
+        restarts         INTEGER NOT NULL DEFAULT 0,
+        started_at       INTEGER
+    );
+    CREATE UNIQUE INDEX processes_one_live ON processes (app, environment) WHERE role = 'live';
+    "#,
 ];

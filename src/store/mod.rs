@@ -1,5 +1,5 @@
 //! The embedded SQLite store at `<state_dir>/stagehand.db`: deliveries, deploys and
-//! their stages, pinged hooks, temporary environments. Every SQL statement of
+//! their stages, pinged hooks, temporary environments, app processes (`app_processes.rs`). Every SQL statement of
 //! stagehand lives in this module.
 //!
 //! One connection behind a `std::sync::Mutex`: SQLite serialises writers anyway, and
@@ -10,6 +10,7 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed row survives a crash of
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
+mod app_processes;
 mod counts;
 mod health;
 mod migrations;
@@ -17,6 +18,8 @@ mod processes;
 mod reconcile;
 
 pub use processes::RecordedGroup;
+
+pub use app_processes::{NewProcess, ProcessRecord, Respawned};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -92,6 +92,13 @@ fn demo_once_deploys_everything_and_exits_zero() {
         "logs are shown: {stdout}"
     );
     assert!(stdout.contains("dashboard  http://127.0.0.1:"), "{stdout}");
+    // python3 is on this machine: staging runs serve.py, and a visitor sees its page.
+    assert!(
+        stdout.contains("staging runs an app process")
+            && stdout.contains("it answers: <h1>Hello from staging</h1>")
+            && stdout.contains("stopped staging's app process"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -105,6 +105,7 @@ pub async fn start_with_limits(dir: tempfile::TempDir, toml: &str, limits: Limit
         logs: Arc::new(stagehand::logs::LogHub::new(&dir.path().join("logs")).unwrap()),
         runner: None,
         intake: intake.clone(),
+        supervisor: None,
     };
     let server = stagehand::http::server(listener, state, 1).unwrap();
     let handle = server.handle();

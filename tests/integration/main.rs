@@ -46,6 +46,9 @@ mod reload;
 mod replay;
 /// Reporting back to a fake GitHub API and notify URLs.
 mod report;
+/// Environments that `run`: an app process started, health-checked, switched to,
+/// supervised, re-adopted and stopped.
+mod run;
 /// What `serve` refuses at start: a state dir another server holds, a damaged database.
 mod startup;
 /// Architecture invariants checked on the source tree (core purity, SQL only in store/).

@@ -470,7 +470,7 @@ async fn a_failing_health_check_switches_back() {
     let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let url = health_server(healthy.clone());
     let s = setup(
-        "",
+        r#"after_release = ["echo \"$STAGEHAND_RELEASE\" >> \"$STAGEHAND_SHARED_DIR/after_release.log\""]"#,
         &format!("health_check = {{ url = \"{url}\", timeout = \"2s\" }}"),
     )
     .await;
@@ -496,6 +496,14 @@ async fn a_failing_health_check_switches_back() {
         "{reason}"
     );
     assert_eq!(s.live("staging"), good);
+    // An automatic rollback runs after_release again for the release that is live
+    // again, as a manual rollback does (issue 12): whatever it reloads, reloads the
+    // old code.
+    let after = std::fs::read_to_string(s.root.join("staging/shared/after_release.log")).unwrap();
+    let ran_for: Vec<&str> = after.lines().collect();
+    let good = good.unwrap();
+    let bad = second["release"].as_str().unwrap();
+    assert_eq!(ran_for, [good.as_str(), bad, good.as_str()], "{second}");
     s.full.stop().await;
 }
 
