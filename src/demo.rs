@@ -63,7 +63,7 @@ pub async fn run(
     process_env: HashMap<String, String>,
 ) -> anyhow::Result<ExitCode> {
     let workspace =
-        std::env::temp_dir().join(format!("stagehand-demo-{}", hook_send::random_hex(4)));
+        std::env::temp_dir().join(format!("stagehand-demo-{}", hook_send::random_hex(4)?));
     std::fs::create_dir_all(&workspace)
         .with_context(|| format!("creating {}", workspace.display()))?;
     let result = demo(&workspace, &options, process_env).await;
@@ -82,8 +82,8 @@ async fn demo(
 ) -> anyhow::Result<ExitCode> {
     let repo = workspace.join("repo");
     make_repository(&repo).context("creating the demo repository")?;
-    let secret = hook_send::random_hex(20);
-    let token = hook_send::random_hex(16);
+    let secret = hook_send::random_hex(20)?;
+    let token = hook_send::random_hex(16)?;
     let has_python = process_env
         .get("PATH")
         .is_some_and(|path| std::env::split_paths(path).any(|dir| dir.join("python3").is_file()));

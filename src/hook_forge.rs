@@ -126,7 +126,7 @@ pub async fn send(
     delivery: &ForgeDelivery,
 ) -> Result<(u16, Value), HookSendError> {
     let url = format!("{}/hooks/{}", server.trim_end_matches('/'), app.name);
-    let delivery_id = format!("stagehand-{}", random_hex(16));
+    let delivery_id = format!("stagehand-{}", random_hex(16)?);
     let headers = forge::delivery_headers(
         delivery.forge,
         app.secret.expose().as_bytes(),

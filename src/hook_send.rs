@@ -26,6 +26,8 @@ pub enum HookSendError {
     },
     #[error("{0}")]
     Usage(&'static str),
+    #[error("cannot read random bytes from /dev/urandom: {0}")]
+    Random(String),
     #[error("sending to {url}: {detail} (is `stagehand serve` running? pass --server URL)")]
     Send { url: String, detail: String },
 }
@@ -186,7 +188,7 @@ pub async fn send(
 ) -> Result<(u16, Value), HookSendError> {
     let url = format!("{}/hooks/{}", server.trim_end_matches('/'), app.name);
     let signature = signature::sign(app.secret.expose().as_bytes(), &delivery.body);
-    let delivery_id = format!("stagehand-{}", random_hex(16));
+    let delivery_id = format!("stagehand-{}", random_hex(16)?);
     let mut resp = awc::Client::default()
         .post(&url)
         .insert_header(("Content-Type", "application/json"))
@@ -208,21 +210,13 @@ pub async fn send(
 }
 
 /// `n` random bytes from the kernel, as hex (for secrets, tokens and delivery ids).
-pub fn random_hex(n: usize) -> String {
+/// Without `/dev/urandom` this fails: a secret derived from the clock and the pid
+/// could be guessed, and nothing here may silently be weaker than it says.
+pub fn random_hex(n: usize) -> Result<String, HookSendError> {
     use std::io::Read;
     let mut bytes = vec![0u8; n];
-    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if filled.is_err() {
-        // No /dev/urandom: fall back to the clock and the pid, never to a constant.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            ^ u128::from(std::process::id());
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.to_le_bytes());
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = digest[i % digest.len()];
-        }
-    }
-    hex::encode(bytes)
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| HookSendError::Random(e.to_string()))?;
+    Ok(hex::encode(bytes))
 }

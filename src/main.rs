@@ -350,7 +350,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
             system().block_on(stagehand::demo::run(options, env))
         }
         Command::Secret => {
-            outln!("{}", stagehand::hook_send::random_hex(32));
+            outln!("{}", stagehand::hook_send::random_hex(32)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Init {

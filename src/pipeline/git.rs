@@ -26,6 +26,7 @@ use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
 use crate::config::{AppConfig, FetchWith};
 use crate::core::ids::AppName;
 use crate::core::reconcile::RemoteRefs;
+use crate::core::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -48,7 +49,8 @@ pub enum GitError {
 pub struct Remote {
     pub url: String,
     pub ssh_key: Option<PathBuf>,
-    pub token: Option<String>,
+    /// Prints as `***` in `Debug`, like every other secret.
+    pub token: Option<Secret>,
     pub with: FetchWith,
 }
 
@@ -63,7 +65,7 @@ impl Remote {
         Remote {
             url: app.repo.clone(),
             ssh_key: app.ssh_key.clone(),
-            token: app.repo_token.as_ref().map(|t| t.expose().to_owned()),
+            token: app.repo_token.clone(),
             with,
         }
     }
@@ -293,7 +295,10 @@ impl Mirror {
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
                 && let Some(token) = &token
             {
-                return git2::Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
+                return git2::Cred::userpass_plaintext(
+                    username.unwrap_or("x-access-token"),
+                    token.expose(),
+                );
             }
             if allowed.contains(CredentialType::DEFAULT) {
                 return git2::Cred::default();
@@ -351,7 +356,7 @@ impl Mirror {
         }
         if let Some(token) = &remote.token {
             // The token travels in the environment, never in argv (visible in `ps`).
-            cmd.env("STAGEHAND_GIT_TOKEN", token)
+            cmd.env("STAGEHAND_GIT_TOKEN", token.expose())
                 .env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "credential.helper")
                 .env(
@@ -493,6 +498,19 @@ fn fetch_lock(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_prints_its_token_as_stars() {
+        let remote = Remote {
+            url: "https://example.com/acme/shop.git".into(),
+            ssh_key: None,
+            token: Some(Secret::new("ghp_hunter2")),
+            with: FetchWith::Git2,
+        };
+        let printed = format!("{remote:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("***"), "{printed}");
+    }
 
     /// Found while building bench/faults.sh: a kill during the mirror's creation (the
     /// app's first deploy) left a directory libgit2 calls "not a repository", and every
