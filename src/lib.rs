@@ -1,18 +1,24 @@
 //! stagehand: push-to-deploy for multi-stage environments.
 //!
-//! Code map (see `ARCHITECTURE.md` for the invariants):
+//! Code map, every module (see `ARCHITECTURE.md` for the invariants):
 //!
-//! - [`core`]: the pure heart. Each forge's authentication and event decoding, branch →
-//!   environment routing, environment and release naming, deploy statuses. No I/O.
-//! - [`config`]: `stagehand.toml` + `STAGEHAND__…` overrides → a validated [`config::Config`].
-//! - [`store`]: the embedded SQLite database; every SQL statement lives there.
-//! - [`intake`]: what a verified delivery means for the store (the hook's decisions,
-//!   independent of HTTP).
-//! - [`http`]: the actix-web edge: `/hooks`, `/api`, the dashboard, `/healthz`, `/metrics`.
-//! - [`supervisor`]: the app processes of environments that `run`: started detached,
-//!   health-checked, switched to, restarted with backoff, re-adopted after a restart.
-//! - [`server`]: wires config, store and HTTP together for `stagehand serve`.
-//! - [`state_lock`]: one server per state dir (`flock` on `<state_dir>/stagehand.lock`).
+//! - The pure heart, no I/O: [`core`] (each forge's authentication and event decoding,
+//!   branch → environment routing, names, deploy statuses, skip rules, masking, app
+//!   process decisions) and [`intake`] (what a verified delivery means for the store).
+//! - Configuration: [`config`] (`stagehand.toml` + `STAGEHAND__…` → a validated
+//!   [`config::Config`]) and [`reload`] (the live config, swapped on SIGHUP or
+//!   `/api/reload`).
+//! - State: [`store`] (SQLite; every SQL statement), [`logs`] (deploy logs, live
+//!   followers), [`metrics`], [`state_lock`] (one server per state dir).
+//! - Work: [`pipeline`] (the runner, the deploy stages, git, checkout, commands,
+//!   reconciliation) and [`supervisor`] (the app processes of environments that `run`).
+//! - Reporting back: [`report`] (GitHub Deployments, notify), [`report_status`] (commit
+//!   statuses on the other forges), [`report_comment`] (one comment per pull request).
+//! - Edges: [`http`] (the actix-web server: hooks, API, dashboard), [`server`] (wires it
+//!   all for `stagehand serve`).
+//! - The command line: [`cli`] and [`app_cli`] (client commands' rendering), [`client`]
+//!   (their HTTP client), [`hook_send`] and [`hook_forge`] (`hook send`), [`init`],
+//!   [`demo`], [`stdout`] (output that ends quietly on a closed pipe).
 #![forbid(unsafe_code)]
 
 pub mod app_cli;

@@ -1,10 +1,11 @@
 //! The actix-web edge. It parses requests into core types, calls the store and the
 //! pure decisions, and maps errors through one table ([`error`]). Nothing outside
-//! this module knows actix.
+//! this module serves HTTP or defines a route; outside it actix appears only as the
+//! runtime (`server.rs`, the CLI) and awc as the outgoing client.
 //!
 //! | route                          | module        | auth                            |
 //! |--------------------------------|---------------|---------------------------------|
-//! | `POST /hooks/{app}`            | [`hooks`]     | GitHub signature                |
+//! | `POST /hooks/{app}`            | [`hooks`]     | the app forge's signature/token |
 //! | `/api/…`                       | [`api`]       | bearer token or session cookie¹ |
 //! | `/api/…/{restart,start,stop,app-log}` | [`processes`] | as `/api`                 |
 //! | `/` and the other pages        | [`dashboard`] | session cookie¹                 |
