@@ -182,6 +182,20 @@ pub fn status_table(apps: &Value, only: Option<&str>, out: Output) -> Vec<String
                     ),
                 ));
             }
+            // Environments that `run`: where the live process listens, or why it does not.
+            let process = &env["process"];
+            if !process.is_null() {
+                let state = text(&process["state"]);
+                let mut line = format!("process: {}", out.status(state));
+                if let (Some(pid), Some(port)) = (process["pid"].as_i64(), process["port"].as_i64())
+                {
+                    line.push_str(&format!(" pid {pid} on 127.0.0.1:{port}"));
+                }
+                if let Some(restarts) = process["restarts"].as_i64().filter(|n| *n > 0) {
+                    line.push_str(&format!(", {restarts} restarts"));
+                }
+                rows.push((Default::default(), line));
+            }
         }
     }
     let mut widths = HEADER.map(str::len);
@@ -473,6 +487,21 @@ mod tests {
             "a failed last attempt is told apart from the live release: {lines:#?}"
         );
         assert!(status_table(&apps, Some("blog"), PLAIN).len() == 1);
+    }
+
+    /// An environment that `runs` shows where its live process listens, under its row.
+    #[test]
+    fn status_shows_the_process_of_an_environment_that_runs() {
+        let mut staging = env("staging", false, Some("20261201T100000Z-3f2a1c9"));
+        staging["process"] =
+            json!({ "state": "running", "pid": 4242, "port": 20147, "restarts": 2 });
+        let apps = json!({ "apps": [{ "name": "shop", "environments": [staging] }] });
+        let lines = status_table(&apps, None, PLAIN);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[2].contains("process: running pid 4242 on 127.0.0.1:20147, 2 restarts"),
+            "{lines:#?}"
+        );
     }
 
     #[test]
