@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::core::checks::RequiredChecks;
 use crate::core::duration::parse_duration;
 use crate::core::forge::Forge;
 use crate::core::ids::{AppName, EnvironmentName};
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     /// How often to compare each environment with its branch's head on the remote
     /// (`pipeline::reconcile`); `None` (`"0"`) turns reconciliation off, at start too.
     pub reconcile_interval: Option<Duration>,
+    /// How often a deploy waiting for its checks asks the forge's API (the fallback
+    /// when no check event arrives).
+    pub checks_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +170,11 @@ pub struct EnvironmentConfig {
     pub health_check: Option<HealthCheck>,
     pub seed_from: Option<EnvironmentName>,
     pub url: Option<String>,
+    /// Automatic deploys (push, reconcile) wait for these checks of their commit on
+    /// the forge; `None`: they do not wait.
+    pub require_checks: Option<RequiredChecks>,
+    /// How long such a deploy waits before it ends `skipped`.
+    pub checks_timeout: Duration,
     /// For a `pull_requests` environment: build requests whose commits come from forks.
     pub allow_forks: bool,
     /// For a `pull_requests` environment: a fork's request carrying this label is built.
@@ -315,6 +324,7 @@ struct RawServer {
     log_retention: Option<String>,
     max_log_size: Option<String>,
     reconcile_interval: Option<String>,
+    checks_poll_interval: Option<String>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -328,6 +338,8 @@ struct RawOverridable {
     shared: Option<Vec<String>>,
     cache: Option<Vec<String>>,
     step_timeout: Option<String>,
+    require_checks: Option<RawRequireChecks>,
+    checks_timeout: Option<String>,
     sync_exclude: Option<Vec<String>>,
     before_sync: Option<Vec<String>>,
     link_after_build: Option<bool>,
@@ -405,6 +417,14 @@ struct RawEnvironment {
     url: Option<String>,
     #[serde(flatten)]
     overrides: RawOverridable,
+}
+
+/// `require_checks = true` (every check) or a list of check / status names.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawRequireChecks {
+    All(bool),
+    Named(Vec<String>),
 }
 
 /// `pull_requests = true` (requests into any branch) or a base-branch pattern.
@@ -558,6 +578,11 @@ impl Validator<'_> {
                 .size("server.max_log_size", raw.max_log_size.as_deref())
                 .unwrap_or(DEFAULT_MAX_LOG_SIZE),
             reconcile_interval: self.reconcile_interval(raw.reconcile_interval.as_deref()),
+            checks_poll_interval: self.duration(
+                "server.checks_poll_interval",
+                raw.checks_poll_interval.as_deref(),
+                Duration::from_secs(60),
+            ),
         }
     }
 
@@ -1018,6 +1043,21 @@ impl Validator<'_> {
             o.step_timeout.as_deref().or(app.step_timeout.as_deref()),
             Duration::from_secs(15 * 60),
         );
+        let require_checks = self.require_checks(key, o, app);
+        let checks_timeout = self.duration(
+            &if o.checks_timeout.is_some() {
+                format!("{key}.checks_timeout")
+            } else {
+                format!(
+                    "{}.checks_timeout",
+                    key.split(".environments.").next().unwrap_or(key)
+                )
+            },
+            o.checks_timeout
+                .as_deref()
+                .or(app.checks_timeout.as_deref()),
+            Duration::from_secs(30 * 60),
+        );
         let health_check = raw.health_check.map(|h| {
             if !h.url.starts_with("http://") {
                 self.problem(
@@ -1077,6 +1117,8 @@ impl Validator<'_> {
                 .or_else(|| app.before_sync.clone())
                 .unwrap_or_default(),
             link_after_build: o.link_after_build.or(app.link_after_build).unwrap_or(false),
+            require_checks,
+            checks_timeout,
             auto_deploy: raw.auto_deploy.unwrap_or(true),
             protected: raw.protected.unwrap_or(false),
             health_check,
@@ -1085,6 +1127,39 @@ impl Validator<'_> {
             allow_forks: raw.allow_forks.unwrap_or(false),
             fork_label: raw.fork_label.filter(|l| !l.trim().is_empty()),
         })
+    }
+
+    fn require_checks(
+        &mut self,
+        key: &str,
+        o: &RawOverridable,
+        app: &RawOverridable,
+    ) -> Option<RequiredChecks> {
+        let (key, raw) = match (&o.require_checks, &app.require_checks) {
+            (Some(raw), _) => (format!("{key}.require_checks"), raw),
+            (None, Some(raw)) => (
+                format!(
+                    "{}.require_checks",
+                    key.split(".environments.").next().unwrap_or(key)
+                ),
+                raw,
+            ),
+            (None, None) => return None,
+        };
+        match raw {
+            RawRequireChecks::All(true) => Some(RequiredChecks::All),
+            RawRequireChecks::All(false) => None,
+            RawRequireChecks::Named(names) => {
+                if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) {
+                    self.problem(
+                        &key,
+                        "list the check names (non-empty), or write true for every check",
+                    );
+                    return None;
+                }
+                Some(RequiredChecks::Named(names.clone()))
+            }
+        }
     }
 
     /// Shared and cache paths are joined onto release directories: only plain relative paths.

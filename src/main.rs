@@ -152,6 +152,13 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Cancel a deploy that has not started: queued, or waiting for its checks.
+    Cancel {
+        /// The deploy id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// A deploy's log, by id or APP/ENV (the latest there).
     Logs {
         /// A deploy id, or APP/ENV for that environment's latest deploy.
@@ -390,6 +397,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 | Command::Sync { remote, .. }
                 | Command::Releases { remote, .. }
                 | Command::Reload { remote }
+                | Command::Cancel { remote, .. }
                 | Command::Logs { remote, .. } => remote.clone(),
                 _ => unreachable!("handled above"),
             };
@@ -451,6 +459,7 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
         Command::Releases { app, env, .. } => cli::releases(&client, &app, &env, out).await?,
         Command::Reload { .. } => cli::reload(&client, out).await?,
         Command::Logs { target, follow, .. } => cli::logs(&client, &target, follow, out).await?,
+        Command::Cancel { id, .. } => cli::cancel(&client, &id, out).await?,
         _ => ExitCode::FAILURE,
     };
     Ok(code)

@@ -2,6 +2,7 @@
 //! the world. Nothing here imports actix, tokio, rusqlite, git2, `std::fs`,
 //! `std::net` or `std::process`, and nothing here reads a clock: callers pass the time in.
 
+pub mod checks;
 pub mod deploy;
 pub mod duration;
 pub mod event;

@@ -850,7 +850,7 @@ th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: 
 @media (max-width: 48rem) { .summary { grid-template-columns: minmax(0, 1fr); } }
 .badge { display: inline-block; padding: .05rem .5rem; border-radius: 999px; font-size: .78rem; font-weight: 600; background: #e3e7ee; color: #3a4454; }
 .badge.succeeded { background: #d7f5df; color: #11652c; } .badge.failed, .badge.interrupted { background: #fde0de; color: #a01c12; }
-.badge.running { background: #dce8ff; color: #1c46b0; } .badge.rolled_back { background: #ffecc7; color: #8a5300; }
+.badge.running { background: #dce8ff; color: #1c46b0; } .badge.waiting { background: #fff1cc; color: #7a5200; } .badge.rolled_back { background: #ffecc7; color: #8a5300; }
 .badge.cancelled, .badge.superseded, .badge.skipped { background: #eceff3; color: #5d6675; }
 .tag { font-size: .72rem; padding: .02rem .4rem; border: 1px solid var(--line); border-radius: 4px; color: var(--muted); }
 .tag.temporary { border-color: #c9b6f2; color: #5b3aa8; background: #f4efff; }
@@ -937,7 +937,7 @@ if (log && log.dataset.live === "true") {
     badge(document.getElementById("status"), status.status);
     document.getElementById("reason").textContent = status.reason || "";
     refresh();
-    if (status.status !== "queued" && status.status !== "running") {
+    if (!["queued", "waiting", "running"].includes(status.status)) {
       source.close();
       log.dataset.live = "false";
     }

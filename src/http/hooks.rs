@@ -91,6 +91,9 @@ async fn handle(
 
     let identity = forge::identify(forge, &headers, &body)
         .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    if crate::core::checks::is_check_event(forge, &identity.event) {
+        return check_event(state, &app_name, forge, &identity.event, &body).await;
+    }
     let events = forge::decode(
         forge,
         &identity.event,
@@ -133,6 +136,32 @@ async fn handle(
         answers.push(answer(recorded, &event));
     }
     Ok(combine(answers))
+}
+
+/// A check or status result (`require_checks`): stored for the checks gate, which is
+/// nudged; answered `200 {"checks": <results it carried>}`.
+async fn check_event(
+    state: &AppState,
+    app: &AppName,
+    forge: forge::Forge,
+    event: &str,
+    body: &[u8],
+) -> Result<(HttpResponse, DeliveryResult), HttpError> {
+    let now = (state.clock)();
+    let count =
+        crate::pipeline::checks_gate::record_event(&state.store, app, forge, event, body, now)
+            .await
+            .map_err(|e| match e {
+                crate::pipeline::checks_gate::RecordError::Store(e) => HttpError::from(e),
+                other => HttpError::BadRequest(other.to_string()),
+            })?;
+    if let Some(runner) = &state.runner {
+        runner.wake_checks();
+    }
+    Ok((
+        HttpResponse::Ok().json(json!({ "checks": count })),
+        DeliveryResult::Ignored,
+    ))
 }
 
 /// Each ref change of a multi-change delivery is recorded as its own delivery, so a

@@ -10,6 +10,7 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed row survives a crash of
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
+mod checks;
 mod counts;
 mod health;
 mod migrations;
