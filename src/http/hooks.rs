@@ -139,7 +139,7 @@ async fn handle(
 }
 
 /// A check or status result (`require_checks`): stored for the checks gate, which is
-/// nudged; answered `200 {"checks": <results it carried>}`.
+/// nudged; answered `200 {"checks": <results it carried>}` (and `ignored` when none).
 async fn check_event(
     state: &AppState,
     app: &AppName,
@@ -158,10 +158,12 @@ async fn check_event(
     if let Some(runner) = &state.runner {
         runner.wake_checks();
     }
-    Ok((
-        HttpResponse::Ok().json(json!({ "checks": count })),
-        DeliveryResult::Ignored,
-    ))
+    let body = if count == 0 {
+        json!({ "checks": 0, "ignored": format!("`{event}` carried no check result") })
+    } else {
+        json!({ "checks": count })
+    };
+    Ok((HttpResponse::Ok().json(body), DeliveryResult::Ignored))
 }
 
 /// Each ref change of a multi-change delivery is recorded as its own delivery, so a
