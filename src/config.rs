@@ -841,6 +841,12 @@ impl Validator<'_> {
                     if let Some(env) =
                         self.environment(&env_key, n.clone(), &raw.defaults, raw_env, &env_names)
                     {
+                        if env.require_checks.is_some() && forge == Forge::Bitbucket {
+                            self.problem(
+                                &format!("{env_key}.require_checks"),
+                                "stagehand reads no check results from Bitbucket: the deploy would only wait and be skipped",
+                            );
+                        }
                         environments.insert(n, env);
                     }
                 }
@@ -1311,6 +1317,37 @@ step_timeout = "90s"
         assert_eq!(config.server.max_parallel_deploys, 4);
         assert_eq!(config.server.listen.port(), 9200);
         assert!(config.server.api_token.is_none());
+    }
+
+    #[test]
+    fn require_checks_is_true_or_names_per_environment_with_the_app_default() {
+        let toml = GOOD.replace(
+            "[apps.shop.environments.production]",
+            "require_checks = true\nchecks_timeout = \"10m\"\n[apps.shop.environments.production]\nrequire_checks = [\"ci\"]",
+        );
+        let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap_or_else(|e| panic!("{e}"));
+        let shop = &config.apps[&AppName::parse("shop").unwrap()];
+        for (name, env) in &shop.environments {
+            let expected = if name.as_str() == "production" {
+                RequiredChecks::Named(vec!["ci".into()])
+            } else {
+                RequiredChecks::All
+            };
+            assert_eq!(env.require_checks.as_ref(), Some(&expected), "{name}");
+            assert_eq!(env.checks_timeout, Duration::from_secs(600), "{name}");
+        }
+        let empty = GOOD.replace(
+            "[apps.shop.environments.production]",
+            "[apps.shop.environments.production]\nrequire_checks = []",
+        );
+        let message = parse(&empty, &[("SHOP_SECRET", "s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message
+                .contains("apps.shop.environments.production.require_checks: list the check names"),
+            "{message}"
+        );
     }
 
     #[test]
