@@ -171,10 +171,28 @@ async fn a_waiting_deploy_can_be_cancelled() {
     let s = Setup::start(named_check).await;
     let (sha, id) = push_develop(&s).await;
     wait_for(&s.client, &id, "waiting", 30).await;
-    let path = format!("/api/deploys/{}/cancel", id.as_str().unwrap());
-    let (status, answer) = s.client.post(&path, &json!({})).await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["deploy"]["status"], "cancelled", "{answer}");
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"));
+        cmd.args(args)
+            .env("STAGEHAND_API_TOKEN", TOKEN)
+            .env("STAGEHAND_SERVER", &s.client.url)
+            .env("NO_COLOR", "1");
+        actix_web::rt::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let status = cli(&["status"]).await.unwrap();
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(text.contains("waiting"), "{text}");
+    let bogus = cli(&["cancel", "../reload"]).await.unwrap();
+    assert_eq!(bogus.status.code(), Some(2), "{bogus:?}");
+    let number = id.as_str().unwrap();
+    let cancelled = cli(&["cancel", number]).await.unwrap();
+    let text = String::from_utf8_lossy(&cancelled.stdout).into_owned();
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    assert!(
+        text.contains(&format!("deploy {number} cancelled")),
+        "{text}"
+    );
+    let path = format!("/api/deploys/{number}/cancel");
     // Its checks passing later starts nothing.
     deliver(&s.client.url, &check_run(&sha, "success")).await;
     let (status, answer) = s.client.post(&path, &json!({})).await;
