@@ -254,6 +254,15 @@ pub fn from_event(forge: Forge, event: &str, body: &Value) -> Vec<CheckResult> {
     }
 }
 
+/// The repository a check event names (`repository.full_name`, GitLab
+/// `project.path_with_namespace`), to refuse another repository's results as pushes are.
+pub fn event_repository(forge: Forge, body: &Value) -> Option<&str> {
+    match forge {
+        Forge::Gitlab => body["project"]["path_with_namespace"].as_str(),
+        _ => body["repository"]["full_name"].as_str(),
+    }
+}
+
 /// A forge API's answer about one commit, read into results: GitHub's combined status
 /// (`statuses[]`) or check runs (`check_runs[]`), GitLab's commit statuses (a list of
 /// `{name, status}`), Gitea's (a list of `{context, status}`).

@@ -92,7 +92,7 @@ async fn handle(
     let identity = forge::identify(forge, &headers, &body)
         .map_err(|e| HttpError::BadRequest(e.to_string()))?;
     if crate::core::checks::is_check_event(forge, &identity.event) {
-        return check_event(state, &app_name, forge, &identity.event, &body).await;
+        return check_event(state, app_config, &identity.event, &body).await;
     }
     let events = forge::decode(
         forge,
@@ -142,19 +142,27 @@ async fn handle(
 /// nudged; answered `200 {"checks": <results it carried>}` (and `ignored` when none).
 async fn check_event(
     state: &AppState,
-    app: &AppName,
-    forge: forge::Forge,
+    app: &crate::config::AppConfig,
     event: &str,
     body: &[u8],
 ) -> Result<(HttpResponse, DeliveryResult), HttpError> {
+    use crate::pipeline::checks_gate::{RecordError, record_event};
     let now = (state.clock)();
-    let count =
-        crate::pipeline::checks_gate::record_event(&state.store, app, forge, event, body, now)
-            .await
-            .map_err(|e| match e {
-                crate::pipeline::checks_gate::RecordError::Store(e) => HttpError::from(e),
-                other => HttpError::BadRequest(other.to_string()),
-            })?;
+    let count = record_event(
+        &state.store,
+        &app.name,
+        &app.repository,
+        app.forge,
+        event,
+        body,
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        RecordError::Store(e) => HttpError::from(e),
+        e @ RecordError::OtherRepository { .. } => HttpError::Forbidden(e.to_string()),
+        e @ RecordError::Body(_) => HttpError::BadRequest(e.to_string()),
+    })?;
     if let Some(runner) = &state.runner {
         runner.wake_checks();
     }

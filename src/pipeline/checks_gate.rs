@@ -70,10 +70,12 @@ pub async fn hold(
 }
 
 /// A verified check event (GitHub `check_run`/`check_suite`/`status`, GitLab `Pipeline
-/// Hook`, Gitea/Forgejo `status`): its results, stored; how many it carried.
+/// Hook`, Gitea/Forgejo `status`): its results, stored; how many it carried. One naming
+/// another repository than the app's is refused, as a push would be.
 pub async fn record_event(
     ctx_store: &crate::store::Store,
     app: &AppName,
+    repository: &str,
     forge: Forge,
     event: &str,
     body: &[u8],
@@ -81,6 +83,14 @@ pub async fn record_event(
 ) -> Result<usize, RecordError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| RecordError::Body(e.to_string()))?;
+    if let Some(named) = checks::event_repository(forge, &value)
+        && !named.eq_ignore_ascii_case(repository)
+    {
+        return Err(RecordError::OtherRepository {
+            named: named.to_owned(),
+            expected: repository.to_owned(),
+        });
+    }
     let results = checks::from_event(forge, event, &value);
     let count = results.len();
     if count > 0 {
@@ -96,6 +106,8 @@ pub async fn record_event(
 pub enum RecordError {
     #[error("the check event's body is not JSON: {0}")]
     Body(String),
+    #[error("check event is from repository {named:?}, but the app deploys {expected:?}")]
+    OtherRepository { named: String, expected: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -51,6 +51,7 @@ fn check_run(sha: &str, conclusion: &str) -> Delivery {
     let mut body = sample("check-run.json");
     body["check_run"]["head_sha"] = json!(sha);
     body["check_run"]["conclusion"] = json!(conclusion);
+    body["repository"]["full_name"] = json!("acme/shop");
     Delivery::json("check_run", &body)
 }
 
@@ -72,6 +73,11 @@ async fn a_push_waits_until_its_check_run_succeeds() {
     let (_, apps) = s.client.get("/api/apps").await;
     assert!(apps.to_string().contains("\"waiting\""), "{apps}");
 
+    // Results for another repository are refused, as its pushes are.
+    let mut foreign = sample("check-run.json");
+    foreign["check_run"]["head_sha"] = json!(sha);
+    let (status, answer) = deliver(&s.client.url, &Delivery::json("check_run", &foreign)).await;
+    assert_eq!(status, 403, "{answer}");
     // A check run for another commit changes nothing.
     let (status, answer) = deliver(&s.client.url, &check_run(&"0".repeat(40), "success")).await;
     assert_eq!((status, &answer["checks"]), (200, &json!(1)), "{answer}");
@@ -378,6 +384,7 @@ async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check:
 async fn a_gitlab_pipeline_hook_releases_the_deploy() {
     let mut pipeline = sample("gitlab/pipeline.json");
     pipeline["object_attributes"]["sha"] = json!("SHA");
+    pipeline["project"]["path_with_namespace"] = json!("acme/shop");
     // The sample's pipeline passed with a manual `staging` job never run: it does not hold
     // the deploy back, and a named job counts by itself.
     forge_push_then_check(
@@ -394,6 +401,7 @@ async fn gitea_and_forgejo_status_events_release_the_deploy() {
     for forge in [Forge::Gitea, Forge::Forgejo] {
         let mut status = sample(&format!("{forge}/status.json"));
         status["sha"] = json!("SHA");
+        status["repository"]["full_name"] = json!("acme/shop");
         forge_push_then_check(forge, "true", "status", status).await;
     }
 }
