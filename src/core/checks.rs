@@ -467,6 +467,95 @@ mod tests {
         assert_eq!(from_api(Forge::Gitlab, "abc", &gitlab)[0].name, "rspec");
     }
 
+    fn from_sample(forge: Forge, event: &str, text: &str) -> Vec<(String, String, CheckState)> {
+        let body: Value = serde_json::from_str(text).unwrap();
+        from_event(forge, event, &body)
+            .into_iter()
+            .map(|r| (r.commit, r.name, r.state))
+            .collect()
+    }
+
+    #[test]
+    fn the_forges_own_samples() {
+        let sha = |s: &str| s.to_owned();
+        assert_eq!(
+            from_sample(
+                Forge::Github,
+                "check_run",
+                include_str!("../../webhook-samples/check-run.json")
+            ),
+            [(
+                sha("ec26c3e57ca3a959ca5aad62de7213c562f8c821"),
+                "Octocoders-linter".into(),
+                Success
+            )]
+        );
+        assert_eq!(
+            from_sample(
+                Forge::Github,
+                "check_suite",
+                include_str!("../../webhook-samples/check-suite.json")
+            ),
+            [(
+                sha("ec26c3e57ca3a959ca5aad62de7213c562f8c821"),
+                "octocoders-linter".into(),
+                Success
+            )]
+        );
+        assert_eq!(
+            from_sample(
+                Forge::Github,
+                "status",
+                include_str!("../../webhook-samples/status.json")
+            ),
+            [(
+                sha("6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
+                "default".into(),
+                Success
+            )]
+        );
+        let pipeline = from_sample(
+            Forge::Gitlab,
+            "Pipeline Hook",
+            include_str!("../../webhook-samples/gitlab/pipeline.json"),
+        );
+        let names: Vec<&str> = pipeline.iter().map(|(_, n, _)| n.as_str()).collect();
+        // `staging` is `created` (never ran): not counted.
+        assert_eq!(
+            names,
+            [
+                "pipeline",
+                "production",
+                "test-image",
+                "test-build",
+                "build-image"
+            ]
+        );
+        assert!(
+            pipeline
+                .iter()
+                .all(|(c, _, s)| c == "bcbb5ec396a2c0f828686f14fac9b80b780504f2" && *s == Success)
+        );
+        assert_eq!(
+            from_sample(
+                Forge::Gitea,
+                "status",
+                include_str!("../../webhook-samples/gitea/status.json")
+            ),
+            [(
+                sha("67b56589a45103f891bdee7c0546e5d40bc02001"),
+                "ci/woodpecker".into(),
+                Success
+            )]
+        );
+        assert!(is_check_event(Forge::Forgejo, "status"));
+        assert!(!is_check_event(Forge::Gitea, "push"));
+        assert!(!is_check_event(
+            Forge::Bitbucket,
+            "repo:commit_status_updated"
+        ));
+    }
+
     #[test]
     fn forge_states() {
         assert_eq!(github_check("in_progress", None), Pending);

@@ -205,3 +205,122 @@ impl Store {
         Ok(deploy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::deploy::Trigger;
+    use crate::store::{NewDeploy, Target};
+
+    fn deploy(store: &Store, trigger: Trigger) -> DeployId {
+        let target = Target::Fixed(EnvironmentName::parse("staging").unwrap());
+        let mut new = NewDeploy::queued(target, trigger, "refs/heads/develop".into());
+        new.commit = Some("c".repeat(40));
+        let app = AppName::parse("shop").unwrap();
+        store.create_deploy(&app, new, UnixMillis(1)).unwrap().id
+    }
+
+    fn status(store: &Store, id: DeployId) -> DeployStatus {
+        store.deploy(id).unwrap().unwrap().status
+    }
+
+    #[test]
+    fn waiting_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("stagehand.db")).unwrap();
+        let now = UnixMillis(2);
+
+        // Held: older queued ones it coalesced and older waiting ones are superseded.
+        let (a, b) = (deploy(&store, Trigger::Push), deploy(&store, Trigger::Push));
+        assert!(store.hold_for_checks(a, &[], now).unwrap().is_some());
+        let c = deploy(&store, Trigger::Push);
+        assert!(store.hold_for_checks(c, &[b], now).unwrap().is_some());
+        assert_eq!(
+            [status(&store, a), status(&store, b), status(&store, c)],
+            [
+                DeployStatus::Superseded,
+                DeployStatus::Superseded,
+                DeployStatus::Waiting
+            ]
+        );
+        assert_eq!(store.checks_facts(c).unwrap().map(|(_, p)| p), Some(false));
+        assert!(
+            store.hold_for_checks(a, &[], now).unwrap().is_none(),
+            "not queued"
+        );
+
+        // Released: queued again, marked passed, so the runner does not hold it twice.
+        assert_eq!(
+            store.release_checked(c, now).unwrap(),
+            Some(DeployStatus::Queued)
+        );
+        assert_eq!(store.checks_facts(c).unwrap().map(|(_, p)| p), Some(true));
+        assert_eq!(
+            store.release_checked(c, now).unwrap(),
+            None,
+            "no longer waiting"
+        );
+
+        // A manual deploy queued while one waits: the waiting one is superseded on release.
+        let d = deploy(&store, Trigger::Push);
+        assert!(store.hold_for_checks(d, &[], now).unwrap().is_some());
+        deploy(&store, Trigger::Manual);
+        assert_eq!(
+            store.release_checked(d, now).unwrap(),
+            Some(DeployStatus::Superseded)
+        );
+
+        // Ended before it started; a running one is left alone.
+        let e = deploy(&store, Trigger::Push);
+        store.hold_for_checks(e, &[], now).unwrap();
+        let ended = store
+            .end_unstarted(e, DeployStatus::Skipped, "required check `ci` failed", now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (ended.status, ended.reason.as_deref()),
+            (DeployStatus::Skipped, Some("required check `ci` failed"))
+        );
+        let f = deploy(&store, Trigger::Manual);
+        store.start(f, &[], now).unwrap();
+        let after = store
+            .end_unstarted(f, DeployStatus::Cancelled, "x", now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.status, DeployStatus::Running);
+    }
+
+    #[test]
+    fn the_latest_result_per_name_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("stagehand.db")).unwrap();
+        let app = AppName::parse("shop").unwrap();
+        let result = |name: &str, state| CheckResult {
+            commit: "abc".into(),
+            name: name.into(),
+            state,
+        };
+        store
+            .record_check_results(
+                &app,
+                &[
+                    result("ci", CheckState::Failure),
+                    result("lint", CheckState::Success),
+                ],
+                UnixMillis(1),
+            )
+            .unwrap();
+        store
+            .record_check_results(&app, &[result("ci", CheckState::Success)], UnixMillis(2))
+            .unwrap();
+        let seen = store.check_results(&app, "abc").unwrap();
+        assert_eq!(
+            seen,
+            [
+                result("lint", CheckState::Success),
+                result("ci", CheckState::Success)
+            ]
+        );
+        assert!(store.check_results(&app, "other").unwrap().is_empty());
+    }
+}
