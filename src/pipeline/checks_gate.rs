@@ -44,14 +44,23 @@ pub async fn hold(
     if !trigger.is_some_and(Trigger::is_push_like) {
         return Ok(false);
     }
+    // Most apps require no checks: spare them a read per deploy started.
+    let config = ctx.config.get();
+    let Some(app_config) = config.apps.get(app) else {
+        return Ok(false);
+    };
+    if app_config
+        .environments
+        .values()
+        .all(|e| e.require_checks.is_none())
+    {
+        return Ok(false);
+    }
     let Some((base, passed)) = ctx.store.run(move |s| s.checks_facts(id)).await? else {
         return Ok(false);
     };
-    let config = ctx.config.get();
-    let required = config
-        .apps
-        .get(app)
-        .and_then(|a| a.environment(&base))
+    let required = app_config
+        .environment(&base)
         .is_some_and(|e| e.require_checks.is_some());
     if passed || !required {
         return Ok(false);
