@@ -57,7 +57,7 @@ impl Output {
         let code = match status {
             "succeeded" => "32",
             "failed" | "rolled_back" | "interrupted" | "cancelled" => "31",
-            "running" | "queued" => "33",
+            "running" | "queued" | "waiting" => "33",
             _ => "2",
         };
         self.paint(code, status)
@@ -376,6 +376,18 @@ pub async fn releases(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cancel ID`: a queued or waiting deploy ends `cancelled`.
+pub async fn cancel(client: &Client, id: &str, out: Output) -> Result<ExitCode, ClientError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        eprintln!("stagehand: {id:?} is not a deploy id (a number, as `status` shows)");
+        return Ok(ExitCode::from(2));
+    }
+    let answer = client
+        .post(&format!("/api/deploys/{id}/cancel"), &json!({}))
+        .await?;
+    created(client, answer, false, out).await
 }
 
 /// `reload`: the server reads its config again; prints what changed.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::core::checks::RequiredChecks;
 use crate::core::duration::parse_duration;
 use crate::core::forge::Forge;
 use crate::core::ids::{AppName, EnvironmentName};
@@ -72,6 +73,9 @@ pub struct ServerConfig {
     pub reconcile_interval: Option<Duration>,
     /// Ports given to app processes (`$PORT`).
     pub ports: PortRange,
+    /// How often a deploy waiting for its checks asks the forge's API (the fallback
+    /// when no check event arrives).
+    pub checks_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +171,11 @@ pub struct EnvironmentConfig {
     pub health_check: Option<HealthCheck>,
     pub seed_from: Option<EnvironmentName>,
     pub url: Option<String>,
+    /// Automatic deploys (push, reconcile) wait for these checks of their commit on
+    /// the forge; `None`: they do not wait.
+    pub require_checks: Option<RequiredChecks>,
+    /// How long such a deploy waits before it ends `skipped`.
+    pub checks_timeout: Duration,
     /// For a `pull_requests` environment: build requests whose commits come from forks.
     pub allow_forks: bool,
     /// For a `pull_requests` environment: a fork's request carrying this label is built.
@@ -322,6 +331,7 @@ struct RawServer {
     max_log_size: Option<String>,
     reconcile_interval: Option<String>,
     ports: Option<String>,
+    checks_poll_interval: Option<String>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -335,6 +345,8 @@ struct RawOverridable {
     shared: Option<Vec<String>>,
     cache: Option<Vec<String>>,
     step_timeout: Option<String>,
+    require_checks: Option<RawRequireChecks>,
+    checks_timeout: Option<String>,
     sync_exclude: Option<Vec<String>>,
     before_sync: Option<Vec<String>>,
     link_after_build: Option<bool>,
@@ -415,6 +427,14 @@ struct RawEnvironment {
     url: Option<String>,
     #[serde(flatten)]
     overrides: RawOverridable,
+}
+
+/// `require_checks = true` (every check) or a list of check / status names.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawRequireChecks {
+    All(bool),
+    Named(Vec<String>),
 }
 
 /// `pull_requests = true` (requests into any branch) or a base-branch pattern.
@@ -570,6 +590,11 @@ impl Validator<'_> {
                 .unwrap_or(DEFAULT_MAX_LOG_SIZE),
             reconcile_interval: self.reconcile_interval(raw.reconcile_interval.as_deref()),
             ports: self.ports(raw.ports.as_deref()),
+            checks_poll_interval: self.duration(
+                "server.checks_poll_interval",
+                raw.checks_poll_interval.as_deref(),
+                Duration::from_secs(60),
+            ),
         }
     }
 
@@ -828,6 +853,12 @@ impl Validator<'_> {
                     if let Some(env) =
                         self.environment(&env_key, n.clone(), &raw.defaults, raw_env, &env_names)
                     {
+                        if env.require_checks.is_some() && forge == Forge::Bitbucket {
+                            self.problem(
+                                &format!("{env_key}.require_checks"),
+                                "stagehand reads no check results from Bitbucket: the deploy would only wait and be skipped",
+                            );
+                        }
                         environments.insert(n, env);
                     }
                 }
@@ -1033,6 +1064,21 @@ impl Validator<'_> {
         let app_key = key.split(".environments.").next().unwrap_or(key);
         let run = self.run_config(key, app_key, app, o);
         let health_check = self.health_check(key, raw.health_check, run.is_some());
+        let require_checks = self.require_checks(key, o, app);
+        let checks_timeout = self.duration(
+            &if o.checks_timeout.is_some() {
+                format!("{key}.checks_timeout")
+            } else {
+                format!(
+                    "{}.checks_timeout",
+                    key.split(".environments.").next().unwrap_or(key)
+                )
+            },
+            o.checks_timeout
+                .as_deref()
+                .or(app.checks_timeout.as_deref()),
+            Duration::from_secs(30 * 60),
+        );
         let seed_from = raw.seed_from.and_then(|seed| {
             if seed == name.as_str() || !siblings.contains(&seed) {
                 self.problem(
@@ -1076,6 +1122,8 @@ impl Validator<'_> {
                 .or_else(|| app.before_sync.clone())
                 .unwrap_or_default(),
             link_after_build: o.link_after_build.or(app.link_after_build).unwrap_or(false),
+            require_checks,
+            checks_timeout,
             auto_deploy: raw.auto_deploy.unwrap_or(true),
             protected: raw.protected.unwrap_or(false),
             health_check,
@@ -1085,6 +1133,39 @@ impl Validator<'_> {
             fork_label: raw.fork_label.filter(|l| !l.trim().is_empty()),
             run,
         })
+    }
+
+    fn require_checks(
+        &mut self,
+        key: &str,
+        o: &RawOverridable,
+        app: &RawOverridable,
+    ) -> Option<RequiredChecks> {
+        let (key, raw) = match (&o.require_checks, &app.require_checks) {
+            (Some(raw), _) => (format!("{key}.require_checks"), raw),
+            (None, Some(raw)) => (
+                format!(
+                    "{}.require_checks",
+                    key.split(".environments.").next().unwrap_or(key)
+                ),
+                raw,
+            ),
+            (None, None) => return None,
+        };
+        match raw {
+            RawRequireChecks::All(true) => Some(RequiredChecks::All),
+            RawRequireChecks::All(false) => None,
+            RawRequireChecks::Named(names) => {
+                if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) {
+                    self.problem(
+                        &key,
+                        "list the check names (non-empty), or write true for every check",
+                    );
+                    return None;
+                }
+                Some(RequiredChecks::Named(names.clone()))
+            }
+        }
     }
 
     /// Shared and cache paths are joined onto release directories: only plain relative paths.
@@ -1236,6 +1317,37 @@ step_timeout = "90s"
         assert_eq!(config.server.max_parallel_deploys, 4);
         assert_eq!(config.server.listen.port(), 9200);
         assert!(config.server.api_token.is_none());
+    }
+
+    #[test]
+    fn require_checks_is_true_or_names_per_environment_with_the_app_default() {
+        let toml = GOOD.replace(
+            "[apps.shop.environments.production]",
+            "require_checks = true\nchecks_timeout = \"10m\"\n[apps.shop.environments.production]\nrequire_checks = [\"ci\"]",
+        );
+        let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap_or_else(|e| panic!("{e}"));
+        let shop = &config.apps[&AppName::parse("shop").unwrap()];
+        for (name, env) in &shop.environments {
+            let expected = if name.as_str() == "production" {
+                RequiredChecks::Named(vec!["ci".into()])
+            } else {
+                RequiredChecks::All
+            };
+            assert_eq!(env.require_checks.as_ref(), Some(&expected), "{name}");
+            assert_eq!(env.checks_timeout, Duration::from_secs(600), "{name}");
+        }
+        let empty = GOOD.replace(
+            "[apps.shop.environments.production]",
+            "[apps.shop.environments.production]\nrequire_checks = []",
+        );
+        let message = parse(&empty, &[("SHOP_SECRET", "s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message
+                .contains("apps.shop.environments.production.require_checks: list the check names"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -185,6 +185,13 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Cancel a deploy that has not started: queued, or waiting for its checks.
+    Cancel {
+        /// The deploy id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// A deploy's log, by id or APP/ENV (the latest there); `--app`: APP/ENV's app log.
     Logs {
         /// A deploy id, or APP/ENV for that environment's latest deploy.
@@ -429,6 +436,7 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 | Command::Restart { remote, .. }
                 | Command::Start { remote, .. }
                 | Command::Stop { remote, .. }
+                | Command::Cancel { remote, .. }
                 | Command::Logs { remote, .. } => remote.clone(),
                 _ => unreachable!("handled above"),
             };
@@ -511,6 +519,7 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
         Command::Stop { app, env, .. } => {
             stagehand::app_cli::stop(&client, &app, &env, out).await?
         }
+        Command::Cancel { id, .. } => cli::cancel(&client, &id, out).await?,
         _ => ExitCode::FAILURE,
     };
     Ok(code)

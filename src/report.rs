@@ -73,7 +73,7 @@ pub fn github_state(status: DeployStatus) -> Option<&'static str> {
         DeployStatus::Cancelled | DeployStatus::Interrupted => Some("error"),
         // Skipped or superseded after starting: the live release did not change.
         DeployStatus::Skipped | DeployStatus::Superseded => Some("inactive"),
-        DeployStatus::Queued | DeployStatus::Running => None,
+        DeployStatus::Queued | DeployStatus::Waiting | DeployStatus::Running => None,
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Running {
     http_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     runner_task: actix_web::rt::task::JoinHandle<()>,
     reconcile_task: Option<actix_web::rt::task::JoinHandle<()>>,
+    checks_task: actix_web::rt::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     /// Released last, when everything else has stopped.
     _state_lock: StateLock,
@@ -109,6 +110,11 @@ pub async fn start(
     let http = server.handle();
     let http_task = actix_web::rt::spawn(server);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let checks_task = actix_web::rt::spawn(crate::pipeline::checks_gate::run(
+        ctx.clone(),
+        runner.clone(),
+        shutdown_rx.clone(),
+    ));
     // After recovery, so the first round sees what recovery left queued as busy.
     let reconcile_task = config.get().server.reconcile_interval.map(|interval| {
         let (runner, shutdown_rx) = (runner.clone(), shutdown_rx.clone());
@@ -138,6 +144,7 @@ pub async fn start(
         http_task,
         runner_task,
         reconcile_task,
+        checks_task,
         shutdown,
         _state_lock: state_lock,
     })
@@ -153,6 +160,7 @@ impl Running {
             task.await.context("reconcile task")?;
         }
         self.runner_task.await.context("runner task")?;
+        self.checks_task.await.context("checks gate task")?;
         self.http_task.await.context("HTTP server task")??;
         Ok(())
     }

@@ -41,6 +41,7 @@ macro_rules! string_enum {
 string_enum!(
     DeployStatus {
         Queued => "queued",
+        Waiting => "waiting",
         Running => "running",
         Succeeded => "succeeded",
         Failed => "failed",
@@ -112,14 +113,20 @@ pub fn next_to_run(queued: &[(DeployId, Trigger)]) -> Option<(DeployId, Vec<Depl
 
 impl DeployStatus {
     pub fn is_terminal(self) -> bool {
-        !matches!(self, DeployStatus::Queued | DeployStatus::Running)
+        !matches!(
+            self,
+            DeployStatus::Queued | DeployStatus::Waiting | DeployStatus::Running
+        )
     }
 
     /// The allowed moves. Terminal statuses never change: a deploy's outcome is history.
     pub fn can_become(self, next: DeployStatus) -> bool {
         use DeployStatus::*;
         match self {
-            Queued => matches!(next, Running | Superseded | Skipped | Cancelled),
+            Queued => matches!(next, Running | Waiting | Superseded | Skipped | Cancelled),
+            // Waiting for the commit's checks (`require_checks`): back in the queue when
+            // they pass, skipped when one fails or time runs out.
+            Waiting => matches!(next, Queued | Superseded | Skipped | Cancelled),
             Running => matches!(
                 next,
                 Succeeded | Failed | RolledBack | Skipped | Cancelled | Interrupted

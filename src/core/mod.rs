@@ -3,6 +3,7 @@
 //! `std::net` or `std::process`, and nothing here reads a clock: callers pass the time in.
 
 pub mod app_process;
+pub mod checks;
 pub mod deploy;
 pub mod duration;
 pub mod event;

@@ -50,6 +50,10 @@ pub fn scope() -> Scope {
         .route("/deploys/{id}/log", web::get().to(super::stream::log))
         .route("/deploys/{id}/events", web::get().to(super::stream::events))
         .route(
+            "/deploys/{id}/cancel",
+            web::post().to(super::cancel::cancel),
+        )
+        .route(
             "/apps/{app}/environments/{env}/deploy",
             web::post().to(manual_deploy),
         )

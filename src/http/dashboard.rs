@@ -467,7 +467,7 @@ fn environment_row(
                     (commit_message(live))
                 }
             }
-            td {
+            td.last-deploy {
                 @if let Some(last) = &env.last_deploy {
                     (badge(last.status)) " "
                     a href=(deploy_url(last.id)) { "#" (last.id) }
@@ -856,7 +856,7 @@ const CSS: &str = r#"
 body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
 header { display: flex; justify-content: space-between; align-items: center; padding: .6rem 1.5rem; background: #1d2430; }
 header .brand { color: #fff; font-weight: 700; text-decoration: none; letter-spacing: .02em; }
-main { max-width: 72rem; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
+main { max-width: 80rem; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
 h1 { font-size: 1.5rem; margin: .8rem 0; } h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
 a { color: var(--accent); }
 .muted { color: var(--muted); font-weight: normal; } .small { font-size: .8rem; font-weight: normal; }
@@ -870,7 +870,7 @@ th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: 
 @media (max-width: 48rem) { .summary { grid-template-columns: minmax(0, 1fr); } }
 .badge { display: inline-block; padding: .05rem .5rem; border-radius: 999px; font-size: .78rem; font-weight: 600; background: #e3e7ee; color: #3a4454; }
 .badge.succeeded { background: #d7f5df; color: #11652c; } .badge.failed, .badge.interrupted { background: #fde0de; color: #a01c12; }
-.badge.running { background: #dce8ff; color: #1c46b0; } .badge.rolled_back { background: #ffecc7; color: #8a5300; }
+.badge.running { background: #dce8ff; color: #1c46b0; } .badge.waiting { background: #fff1cc; color: #7a5200; } .badge.rolled_back { background: #ffecc7; color: #8a5300; }
 .badge.cancelled, .badge.superseded, .badge.skipped { background: #eceff3; color: #5d6675; }
 .tag { font-size: .72rem; padding: .02rem .4rem; border: 1px solid var(--line); border-radius: 4px; color: var(--muted); }
 .tag.temporary { border-color: #c9b6f2; color: #5b3aa8; background: #f4efff; }
@@ -884,6 +884,11 @@ button.link { background: none; border: none; color: #c9d3e3; padding: 0; }
 input[type=text], input[type=password] { font: inherit; padding: .3rem .5rem; border: 1px solid #c5ccd8; border-radius: 6px; }
 .actions { white-space: nowrap; text-align: right; }
 table.environments td.mono { white-space: nowrap; }
+section.app { overflow-x: auto; }
+table.environments td.last-deploy { min-width: 15rem; }
+table.environments td.last-deploy .muted, table.environments .tag { white-space: nowrap; } table.environments td.last-deploy .muted { font-size: .85rem; }
+table.environments .message { display: inline-block; max-width: 12rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
+table.environments .actions { white-space: normal; min-width: 10rem; } table.environments .actions form { white-space: nowrap; }
 dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1.2rem; margin: 0; }
 dl.fields dt { color: var(--muted); } dl.fields dd { margin: 0; word-break: break-all; }
 pre#log { background: #151a23; color: #d7dde8; padding: .8rem 1rem; border-radius: 6px; max-height: 32rem; overflow: auto; white-space: pre-wrap; word-break: break-all; }
@@ -952,7 +957,7 @@ if (log && log.dataset.live === "true") {
     badge(document.getElementById("status"), status.status);
     document.getElementById("reason").textContent = status.reason || "";
     refresh();
-    if (status.status !== "queued" && status.status !== "running") {
+    if (!["queued", "waiting", "running"].includes(status.status)) {
       source.close();
       log.dataset.live = "false";
     }

@@ -91,6 +91,9 @@ async fn handle(
 
     let identity = forge::identify(forge, &headers, &body)
         .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    if crate::core::checks::is_check_event(forge, &identity.event) {
+        return check_event(state, app_config, &identity.event, &body).await;
+    }
     let events = forge::decode(
         forge,
         &identity.event,
@@ -133,6 +136,42 @@ async fn handle(
         answers.push(answer(recorded, &event));
     }
     Ok(combine(answers))
+}
+
+/// A check or status result (`require_checks`): stored for the checks gate, which is
+/// nudged; answered `200 {"checks": <results it carried>}` (and `ignored` when none).
+async fn check_event(
+    state: &AppState,
+    app: &crate::config::AppConfig,
+    event: &str,
+    body: &[u8],
+) -> Result<(HttpResponse, DeliveryResult), HttpError> {
+    use crate::pipeline::checks_gate::{RecordError, record_event};
+    let now = (state.clock)();
+    let count = record_event(
+        &state.store,
+        &app.name,
+        &app.repository,
+        app.forge,
+        event,
+        body,
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        RecordError::Store(e) => HttpError::from(e),
+        e @ RecordError::OtherRepository { .. } => HttpError::Forbidden(e.to_string()),
+        e @ RecordError::Body(_) => HttpError::BadRequest(e.to_string()),
+    })?;
+    if let Some(runner) = &state.runner {
+        runner.wake_checks();
+    }
+    let body = if count == 0 {
+        json!({ "checks": 0, "ignored": format!("`{event}` carried no check result") })
+    } else {
+        json!({ "checks": count })
+    };
+    Ok((HttpResponse::Ok().json(body), DeliveryResult::Ignored))
 }
 
 /// Each ref change of a multi-change delivery is recorded as its own delivery, so a

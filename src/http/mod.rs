@@ -15,6 +15,7 @@
 //! ¹ Writes authenticated by the cookie also need the CSRF token (see [`api`]).
 
 pub mod api;
+pub mod cancel;
 pub mod dashboard;
 pub mod error;
 pub mod hooks;

@@ -4,6 +4,7 @@
 //! missed deliveries would have.
 
 pub mod checkout;
+pub mod checks_gate;
 pub mod commands;
 pub mod deploy;
 pub mod final_status;

@@ -388,7 +388,12 @@ impl Edge<'_> {
                 .store
                 .run(move |s| s.last_outcome_of_commit(&app, &env, &commit))
                 .await?
-                .filter(|s| *s != DeployStatus::Queued && *s != DeployStatus::Running);
+                .filter(|s| {
+                    !matches!(
+                        s,
+                        DeployStatus::Queued | DeployStatus::Waiting | DeployStatus::Running
+                    )
+                });
         }
         let (mirror, head, live) = (self.mirror.clone(), head.to_owned(), facts.live.clone());
         let (older, skip) = blocking(move || {

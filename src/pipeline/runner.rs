@@ -18,6 +18,7 @@ use crate::core::deploy::next_to_run;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::store::StoreError;
 
+use super::checks_gate;
 use super::deploy::{Context, execute};
 use super::git::Mirror;
 use super::layout::EnvironmentDir;
@@ -34,6 +35,8 @@ struct Inner {
     ctx: Context,
     cancel: watch::Sender<bool>,
     wake: Notify,
+    /// Nudges `checks_gate`: a deploy started waiting, or a check result arrived.
+    checks: Notify,
     running: Mutex<HashSet<EnvKey>>,
 }
 
@@ -47,6 +50,7 @@ impl Runner {
                 ctx,
                 cancel,
                 wake: Notify::new(),
+                checks: Notify::new(),
                 running: Mutex::new(HashSet::new()),
             }),
         }
@@ -55,6 +59,15 @@ impl Runner {
     /// Tells the runner the store has new work.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Tells the checks gate a deploy waits or a check result came in.
+    pub fn wake_checks(&self) {
+        self.inner.checks.notify_one();
+    }
+
+    pub(crate) async fn checks_nudged(&self) {
+        self.inner.checks.notified().await;
     }
 
     /// After a crash: the process groups deploy steps left running are killed (only
@@ -223,6 +236,11 @@ impl Runner {
             let Some((id, superseded)) = next_to_run(&of_env) else {
                 continue;
             };
+            let trigger = of_env.iter().find(|(i, _)| *i == id).map(|(_, t)| *t);
+            if checks_gate::hold(ctx, &q.app, id, trigger, &superseded).await? {
+                self.wake_checks();
+                continue;
+            }
             let now = (ctx.clock)();
             if let Some(deploy) = ctx
                 .store

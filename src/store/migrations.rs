@@ -159,4 +159,20 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX processes_one_live ON processes (app, environment) WHERE role = 'live';
     "#,
+    // 7 (issue 15, `require_checks`): whether a deploy's commit passed its required
+    // checks (a waiting deploy goes back to `queued` with this set, so the runner starts
+    // it instead of holding it again), and the check results the forges reported, the
+    // latest per name.
+    r#"
+    ALTER TABLE deploys ADD COLUMN checks_passed INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE check_results (
+        app        TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (app, commit_sha, name)
+    );
+    "#,
 ];

@@ -11,6 +11,7 @@
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
 mod app_processes;
+mod checks;
 mod counts;
 mod health;
 mod migrations;

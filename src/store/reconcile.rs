@@ -22,7 +22,7 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT DISTINCT environment FROM deploys
-             WHERE app = ?1 AND status IN ('queued', 'running')",
+             WHERE app = ?1 AND status IN ('queued', 'waiting', 'running')",
         )?;
         let names = stmt
             .query_map([app.as_str()], |r| r.get::<_, String>(0))?
@@ -189,7 +189,7 @@ fn is_busy(tx: &Transaction<'_>, app: &AppName, environment: &str) -> Result<boo
     Ok(tx
         .prepare_cached(
             "SELECT 1 FROM deploys WHERE app = ?1 AND environment = ?2
-               AND status IN ('queued', 'running')",
+               AND status IN ('queued', 'waiting', 'running')",
         )?
         .exists(params![app.as_str(), environment])?)
 }

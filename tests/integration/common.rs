@@ -382,6 +382,22 @@ impl Client {
         }
     }
 
+    /// [`Client::wait`] that also waits while the deploy is `waiting` for its checks.
+    pub async fn wait_through_checks(&self, id: &Value, secs: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let deploy = self.wait(id, secs).await;
+            if deploy["status"] != "waiting" {
+                return deploy;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deploy {id} still waiting after {secs}s"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn log(&self, id: &Value) -> String {
         let id = id.as_str().unwrap();
         let mut resp = awc::Client::default()

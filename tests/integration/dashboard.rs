@@ -841,3 +841,113 @@ branch = "develop"
     assert!(page.text.contains("by Ada"), "{}", page.text);
     s.full.stop().await;
 }
+
+/// How wide the page, the window, the table and its section are, and the tallest
+/// "Last deploy" cell in lines of its own text, with and without a tag (issue 16 item 18).
+const HOME_WIDTHS: &str = "
+const cells = [...document.querySelectorAll('table.environments tbody tr td:nth-child(5)')];
+const line = (c) => parseFloat(getComputedStyle(c).lineHeight) || 20;
+const pad = (c) => parseFloat(getComputedStyle(c).paddingTop) + parseFloat(getComputedStyle(c).paddingBottom);
+const lines = (c) => (c.getBoundingClientRect().height - pad(c)) / line(c);
+const section = document.querySelector('section.app');
+return { page: document.documentElement.scrollWidth, window: window.innerWidth,
+         table: section.scrollWidth, room: section.clientWidth,
+         lines: Math.max(...cells.map(lines)),
+         untagged: Math.max(...cells.filter((c) => !c.querySelector('.tag')).map(lines)),
+         cells: cells.length };";
+
+/// Issue 16 item 18: at 1280 px the home fits the window and "Last deploy" keeps to
+/// two lines, three with a tag (it took 4–5 when the table was 1300–1550 px wide); at 390 px (a phone)
+/// the page itself does not scroll sideways, only the table within its section.
+#[actix_web::test]
+async fn the_home_fits_a_1280_px_window_and_a_phone() {
+    if !have_chromedriver() {
+        return;
+    }
+    let s = Setup::start(|dir, repo| {
+        shop_toml(
+            dir,
+            repo,
+            r#"[apps.shop.environments.production]
+branch = "main"
+auto_deploy = false
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        )
+    })
+    .await;
+    git(&s.repo, &["checkout", "-q", "develop"]);
+    commit(
+        &s.repo,
+        "Make the checkout page remember the basket across sessions and devices",
+        &[("basket.txt", "kept\n")],
+    );
+    let staged = s.push_and_wait("develop").await;
+    assert_eq!(staged["status"], "succeeded", "{staged}");
+    // A push to the manual environment: a skipped deploy and the "pending" tag, the
+    // widest "Last deploy" cell there is.
+    let pending = s.push_and_wait("main").await;
+    assert_eq!(pending["status"], "skipped", "{pending}");
+    let url = s.client.url.clone();
+
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver).await;
+    browser.goto(&format!("{url}/")).await;
+    let token = browser.find("input[name=token]").await;
+    browser.send_keys(&token, TOKEN).await;
+    let submit = browser.find("form[action='/login'] button").await;
+    browser.click(&submit).await;
+    browser
+        .wait_for(
+            "the environments table",
+            "return document.querySelector('table.environments .tag.pending') !== null;",
+            20,
+        )
+        .await;
+
+    let wide = browser.run(HOME_WIDTHS).await;
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-home-1280.png");
+    std::fs::write(&shot, browser.screenshot().await).unwrap();
+    assert_eq!(wide["cells"], 2, "{wide}");
+    assert_eq!(wide["window"], 1280, "{wide}");
+    assert!(
+        wide["page"].as_f64() <= wide["window"].as_f64(),
+        "the home overflows 1280 px: {wide}"
+    );
+    assert!(
+        wide["table"].as_f64() <= wide["room"].as_f64(),
+        "the table scrolls sideways at 1280 px: {wide}"
+    );
+    assert!(
+        wide["untagged"].as_f64().is_some_and(|l| l < 2.5),
+        "\"Last deploy\" wraps past two lines: {wide}"
+    );
+    assert!(
+        wide["lines"].as_f64().is_some_and(|l| l < 3.5),
+        "\"Last deploy\" with a tag wraps past three lines: {wide}"
+    );
+
+    browser
+        .command(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": 390, "height": 844})),
+        )
+        .await;
+    let narrow = browser.run(HOME_WIDTHS).await;
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-home-390.png");
+    std::fs::write(&shot, browser.screenshot().await).unwrap();
+    assert!(
+        narrow["window"].as_f64().is_some_and(|w| w <= 500.0),
+        "{narrow}"
+    );
+    assert!(
+        narrow["page"].as_f64() <= narrow["window"].as_f64(),
+        "the home overflows a phone: {narrow}"
+    );
+
+    drop(browser);
+    drop(driver);
+    s.full.stop().await;
+}

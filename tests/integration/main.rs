@@ -7,6 +7,8 @@ mod common;
 
 /// `/api`, `/healthz` and `/metrics`.
 mod api;
+/// `require_checks`: automatic deploys wait for the commit's checks (events, API polling).
+mod checks;
 /// The `stagehand` binary as an operator runs it (no server).
 mod cli;
 /// The CLI client commands against a running server.

@@ -136,7 +136,7 @@ fn state(forge: Forge, phase: Phase) -> Option<&'static str> {
     use DeployStatus as S;
     let done = match phase {
         Phase::Started => None,
-        Phase::Finished(S::Queued | S::Running) => return None,
+        Phase::Finished(S::Queued | S::Waiting | S::Running) => return None,
         Phase::Finished(status) => Some(status),
     };
     Some(match (forge, done) {

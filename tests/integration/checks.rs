@@ -1,0 +1,407 @@
+//! `require_checks`: automatic deploys wait for their commit's checks, from the forges'
+//! own check events (`webhook-samples/`) or, as a fallback, a fake forge API on
+//! 127.0.0.1; failures and the time limit skip them, a newer push supersedes them,
+//! manual deploys never wait, and a waiting deploy can be cancelled.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::{Value, json};
+use stagehand::core::forge::Forge;
+
+/// Staging follows `develop` and requires GitHub's sample check run by name.
+fn named_check(dir: &std::path::Path, repo: &std::path::Path) -> String {
+    shop_toml(
+        dir,
+        repo,
+        r#"[apps.shop.environments.staging]
+branch = "develop"
+require_checks = ["Octocoders-linter"]
+"#,
+    )
+}
+
+/// Polls a deploy until its status is `want` (or any end, then it must be `want`).
+async fn wait_for(client: &Client, id: &Value, want: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (status, deploy) = client
+            .get(&format!("/api/deploys/{}", id.as_str().unwrap()))
+            .await;
+        assert_eq!(status, 200, "{deploy}");
+        let now = deploy["status"].as_str().unwrap_or_default().to_owned();
+        if now == want {
+            return deploy;
+        }
+        let open = ["queued", "waiting", "running"].contains(&now.as_str());
+        assert!(open, "deploy ended {now}, not {want}: {deploy}");
+        assert!(
+            Instant::now() < deadline,
+            "deploy still {now} after {secs}s, not {want}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GitHub's `check_run` sample for `sha`, with `conclusion`.
+fn check_run(sha: &str, conclusion: &str) -> Delivery {
+    let mut body = sample("check-run.json");
+    body["check_run"]["head_sha"] = json!(sha);
+    body["check_run"]["conclusion"] = json!(conclusion);
+    body["repository"]["full_name"] = json!("acme/shop");
+    Delivery::json("check_run", &body)
+}
+
+async fn push_develop(s: &Setup) -> (String, Value) {
+    let sha = git(&s.repo, &["rev-parse", "develop"]);
+    let (status, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
+    assert_eq!(status, 202, "{answer}");
+    (sha, answer["deploy"]["id"].clone())
+}
+
+#[actix_web::test]
+async fn a_push_waits_until_its_check_run_succeeds() {
+    let s = Setup::start(named_check).await;
+    let (sha, id) = push_develop(&s).await;
+    let waiting = wait_for(&s.client, &id, "waiting", 30).await;
+    assert_eq!(waiting["commit"], json!(sha));
+    assert_eq!(s.live("staging"), None, "deployed before its checks passed");
+    // Visible in the overview too (the CLI's `status` and the dashboard read it).
+    let (_, apps) = s.client.get("/api/apps").await;
+    assert!(apps.to_string().contains("\"waiting\""), "{apps}");
+
+    // Results for another repository are refused, as its pushes are.
+    let mut foreign = sample("check-run.json");
+    foreign["check_run"]["head_sha"] = json!(sha);
+    let (status, answer) = deliver(&s.client.url, &Delivery::json("check_run", &foreign)).await;
+    assert_eq!(status, 403, "{answer}");
+    // A check run for another commit changes nothing.
+    let (status, answer) = deliver(&s.client.url, &check_run(&"0".repeat(40), "success")).await;
+    assert_eq!((status, &answer["checks"]), (200, &json!(1)), "{answer}");
+    let (status, answer) = deliver(&s.client.url, &check_run(&sha, "success")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["checks"], 1, "{answer}");
+    let done = s.client.wait_through_checks(&id, 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(s.revision("staging").as_deref(), Some(sha.as_str()));
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_failed_required_check_skips_the_deploy_with_its_name() {
+    let s = Setup::start(named_check).await;
+    let (sha, id) = push_develop(&s).await;
+    wait_for(&s.client, &id, "waiting", 30).await;
+    let (status, answer) = deliver(&s.client.url, &check_run(&sha, "failure")).await;
+    assert_eq!(status, 200, "{answer}");
+    let skipped = wait_for(&s.client, &id, "skipped", 30).await;
+    assert_eq!(
+        skipped["reason"], "required check `Octocoders-linter` failed",
+        "{skipped}"
+    );
+    assert_eq!(s.live("staging"), None);
+    assert!(
+        s.releases("staging").is_empty(),
+        "{:?}",
+        s.releases("staging")
+    );
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn checks_that_never_report_skip_the_deploy_after_checks_timeout() {
+    let s = Setup::start(|dir, repo| {
+        shop_toml(
+            dir,
+            repo,
+            r#"require_checks = true
+checks_timeout = "1s"
+[apps.shop.environments.staging]
+branch = "develop"
+"#,
+        )
+    })
+    .await;
+    let (_, id) = push_develop(&s).await;
+    let skipped = wait_for(&s.client, &id, "skipped", 30).await;
+    assert_eq!(
+        skipped["reason"], "checks did not pass within 1s: still waiting for `any check`",
+        "{skipped}"
+    );
+    assert_eq!(s.live("staging"), None);
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_newer_push_supersedes_a_waiting_one_and_manual_deploys_never_wait() {
+    let s = Setup::start(named_check).await;
+    let (first, first_id) = push_develop(&s).await;
+    wait_for(&s.client, &first_id, "waiting", 30).await;
+    git(&s.repo, &["checkout", "-q", "develop"]);
+    let second = commit(&s.repo, "Second", &[("second.txt", "2\n")]);
+    let (status, answer) = s
+        .client
+        .push(&push_body("refs/heads/develop", &second))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let second_id = answer["deploy"]["id"].clone();
+    wait_for(&s.client, &second_id, "waiting", 30).await;
+    let older = wait_for(&s.client, &first_id, "superseded", 30).await;
+    assert!(
+        older["reason"].as_str().unwrap().contains("newer push"),
+        "{older}"
+    );
+    // The first commit's checks passing now deploys nothing.
+    deliver(&s.client.url, &check_run(&first, "success")).await;
+    deliver(&s.client.url, &check_run(&second, "success")).await;
+    let done = s.client.wait_through_checks(&second_id, 60).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(s.revision("staging").as_deref(), Some(second.as_str()));
+
+    // A person's deploy goes at once, checks or not.
+    let (status, answer) = s
+        .client
+        .post("/api/apps/shop/environments/staging/deploy", &json!({}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let manual = s.client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(manual["status"], "succeeded", "{manual}");
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_waiting_deploy_can_be_cancelled() {
+    let s = Setup::start(named_check).await;
+    let (sha, id) = push_develop(&s).await;
+    wait_for(&s.client, &id, "waiting", 30).await;
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"));
+        cmd.args(args)
+            .env("STAGEHAND_API_TOKEN", TOKEN)
+            .env("STAGEHAND_SERVER", &s.client.url)
+            .env("NO_COLOR", "1");
+        actix_web::rt::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let status = cli(&["status"]).await.unwrap();
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(text.contains("waiting"), "{text}");
+    let bogus = cli(&["cancel", "../reload"]).await.unwrap();
+    assert_eq!(bogus.status.code(), Some(2), "{bogus:?}");
+    let number = id.as_str().unwrap();
+    let cancelled = cli(&["cancel", number]).await.unwrap();
+    let text = String::from_utf8_lossy(&cancelled.stdout).into_owned();
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    assert!(
+        text.contains(&format!("deploy {number} cancelled")),
+        "{text}"
+    );
+    let path = format!("/api/deploys/{number}/cancel");
+    // Its checks passing later starts nothing.
+    deliver(&s.client.url, &check_run(&sha, "success")).await;
+    let (status, answer) = s.client.post(&path, &json!({})).await;
+    assert_eq!(status, 200, "cancelling twice is harmless: {answer}");
+    let (status, answer) = s.client.post("/api/deploys/999/cancel", &json!({})).await;
+    assert_eq!(status, 404, "{answer}");
+    let (_, deploy) = s
+        .client
+        .get(&format!("/api/deploys/{}", id.as_str().unwrap()))
+        .await;
+    assert_eq!(deploy["status"], "cancelled", "{deploy}");
+    assert_eq!(s.live("staging"), None);
+    s.full.stop().await;
+}
+
+/// What the fake forge API was asked: path and Authorization header.
+type Asked = Arc<Mutex<Vec<(String, String)>>>;
+
+/// Answers GitHub's combined status for any commit with `ci/jenkins` succeeded, check
+/// runs with none, and anything else (Deployments) with `201 {"id": 1}`.
+fn fake_forge() -> (String, Asked) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let asked: Asked = Arc::default();
+    let log = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let (mut length, mut authorization) = (0, String::new());
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() {
+                    break;
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    match name.to_ascii_lowercase().as_str() {
+                        "content-length" => length = value.trim().parse().unwrap_or(0),
+                        "authorization" => authorization = value.trim().to_owned(),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let (status, answer) = if path.ends_with("/status") {
+                (
+                    "200 OK",
+                    json!({"state": "success", "statuses": [{"context": "ci/jenkins", "state": "success"}]}),
+                )
+            } else if path.ends_with("/check-runs") {
+                ("200 OK", json!({"total_count": 0, "check_runs": []}))
+            } else {
+                ("201 Created", json!({"id": 1}))
+            };
+            log.lock().unwrap().push((path, authorization));
+            let text = answer.to_string();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, asked)
+}
+
+#[actix_web::test]
+async fn without_events_the_forge_api_is_polled() {
+    let (api, asked) = fake_forge();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = source_repo(dir.path());
+    let toml = shop_toml_with(
+        dir.path(),
+        &repo,
+        "checks_poll_interval = \"1s\"",
+        r#"[apps.shop.environments.staging]
+branch = "develop"
+require_checks = ["ci/jenkins"]
+"#,
+    )
+    .replace(
+        "github = \"acme/shop\"",
+        &format!(
+            "github = {{ repo = \"acme/shop\", token_env = \"GH_TOKEN\", api_url = \"{api}\" }}"
+        ),
+    );
+    let full = start_full_env(dir, &toml, &[("GH_TOKEN", "gh-secret-token")]).await;
+    let client = full.client();
+    let sha = git(&repo, &["rev-parse", "develop"]);
+    let (status, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
+    assert_eq!(status, 202, "{answer}");
+    let done = client
+        .wait_through_checks(&answer["deploy"]["id"], 60)
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let asked = asked.lock().unwrap().clone();
+    let status_path = format!("/repos/acme/shop/commits/{sha}/status");
+    let polled = asked
+        .iter()
+        .find(|(path, _)| *path == status_path)
+        .unwrap_or_else(|| panic!("never asked for {status_path}: {asked:?}"));
+    assert_eq!(polled.1, "Bearer gh-secret-token");
+    assert!(
+        asked
+            .iter()
+            .any(|(path, _)| *path == format!("/repos/acme/shop/commits/{sha}/check-runs")),
+        "{asked:?}"
+    );
+    full.stop().await;
+}
+
+/// A forge's push of `develop` for `forge`, then its check event from the samples.
+async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check: Value) {
+    let s = Setup::start(|dir, repo| {
+        shop_toml(
+            dir,
+            repo,
+            &format!(
+                "forge = \"{forge}\"\nrepository = \"acme/shop\"\n\
+                 [apps.shop.environments.staging]\nbranch = \"develop\"\nrequire_checks = {required}\n"
+            ),
+        )
+    })
+    .await;
+    let sha = git(&s.repo, &["rev-parse", "develop"]);
+    let before = git(&s.repo, &["rev-parse", "develop~1"]);
+    let (push_event, body) = crate::forges::delivery(
+        forge,
+        &crate::forges::Change {
+            git_ref: "refs/heads/develop",
+            before: &before,
+            after: &sha,
+            commit: &sha,
+            message: "Add cart totals",
+        },
+    );
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let (status, answer) = crate::forges::send_as(
+        &s.client.url,
+        forge,
+        SECRET,
+        &push_event,
+        &unique_id(),
+        &bytes,
+    )
+    .await;
+    assert_eq!(status, 202, "{forge}: {answer}");
+    let id = answer["deploy"]["id"].clone();
+    wait_for(&s.client, &id, "waiting", 30).await;
+    let text = check.to_string().replace("SHA", &sha);
+    let (status, answer) = crate::forges::send_as(
+        &s.client.url,
+        forge,
+        SECRET,
+        event,
+        &unique_id(),
+        text.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{forge}: {answer}");
+    assert!(answer["checks"].as_u64() > Some(0), "{forge}: {answer}");
+    let done = s.client.wait_through_checks(&id, 60).await;
+    assert_eq!(done["status"], "succeeded", "{forge}: {done}");
+    s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_gitlab_pipeline_hook_releases_the_deploy() {
+    let mut pipeline = sample("gitlab/pipeline.json");
+    pipeline["object_attributes"]["sha"] = json!("SHA");
+    pipeline["project"]["path_with_namespace"] = json!("acme/shop");
+    // The sample's pipeline passed with a manual `staging` job never run: it does not hold
+    // the deploy back, and a named job counts by itself.
+    forge_push_then_check(
+        Forge::Gitlab,
+        "[\"pipeline\", \"test-build\"]",
+        "Pipeline Hook",
+        pipeline,
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn gitea_and_forgejo_status_events_release_the_deploy() {
+    for forge in [Forge::Gitea, Forge::Forgejo] {
+        let mut status = sample(&format!("{forge}/status.json"));
+        status["sha"] = json!("SHA");
+        status["repository"]["full_name"] = json!("acme/shop");
+        forge_push_then_check(forge, "true", "status", status).await;
+    }
+}
