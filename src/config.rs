@@ -7,18 +7,20 @@
 //! patterns and paths arrive here as ready-to-use types.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::core::duration::parse_duration;
+use crate::core::hosts::{HostPattern, HostTable};
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::{RefSource, RouteRule, RoutingTable};
 use crate::core::secret::Secret;
 
+mod front_door;
 mod run;
 
 pub use crate::core::app_process::{PortRange, StopSignal};
@@ -45,6 +47,8 @@ pub struct Config {
     pub file: PathBuf,
     pub server: ServerConfig,
     pub apps: BTreeMap<AppName, AppConfig>,
+    /// Every environment's `hosts`, checked to be unambiguous (see `core::hosts`).
+    pub hosts: HostTable,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +64,10 @@ pub struct ServerConfig {
     pub log_retention: Duration,
     /// Ports given to app processes (`$PORT`).
     pub ports: PortRange,
+    /// Where `stagehand front-door` listens; `None`: no front door.
+    pub front_door: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-*` headers the front door passes on.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +135,10 @@ pub struct EnvironmentConfig {
     pub url: Option<String>,
     /// `None`: the environment is files only (as before `run` existed).
     pub run: Option<RunConfig>,
+    /// The names the front door answers for it.
+    pub hosts: Vec<HostPattern>,
+    /// `static = "public"`: without `run`, the front door serves `current/<static>`.
+    pub static_dir: Option<String>,
 }
 
 impl AppConfig {
@@ -311,6 +323,8 @@ struct RawServer {
     shutdown_grace: Option<String>,
     log_retention: Option<String>,
     ports: Option<String>,
+    front_door: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -377,6 +391,9 @@ struct RawEnvironment {
     health_check: Option<RawHealthCheck>,
     seed_from: Option<String>,
     url: Option<String>,
+    hosts: Option<Vec<String>>,
+    #[serde(rename = "static")]
+    static_dir: Option<String>,
     #[serde(flatten)]
     overrides: RawOverridable,
 }
@@ -452,10 +469,12 @@ impl Validator<'_> {
                 Err(e) => self.problem(&key, e),
             }
         }
+        let hosts = self.host_table(apps.values());
         Some(Config {
             file: file.to_owned(),
             server,
             apps,
+            hosts,
         })
     }
 
@@ -508,6 +527,8 @@ impl Validator<'_> {
                 Duration::from_secs(90 * 86_400),
             ),
             ports: self.ports(raw.ports.as_deref()),
+            front_door: self.front_door(raw.front_door.as_deref()),
+            trusted_proxies: self.trusted_proxies(raw.trusted_proxies),
         }
     }
 
@@ -791,6 +812,7 @@ impl Validator<'_> {
         );
         let app_key = key.split(".environments.").next().unwrap_or(key);
         let run = self.run_config(key, app_key, app, o);
+        let source_is_temporary = source.is_temporary();
         let health_check = self.health_check(key, raw.health_check, run.is_some());
         let seed_from = raw.seed_from.and_then(|seed| {
             if seed == name.as_str() || !siblings.contains(&seed) {
@@ -834,6 +856,8 @@ impl Validator<'_> {
             seed_from,
             url: raw.url,
             run,
+            hosts: self.hosts(key, raw.hosts, source_is_temporary),
+            static_dir: self.static_dir(key, raw.static_dir),
         })
     }
 
