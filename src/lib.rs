@@ -20,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod front_door;
 pub mod hook_send;
 pub mod http;
 pub mod intake;

@@ -46,6 +46,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the front door: route requests by host name to each environment's app
+    /// process or static files (`[server] front_door`). A process of its own, so it
+    /// keeps serving while `serve` restarts.
+    FrontDoor {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the front door's table: host → environment → port or directory.
+    Routes {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the config and print the branch → environment table.
     Check {
         #[arg(long)]
@@ -205,7 +220,7 @@ fn main() -> ExitCode {
     // The server logs what it does; the other commands print their own output and
     // only want warnings from the library underneath.
     let level = match cli.command {
-        Command::Serve { .. } => tracing::Level::INFO,
+        Command::Serve { .. } | Command::FrontDoor { .. } => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
     let logs = tracing_subscriber::fmt()
@@ -233,6 +248,21 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
         Command::Serve { config } => {
             let config = load(config, &env)?;
             system().block_on(stagehand::server::serve(config, env))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FrontDoor { config } => {
+            let config = load(config, &env)?;
+            system().block_on(stagehand::front_door::serve(config, env))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Routes { config, json } => {
+            let config = load(config, &env)?;
+            let rows = stagehand::front_door::table::Snapshot::read(config)?.rows();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", stagehand::front_door::table::describe(&rows));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {

@@ -17,6 +17,8 @@ mod crash;
 mod dashboard;
 /// Following a deploy's log live.
 mod follow;
+/// The front door: routing by host to static files and app processes, previews' addresses.
+mod front_door;
 /// `POST /hooks/<app>`: the contract's table row by row.
 mod hooks;
 /// Temporary environments, tags, manual gates, promote, runtime data downwards.
