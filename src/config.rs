@@ -135,6 +135,8 @@ pub struct EnvironmentConfig {
     pub url: Option<String>,
     /// `None`: the environment is files only (as before `run` existed).
     pub run: Option<RunConfig>,
+    /// Run when a temporary environment is torn down, before its process stops.
+    pub teardown: Vec<String>,
     /// The names the front door answers for it.
     pub hosts: Vec<HostPattern>,
     /// `static = "public"`: without `run`, the front door serves `current/<static>`.
@@ -339,6 +341,7 @@ struct RawOverridable {
     cache: Option<Vec<String>>,
     step_timeout: Option<String>,
     run: Option<String>,
+    teardown: Option<Vec<String>>,
     stop_signal: Option<String>,
     stop_timeout: Option<String>,
 }
@@ -856,6 +859,11 @@ impl Validator<'_> {
             seed_from,
             url: raw.url,
             run,
+            teardown: o
+                .teardown
+                .clone()
+                .or_else(|| app.teardown.clone())
+                .unwrap_or_default(),
             hosts: self.hosts(key, raw.hosts, source_is_temporary),
             static_dir: self.static_dir(key, raw.static_dir),
         })

@@ -39,6 +39,7 @@ use super::{releases, sync};
 use crate::supervisor::Supervisor;
 
 mod blue_green;
+mod teardown_hooks;
 
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
@@ -955,6 +956,7 @@ impl Run<'_> {
         }
         let dir = self.env_dir.dir.clone();
         self.stage("teardown", async {
+            self.teardown_commands().await;
             // The process goes before its directory: never an app serving from a
             // deleted release.
             let stopped = self

@@ -21,6 +21,8 @@ mod follow;
 mod front_door;
 /// `POST /hooks/<app>`: the contract's table row by row.
 mod hooks;
+/// Previews' lifecycle: teardown commands.
+mod lifecycle;
 /// Temporary environments, tags, manual gates, promote, runtime data downwards.
 mod multistage;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
