@@ -8,6 +8,7 @@
 //! (`table.rs`), so stopping, restarting or upgrading `serve` never stops it, and it
 //! keeps answering on the last known routes meanwhile.
 
+pub mod address;
 pub mod proxy;
 pub mod static_files;
 pub mod table;

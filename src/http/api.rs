@@ -265,6 +265,8 @@ pub struct EnvironmentOverview {
     pub pending: Option<PendingPush>,
     /// The live app process of an environment that `run`s.
     pub process: Option<super::processes::ProcessView>,
+    /// Its address at the front door (or its `url`), for a link.
+    pub address: Option<String>,
 }
 
 /// A push recorded but not deployed, because its environment has `auto_deploy = false`.
@@ -324,7 +326,20 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
             let process = store
                 .live_process(&app.name, &name)?
                 .map(|p| super::processes::ProcessView::of(&p));
+            let configured = base.clone().unwrap_or_else(|| name.clone());
+            let address = config_env
+                .and_then(|e| e.url.as_ref())
+                .map(|u| u.replace("{environment}", name.as_str()))
+                .or_else(|| {
+                    crate::front_door::address::environment_address(
+                        config,
+                        &app.name,
+                        &configured,
+                        &name,
+                    )
+                });
             environments.push(EnvironmentOverview {
+                address,
                 process,
                 branch: fed_by.split_once(' ').map(|(_, b)| b.to_owned()),
                 temporary: is_temporary,

@@ -454,6 +454,9 @@ fn environment_row(
             td {
                 a href=(environment_url(app, &env.name)) { (env.name) }
                 (environment_tags(env))
+                @if let Some(address) = &env.address {
+                    br; a.mono.address href=(address) rel="noopener" { (address) }
+                }
             }
             td.mono { (env.fed_by) }
             td.mono {
@@ -999,6 +1002,7 @@ mod tests {
             last_deploy: None,
             pending: None,
             process: None,
+            address: Some("https://x.test/\"><script>alert(1)</script>".into()),
         };
         let viewer = Viewer { csrf: "c".into() };
         let html =

@@ -239,7 +239,7 @@ async fn static_files_by_host_with_index_types_etags_and_nothing_outside() {
 
 #[actix_web::test]
 async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_teardown() {
-    let d = DoorSetup::start("", STATIC_ENVS, SITE).await;
+    let d = DoorSetup::start("public_url = \"https://deploy.test\"", STATIC_ENVS, SITE).await;
     let (_door, port) = d.front_door();
     let host = "preview-feature-new-cart.preview.test";
     assert_eq!(raw_get(port, host, "/", "").await.0, 404);
@@ -281,6 +281,26 @@ async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_tear
         dir.ends_with("preview-feature-new-cart/current/public"),
         "{dir}"
     );
+
+    // Its address is in the API and a link on the dashboard.
+    let address = format!("https://{host}/");
+    let (_, apps) = d.s.client.get("/api/apps").await;
+    let preview = apps["apps"][0]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "preview-feature-new-cart")
+        .unwrap_or_else(|| panic!("{apps}"))
+        .clone();
+    assert_eq!(preview["address"], address.as_str(), "{preview}");
+    let mut page = awc::Client::default()
+        .get(format!("{}/", d.s.client.url))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    let html = text(&page.body().limit(1 << 20).await.unwrap());
+    assert!(html.contains(&format!("href=\"{address}\"")), "{html}");
 
     let (status, answer) = d.s.client.push(&sample("push-delete-branch.json")).await;
     assert_eq!(status, 202, "{answer}");
