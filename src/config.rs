@@ -137,6 +137,8 @@ pub struct EnvironmentConfig {
     pub run: Option<RunConfig>,
     /// Run when a temporary environment is torn down, before its process stops.
     pub teardown: Vec<String>,
+    /// A branch pattern's previews with no deploy for this long are torn down.
+    pub expire_after: Option<Duration>,
     /// The names the front door answers for it.
     pub hosts: Vec<HostPattern>,
     /// `static = "public"`: without `run`, the front door serves `current/<static>`.
@@ -395,6 +397,7 @@ struct RawEnvironment {
     seed_from: Option<String>,
     url: Option<String>,
     hosts: Option<Vec<String>>,
+    expire_after: Option<String>,
     #[serde(rename = "static")]
     static_dir: Option<String>,
     #[serde(flatten)]
@@ -864,6 +867,7 @@ impl Validator<'_> {
                 .clone()
                 .or_else(|| app.teardown.clone())
                 .unwrap_or_default(),
+            expire_after: self.expire_after(key, raw.expire_after.as_deref(), source_is_temporary),
             hosts: self.hosts(key, raw.hosts, source_is_temporary),
             static_dir: self.static_dir(key, raw.static_dir),
         })

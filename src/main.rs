@@ -155,6 +155,20 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Pin a preview: it never expires (`expire_after`) until unpinned.
+    Pin {
+        app: String,
+        env: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Unpin a preview: it expires again after `expire_after` without a deploy.
+    Unpin {
+        app: String,
+        env: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Stop an environment's process; it stays stopped until `start` or a deploy.
     Stop {
         app: String,
@@ -335,6 +349,8 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 | Command::Restart { remote, .. }
                 | Command::Start { remote, .. }
                 | Command::Stop { remote, .. }
+                | Command::Pin { remote, .. }
+                | Command::Unpin { remote, .. }
                 | Command::Logs { remote, .. } => remote.clone(),
                 _ => unreachable!("handled above"),
             };
@@ -414,6 +430,34 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
         }
         Command::Stop { app, env, .. } => {
             stagehand::app_cli::stop(&client, &app, &env, out).await?
+        }
+        Command::Pin { app, env, .. } => {
+            let answer = client
+                .post(
+                    &format!("/api/apps/{app}/environments/{env}/pin"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if out.json {
+                println!("{answer:#}");
+            } else {
+                println!("{app}/{env}: pinned (it does not expire)");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Unpin { app, env, .. } => {
+            let answer = client
+                .post(
+                    &format!("/api/apps/{app}/environments/{env}/unpin"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if out.json {
+                println!("{answer:#}");
+            } else {
+                println!("{app}/{env}: unpinned (it expires after expire_after without a deploy)");
+            }
+            ExitCode::SUCCESS
         }
         _ => ExitCode::FAILURE,
     };

@@ -1,6 +1,6 @@
-//! The front door's keys: `[server] front_door` and `trusted_proxies`, an
-//! environment's `hosts` and `static`, and the check that no two environments claim
-//! one host. Validated here so the feature's rules sit in one place.
+//! The front door's and previews' keys: `[server] front_door` and `trusted_proxies`,
+//! an environment's `hosts`, `static` and `expire_after`, and the check that no two
+//! environments claim one host. Validated here so the feature's rules sit in one place.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -56,6 +56,28 @@ impl Validator<'_> {
                 }
             })
             .collect()
+    }
+
+    /// `expire_after` only means something where previews are made.
+    pub(super) fn expire_after(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        temporary: bool,
+    ) -> Option<std::time::Duration> {
+        let text = text?;
+        let key = format!("{key}.expire_after");
+        if !temporary {
+            self.problem(&key, "only a branch-pattern environment's previews expire");
+            return None;
+        }
+        match crate::core::duration::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(&key, e);
+                None
+            }
+        }
     }
 
     pub(super) fn static_dir(&mut self, key: &str, dir: Option<String>) -> Option<String> {

@@ -61,6 +61,7 @@ string_enum!(
         Promote => "promote",
         Teardown => "teardown",
         Sync => "sync",
+        Expire => "expire",
         Restart => "restart",
     }
 );

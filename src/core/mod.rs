@@ -8,6 +8,7 @@ pub mod duration;
 pub mod event;
 pub mod hosts;
 pub mod ids;
+pub mod lifecycle;
 pub mod mask;
 pub mod ref_pattern;
 pub mod release;

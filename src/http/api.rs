@@ -66,6 +66,7 @@ pub fn scope() -> Scope {
             web::get().to(releases),
         )
         .configure(super::processes::routes)
+        .configure(super::lifecycle::routes)
 }
 
 /// The dashboard's session cookie.

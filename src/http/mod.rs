@@ -17,6 +17,7 @@ pub mod api;
 pub mod dashboard;
 pub mod error;
 pub mod hooks;
+pub mod lifecycle;
 pub mod processes;
 pub mod stream;
 

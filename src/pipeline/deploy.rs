@@ -233,7 +233,7 @@ impl Run<'_> {
             Trigger::Push | Trigger::Manual | Trigger::Promote => self.release_commit().await,
             Trigger::Rollback => self.rollback().await,
             Trigger::Restart => self.restart().await,
-            Trigger::Teardown => self.teardown().await.map(|()| None),
+            Trigger::Teardown | Trigger::Expire => self.teardown().await.map(|()| None),
             Trigger::Sync => self.sync().await.map(|()| None),
         };
         let half_made = locked(&self.new_release).take();

@@ -5,6 +5,7 @@
 pub mod checkout;
 pub mod commands;
 pub mod deploy;
+pub mod expiry;
 pub mod git;
 pub mod health;
 pub mod layout;

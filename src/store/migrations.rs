@@ -84,4 +84,14 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX processes_one_live ON processes (app, environment) WHERE role = 'live';
     "#,
+    // (issue 13): pinned temporary environments, never expired. Its own table, so
+    // unpinning is a delete and a torn-down environment's pin is dropped with it.
+    r#"
+    CREATE TABLE pinned_environments (
+        app         TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        pinned_at   INTEGER NOT NULL,
+        PRIMARY KEY (app, environment)
+    );
+    "#,
 ];

@@ -11,6 +11,7 @@
 //! the process (what a 202 promises); a power cut may lose the last commits.
 
 mod app_processes;
+mod lifecycle;
 mod migrations;
 
 pub use app_processes::{NewProcess, ProcessRecord, Respawned};
@@ -624,8 +625,14 @@ impl Store {
         app: &AppName,
         name: &EnvironmentName,
     ) -> Result<(), StoreError> {
-        self.lock().execute(
+        let conn = self.lock();
+        conn.execute(
             "DELETE FROM temporary_environments WHERE app = ?1 AND name = ?2",
+            params![app.as_str(), name.as_str()],
+        )?;
+        // A branch made again later is a new preview: it does not inherit the pin.
+        conn.execute(
+            "DELETE FROM pinned_environments WHERE app = ?1 AND environment = ?2",
             params![app.as_str(), name.as_str()],
         )?;
         Ok(())

@@ -47,3 +47,115 @@ env = {{ MARKS = "{marks_path}" }}
     assert!(!s.root.join(env).exists());
     s.full.stop().await;
 }
+
+/// The previews of `s` that exist now, by the API.
+async fn previews(s: &Setup) -> Vec<String> {
+    let (_, apps) = s.client.get("/api/apps").await;
+    apps["apps"][0]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["temporary"] == true)
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The CLI against the in-process server, off the runtime that serves it.
+async fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"));
+    command
+        .args(args)
+        .args(["--server", url])
+        .env("STAGEHAND_API_TOKEN", TOKEN);
+    actix_web::rt::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn an_idle_preview_expires_unless_pinned_and_a_pinned_one_expires_once_unpinned() {
+    let s = Setup::start(|dir, repo| {
+        shop_toml(
+            dir,
+            repo,
+            r#"teardown = ["echo expiring $STAGEHAND_ENVIRONMENT"]
+[apps.shop.environments.production]
+branch = "main"
+[apps.shop.environments.preview]
+branch = "feature/*"
+expire_after = "1s"
+"#,
+        )
+    })
+    .await;
+    // Pinned before it is even deployed: the pin cannot lose a race with the expiry.
+    git(&s.repo, &["checkout", "-q", "-b", "feature/kept"]);
+    let sha = commit(&s.repo, "kept", &[("kept.txt", "1")]);
+    let (status, answer) = s
+        .client
+        .push(&push_body("refs/heads/feature/kept", &sha))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let pinned = cli(&s.client.url, &["pin", "shop", "preview-feature-kept"]).await;
+    assert!(
+        pinned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pinned.stderr)
+    );
+    assert!(String::from_utf8_lossy(&pinned.stdout).contains("pinned"));
+    s.client.wait(&answer["deploy"]["id"], 60).await;
+
+    git(&s.repo, &["checkout", "-q", "-b", "feature/idle"]);
+    commit(&s.repo, "idle", &[("idle.txt", "1")]);
+    assert_eq!(s.push_and_wait("feature/idle").await["status"], "succeeded");
+
+    // The idle one goes by itself, as a teardown with trigger `expire`.
+    let mut expired = None;
+    for _ in 0..300 {
+        let (_, deploys) = s
+            .client
+            .get("/api/deploys?environment=preview-feature-idle")
+            .await;
+        expired = deploys["deploys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["trigger"] == "expire" && d["status"] == "succeeded")
+            .cloned();
+        if expired.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let expired = expired.expect("the idle preview expired");
+    assert!(
+        s.client
+            .log(&expired["id"])
+            .await
+            .contains("expiring preview-feature-idle")
+    );
+    assert!(!s.root.join("preview-feature-idle").exists());
+    // The pinned one was due earlier (deployed first) and was passed over by the same check.
+    assert_eq!(previews(&s).await, ["preview-feature-kept"]);
+    assert!(s.root.join("preview-feature-kept").exists());
+
+    // A fixed environment is not pinned.
+    let refused = cli(&s.client.url, &["pin", "shop", "production"]).await;
+    assert!(!refused.status.success());
+
+    let unpinned = cli(&s.client.url, &["unpin", "shop", "preview-feature-kept"]).await;
+    assert!(
+        unpinned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpinned.stderr)
+    );
+    for _ in 0..300 {
+        if previews(&s).await.is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(previews(&s).await.is_empty());
+    assert!(!s.root.join("preview-feature-kept").exists());
+    s.full.stop().await;
+}

@@ -1,0 +1,65 @@
+//! Which temporary environments expire: `expire_after` on a branch-pattern environment
+//! tears down a preview with no deploy for that long, unless it is pinned or already
+//! on its way out. Pure: the caller passes the time and what the store knows.
+
+use std::time::Duration;
+
+use super::ids::EnvironmentName;
+use super::time::UnixMillis;
+
+/// A temporary environment as the expiry sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub name: EnvironmentName,
+    /// Its newest deploy's creation (or its own creation, when it has none).
+    pub last_activity: UnixMillis,
+    pub pinned: bool,
+    /// A deploy of it is queued or running (a teardown among them, perhaps).
+    pub busy: bool,
+}
+
+/// The previews to tear down now, oldest activity first.
+pub fn to_expire(
+    previews: &[Preview],
+    now: UnixMillis,
+    expire_after: Duration,
+) -> Vec<EnvironmentName> {
+    let limit = i64::try_from(expire_after.as_millis()).unwrap_or(i64::MAX);
+    let mut due: Vec<&Preview> = previews
+        .iter()
+        .filter(|p| !p.pinned && !p.busy && now.0.saturating_sub(p.last_activity.0) >= limit)
+        .collect();
+    due.sort_by_key(|p| p.last_activity);
+    due.into_iter().map(|p| p.name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_table() {
+        let p = |name: &str, last: i64, pinned: bool, busy: bool| Preview {
+            name: EnvironmentName::parse(name).unwrap(),
+            last_activity: UnixMillis(last),
+            pinned,
+            busy,
+        };
+        fn check(previews: &[Preview], now: i64, after_ms: u64, expected: &[&str]) {
+            let got = to_expire(previews, UnixMillis(now), Duration::from_millis(after_ms));
+            let got: Vec<&str> = got.iter().map(|n| n.as_str()).collect();
+            assert_eq!(got, expected, "now {now}");
+        }
+        let all = [
+            p("preview-a", 1_000, false, false),
+            p("preview-b", 5_000, false, false),
+            p("preview-pinned", 0, true, false),
+            p("preview-busy", 0, false, true),
+        ];
+        check(&all, 5_000, 10_000, &[]);
+        check(&all, 11_000, 10_000, &["preview-a"]);
+        check(&all, 15_000, 10_000, &["preview-a", "preview-b"]);
+        check(&all, 1_000_000, 10_000, &["preview-a", "preview-b"]);
+        check(&[], 1_000_000, 1, &[]);
+    }
+}
