@@ -139,6 +139,8 @@ pub struct EnvironmentConfig {
     pub teardown: Vec<String>,
     /// A branch pattern's previews with no deploy for this long are torn down.
     pub expire_after: Option<Duration>,
+    /// At most this many previews of a branch-pattern environment at once.
+    pub max_environments: Option<usize>,
     /// The names the front door answers for it.
     pub hosts: Vec<HostPattern>,
     /// `static = "public"`: without `run`, the front door serves `current/<static>`.
@@ -398,6 +400,7 @@ struct RawEnvironment {
     url: Option<String>,
     hosts: Option<Vec<String>>,
     expire_after: Option<String>,
+    max_environments: Option<i64>,
     #[serde(rename = "static")]
     static_dir: Option<String>,
     #[serde(flatten)]
@@ -868,6 +871,7 @@ impl Validator<'_> {
                 .or_else(|| app.teardown.clone())
                 .unwrap_or_default(),
             expire_after: self.expire_after(key, raw.expire_after.as_deref(), source_is_temporary),
+            max_environments: self.max_environments(key, raw.max_environments, source_is_temporary),
             hosts: self.hosts(key, raw.hosts, source_is_temporary),
             static_dir: self.static_dir(key, raw.static_dir),
         })

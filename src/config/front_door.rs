@@ -80,6 +80,21 @@ impl Validator<'_> {
         }
     }
 
+    pub(super) fn max_environments(
+        &mut self,
+        key: &str,
+        value: Option<i64>,
+        temporary: bool,
+    ) -> Option<usize> {
+        let value = value?;
+        let key = format!("{key}.max_environments");
+        if !temporary {
+            self.problem(&key, "only a branch-pattern environment makes previews");
+            return None;
+        }
+        Some(self.positive(&key, Some(value), 1))
+    }
+
     pub(super) fn static_dir(&mut self, key: &str, dir: Option<String>) -> Option<String> {
         let dir = dir?.trim_end_matches('/').to_owned();
         self.relative_inside(&format!("{key}.static"), &dir)

@@ -33,6 +33,14 @@ pub fn to_expire(
     due.into_iter().map(|p| p.name.clone()).collect()
 }
 
+/// Whether a new preview would pass `max_environments`. A push over the limit is
+/// ignored rather than expiring the oldest preview: a preview someone is reviewing
+/// never disappears because someone else pushed a branch; `expire_after` and branch
+/// deletion are what free places.
+pub fn limit_reached(existing: usize, limit: usize) -> bool {
+    existing >= limit
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +69,22 @@ mod tests {
         check(&all, 15_000, 10_000, &["preview-a", "preview-b"]);
         check(&all, 1_000_000, 10_000, &["preview-a", "preview-b"]);
         check(&[], 1_000_000, 1, &[]);
+    }
+
+    #[test]
+    fn limit_table() {
+        for (existing, limit, reached) in [
+            (0, 1, false),
+            (1, 1, true),
+            (9, 10, false),
+            (10, 10, true),
+            (11, 10, true),
+        ] {
+            assert_eq!(
+                limit_reached(existing, limit),
+                reached,
+                "{existing}/{limit}"
+            );
+        }
     }
 }

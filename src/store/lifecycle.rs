@@ -1,11 +1,11 @@
 //! Previews' lifecycle in the store: pins (`pinned_environments`), what the expiry
 //! needs to know of each temporary environment, and queueing an `expire` teardown.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::core::deploy::{Deploy, Trigger};
 use crate::core::ids::{AppName, EnvironmentName};
-use crate::core::lifecycle::Preview;
+use crate::core::lifecycle::{Preview, limit_reached};
 use crate::core::time::UnixMillis;
 
 use super::{NewDeploy, Store, StoreError, Target, insert_deploy};
@@ -133,4 +133,38 @@ impl Store {
         tx.commit()?;
         Ok(Some(deploy))
     }
+}
+
+/// Why a push must not make a new preview (`max_environments` reached), checked in the
+/// delivery's own transaction so two pushes cannot both take the last place.
+pub(super) fn over_limit(
+    tx: &Transaction<'_>,
+    app: &AppName,
+    target: &Target,
+) -> Result<Option<String>, StoreError> {
+    let Target::Temporary {
+        base,
+        branch,
+        limit: Some(limit),
+        ..
+    } = target
+    else {
+        return Ok(None);
+    };
+    let exists: Option<i64> = tx
+        .prepare_cached("SELECT 1 FROM temporary_environments WHERE app = ?1 AND branch = ?2")?
+        .query_row(params![app.as_str(), branch], |r| r.get(0))
+        .optional()?;
+    if exists.is_some() {
+        return Ok(None);
+    }
+    let count: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM temporary_environments WHERE app = ?1 AND base = ?2")?
+        .query_row(params![app.as_str(), base.as_str()], |r| r.get(0))?;
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    Ok(limit_reached(count, *limit).then(|| {
+        format!(
+            "limit of {limit} previews reached for `{base}` (max_environments): branch {branch:?} gets none until one is torn down or expires"
+        )
+    }))
 }

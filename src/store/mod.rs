@@ -83,6 +83,8 @@ pub enum Target {
         branch: String,
         /// Configured environment names the new temporary name must not take.
         reserved: Vec<String>,
+        /// `max_environments`: a branch that would make one more is ignored.
+        limit: Option<usize>,
     },
 }
 
@@ -282,6 +284,14 @@ impl Store {
                 reason,
                 duplicate: false,
             },
+            Intent::Deploy(new)
+                if let Some(reason) = lifecycle::over_limit(&tx, &delivery.app, &new.target)? =>
+            {
+                Recorded::Ignored {
+                    reason,
+                    duplicate: false,
+                }
+            }
             Intent::Deploy(new) => {
                 let deploy = insert_deploy(&tx, &delivery.app, new, delivery.received_at)?;
                 Recorded::Deploy {
@@ -652,6 +662,7 @@ fn insert_deploy(
             base,
             branch,
             reserved,
+            ..
         } => (
             temporary_environment(tx, app, &base, &branch, &reserved, now)?,
             base,

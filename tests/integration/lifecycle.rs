@@ -159,3 +159,44 @@ expire_after = "1s"
     assert!(!s.root.join("preview-feature-kept").exists());
     s.full.stop().await;
 }
+
+#[actix_web::test]
+async fn a_push_that_would_pass_max_environments_is_ignored_and_recorded() {
+    let s = Setup::start(|dir, repo| {
+        shop_toml(
+            dir,
+            repo,
+            r#"[apps.shop.environments.preview]
+branch = "feature/*"
+max_environments = 1
+"#,
+        )
+    })
+    .await;
+    git(&s.repo, &["checkout", "-q", "-b", "feature/first"]);
+    commit(&s.repo, "first", &[("first.txt", "1")]);
+    assert_eq!(
+        s.push_and_wait("feature/first").await["status"],
+        "succeeded"
+    );
+
+    git(&s.repo, &["checkout", "-q", "-b", "feature/second"]);
+    let sha = commit(&s.repo, "second", &[("second.txt", "1")]);
+    let (status, answer) = s
+        .client
+        .push(&push_body("refs/heads/feature/second", &sha))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let reason = answer["ignored"].as_str().unwrap_or_default();
+    assert!(reason.contains("limit of 1 previews reached"), "{answer}");
+    assert_eq!(previews(&s).await, ["preview-feature-first"]);
+
+    // The preview that has its place keeps deploying.
+    git(&s.repo, &["checkout", "-q", "feature/first"]);
+    commit(&s.repo, "first again", &[("first.txt", "2")]);
+    assert_eq!(
+        s.push_and_wait("feature/first").await["status"],
+        "succeeded"
+    );
+    s.full.stop().await;
+}
