@@ -18,16 +18,21 @@ pub struct Preview {
     pub busy: bool,
 }
 
+/// When a preview last active at `last_activity` expires.
+pub fn expires_at(last_activity: UnixMillis, expire_after: Duration) -> UnixMillis {
+    let ms = i64::try_from(expire_after.as_millis()).unwrap_or(i64::MAX);
+    UnixMillis(last_activity.0.saturating_add(ms))
+}
+
 /// The previews to tear down now, oldest activity first.
 pub fn to_expire(
     previews: &[Preview],
     now: UnixMillis,
     expire_after: Duration,
 ) -> Vec<EnvironmentName> {
-    let limit = i64::try_from(expire_after.as_millis()).unwrap_or(i64::MAX);
     let mut due: Vec<&Preview> = previews
         .iter()
-        .filter(|p| !p.pinned && !p.busy && now.0.saturating_sub(p.last_activity.0) >= limit)
+        .filter(|p| !p.pinned && !p.busy && now >= expires_at(p.last_activity, expire_after))
         .collect();
     due.sort_by_key(|p| p.last_activity);
     due.into_iter().map(|p| p.name.clone()).collect()

@@ -492,6 +492,12 @@ fn environment_tags(env: &EnvironmentOverview) -> Markup {
         }
         @if env.protected { " " span.tag { "protected" } }
         @if !env.auto_deploy { " " span.tag { "manual" } }
+        @if env.pinned {
+            " " span.tag.pinned title="never expires: stagehand unpin APP ENV to let it" { "pinned" }
+        }
+        @if let Some(at) = &env.expires_at {
+            " " span.tag.expires title="torn down then unless deployed or pinned" { "expires " (at) }
+        }
     }
 }
 
@@ -1003,6 +1009,8 @@ mod tests {
             pending: None,
             process: None,
             address: Some("https://x.test/\"><script>alert(1)</script>".into()),
+            pinned: false,
+            expires_at: None,
         };
         let viewer = Viewer { csrf: "c".into() };
         let html =

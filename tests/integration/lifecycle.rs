@@ -169,6 +169,7 @@ async fn a_push_that_would_pass_max_environments_is_ignored_and_recorded() {
             r#"[apps.shop.environments.preview]
 branch = "feature/*"
 max_environments = 1
+expire_after = "7d"
 "#,
         )
     })
@@ -190,6 +191,58 @@ max_environments = 1
     let reason = answer["ignored"].as_str().unwrap_or_default();
     assert!(reason.contains("limit of 1 previews reached"), "{answer}");
     assert_eq!(previews(&s).await, ["preview-feature-first"]);
+
+    // Its expiry is shown (API and dashboard), and a pin hides it.
+    let first = || async {
+        let (_, apps) = s.client.get("/api/apps").await;
+        apps["apps"][0]["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "preview-feature-first")
+            .unwrap()
+            .clone()
+    };
+    let shown = first().await;
+    assert_eq!(shown["pinned"], false, "{shown}");
+    let expires = shown["expires_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{shown}"))
+        .to_owned();
+    let page = |s: &Setup| {
+        let url = format!("{}/", s.client.url);
+        async move {
+            let mut page = awc::Client::default()
+                .get(url)
+                .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+                .send()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&page.body().limit(1 << 20).await.unwrap()).into_owned()
+        }
+    };
+    assert!(page(&s).await.contains(&format!("expires {expires}")));
+    let (status, answer) = s
+        .client
+        .post(
+            "/api/apps/shop/environments/preview-feature-first/pin",
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["pinned"].clone()),
+        (200, serde_json::json!(true))
+    );
+    let shown = first().await;
+    assert_eq!(
+        (shown["pinned"].clone(), shown["expires_at"].clone()),
+        (serde_json::json!(true), serde_json::Value::Null)
+    );
+    let html = page(&s).await;
+    assert!(
+        html.contains(">pinned<") && !html.contains("expires 2"),
+        "{html}"
+    );
 
     // The preview that has its place keeps deploying.
     git(&s.repo, &["checkout", "-q", "feature/first"]);
