@@ -16,7 +16,9 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::Stream;
 
-/// Longest a request may take to get its response headers.
+/// Longest passing a request on (its body included) may take until the response headers
+/// arrive; the response body then has no time limit (awc sets none on it by default),
+/// so long downloads and event streams pass.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request body passed on.
 pub const MAX_REQUEST_BODY: u64 = 256 * 1024 * 1024;
