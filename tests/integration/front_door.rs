@@ -496,3 +496,51 @@ async fn the_front_door_binary_keeps_serving_while_serve_is_stopped() {
     assert_eq!(raw_get(port, "nobody.test", "/", "").await.0, 404);
     drop(_guard);
 }
+
+/// The front door's unit must not be tied to stagehand.service: `PartOf`, `BindsTo` or
+/// `Requires` would stop or restart it with `serve`, dropping traffic on every upgrade.
+#[test]
+fn the_front_door_unit_runs_apart_from_serve_and_drains_before_systemd_kills_it() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/stagehand-front-door.service"
+    ))
+    .unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/stagehand front-door --config"),
+        "{unit}"
+    );
+    for tie in ["PartOf=", "BindsTo=", "Requires=", "Requisite="] {
+        assert!(!unit.lines().any(|l| l.starts_with(tie)), "{tie} in {unit}");
+    }
+    let stop_secs: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no TimeoutStopSec in {unit}"));
+    // The front door drains for up to 30 s on SIGTERM (front_door::DRAIN).
+    assert!(stop_secs > 30, "{stop_secs}");
+    if let Ok(probe) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        && probe.status.success()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stagehand-front-door.service");
+        std::fs::write(
+            &path,
+            unit.replace("/usr/local/bin/stagehand", env!("CARGO_BIN_EXE_stagehand")),
+        )
+        .unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("stagehand-front-door.service:"),
+            "systemd-analyze: {stderr}"
+        );
+    }
+}
