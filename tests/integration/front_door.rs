@@ -181,6 +181,12 @@ async fn static_files_by_host_with_index_types_etags_and_nothing_outside() {
     git(&d.s.repo, &["add", "-A"]);
     git(&d.s.repo, &["commit", "-qm", "link"]);
     assert_eq!(d.s.push_and_wait("main").await["status"], "succeeded");
+    let link = d.s.root.join("production/current/public/escape.txt");
+    assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()));
+    assert!(
+        std::fs::read_to_string(&link).is_ok(),
+        "the link resolves outside public/"
+    );
     let (_door, port) = d.front_door();
 
     let (status, head, body) = raw_get(port, "shop.test", "/", "").await;
