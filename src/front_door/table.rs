@@ -73,6 +73,16 @@ impl Snapshot {
         Ok(Snapshot { config, ports })
     }
 
+    /// Whether [`Snapshot::target`] looks at the disk for `found` (a static
+    /// environment); an app process's port is in memory.
+    pub fn target_touches_disk(&self, found: &HostMatch) -> bool {
+        self.config
+            .apps
+            .get(&found.app)
+            .and_then(|app| app.environment(&found.configured))
+            .is_some_and(|env| env.run.is_none())
+    }
+
     /// Where `found` goes now, or `None` when nothing of it is live. Blocking for a
     /// static environment (checks its directory exists).
     pub fn target(&self, found: &HostMatch) -> Option<Target> {
