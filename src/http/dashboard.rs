@@ -14,6 +14,7 @@
 //! | `POST /environments/{app}/{env}/rollback`| a rollback, then 303 to its page        |
 //! | `POST /environments/{app}/{env}/promote` | promote `from`'s live commit, then 303  |
 //! | `POST /environments/{app}/{env}/restart` | a blue/green restart (`run`), then 303  |
+//! | `POST /environments/{app}/{env}/{pin,unpin}` | pin or unpin a preview, then 303 to `/` |
 //!
 //! Pages work with JavaScript off: the log known at render time is in the HTML; the
 //! script only appends what comes after (`?after=N` on the event stream).
@@ -75,7 +76,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(rollback),
         )
         .route("/environments/{app}/{env}/promote", web::post().to(promote))
-        .route("/environments/{app}/{env}/restart", web::post().to(restart));
+        .route("/environments/{app}/{env}/restart", web::post().to(restart))
+        .route("/environments/{app}/{env}/pin", web::post().to(pin))
+        .route("/environments/{app}/{env}/unpin", web::post().to(unpin));
 }
 
 // ---------------------------------------------------------------------------------
@@ -369,6 +372,37 @@ async fn restart(
     Ok(see_other(&deploy_url(created.id)))
 }
 
+async fn pin(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    set_pin(req, path, body, state, true).await
+}
+
+async fn unpin(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    set_pin(req, path, body, state, false).await
+}
+
+async fn set_pin(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    pinned: bool,
+) -> Result<HttpResponse, PageError> {
+    checked_form(&req, &state, &body)?;
+    let (app, env) = path.into_inner();
+    super::lifecycle::set_pin(&state, app, env, pinned).await?;
+    Ok(see_other("/"))
+}
+
 async fn promote(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -539,6 +573,9 @@ fn actions(
         }
         @if env.process.is_some() {
             " " (super::processes::restart_form(&base, &viewer.csrf))
+        }
+        @if env.temporary {
+            " " (super::lifecycle::pin_form(&base, &viewer.csrf, env.pinned))
         }
         @if !sources.is_empty() {
             " "
