@@ -7,7 +7,7 @@
 //! patterns and paths arrive here as ready-to-use types.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::core::checks::RequiredChecks;
 use crate::core::duration::parse_duration;
 use crate::core::forge::Forge;
+use crate::core::hosts::{HostPattern, HostTable};
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::notify::NotifyFormat;
 use crate::core::ref_pattern::RefPattern;
@@ -27,6 +28,7 @@ use crate::core::sync_exclude::SyncExclude;
 /// `max_log_size` when the config does not say: 50 MiB.
 pub const DEFAULT_MAX_LOG_SIZE: u64 = 50 << 20;
 
+mod front_door;
 mod run;
 
 pub use crate::core::app_process::{PortRange, StopSignal};
@@ -53,6 +55,8 @@ pub struct Config {
     pub file: PathBuf,
     pub server: ServerConfig,
     pub apps: BTreeMap<AppName, AppConfig>,
+    /// Every environment's `hosts`, checked to be unambiguous (see `core::hosts`).
+    pub hosts: HostTable,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +80,10 @@ pub struct ServerConfig {
     /// How often a deploy waiting for its checks asks the forge's API (the fallback
     /// when no check event arrives).
     pub checks_poll_interval: Duration,
+    /// Where `stagehand front-door` listens; `None`: no front door.
+    pub front_door: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-*` headers the front door passes on.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +190,16 @@ pub struct EnvironmentConfig {
     pub fork_label: Option<String>,
     /// `None`: the environment is files only (as before `run` existed).
     pub run: Option<RunConfig>,
+    /// Run when a temporary environment is torn down, before its process stops.
+    pub teardown: Vec<String>,
+    /// A branch pattern's previews with no deploy for this long are torn down.
+    pub expire_after: Option<Duration>,
+    /// At most this many previews of a branch-pattern environment at once.
+    pub max_environments: Option<usize>,
+    /// The names the front door answers for it.
+    pub hosts: Vec<HostPattern>,
+    /// `static = "public"`: without `run`, the front door serves `current/<static>`.
+    pub static_dir: Option<String>,
 }
 
 impl AppConfig {
@@ -332,6 +350,8 @@ struct RawServer {
     reconcile_interval: Option<String>,
     ports: Option<String>,
     checks_poll_interval: Option<String>,
+    front_door: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Keys an environment may set to override its app's.
@@ -351,6 +371,7 @@ struct RawOverridable {
     before_sync: Option<Vec<String>>,
     link_after_build: Option<bool>,
     run: Option<String>,
+    teardown: Option<Vec<String>>,
     stop_signal: Option<String>,
     stop_timeout: Option<String>,
 }
@@ -425,6 +446,11 @@ struct RawEnvironment {
     health_check: Option<RawHealthCheck>,
     seed_from: Option<String>,
     url: Option<String>,
+    hosts: Option<Vec<String>>,
+    expire_after: Option<String>,
+    max_environments: Option<i64>,
+    #[serde(rename = "static")]
+    static_dir: Option<String>,
     #[serde(flatten)]
     overrides: RawOverridable,
 }
@@ -530,10 +556,12 @@ impl Validator<'_> {
                 Err(e) => self.problem(&key, e),
             }
         }
+        let hosts = self.host_table(apps.values());
         Some(Config {
             file: file.to_owned(),
             server,
             apps,
+            hosts,
         })
     }
 
@@ -595,6 +623,8 @@ impl Validator<'_> {
                 raw.checks_poll_interval.as_deref(),
                 Duration::from_secs(60),
             ),
+            front_door: self.front_door(raw.front_door.as_deref()),
+            trusted_proxies: self.trusted_proxies(raw.trusted_proxies),
         }
     }
 
@@ -1063,6 +1093,7 @@ impl Validator<'_> {
         );
         let app_key = key.split(".environments.").next().unwrap_or(key);
         let run = self.run_config(key, app_key, app, o);
+        let source_is_temporary = source.is_temporary();
         let health_check = self.health_check(key, raw.health_check, run.is_some());
         let require_checks = self.require_checks(key, o, app);
         let checks_timeout = self.duration(
@@ -1132,6 +1163,15 @@ impl Validator<'_> {
             allow_forks: raw.allow_forks.unwrap_or(false),
             fork_label: raw.fork_label.filter(|l| !l.trim().is_empty()),
             run,
+            teardown: o
+                .teardown
+                .clone()
+                .or_else(|| app.teardown.clone())
+                .unwrap_or_default(),
+            expire_after: self.expire_after(key, raw.expire_after.as_deref(), source_is_temporary),
+            max_environments: self.max_environments(key, raw.max_environments, source_is_temporary),
+            hosts: self.hosts(key, raw.hosts, source_is_temporary),
+            static_dir: self.static_dir(key, raw.static_dir),
         })
     }
 

@@ -102,6 +102,11 @@ async fn demo(
         .context("the demo config has an app")?;
     let listener = TcpListener::bind(&options.listen)
         .with_context(|| format!("binding {}", options.listen))?;
+    // The demo's front door lives in its process: a real one is `stagehand front-door`.
+    let door_listener = TcpListener::bind("127.0.0.1:0").context("binding the front door")?;
+    let door_port = door_listener.local_addr()?.port();
+    let (door, door_server) = crate::front_door::start(config.clone(), door_listener, None)?;
+    actix_web::rt::spawn(door_server);
     let running =
         crate::server::start(config, listener, env, crate::server::system_clock()).await?;
     let url = running.url.clone();
@@ -135,13 +140,25 @@ async fn demo(
             );
         }
     }
+    println!("\naddresses (the front door on 127.0.0.1:{door_port}; *.localhost is 127.0.0.1)");
+    for (env, _, _) in &outcomes {
+        let host = format!("{env}.localhost");
+        let address = format!("127.0.0.1:{door_port}");
+        let answer = {
+            let host = host.clone();
+            tokio::task::spawn_blocking(move || first_line_of(&address, &host))
+                .await
+                .unwrap_or_else(|e| format!("({e})"))
+        };
+        println!("  http://{host}:{door_port}/  answers: {answer}");
+    }
     let staging = crate::core::ids::EnvironmentName::parse("staging")?;
     let supervisor = running.state.supervisor.clone();
     if let Some(supervisor) = &supervisor
         && let Ok(Some(process)) = supervisor.live(&app.name, &staging).await
     {
         let address = format!("127.0.0.1:{}", process.port);
-        let answer = tokio::task::spawn_blocking(move || first_line_of(&address))
+        let answer = tokio::task::spawn_blocking(move || first_line_of(&address, "127.0.0.1"))
             .await
             .unwrap_or_else(|e| format!("({e})"));
         outln!(
@@ -170,6 +187,7 @@ async fn demo(
     {
         println!("stopped staging's app process");
     }
+    door.stop().await;
     running.stop().await?;
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -232,15 +250,15 @@ async fn push_and_follow(
     Ok(outcomes)
 }
 
-/// `GET /` on `address`: the first line of the body, as a visitor would see it.
-fn first_line_of(address: &str) -> String {
+/// `GET /` on `address` for `host`: the first line of the body, as a visitor would see it.
+fn first_line_of(address: &str, host: &str) -> String {
     use std::io::{Read, Write};
     let fetch = || -> std::io::Result<String> {
         let mut stream = std::net::TcpStream::connect(address)?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         write!(
             stream,
-            "GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
         )?;
         let mut text = String::new();
         stream.read_to_string(&mut text)?;
@@ -280,15 +298,21 @@ step_timeout = "2m"
 branch = "main"
 protected = true
 env = {{ APP_ENV = "production" }}
+static = "public"
+hosts = ["production.localhost"]
 
 [apps.demo.environments.staging]
 branch = "develop"
 env = {{ APP_ENV = "staging" }}
+static = "public"
+hosts = ["staging.localhost"]
 {run}
 [apps.demo.environments.preview]
 branch = "feature/*"
 seed_from = "staging"
 env = {{ APP_ENV = "preview" }}
+static = "public"
+hosts = ["{{environment}}.localhost"]
 "#,
         state = workspace.join("state").display(),
         repo = repo.display(),

@@ -72,9 +72,12 @@ fn pushed(app: &AppConfig, push: &Push) -> Intent {
     };
     let target = match route.temporary_branch {
         Some(branch) => Target::Temporary {
-            base: route.configured,
             branch,
             reserved: app.environments.keys().map(|n| n.to_string()).collect(),
+            limit: app
+                .environment(&route.configured)
+                .and_then(|e| e.max_environments),
+            base: route.configured,
         },
         None => Target::Fixed(route.configured),
     };
@@ -172,9 +175,12 @@ fn pull_request(app: &AppConfig, pr: &PullRequest) -> Intent {
         reason: skip_reason,
         ..NewDeploy::queued(
             Target::Temporary {
-                base: route.configured,
                 branch: key,
                 reserved: app.environments.keys().map(|n| n.to_string()).collect(),
+                limit: app
+                    .environment(&route.configured)
+                    .and_then(|e| e.max_environments),
+                base: route.configured,
             },
             Trigger::Push,
             pr.head_ref.clone(),

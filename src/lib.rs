@@ -15,7 +15,8 @@
 //! - Reporting back: [`report`] (GitHub Deployments, notify), [`report_status`] (commit
 //!   statuses on the other forges), [`report_comment`] (one comment per pull request).
 //! - Edges: [`http`] (the actix-web server: hooks, API, dashboard), [`server`] (wires it
-//!   all for `stagehand serve`).
+//!   all for `stagehand serve`), [`front_door`] (`stagehand front-door`: routes by host
+//!   to each environment's process or static files, as its own process).
 //! - The command line: [`cli`] and [`app_cli`] (client commands' rendering), [`client`]
 //!   (their HTTP client), [`hook_send`] and [`hook_forge`] (`hook send`), [`init`],
 //!   [`demo`], [`stdout`] (output that ends quietly on a closed pipe).
@@ -27,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod front_door;
 pub mod hook_forge;
 pub mod hook_send;
 pub mod http;

@@ -49,6 +49,23 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the front door: route requests by host name to each environment's app
+    /// process or static files (`[server] front_door`). A process of its own, so it
+    /// keeps serving while `serve` restarts.
+    FrontDoor {
+        /// The config file (default: $STAGEHAND_CONFIG, else ./stagehand.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the front door's table: host → environment → port or directory.
+    Routes {
+        /// The config file (default: $STAGEHAND_CONFIG, else ./stagehand.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the config and print the branch → environment table.
     Check {
         /// The config file (default: $STAGEHAND_CONFIG, else ./stagehand.toml).
@@ -173,6 +190,24 @@ enum Command {
         /// Print the restart's log until it ends; exit non-zero unless it succeeds.
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Pin a preview: it never expires (`expire_after`) until unpinned.
+    Pin {
+        /// The app, as named in the config.
+        app: String,
+        /// The preview (a temporary environment, by its full name).
+        env: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Unpin a preview: it expires again after `expire_after` without a deploy.
+    Unpin {
+        /// The app, as named in the config.
+        app: String,
+        /// The preview (a temporary environment, by its full name).
+        env: String,
         #[command(flatten)]
         remote: Remote,
     },
@@ -306,7 +341,7 @@ fn main() -> ExitCode {
     // The server logs what it does; the other commands print their own output and
     // only want warnings from the library underneath.
     let level = match cli.command {
-        Command::Serve { .. } => tracing::Level::INFO,
+        Command::Serve { .. } | Command::FrontDoor { .. } => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
     // Colour only for a person at a terminal: a redirected log (systemd, `> file`)
@@ -338,6 +373,21 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
         Command::Serve { config } => {
             let config = load(config, &env)?;
             system().block_on(stagehand::server::serve(config, env))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FrontDoor { config } => {
+            let config = load(config, &env)?;
+            system().block_on(stagehand::front_door::serve(config, env))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Routes { config, json } => {
+            let config = load(config, &env)?;
+            let rows = stagehand::front_door::table::Snapshot::read(config)?.rows();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", stagehand::front_door::table::describe(&rows));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
@@ -437,6 +487,8 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 | Command::Start { remote, .. }
                 | Command::Stop { remote, .. }
                 | Command::Cancel { remote, .. }
+                | Command::Pin { remote, .. }
+                | Command::Unpin { remote, .. }
                 | Command::Logs { remote, .. } => remote.clone(),
                 _ => unreachable!("handled above"),
             };
@@ -520,6 +572,34 @@ async fn client_run(command: Command, client: Client, out: Output) -> anyhow::Re
             stagehand::app_cli::stop(&client, &app, &env, out).await?
         }
         Command::Cancel { id, .. } => cli::cancel(&client, &id, out).await?,
+        Command::Pin { app, env, .. } => {
+            let answer = client
+                .post(
+                    &format!("/api/apps/{app}/environments/{env}/pin"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if out.json {
+                outln!("{answer:#}");
+            } else {
+                outln!("{app}/{env}: pinned (it does not expire)");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Unpin { app, env, .. } => {
+            let answer = client
+                .post(
+                    &format!("/api/apps/{app}/environments/{env}/unpin"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if out.json {
+                outln!("{answer:#}");
+            } else {
+                outln!("{app}/{env}: unpinned (it expires after expire_after without a deploy)");
+            }
+            ExitCode::SUCCESS
+        }
         _ => ExitCode::FAILURE,
     };
     Ok(code)

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{AppConfig, Config};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
-use crate::core::ids::DeployId;
+use crate::core::ids::{DeployId, EnvironmentName};
 use crate::core::notify;
 use crate::reload::LiveConfig;
 
@@ -131,11 +131,20 @@ async fn handle(
     }
 }
 
-fn environment_url(app: &AppConfig, deploy: &Deploy) -> Option<String> {
-    let env = app.environments.get(&deploy.base_environment)?;
+/// The environment's `url` when set, else its address at the front door.
+fn environment_url(
+    config: &Config,
+    app: &AppConfig,
+    base: &EnvironmentName,
+    environment: &EnvironmentName,
+) -> Option<String> {
+    let env = app.environments.get(base)?;
     env.url
         .as_ref()
-        .map(|u| u.replace("{environment}", deploy.environment.as_str()))
+        .map(|u| u.replace("{environment}", environment.as_str()))
+        .or_else(|| {
+            crate::front_door::address::environment_address(config, &app.name, base, environment)
+        })
 }
 
 fn deployment_body(app: &AppConfig, deploy: &Deploy, commit: &str) -> Value {
@@ -168,7 +177,7 @@ async fn status(
         "log_url": log_url(config, deploy),
         "description": deploy.reason.clone().unwrap_or_else(|| format!("{}", deploy.status)),
     });
-    if let Some(url) = environment_url(app, deploy) {
+    if let Some(url) = environment_url(config, app, &deploy.base_environment, &deploy.environment) {
         body["environment_url"] = Value::String(url);
     }
     let url = format!(
@@ -238,4 +247,51 @@ pub(crate) async fn request_with(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn environment_url_is_the_configured_url_else_the_front_door_address() {
+        let toml = r#"
+[server]
+public_url = "https://deploy.test"
+front_door = "127.0.0.1:8080"
+[apps.shop]
+repo = "/r"
+github = "a/s"
+secret_env = "S"
+root = "/srv"
+[apps.shop.environments.staging]
+branch = "develop"
+url = "https://staging.example.com"
+hosts = ["staging.shop.test"]
+[apps.shop.environments.preview]
+branch = "feature/*"
+hosts = ["{environment}.p.test"]
+[apps.shop.environments.production]
+branch = "main"
+"#;
+        let vars: HashMap<String, String> = [("S".to_owned(), "x".to_owned())].into();
+        let config =
+            Config::from_sources(Path::new("/s.toml"), toml, &vars, &|_| Ok(String::new()))
+                .unwrap();
+        let app = config.apps.values().next().unwrap();
+        let name = |n: &str| EnvironmentName::parse(n).unwrap();
+        let url = |base: &str, env: &str| environment_url(&config, app, &name(base), &name(env));
+        assert_eq!(
+            url("staging", "staging").as_deref(),
+            Some("https://staging.example.com")
+        );
+        assert_eq!(
+            url("preview", "preview-login").as_deref(),
+            Some("https://preview-login.p.test/")
+        );
+        assert_eq!(url("production", "production"), None);
+    }
 }

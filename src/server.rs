@@ -126,10 +126,18 @@ pub async fn start(
         ))
     });
     actix_web::rt::spawn(supervisor.clone().watch(shutdown_rx.clone()));
+    let shutdown_rx_expiry = shutdown_rx.clone();
     let runner_task = {
         let runner = runner.clone();
         actix_web::rt::spawn(async move { runner.run(shutdown_rx).await })
     };
+    actix_web::rt::spawn(crate::pipeline::expiry::run(
+        config.clone(),
+        state.store.clone(),
+        runner.clone(),
+        state.clock.clone(),
+        shutdown_rx_expiry,
+    ));
     actix_web::rt::spawn(prune_old(
         logs,
         state.store.clone(),

@@ -63,6 +63,7 @@ string_enum!(
         Teardown => "teardown",
         Sync => "sync",
         Reconcile => "reconcile",
+        Expire => "expire",
         Restart => "restart",
     }
 );

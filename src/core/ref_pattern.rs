@@ -251,7 +251,7 @@ fn truncate_name(s: &str, max: usize) -> &str {
 /// The base environment's part of a temporary name. Configured names may hold `_`
 /// (`[a-z0-9][a-z0-9_-]*`), which a temporary name, a DNS label, must not: slugged like
 /// the branch. Never empty, so a temporary name never starts with '-'.
-fn base_slug(base: &str) -> String {
+pub fn base_slug(base: &str) -> String {
     match slug(base) {
         s if s.is_empty() => "env".to_owned(),
         s => s,

@@ -72,6 +72,7 @@ pub fn scope() -> Scope {
             web::get().to(releases),
         )
         .configure(super::processes::routes)
+        .configure(super::lifecycle::routes)
 }
 
 /// The dashboard's session cookie.
@@ -275,6 +276,12 @@ pub struct EnvironmentOverview {
     pub pending: Option<PendingPush>,
     /// The live app process of an environment that `run`s.
     pub process: Option<super::processes::ProcessView>,
+    /// Its address at the front door (or its `url`), for a link.
+    pub address: Option<String>,
+    /// A pinned preview never expires.
+    pub pinned: bool,
+    /// When an idle preview expires (`expire_after` after its last deploy), RFC 3339.
+    pub expires_at: Option<String>,
 }
 
 /// A push recorded but not deployed, because its environment has `auto_deploy = false`.
@@ -340,7 +347,36 @@ fn overview_blocking(store: &Store, config: &Config) -> Result<Vec<AppOverview>,
             let process = store
                 .live_process(&app.name, &name)?
                 .map(|p| super::processes::ProcessView::of(&p));
+            let configured = base.clone().unwrap_or_else(|| name.clone());
+            let address = config_env
+                .and_then(|e| e.url.as_ref())
+                .map(|u| u.replace("{environment}", name.as_str()))
+                .or_else(|| {
+                    crate::front_door::address::environment_address(
+                        config,
+                        &app.name,
+                        &configured,
+                        &name,
+                    )
+                });
+            let (pinned, expires_at) = match (&base, config_env.and_then(|e| e.expire_after)) {
+                (Some(base), after) => {
+                    let preview = store
+                        .previews(&app.name, base)?
+                        .into_iter()
+                        .find(|p| p.name == name);
+                    let pinned = preview.as_ref().is_some_and(|p| p.pinned);
+                    let expires = preview.zip(after).filter(|_| !pinned).map(|(p, after)| {
+                        crate::core::lifecycle::expires_at(p.last_activity, after).rfc3339()
+                    });
+                    (pinned, expires)
+                }
+                (None, _) => (false, None),
+            };
             environments.push(EnvironmentOverview {
+                address,
+                pinned,
+                expires_at,
                 process,
                 branch: fed_by.split_once(' ').map(|(_, b)| b.to_owned()),
                 temporary: is_temporary,

@@ -14,6 +14,7 @@
 //! | `POST /environments/{app}/{env}/rollback`| a rollback, then 303 to its page        |
 //! | `POST /environments/{app}/{env}/promote` | promote `from`'s live commit, then 303  |
 //! | `POST /environments/{app}/{env}/restart` | a blue/green restart (`run`), then 303  |
+//! | `POST /environments/{app}/{env}/{pin,unpin}` | pin or unpin a preview, then 303 to `/` |
 //!
 //! Pages work with JavaScript off: the log known at render time is in the HTML; the
 //! script only appends what comes after (`?after=N` on the event stream).
@@ -75,7 +76,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(rollback),
         )
         .route("/environments/{app}/{env}/promote", web::post().to(promote))
-        .route("/environments/{app}/{env}/restart", web::post().to(restart));
+        .route("/environments/{app}/{env}/restart", web::post().to(restart))
+        .route("/environments/{app}/{env}/pin", web::post().to(pin))
+        .route("/environments/{app}/{env}/unpin", web::post().to(unpin));
 }
 
 // ---------------------------------------------------------------------------------
@@ -370,6 +373,37 @@ async fn restart(
     Ok(see_other(&deploy_url(created.id)))
 }
 
+async fn pin(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    set_pin(req, path, body, state, true).await
+}
+
+async fn unpin(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    set_pin(req, path, body, state, false).await
+}
+
+async fn set_pin(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    pinned: bool,
+) -> Result<HttpResponse, PageError> {
+    checked_form(&req, &state, &body)?;
+    let (app, env) = path.into_inner();
+    super::lifecycle::set_pin(&state, app, env, pinned).await?;
+    Ok(see_other("/"))
+}
+
 async fn promote(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -455,6 +489,9 @@ fn environment_row(
             td {
                 a href=(environment_url(app, &env.name)) { (env.name) }
                 (environment_tags(env))
+                @if let Some(address) = &env.address {
+                    br; a.mono.address href=(address) rel="noopener" { (address) }
+                }
             }
             td.mono { (env.fed_by) }
             td.mono {
@@ -515,6 +552,12 @@ fn environment_tags(env: &EnvironmentOverview) -> Markup {
         }
         @if env.protected { " " span.tag { "protected" } }
         @if !env.auto_deploy { " " span.tag { "manual" } }
+        @if env.pinned {
+            " " span.tag.pinned title="never expires: stagehand unpin APP ENV to let it" { "pinned" }
+        }
+        @if let Some(at) = &env.expires_at {
+            " " span.tag.expires title="torn down then unless deployed or pinned" { "expires " (at) }
+        }
     }
 }
 
@@ -556,6 +599,9 @@ fn actions(
         }
         @if env.process.is_some() {
             " " (super::processes::restart_form(&base, &viewer.csrf))
+        }
+        @if env.temporary {
+            " " (super::lifecycle::pin_form(&base, &viewer.csrf, env.pinned))
         }
         @if !sources.is_empty() {
             " "
@@ -1047,6 +1093,9 @@ mod tests {
             last_deploy: None,
             pending: None,
             process: None,
+            address: Some("https://x.test/\"><script>alert(1)</script>".into()),
+            pinned: false,
+            expires_at: None,
         };
         let viewer = Viewer { csrf: "c".into() };
         let html =

@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod error;
 pub mod hooks;
 pub mod intake_limits;
+pub mod lifecycle;
 pub mod processes;
 pub mod stream;
 

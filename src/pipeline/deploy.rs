@@ -42,6 +42,7 @@ use super::{releases, sync};
 use crate::supervisor::Supervisor;
 
 mod blue_green;
+mod teardown_hooks;
 
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
@@ -253,7 +254,7 @@ impl Run<'_> {
             }
             Trigger::Rollback => self.rollback().await,
             Trigger::Restart => self.restart().await,
-            Trigger::Teardown => self.teardown().await.map(|()| None),
+            Trigger::Teardown | Trigger::Expire => self.teardown().await.map(|()| None),
             Trigger::Sync => self.sync().await.map(|()| None),
         };
         let half_made = locked(&self.new_release).take();
@@ -1075,6 +1076,7 @@ impl Run<'_> {
         }
         let dir = self.env_dir.dir.clone();
         self.stage("teardown", async {
+            self.teardown_commands().await;
             // The process goes before its directory: never an app serving from a
             // deleted release.
             let stopped = self

@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod checks_gate;
 pub mod commands;
 pub mod deploy;
+pub mod expiry;
 pub mod final_status;
 pub mod git;
 pub mod health;

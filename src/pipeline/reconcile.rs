@@ -265,6 +265,8 @@ impl Edge<'_> {
             }
             Step::CompareTags { environment, tags } => self.deploy_tag(environment, tags).await?,
             Step::Create { base, branch, head } => {
+                // The same cap as a first push: `max_environments`.
+                let limit = self.app.environment(&base).and_then(|e| e.max_environments);
                 let target = Target::Temporary {
                     base,
                     branch: branch.clone(),
@@ -274,6 +276,7 @@ impl Edge<'_> {
                         .keys()
                         .map(|n| n.to_string())
                         .collect(),
+                    limit,
                 };
                 let git_ref = format!("refs/heads/{branch}");
                 self.deploy(None, target, git_ref, head).await?

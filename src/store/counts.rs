@@ -53,6 +53,7 @@ mod tests {
             base: env("preview"),
             branch: branch.into(),
             reserved: Vec::new(),
+            limit: None,
         }
     }
 

@@ -175,4 +175,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, commit_sha, name)
     );
     "#,
+    // 8 (issue 13): pinned temporary environments, never expired. Its own table, so
+    // unpinning is a delete and a torn-down environment's pin is dropped with it.
+    r#"
+    CREATE TABLE pinned_environments (
+        app         TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        pinned_at   INTEGER NOT NULL,
+        PRIMARY KEY (app, environment)
+    );
+    "#,
 ];

@@ -14,6 +14,7 @@ mod app_processes;
 mod checks;
 mod counts;
 mod health;
+mod lifecycle;
 mod migrations;
 mod processes;
 mod reconcile;
@@ -99,6 +100,8 @@ pub enum Target {
         branch: String,
         /// Configured environment names the new temporary name must not take.
         reserved: Vec<String>,
+        /// `max_environments`: a branch that would make one more is ignored.
+        limit: Option<usize>,
     },
 }
 
@@ -316,6 +319,14 @@ impl Store {
                 reason,
                 duplicate: false,
             },
+            Intent::Deploy(new)
+                if let Some(reason) = lifecycle::over_limit(&tx, &delivery.app, &new.target)? =>
+            {
+                Recorded::Ignored {
+                    reason,
+                    duplicate: false,
+                }
+            }
             Intent::Deploy(new) => {
                 let deploy = insert_deploy(&tx, &delivery.app, new, delivery.received_at)?;
                 Recorded::Deploy {
@@ -691,8 +702,14 @@ impl Store {
         app: &AppName,
         name: &EnvironmentName,
     ) -> Result<(), StoreError> {
-        self.lock().execute(
+        let conn = self.lock();
+        conn.execute(
             "DELETE FROM temporary_environments WHERE app = ?1 AND name = ?2",
+            params![app.as_str(), name.as_str()],
+        )?;
+        // A branch made again later is a new preview: it does not inherit the pin.
+        conn.execute(
+            "DELETE FROM pinned_environments WHERE app = ?1 AND environment = ?2",
             params![app.as_str(), name.as_str()],
         )?;
         Ok(())
@@ -712,6 +729,7 @@ fn insert_deploy(
             base,
             branch,
             reserved,
+            ..
         } => (
             temporary_environment(tx, app, &base, &branch, &reserved, now)?,
             base,

@@ -87,6 +87,11 @@ impl Store {
         {
             return Ok(None);
         }
+        // `max_environments` holds for previews reconciliation finds as for pushed ones.
+        if let Some(reason) = super::lifecycle::over_limit(&tx, app, &new.target)? {
+            tracing::info!(%app, %reason, "reconciliation made no new preview");
+            return Ok(None);
+        }
         let deploy = insert_deploy(&tx, app, new, now)?;
         tx.commit()?;
         Ok(Some(deploy))
@@ -252,6 +257,7 @@ mod tests {
             base: env("preview"),
             branch: "feature/a".into(),
             reserved: vec![],
+            limit: None,
         };
         let made = store
             .queue_unless_busy(&app, reconcile(temporary), UnixMillis(3))

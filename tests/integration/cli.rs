@@ -99,6 +99,20 @@ fn demo_once_deploys_everything_and_exits_zero() {
             && stdout.contains("stopped staging's app process"),
         "{stdout}"
     );
+    // Every environment has an address at the front door, and it answered with its page.
+    for (env, page) in [
+        ("staging", "staging"),
+        ("preview-feature-hello", "preview"),
+        ("production", "production"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("http://{env}.localhost:"))
+                    && l.ends_with(&format!("answers: <h1>Hello from {page}</h1>"))),
+            "{env} has no answering address:\n{stdout}"
+        );
+    }
 }
 
 #[test]

@@ -951,3 +951,78 @@ branch = "develop"
     drop(driver);
     s.full.stop().await;
 }
+
+#[actix_web::test]
+async fn a_preview_is_pinned_and_unpinned_from_the_dashboard() {
+    let s = Setup::start(|dir, repo| {
+        shop_toml(
+            dir,
+            repo,
+            r#"[apps.shop.environments.preview]
+branch = "feature/*"
+expire_after = "7d"
+"#,
+        )
+    })
+    .await;
+    git(&s.repo, &["checkout", "-q", "-b", "feature/New_Cart!"]);
+    commit(&s.repo, "preview", &[("cart.txt", "1")]);
+    assert_eq!(
+        s.push_and_wait("feature/New_Cart!").await["status"],
+        "succeeded"
+    );
+    let (session, csrf) = (session_value(), csrf_value());
+    let url = s.client.url.clone();
+    let base = "/environments/shop/preview-feature-new-cart";
+    let pinned = || async {
+        let (_, apps) = s.client.get("/api/apps").await;
+        apps["apps"][0]["environments"][0]["pinned"].clone()
+    };
+
+    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    assert!(
+        page.text.contains(&format!(r#"action="{base}/pin""#)),
+        "{}",
+        page.text
+    );
+    let refused = request(
+        "POST",
+        &format!("{url}{base}/pin"),
+        Some(&session),
+        &[],
+        Some(""),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "no CSRF token: {}", refused.text);
+    assert_eq!(pinned().await, json!(false));
+
+    let form = format!("csrf={csrf}");
+    let answer = request(
+        "POST",
+        &format!("{url}{base}/pin"),
+        Some(&session),
+        &[],
+        Some(&form),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    assert_eq!(pinned().await, json!(true));
+    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    assert!(
+        page.text.contains(&format!(r#"action="{base}/unpin""#)),
+        "{}",
+        page.text
+    );
+
+    let answer = request(
+        "POST",
+        &format!("{url}{base}/unpin"),
+        Some(&session),
+        &[],
+        Some(&form),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    assert_eq!(pinned().await, json!(false));
+    s.full.stop().await;
+}

@@ -27,10 +27,14 @@ mod follow;
 mod forge_report;
 /// GitLab, Gitea, Forgejo and Bitbucket deliveries from their own samples, end to end.
 mod forges;
+/// The front door: routing by host to static files and app processes, previews' addresses.
+mod front_door;
 /// `POST /hooks/<app>`: the contract's table row by row.
 mod hooks;
 /// Webhook bodies read within bounds: bytes held at once, requests in flight, a deadline.
 mod intake;
+/// Previews' lifecycle: teardown commands, expiry, pinning, the cap.
+mod lifecycle;
 /// Build output into the log: masking across splits and encodings, control
 /// characters, the per-deploy cap, partial lines and `\r` redraws.
 mod log_output;

@@ -1,0 +1,91 @@
+//! `POST /api/apps/<app>/environments/<env>/{pin,unpin}`: a pinned preview never
+//! expires (`expire_after`). Only temporary environments are pinned: fixed ones
+//! never expire anyway (409). The dashboard's Pin/Unpin button calls [`set_pin`], the
+//! same as the API.
+
+use actix_web::{HttpResponse, web};
+use maud::{Markup, html};
+use serde_json::json;
+
+use super::AppState;
+use super::api::{Authorized, addressed};
+use super::error::HttpError;
+use crate::store::StoreError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/apps/{app}/environments/{env}/pin", web::post().to(pin))
+        .route(
+            "/apps/{app}/environments/{env}/unpin",
+            web::post().to(unpin),
+        );
+}
+
+async fn pin(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    set(path.into_inner(), state, true).await
+}
+
+async fn unpin(
+    _: Authorized,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    set(path.into_inner(), state, false).await
+}
+
+async fn set(
+    (app, env): (String, String),
+    state: web::Data<AppState>,
+    pinned: bool,
+) -> Result<HttpResponse, HttpError> {
+    set_pin(&state, app, env, pinned).await?;
+    Ok(HttpResponse::Ok().json(json!({ "pinned": pinned })))
+}
+
+/// Pins or unpins a temporary environment (409 for a fixed one, 404 for none).
+pub async fn set_pin(
+    state: &AppState,
+    app: String,
+    env: String,
+    pinned: bool,
+) -> Result<(), HttpError> {
+    let app_state = state.clone();
+    let now = (state.clock)();
+    let changed = state
+        .store
+        .run(move |store| {
+            Ok::<_, StoreError>(
+                addressed(store, &app_state, &app, &env)
+                    .map(|a| store.set_pinned(&a.app.name, a.name(), pinned, now)),
+            )
+        })
+        .await???;
+    if !changed {
+        return Err(HttpError::Conflict(
+            "only temporary environments are pinned: fixed ones never expire".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The dashboard's Pin / Unpin button for a preview; `base`: its dashboard path.
+pub fn pin_form(base: &str, csrf: &str, pinned: bool) -> Markup {
+    let (action, label, title) = if pinned {
+        (
+            "unpin",
+            "Unpin",
+            "Let it expire again after expire_after without a deploy",
+        )
+    } else {
+        ("pin", "Pin", "Keep it: a pinned preview never expires")
+    };
+    html! {
+        form.inline method="post" action={ (base) "/" (action) } {
+            input type="hidden" name="csrf" value=(csrf);
+            button.secondary type="submit" title=(title) { (label) }
+        }
+    }
+}
