@@ -389,10 +389,18 @@ impl Store {
     /// Newest first.
     pub fn deploys(&self, filter: &DeployFilter) -> Result<Vec<Deploy>, StoreError> {
         let conn = self.lock();
+        // One statement per filter shape: `(?1 IS NULL OR app = ?1)` can use no index and
+        // walked the history newest first until LIMIT rows matched (all of it for an
+        // environment deployed long ago); an exact `app = ?1 AND environment = ?2` is a
+        // range of `deploys_by_environment`.
+        let filter_sql = match (&filter.app, &filter.environment) {
+            (Some(_), Some(_)) => "app = ?1 AND environment = ?2",
+            (Some(_), None) => "app = ?1 AND ?2 IS NULL",
+            (None, Some(_)) => "?1 IS NULL AND environment = ?2",
+            (None, None) => "?1 IS NULL AND ?2 IS NULL",
+        };
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {DEPLOY_COLUMNS} FROM deploys
-             WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR environment = ?2)
-             ORDER BY id DESC LIMIT ?3"
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE {filter_sql} ORDER BY id DESC LIMIT ?3"
         ))?;
         let rows = stmt
             .query_map(
