@@ -644,12 +644,23 @@ impl Store {
         reason: Option<&str>,
         now: UnixMillis,
     ) -> Result<Option<Deploy>, StoreError> {
-        let conn = self.lock();
-        conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ended = tx.execute(
             "UPDATE deploys SET status = ?2, reason = ?3, finished_at = ?4 WHERE id = ?1 AND status IN ('queued', 'running')",
             params![id.0, status.as_str(), reason, now.0],
         )?;
-        load_deploy(&conn, id)
+        // A stage whose own end was not stored (its write failed) ends with its deploy:
+        // a finished deploy never lists a stage as still running.
+        if ended > 0 {
+            tx.execute(
+                "UPDATE stages SET status = ?2 WHERE deploy_id = ?1 AND status = 'running'",
+                params![id.0, status.as_str()],
+            )?;
+        }
+        let deploy = load_deploy(&tx, id)?;
+        tx.commit()?;
+        Ok(deploy)
     }
 
     /// At start-up: deploys left `running` by a previous process become `interrupted`
@@ -1049,5 +1060,26 @@ mod tests {
         assert_eq!(interrupted.len(), 1);
         assert_eq!(interrupted[0].status, DeployStatus::Interrupted);
         assert!(store.interrupt_running(UnixMillis(21)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn finishing_a_deploy_closes_a_stage_whose_end_was_not_stored() {
+        let (_dir, store) = store();
+        let id = match store
+            .record_delivery(&delivery("d", 1), push("staging"))
+            .unwrap()
+        {
+            Recorded::Deploy { deploy, .. } => deploy.id,
+            other => panic!("{other:?}"),
+        };
+        store.start(id, &[], UnixMillis(2)).unwrap().unwrap();
+        store.begin_stage(id, "build", UnixMillis(3)).unwrap();
+        let done = store
+            .finish(id, DeployStatus::Failed, Some("disk full"), UnixMillis(4))
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.status, DeployStatus::Failed);
+        assert_eq!(done.stages.len(), 1);
+        assert_eq!(done.stages[0].status, DeployStatus::Failed);
     }
 }
