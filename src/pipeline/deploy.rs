@@ -36,7 +36,7 @@ use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
-use super::{releases, sync};
+use super::{reaper, releases, sync};
 
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
@@ -559,6 +559,7 @@ impl Run<'_> {
             self.ctx.checkout_threads,
         );
         let stats = blocking(move || {
+            let _writing = reaper::busy();
             let stats = checkout::write_tree(&repo, &c, &dest, threads)
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             std::fs::write(dest.join("REVISION"), format!("{c}\n"))
@@ -913,15 +914,16 @@ impl Run<'_> {
         let env = self.env_dir.clone();
         let keep = self.env_config.keep_releases;
         let removed = blocking(move || {
-            releases::remove_leftovers(&env)
-                .map_err(|e| Stop::failed(format!("removing leftovers: {e}")))?;
             let all = releases::list(&env).map_err(|e| Stop::failed(e.to_string()))?;
             let live = env.live().map(|l| l.release);
             let doomed = releases_to_remove(&all, live.as_deref(), keep);
             for release in &doomed {
-                releases::remove_release(&env, release)
+                releases::retire_release(&env, release)
                     .map_err(|e| Stop::failed(format!("removing {release}: {e}")))?;
             }
+            // Their files (and any a crash left) go in the background: see reaper.rs.
+            reaper::sweep(&env.releases())
+                .map_err(|e| Stop::failed(format!("queueing removed releases: {e}")))?;
             Ok(doomed)
         })
         .await;

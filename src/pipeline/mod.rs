@@ -12,6 +12,7 @@ pub mod health;
 pub mod layout;
 pub mod leftovers;
 pub mod preflight;
+pub mod reaper;
 pub mod reconcile;
 pub mod releases;
 pub mod runner;
