@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::config::{AppConfig, Config, EnvironmentConfig};
+use crate::config::{AppConfig, Config, EnvironmentConfig, MirrorMode};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::event::GitRef;
 use crate::core::ids::{CommitSha, EnvironmentName};
@@ -36,7 +36,7 @@ use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
-use super::{reaper, releases, sync};
+use super::{partial, reaper, releases, sync};
 
 /// What every deploy needs from the process around it.
 #[derive(Clone)]
@@ -530,6 +530,18 @@ impl Run<'_> {
 
     async fn checkout(&self, mirror: &Mirror, commit: &str) -> Result<String> {
         let sha = CommitSha::parse(commit).map_err(|e| Stop::failed(e.to_string()))?;
+        if self.app.mirror == MirrorMode::Treeless {
+            let timeout = self.env_config.step_timeout;
+            let got = partial::prefetch(mirror, &Remote::of(self.app), commit, timeout)
+                .await
+                .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
+            let fetched = match (got.walked, got.trees) {
+                (true, _) => "fetched the commit's files and trees in one walk".to_owned(),
+                (false, true) => format!("fetched {} files and the commit's trees", got.blobs),
+                (false, false) => format!("fetched {} files", got.blobs),
+            };
+            self.info("checkout", &fetched);
+        }
         let releases_dir = self.env_dir.releases();
         let dir = releases_dir.clone();
         let now = self.now();

@@ -11,6 +11,7 @@ pub mod git;
 pub mod health;
 pub mod layout;
 pub mod leftovers;
+pub mod partial;
 pub mod preflight;
 pub mod reaper;
 pub mod reconcile;
