@@ -97,6 +97,16 @@ pub enum FetchWith {
     GitCli,
 }
 
+/// What the app's mirror holds (`mirror = "full" | "treeless"`): see `pipeline::partial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorMode {
+    /// Every object of every fetched ref: works with any repository; the default.
+    Full,
+    /// Every commit, and the trees and blobs of deployed commits only (git CLI, a
+    /// repository that serves filters).
+    Treeless,
+}
+
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     pub name: AppName,
@@ -115,6 +125,7 @@ pub struct AppConfig {
     pub ssh_key: Option<PathBuf>,
     pub repo_token: Option<Secret>,
     pub fetch_with: FetchWith,
+    pub mirror: MirrorMode,
     pub sync: Vec<String>,
     pub notify: Vec<NotifyTarget>,
     /// Overrides `[server] max_log_size` for this app's deploys.
@@ -390,6 +401,7 @@ struct RawApp {
     ssh_key: Option<PathBuf>,
     token_env: Option<String>,
     fetch_with: Option<String>,
+    mirror: Option<String>,
     sync: Option<Vec<String>>,
     notify: Option<Vec<RawNotify>>,
     max_log_size: Option<String>,
@@ -847,6 +859,17 @@ impl Validator<'_> {
                 FetchWith::Auto
             }
         };
+        let mirror = match raw.mirror.as_deref() {
+            None | Some("full") => MirrorMode::Full,
+            Some("treeless") => MirrorMode::Treeless,
+            Some(other) => {
+                self.problem(
+                    &format!("{key}.mirror"),
+                    format!("{other:?} is not \"full\" or \"treeless\""),
+                );
+                MirrorMode::Full
+            }
+        };
         let repo_token = raw.token_env.and_then(|var| match self.env.get(&var) {
             Some(v) if !v.is_empty() => Some(Secret::new(v.clone())),
             _ => {
@@ -923,6 +946,7 @@ impl Validator<'_> {
             ssh_key: raw.ssh_key.map(|p| self.path(p)),
             repo_token,
             fetch_with,
+            mirror,
             sync: raw.sync.unwrap_or_default(),
             notify: raw
                 .notify

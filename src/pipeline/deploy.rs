@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::config::{AppConfig, Config, EnvironmentConfig, HealthCheck, HealthTarget};
+use crate::config::{AppConfig, Config, EnvironmentConfig, HealthCheck, HealthTarget, MirrorMode};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::event::GitRef;
 use crate::core::ids::{CommitSha, EnvironmentName};
@@ -38,7 +38,7 @@ use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
-use super::{releases, sync};
+use super::{partial, reaper, releases, sync};
 use crate::supervisor::Supervisor;
 
 mod blue_green;
@@ -546,6 +546,18 @@ impl Run<'_> {
 
     async fn checkout(&self, mirror: &Mirror, commit: &str) -> Result<String> {
         let sha = CommitSha::parse(commit).map_err(|e| Stop::failed(e.to_string()))?;
+        if self.app.mirror == MirrorMode::Treeless {
+            let timeout = self.env_config.step_timeout;
+            let got = partial::prefetch(mirror, &Remote::of(self.app), commit, timeout)
+                .await
+                .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
+            let fetched = match (got.walked, got.trees) {
+                (true, _) => "fetched the commit's files and trees in one walk".to_owned(),
+                (false, true) => format!("fetched {} files and the commit's trees", got.blobs),
+                (false, false) => format!("fetched {} files", got.blobs),
+            };
+            self.info("checkout", &fetched);
+        }
         let releases_dir = self.env_dir.releases();
         let dir = releases_dir.clone();
         let now = self.now();
@@ -575,6 +587,7 @@ impl Run<'_> {
             self.ctx.checkout_threads,
         );
         let stats = blocking(move || {
+            let _writing = reaper::busy();
             let stats = checkout::write_tree(&repo, &c, &dest, threads)
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             std::fs::write(dest.join("REVISION"), format!("{c}\n"))
@@ -968,16 +981,17 @@ impl Run<'_> {
             })
             .await?;
         let removed = blocking(move || {
-            releases::remove_leftovers(&env)
-                .map_err(|e| Stop::failed(format!("removing leftovers: {e}")))?;
             let all = releases::list(&env).map_err(|e| Stop::failed(e.to_string()))?;
             let live = env.live().map(|l| l.release);
             let mut doomed = releases_to_remove(&all, live.as_deref(), keep);
             doomed.retain(|r| !in_use.contains(r));
             for release in &doomed {
-                releases::remove_release(&env, release)
+                releases::retire_release(&env, release)
                     .map_err(|e| Stop::failed(format!("removing {release}: {e}")))?;
             }
+            // Their files (and any a crash left) go in the background: see reaper.rs.
+            reaper::sweep(&env.releases())
+                .map_err(|e| Stop::failed(format!("queueing removed releases: {e}")))?;
             Ok(doomed)
         })
         .await;

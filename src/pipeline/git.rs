@@ -23,10 +23,12 @@ use std::time::Duration;
 
 use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
 
-use crate::config::{AppConfig, FetchWith};
+use crate::config::{AppConfig, FetchWith, MirrorMode};
 use crate::core::ids::AppName;
 use crate::core::reconcile::RemoteRefs;
 use crate::core::secret::Secret;
+
+use super::partial;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -52,12 +54,16 @@ pub struct Remote {
     /// Prints as `***` in `Debug`, like every other secret.
     pub token: Option<Secret>,
     pub with: FetchWith,
+    /// A treeless mirror (`pipeline::partial`): fetched by the git CLI with a filter.
+    pub treeless: bool,
 }
 
 impl Remote {
     pub fn of(app: &AppConfig) -> Remote {
+        let treeless = app.mirror == MirrorMode::Treeless;
         let with = match app.fetch_with {
-            _ if is_ssh_url(&app.repo) => FetchWith::GitCli,
+            // libgit2 has no partial clone.
+            _ if treeless || is_ssh_url(&app.repo) => FetchWith::GitCli,
             FetchWith::Auto if is_local_url(&app.repo) => FetchWith::GitCli,
             FetchWith::Auto => FetchWith::Git2,
             chosen => chosen,
@@ -67,6 +73,7 @@ impl Remote {
             ssh_key: app.ssh_key.clone(),
             token: app.repo_token.clone(),
             with,
+            treeless,
         }
     }
 }
@@ -269,8 +276,8 @@ impl Mirror {
             }
         };
         if result.is_ok() {
-            let mirror = self.clone();
-            let _ = tokio::task::spawn_blocking(move || mirror.repack_if_needed()).await;
+            let (mirror, remote) = (self.clone(), remote.clone());
+            let _ = tokio::task::spawn_blocking(move || mirror.repack_if_needed(&remote)).await;
         }
         result
     }
@@ -325,21 +332,15 @@ impl Mirror {
             })
     }
 
-    async fn fetch_cli(
-        &self,
-        remote: &Remote,
-        refspecs: &[String],
-        timeout: Duration,
-        prune: bool,
-    ) -> Result<(), String> {
+    /// `git` on this mirror, with the remote's credentials in the environment and, for a
+    /// treeless mirror, the promisor settings (`partial::promisor_args`).
+    pub(crate) fn git_command(&self, remote: &Remote) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("git");
+        if remote.treeless {
+            cmd.args(partial::promisor_args(&remote.url));
+        }
         cmd.arg("--git-dir")
             .arg(&self.path)
-            .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
-            .args(prune.then_some("--prune"))
-            .arg("--")
-            .arg(&remote.url)
-            .args(refspecs)
             .env("GIT_TERMINAL_PROMPT", "0")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
@@ -364,6 +365,26 @@ impl Mirror {
                     "!f() { echo username=x-access-token; echo \"password=$STAGEHAND_GIT_TOKEN\"; }; f",
                 );
         }
+        cmd
+    }
+
+    async fn fetch_cli(
+        &self,
+        remote: &Remote,
+        refspecs: &[String],
+        timeout: Duration,
+        prune: bool,
+    ) -> Result<(), String> {
+        let mut cmd = self.git_command(remote);
+        cmd.args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
+            .args(prune.then_some("--prune"));
+        if remote.treeless {
+            cmd.arg(format!("--filter={}", partial::FILTER))
+                .arg("origin");
+        } else {
+            cmd.arg("--").arg(&remote.url);
+        }
+        cmd.args(refspecs);
         let output = tokio::time::timeout(timeout, cmd.output())
             .await
             .map_err(|_| format!("git fetch timed out after {}s", timeout.as_secs()))?
@@ -379,7 +400,7 @@ impl Mirror {
         }
     }
 
-    fn repack_if_needed(&self) {
+    fn repack_if_needed(&self, remote: &Remote) {
         let packs = std::fs::read_dir(self.path.join("objects/pack"))
             .map(|d| {
                 d.filter_map(Result::ok)
@@ -388,7 +409,13 @@ impl Mirror {
             })
             .unwrap_or(0);
         if packs > REPACK_AFTER_PACKS {
+            let promisor = if remote.treeless {
+                partial::promisor_args(&remote.url)
+            } else {
+                Vec::new()
+            };
             let status = std::process::Command::new("git")
+                .args(promisor)
                 .arg("--git-dir")
                 .arg(&self.path)
                 .args(["repack", "-adq"])
@@ -506,6 +533,7 @@ mod tests {
             ssh_key: None,
             token: Some(Secret::new("ghp_hunter2")),
             with: FetchWith::Git2,
+            treeless: false,
         };
         let printed = format!("{remote:?}");
         assert!(!printed.contains("hunter2"), "{printed}");

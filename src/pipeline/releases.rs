@@ -18,6 +18,7 @@ use crate::config::SharedPath;
 use crate::core::release::is_release_id;
 
 use super::layout::EnvironmentDir;
+use super::reaper::REMOVING_PREFIX;
 
 /// Points `current` at `releases/<release>` atomically.
 pub fn switch(env: &EnvironmentDir, release: &str) -> io::Result<()> {
@@ -55,9 +56,8 @@ pub fn list_in(releases: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Name prefix of a release being removed. It is not a release id, so [`list`] never
-/// shows such a directory: not to rollback, not to the API, not to cleanup's choices.
-const REMOVING_PREFIX: &str = ".removing-";
+// A removed release's name prefix (`REMOVING_PREFIX`) is not a release id, so [`list`]
+// never shows such a directory: not to rollback, not to the API, not to cleanup's choices.
 
 /// Removes `releases/<release>` so that it is never seen half-removed: one rename(2)
 /// takes it out of the listing, then its files go. A crash in between leaves a
@@ -75,6 +75,29 @@ pub fn remove_release(env: &EnvironmentDir, release: &str) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Takes `releases/<release>` out of the listing by renaming it to `.removing-<release>`
+/// and leaves its files to [`super::reaper`], which deletes them off the deploy's
+/// critical path. A leftover of that name (a crash while an earlier release of the same
+/// id was deleted) gets a numbered name instead, so the rename never waits on a delete.
+pub fn retire_release(env: &EnvironmentDir, release: &str) -> io::Result<()> {
+    let path = env.releases().join(release);
+    for attempt in 0u32.. {
+        let name = match attempt {
+            0 => format!("{REMOVING_PREFIX}{release}"),
+            n => format!("{REMOVING_PREFIX}{release}.{n}"),
+        };
+        let doomed = env.releases().join(name);
+        if fs::symlink_metadata(&doomed).is_ok() {
+            continue;
+        }
+        return match fs::rename(&path, &doomed) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+    }
+    Ok(())
 }
 
 /// Deletes what a crash left of releases being removed. Returns how many there were.

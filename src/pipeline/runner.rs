@@ -22,7 +22,7 @@ use super::checks_gate;
 use super::deploy::{Context, execute};
 use super::git::Mirror;
 use super::layout::EnvironmentDir;
-use super::{leftovers, releases};
+use super::{leftovers, reaper, releases};
 
 type EnvKey = (AppName, EnvironmentName);
 
@@ -123,9 +123,9 @@ impl Runner {
             };
             let removed = tokio::task::spawn_blocking(move || {
                 // A kill during cleanup leaves a release half removed, out of the listing.
-                let half_removed = releases::remove_leftovers(&env)?;
+                let half_removed = reaper::sweep(&env.releases())?;
                 if half_removed > 0 {
-                    tracing::warn!(half_removed, environment = %env.dir.display(), "removed what the last stop left of removed releases");
+                    tracing::warn!(half_removed, environment = %env.dir.display(), "queued what the last stop left of removed releases for deletion");
                 }
                 if env.live().is_some_and(|l| l.release == release) {
                     return Ok(false);

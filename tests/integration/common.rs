@@ -487,11 +487,13 @@ impl Setup {
             .map(|s| s.trim().to_owned())
     }
 
-    /// Release directories of `env`, sorted.
+    /// Release directories of `env`, sorted. Removed ones (`.removing-*`, deleted in the
+    /// background after their deploy) are not releases and are left out.
     pub fn releases(&self, env: &str) -> Vec<String> {
         let mut list: Vec<String> = std::fs::read_dir(self.root.join(env).join("releases"))
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| !name.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default();

@@ -165,69 +165,61 @@ branch = "develop"
     )
     .unwrap();
     git(&repo, &["checkout", "-q", "develop"]);
+    // A first release big enough that removing it takes a while to kill in.
+    for i in 0..6_000 {
+        let path = repo.join(format!("big/d{}/f{i}.txt", i / 500));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "x").unwrap();
+    }
+    git(&repo, &["add", "big"]);
+    git(&repo, &["commit", "-q", "-m", "Big"]);
+    let big = git(&repo, &["rev-parse", "HEAD"]);
+    git(&repo, &["rm", "-r", "-q", "big"]);
+    git(&repo, &["commit", "-q", "-m", "Small"]);
+    let small = git(&repo, &["rev-parse", "HEAD"]);
+    let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
+
     let (mut server, url) = spawn_server(&config);
     let client = Client { url };
-    // Removing a big release takes long enough to land a kill in, but on a loaded
-    // machine the cleanup can still finish between two polls: then the attempt proves
-    // nothing, and another big release is made and removed.
-    let mut landed = false;
-    for attempt in 0..4 {
-        // A release big enough that removing it takes a while to kill in.
-        for i in 0..6_000 {
-            let path = repo.join(format!("big/d{}/f{i}.txt", i / 500));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, format!("x{attempt}")).unwrap();
-        }
-        git(&repo, &["add", "big"]);
-        git(&repo, &["commit", "-q", "-m", "Big"]);
-        let big = git(&repo, &["rev-parse", "HEAD"]);
-        git(&repo, &["rm", "-r", "-q", "big"]);
-        git(&repo, &["commit", "-q", "-m", "Small"]);
-        let small = git(&repo, &["rev-parse", "HEAD"]);
-        let next = commit(&repo, "Next", &[(&format!("next{attempt}.txt"), "next\n")]);
-        // Each push is of the branch's head at the time (a push of an older commit is a
-        // replay and is skipped); `next` is the head again by the end.
-        for sha in [&big, &small] {
-            git(&repo, &["update-ref", "refs/heads/develop", sha]);
-            let (_, answer) = client.push(&push_body("refs/heads/develop", sha)).await;
-            let deploy = client.wait(&answer["deploy"]["id"], 120).await;
-            assert_eq!(deploy["status"], "succeeded", "{deploy}");
-        }
-        // Deploying `next` with keep_releases = 1 removes the big release in its cleanup.
-        git(&repo, &["update-ref", "refs/heads/develop", &next]);
-        let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
-        let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            let (_, deploy) = client.get(&format!("/api/deploys/{id}")).await;
-            let in_cleanup = deploy["stages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["name"] == "cleanup" && s["status"] == "running");
-            if in_cleanup {
-                landed = true;
-                break;
-            }
-            if deploy["status"] != "queued" && deploy["status"] != "running" {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "no cleanup: {deploy}");
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        if landed {
+    // Each push is of the branch's head at the time (a push of an older commit is a
+    // replay and is skipped); `next` is the head again by the end.
+    for sha in [&big, &small] {
+        git(&repo, &["update-ref", "refs/heads/develop", sha]);
+        let (_, answer) = client.push(&push_body("refs/heads/develop", sha)).await;
+        let deploy = client.wait(&answer["deploy"]["id"], 120).await;
+        assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    }
+    // Deploying `next` with keep_releases = 1 removes the big release in its cleanup:
+    // renamed out of the listing, then deleted in the background (pipeline/reaper.rs).
+    git(&repo, &["update-ref", "refs/heads/develop", &next]);
+    let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
+    let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
+    let releases = root.join("staging/releases");
+    let being_removed = || {
+        std::fs::read_dir(&releases).is_ok_and(|dir| {
+            dir.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(".removing-"))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if being_removed() {
             break;
         }
+        let (_, deploy) = client.get(&format!("/api/deploys/{id}")).await;
+        // The deploy may have ended (and its cleanup queued the big release) since
+        // the look above.
+        assert!(
+            being_removed() || deploy["status"] == "queued" || deploy["status"] == "running",
+            "the big release was deleted before it could be interrupted: {deploy}"
+        );
+        assert!(std::time::Instant::now() < deadline, "no cleanup: {deploy}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
     }
-    assert!(
-        landed,
-        "four deploys ended before their cleanup could be interrupted"
-    );
     server.kill();
 
     let (mut server, url) = spawn_server(&config);
     let client = Client { url };
-    let releases = root.join("staging/releases");
     let assert_listed_releases_complete = |when: &str| {
         for entry in std::fs::read_dir(&releases).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -256,12 +248,23 @@ branch = "develop"
     let deploy = client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert_listed_releases_complete("after the next deploy");
-    let leftovers: Vec<String> = std::fs::read_dir(&releases)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "left in releases/: {leftovers:?}");
+    // Deleted in the background, after the deploy ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let leftovers: Vec<String> = std::fs::read_dir(&releases)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with('.'))
+            .collect();
+        if leftovers.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left in releases/: {leftovers:?}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     server.kill();
 }
 

@@ -40,6 +40,8 @@ mod lifecycle;
 mod log_output;
 /// Temporary environments, tags, manual gates, promote, runtime data downwards.
 mod multistage;
+/// Treeless mirrors: commits only, files fetched for what is checked out; history rules hold.
+mod partial_mirror;
 /// The deploy pipeline: fetch, checkout, link, build, switch, health, cleanup.
 mod pipeline;
 /// Pull/merge-request previews from GitLab, Gitea and Forgejo.
