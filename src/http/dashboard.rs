@@ -896,120 +896,13 @@ static CSP: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-const CSS: &str = r#"
-:root { --fg: #1d2430; --muted: #687385; --line: #e3e7ee; --bg: #f6f8fb; --accent: #2456d6; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
-header { display: flex; justify-content: space-between; align-items: center; padding: .6rem 1.5rem; background: #1d2430; }
-header .brand { color: #fff; font-weight: 700; text-decoration: none; letter-spacing: .02em; }
-main { max-width: 80rem; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
-h1 { font-size: 1.5rem; margin: .8rem 0; } h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
-a { color: var(--accent); }
-.muted { color: var(--muted); font-weight: normal; } .small { font-size: .8rem; font-weight: normal; }
-.mono, pre, code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85rem; }
-table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid var(--line); }
-th, td { text-align: left; padding: .45rem .6rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
-th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); background: #fafbfd; }
-#stages { width: auto; min-width: 22rem; }
-.summary { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 1rem 2.5rem; align-items: start; }
-.summary h2 { margin-top: 0; }
-@media (max-width: 48rem) { .summary { grid-template-columns: minmax(0, 1fr); } }
-.badge { display: inline-block; padding: .05rem .5rem; border-radius: 999px; font-size: .78rem; font-weight: 600; background: #e3e7ee; color: #3a4454; }
-.badge.succeeded { background: #d7f5df; color: #11652c; } .badge.failed, .badge.interrupted { background: #fde0de; color: #a01c12; }
-.badge.running { background: #dce8ff; color: #1c46b0; } .badge.waiting { background: #fff1cc; color: #7a5200; } .badge.rolled_back { background: #ffecc7; color: #8a5300; }
-.badge.cancelled, .badge.superseded, .badge.skipped { background: #eceff3; color: #5d6675; }
-.tag { font-size: .72rem; padding: .02rem .4rem; border: 1px solid var(--line); border-radius: 4px; color: var(--muted); }
-.tag.temporary { border-color: #c9b6f2; color: #5b3aa8; background: #f4efff; }
-.tag.pending { border-color: #f0c36d; color: #8a5300; background: #fff6e0; }
-.tag.unchanged { border-color: #9ad0a8; color: #1d6b34; background: #eefaf1; }
-.message { color: #444; }
-form.inline { display: inline; margin: 0; }
-button { font: inherit; font-size: .85rem; padding: .25rem .75rem; border: 1px solid var(--accent); border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
-button.secondary { background: #fff; color: var(--accent); } button:disabled { opacity: .45; cursor: default; }
-button.link { background: none; border: none; color: #c9d3e3; padding: 0; }
-input[type=text], input[type=password] { font: inherit; padding: .3rem .5rem; border: 1px solid #c5ccd8; border-radius: 6px; }
-.actions { white-space: nowrap; text-align: right; }
-table.environments td.mono { white-space: nowrap; }
-section.app { overflow-x: auto; }
-table.environments td.last-deploy { min-width: 15rem; }
-table.environments td.last-deploy .muted, table.environments .tag { white-space: nowrap; } table.environments td.last-deploy .muted { font-size: .85rem; }
-table.environments .message { display: inline-block; max-width: 12rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
-table.environments .actions { white-space: normal; min-width: 10rem; } table.environments .actions form { white-space: nowrap; }
-dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1.2rem; margin: 0; }
-dl.fields dt { color: var(--muted); } dl.fields dd { margin: 0; word-break: break-all; }
-pre#log { background: #151a23; color: #d7dde8; padding: .8rem 1rem; border-radius: 6px; max-height: 32rem; overflow: auto; white-space: pre-wrap; word-break: break-all; }
-.error { color: #a01c12; } .reason { color: var(--muted); margin-top: -.4rem; }
-.crumbs { margin: .4rem 0 0; font-size: .85rem; color: var(--muted); }
-section.login { max-width: 24rem; margin: 4rem auto; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 1.5rem; }
-section.login form { display: grid; gap: .6rem; }
-"#;
+/// The dashboard's only style sheet, inlined into each page (its hash is in the CSP).
+const CSS: &str = include_str!("assets/dashboard.css");
 
 /// Asks before a rollback, and follows a running deploy: appends `log` lines (as text
 /// nodes), updates stage badges on `stage` and the status on `status`, and stops at a
 /// terminal status (else `EventSource` would reconnect forever).
-const SCRIPT: &str = r##"
-"use strict";
-for (const form of document.querySelectorAll("form[data-confirm]")) {
-  form.addEventListener("submit", (event) => {
-    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-  });
-}
-const log = document.getElementById("log");
-if (log && log.dataset.live === "true") {
-  let last = Number(log.dataset.after) || 0;
-  const badge = (el, status) => { el.textContent = status; el.className = "badge " + status; };
-  const seconds = (ms) => ms == null ? "" : ms < 1000 ? ms + " ms" : ms < 60000 ? (ms / 1000).toFixed(1) + " s"
-    : Math.floor(ms / 60000) + "m " + String(Math.floor(ms % 60000 / 1000)).padStart(2, "0") + "s";
-  const source = new EventSource("/api/deploys/" + encodeURIComponent(log.dataset.id) + "/events?after=" + last);
-  source.addEventListener("log", (event) => {
-    const n = Number(event.lastEventId);
-    if (n && n <= last) return;
-    last = n || last + 1;
-    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-    log.append(event.data + "\n");
-    if (atBottom) log.scrollTop = log.scrollHeight;
-  });
-  // Started, finished, release, message: not in the events, so re-read when something moved.
-  const refresh = () => fetch("/api/deploys/" + encodeURIComponent(log.dataset.id))
-    .then((response) => response.ok ? response.json() : null)
-    .then((deploy) => {
-      if (!deploy) return;
-      const when = (t) => t ? t.slice(0, 19).replace("T", " ") + " UTC" : "—";
-      const values = { commit: deploy.commit || "—", release: deploy.release || "—",
-        message: deploy.message || "—", author: deploy.author || "—",
-        started_at: when(deploy.started_at), finished_at: when(deploy.finished_at) };
-      for (const dd of document.querySelectorAll("dd[data-field]")) {
-        dd.textContent = values[dd.dataset.field];
-      }
-    })
-    .catch(() => {});
-  source.addEventListener("stage", (event) => {
-    const stage = JSON.parse(event.data);
-    const tbody = document.querySelector("#stages tbody");
-    let row = Array.from(tbody.rows).find((r) => r.dataset.stage === stage.name);
-    if (!row) {
-      row = tbody.insertRow();
-      row.dataset.stage = stage.name;
-      row.insertCell().textContent = stage.name;
-      row.insertCell().append(document.createElement("span"));
-      row.insertCell().className = "duration";
-    }
-    badge(row.cells[1].firstElementChild, stage.status);
-    row.cells[2].textContent = seconds(stage.duration_ms);
-    refresh();
-  });
-  source.addEventListener("status", (event) => {
-    const status = JSON.parse(event.data);
-    badge(document.getElementById("status"), status.status);
-    document.getElementById("reason").textContent = status.reason || "";
-    refresh();
-    if (!["queued", "waiting", "running"].includes(status.status)) {
-      source.close();
-      log.dataset.live = "false";
-    }
-  });
-}
-"##;
+const SCRIPT: &str = include_str!("assets/dashboard.js");
 
 #[cfg(test)]
 mod tests {
