@@ -533,3 +533,55 @@ build = ["echo first", "sleep 3; touch \"$STAGEHAND_SHARED_DIR/second-written\";
 [apps.shop.environments.staging]
 branch = "develop"
 "#;
+
+/// The real binary as a child process, SIGKILLed when dropped too, so a failing
+/// assertion never leaves a server running after the test.
+pub struct ServerProcess(pub std::process::Child);
+
+impl ServerProcess {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `stagehand serve --config CONFIG` with the harness's webhook secret and API token.
+pub fn serve_command(config: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("SHOP_WEBHOOK_SECRET", SECRET)
+        .env("STAGEHAND_API_TOKEN", TOKEN)
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Starts the real server and waits for its first line: the server and its URL.
+pub fn spawn_server(config: &Path) -> (ServerProcess, String) {
+    use std::io::BufRead;
+    let mut server = ServerProcess(
+        serve_command(config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("stagehand listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    (server, url)
+}

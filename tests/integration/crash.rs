@@ -1,50 +1,8 @@
 //! The real binary killed with SIGKILL mid-build, then restarted.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use crate::common::*;
-
-/// The real binary as a child process, SIGKILLed when dropped too, so a failing
-/// assertion never leaves a server running after the test.
-struct ServerProcess(Child);
-
-impl ServerProcess {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_server(config: &Path) -> (ServerProcess, String) {
-    let mut server = ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_stagehand"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("SHOP_WEBHOOK_SECRET", SECRET)
-            .env("STAGEHAND_API_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = server.0.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("stagehand listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
-    (server, url)
-}
 
 #[actix_web::test]
 async fn sigkill_mid_build_leaves_the_old_release_live_and_recovers() {

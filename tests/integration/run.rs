@@ -458,38 +458,8 @@ fn the_systemd_unit_leaves_app_processes_running_when_stagehand_stops() {
     assert_eq!(kill_modes, ["KillMode=process"]);
 }
 
-/// The real binary as a child process, SIGKILLed when dropped.
-struct Stagehand(std::process::Child);
-
-impl Drop for Stagehand {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_stagehand(config: &Path) -> (Stagehand, Client) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SHOP_WEBHOOK_SECRET", SECRET)
-        .env("STAGEHAND_API_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Stagehand(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("stagehand listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
+fn spawn_stagehand(config: &Path) -> (ServerProcess, Client) {
+    let (server, url) = spawn_server(config);
     (server, Client { url })
 }
 

@@ -1,54 +1,12 @@
 //! What `stagehand serve` refuses at start, with the real binary: a state dir another
 //! server holds, a damaged database.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-/// The real binary as a child process, SIGKILLed when dropped, so a failing assertion
-/// never leaves a server running after the test.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_command(config: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stagehand"));
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SHOP_WEBHOOK_SECRET", SECRET)
-        .env("STAGEHAND_API_TOKEN", TOKEN)
-        .env("NO_COLOR", "1");
-    command
-}
-
-/// Starts a server and returns it with its URL.
-fn spawn_server(config: &Path) -> (ServerProcess, String) {
-    let mut server = ServerProcess(
-        serve_command(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = server.0.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("stagehand listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
-    (server, url)
-}
 
 /// Runs a server that is expected to refuse to start: its exit code and stderr. Fails
 /// (instead of hanging) if it is still running after a generous wait.
