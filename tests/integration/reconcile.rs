@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Client, Setup, commit, git, shop_toml_with, source_repo, start_full};
+use crate::common::{
+    Client, ServerProcess, Setup, commit, git, serve_command, shop_toml_with, source_repo,
+    start_full,
+};
 
 /// `/metrics`, as text.
 async fn metrics(client: &Client) -> String {
@@ -389,16 +392,6 @@ async fn a_failing_fetch_waits_for_the_next_round() {
     setup.full.stop().await;
 }
 
-/// The real binary, killed when dropped, so a failing assertion leaves no server behind.
-struct ServerProcess(std::process::Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[actix_web::test]
 async fn the_server_log_says_what_a_round_queued() {
     use std::io::{BufRead, BufReader};
@@ -411,11 +404,8 @@ async fn the_server_log_says_what_a_round_queued() {
     std::fs::write(&config, shop_toml_with(dir.path(), &repo, server, envs)).unwrap();
     let log_path = dir.path().join("stagehand.log");
     let mut child = ServerProcess(
-        std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"))
-            .args(["serve", "--log-format", "json", "--config"])
-            .arg(&config)
-            .env("SHOP_WEBHOOK_SECRET", crate::common::SECRET)
-            .env("STAGEHAND_API_TOKEN", crate::common::TOKEN)
+        serve_command(&config)
+            .args(["--log-format", "json"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
