@@ -478,24 +478,38 @@ fn staging(apps: &Value) -> &Value {
         .unwrap()
 }
 
+/// For the tests that run (and SIGKILL) the real binary: `develop` carries the app, the
+/// config listens on a free port (after `edit`), and the guard kills every process the
+/// state dir recorded when the test ends. Returns (repo, app commit, state dir, guard, config).
+fn for_the_real_binary(
+    dir: &Path,
+    edit: impl FnOnce(String) -> String,
+) -> (
+    std::path::PathBuf,
+    String,
+    std::path::PathBuf,
+    KillOnDrop,
+    std::path::PathBuf,
+) {
+    let repo = source_repo(dir);
+    git(&repo, &["checkout", "-q", "develop"]);
+    let sha = commit(&repo, "The app", &[("app.py", APP_PY)]);
+    let state = dir.join("state");
+    let guard = KillOnDrop {
+        state: state.clone(),
+        root: dir.join("srv"),
+    };
+    let config = dir.join("stagehand.toml");
+    let toml =
+        run_toml(dir, &repo, "").replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&config, edit(toml)).unwrap();
+    (repo, sha, state, guard, config)
+}
+
 #[actix_web::test]
 async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    git(&repo, &["checkout", "-q", "develop"]);
-    let sha = commit(&repo, "The app", &[("app.py", APP_PY)]);
-    let state = dir.path().join("state");
-    let _guard = KillOnDrop {
-        state: state.clone(),
-        root: dir.path().join("srv"),
-    };
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(
-        &config,
-        run_toml(dir.path(), &repo, "")
-            .replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n"),
-    )
-    .unwrap();
+    let (_repo, sha, state, _guard, config) = for_the_real_binary(dir.path(), |toml| toml);
 
     let (mut server, client) = spawn_stagehand(&config);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
@@ -732,25 +746,12 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
 #[actix_web::test]
 async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_adopted() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    git(&repo, &["checkout", "-q", "develop"]);
-    let sha1 = commit(&repo, "The app", &[("app.py", APP_PY)]);
-    let state = dir.path().join("state");
-    let _guard = KillOnDrop {
-        state: state.clone(),
-        root: dir.path().join("srv"),
-    };
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(
-        &config,
-        run_toml(dir.path(), &repo, "")
-            .replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n")
-            .replace(
-                r#"after_release = ["test ! -f FAIL_AFTER"]"#,
-                r#"after_release = ["if [ -f SLOW_AFTER ]; then touch ../../after-started; sleep 30; fi"]"#,
-            ),
-    )
-    .unwrap();
+    let (repo, sha1, state, _guard, config) = for_the_real_binary(dir.path(), |toml| {
+        toml.replace(
+            r#"after_release = ["test ! -f FAIL_AFTER"]"#,
+            r#"after_release = ["if [ -f SLOW_AFTER ]; then touch ../../after-started; sleep 30; fi"]"#,
+        )
+    });
     let (mut server, client) = spawn_stagehand(&config);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha1)).await;
     assert_eq!(
