@@ -1062,6 +1062,82 @@ mod tests {
         assert!(store.interrupt_running(UnixMillis(21)).unwrap().is_empty());
     }
 
+    /// Listing loads every deploy's stages together; each deploy still gets exactly
+    /// its own, in order, as loading it alone does.
+    #[test]
+    fn a_listed_page_carries_each_deploys_own_stages_in_order() {
+        let (_dir, store) = store();
+        let ids: Vec<DeployId> = (0..4)
+            .map(|i| {
+                let env = if i % 2 == 0 { "staging" } else { "production" };
+                match store
+                    .record_delivery(&delivery(&format!("d{i}"), i), push(env))
+                    .unwrap()
+                {
+                    Recorded::Deploy { deploy, .. } => deploy.id,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        // Stages interleaved across deploys, so row order in the table is not deploy order.
+        let plan: [(usize, &str, Option<(DeployStatus, i64)>); 6] = [
+            (0, "fetch", Some((DeployStatus::Succeeded, 5))),
+            (2, "fetch", Some((DeployStatus::Succeeded, 7))),
+            (0, "build", Some((DeployStatus::Failed, 11))),
+            (3, "fetch", None),
+            (2, "build", Some((DeployStatus::Succeeded, 13))),
+            (2, "switch", None),
+        ];
+        for (i, name, end) in plan {
+            let seq = store.begin_stage(ids[i], name, UnixMillis(1)).unwrap();
+            if let Some((status, ms)) = end {
+                store.end_stage(ids[i], seq, status, ms).unwrap();
+            }
+        }
+        let stage = |name: &str, status, duration_ms| Stage {
+            name: name.into(),
+            status,
+            duration_ms,
+        };
+        let expected: [Vec<Stage>; 4] = [
+            vec![
+                stage("fetch", DeployStatus::Succeeded, Some(5)),
+                stage("build", DeployStatus::Failed, Some(11)),
+            ],
+            vec![],
+            vec![
+                stage("fetch", DeployStatus::Succeeded, Some(7)),
+                stage("build", DeployStatus::Succeeded, Some(13)),
+                stage("switch", DeployStatus::Running, None),
+            ],
+            vec![stage("fetch", DeployStatus::Running, None)],
+        ];
+        let all = DeployFilter {
+            limit: 10,
+            ..DeployFilter::default()
+        };
+        let listed = store.deploys(&all).unwrap();
+        assert_eq!(
+            listed.iter().map(|d| d.id).collect::<Vec<_>>(),
+            ids.iter().rev().copied().collect::<Vec<_>>(),
+            "newest first"
+        );
+        for (id, stages) in ids.iter().zip(&expected) {
+            let alone = store.deploy(*id).unwrap().unwrap();
+            let in_list = listed.iter().find(|d| d.id == *id).unwrap();
+            assert_eq!(&alone.stages, stages, "deploy {id} alone");
+            assert_eq!(in_list, &alone, "deploy {id} listed");
+        }
+        let staging = DeployFilter {
+            app: Some("shop".into()),
+            environment: Some("staging".into()),
+            limit: 1,
+        };
+        let page = store.deploys(&staging).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].stages, expected[2]);
+    }
+
     #[test]
     fn finishing_a_deploy_closes_a_stage_whose_end_was_not_stored() {
         let (_dir, store) = store();
