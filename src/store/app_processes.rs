@@ -61,18 +61,18 @@ const COLUMNS: &str = "id, app, environment, base_environment, role, state, rele
 
 fn record(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
     Ok(RawRecord {
-        id: row.get(0)?,
-        app: row.get(1)?,
-        environment: row.get(2)?,
-        base_environment: row.get(3)?,
-        role: row.get(4)?,
-        state: row.get(5)?,
-        release: row.get(6)?,
-        pid: row.get(7)?,
-        start_ticks: row.get(8)?,
-        port: row.get(9)?,
-        restarts: row.get(10)?,
-        started_at: row.get(11)?,
+        id: row.get("id")?,
+        app: row.get("app")?,
+        environment: row.get("environment")?,
+        base_environment: row.get("base_environment")?,
+        role: row.get("role")?,
+        state: row.get("state")?,
+        release: row.get("release")?,
+        pid: row.get("pid")?,
+        start_ticks: row.get("start_ticks")?,
+        port: row.get("port")?,
+        restarts: row.get("restarts")?,
+        started_at: row.get("started_at")?,
     })
 }
 
@@ -205,7 +205,7 @@ impl Store {
             .query_row(
                 "SELECT app, environment FROM processes WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get("app")?, r.get("environment")?)),
             )
             .optional()?
             .ok_or_else(|| StoreError::Corrupt(format!("process {id} is not recorded")))?;

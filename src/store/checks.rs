@@ -10,7 +10,8 @@ use crate::core::deploy::{Deploy, DeployStatus};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::time::UnixMillis;
 
-use super::{Store, StoreError, load_deploy};
+use super::deploys::{self, COMMIT_TRIGGERS, load_deploy};
+use super::{Store, StoreError};
 
 impl Store {
     /// Keeps the latest state per (commit, name); a re-run replaces the earlier result.
@@ -53,7 +54,7 @@ impl Store {
         )?;
         let rows = stmt
             .query_map(params![app.as_str(), commit], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                Ok((r.get::<_, String>("name")?, r.get::<_, String>("state")?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
@@ -77,7 +78,10 @@ impl Store {
         let row = conn
             .prepare_cached("SELECT base_environment, checks_passed FROM deploys WHERE id = ?1")?
             .query_row([id.0], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                Ok((
+                    r.get::<_, String>("base_environment")?,
+                    r.get::<_, i64>("checks_passed")?,
+                ))
             })
             .optional()?;
         row.map(|(base, passed)| Ok((EnvironmentName::parse(&base)?, passed != 0)))
@@ -124,18 +128,7 @@ impl Store {
 
     /// Every waiting deploy, oldest first.
     pub fn waiting(&self) -> Result<Vec<Deploy>, StoreError> {
-        let conn = self.lock();
-        let ids = conn
-            .prepare_cached("SELECT id FROM deploys WHERE status = 'waiting' ORDER BY id")?
-            .query_map([], |r| r.get::<_, i64>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(deploy) = load_deploy(&conn, DeployId(id))? {
-                out.push(deploy);
-            }
-        }
-        Ok(out)
+        deploys::load_deploys(&self.lock(), "WHERE status = 'waiting' ORDER BY id", [])
     }
 
     /// Its checks passed: back to the queue, marked so the runner starts it. If a newer
@@ -149,13 +142,14 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let newer: Option<i64> = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT n.id FROM deploys n JOIN deploys d ON d.id = ?1
                  WHERE n.app = d.app AND n.environment = d.environment AND n.id > d.id
-                   AND n.trigger IN ('push', 'manual', 'promote', 'reconcile')
+                   AND n.trigger IN ({})
                  ORDER BY n.id LIMIT 1",
-            )?
-            .query_row([id.0], |r| r.get(0))
+                *COMMIT_TRIGGERS
+            ))?
+            .query_row([id.0], |r| r.get("id"))
             .optional()?;
         let (status, changed) = match newer {
             Some(newer) => (

@@ -17,7 +17,14 @@ impl Store {
                 "SELECT app, base_environment, status, n FROM deploy_counts ORDER BY 1, 2, 3",
             )?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .query_map([], |r| {
+                    Ok((
+                        r.get("app")?,
+                        r.get("base_environment")?,
+                        r.get("status")?,
+                        r.get("n")?,
+                    ))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -62,14 +69,21 @@ mod tests {
         let conn = Connection::open(path).unwrap();
         let mut stmt = conn
             .prepare(
-                "SELECT app, base_environment, status, count(*) FROM deploys
+                "SELECT app, base_environment, status, count(*) AS n FROM deploys
                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
             )
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        stmt.query_map([], |r| {
+            Ok((
+                r.get("app")?,
+                r.get("base_environment")?,
+                r.get("status")?,
+                r.get("n")?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
     }
 
     async fn nonzero(store: &Store) -> Vec<DeployCount> {

@@ -28,7 +28,7 @@ pub(super) fn check_integrity(conn: &Connection, path: &Path) -> Result<(), Stor
     let problems: Vec<String> = conn
         .prepare("PRAGMA quick_check(5)")
         .and_then(|mut stmt| {
-            stmt.query_map([], |r| r.get::<_, String>(0))?
+            stmt.query_map([], |r| r.get::<_, String>("quick_check"))?
                 .collect::<Result<_, _>>()
         })
         .map_err(|e| damaged(path, e).unwrap_or_else(StoreError::Sqlite))?;
@@ -86,9 +86,10 @@ fn check_file(path: &Path) -> Result<(), StoreError> {
         .map_err(|e| unhealthy(e.to_string()))?;
     let (version, tables): (i64, i64) = conn
         .query_row(
-            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema)",
+            "SELECT (SELECT user_version FROM pragma_user_version) AS version,
+                    (SELECT count(*) FROM sqlite_schema) AS tables",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get("version")?, r.get("tables")?)),
         )
         .map_err(|e| unhealthy(e.to_string()))?;
     let known = migrations::MIGRATIONS.len() as i64;

@@ -8,7 +8,9 @@ use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::lifecycle::{Preview, limit_reached};
 use crate::core::time::UnixMillis;
 
-use super::{NewDeploy, Store, StoreError, Target, insert_deploy};
+use super::deploys::insert_deploy;
+use super::temporary_environments::name_of_branch;
+use super::{NewDeploy, Store, StoreError, Target};
 
 impl Store {
     /// Pins (or unpins) an environment; `false` when `environment` is no temporary
@@ -21,11 +23,10 @@ impl Store {
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
         let conn = self.lock();
-        let exists: Option<String> = conn
-            .prepare_cached("SELECT name FROM temporary_environments WHERE app = ?1 AND name = ?2")?
-            .query_row(params![app.as_str(), environment.as_str()], |r| r.get(0))
-            .optional()?;
-        if exists.is_none() {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM temporary_environments WHERE app = ?1 AND name = ?2")?
+            .exists(params![app.as_str(), environment.as_str()])?;
+        if !exists {
             return Ok(false);
         }
         if pinned {
@@ -47,14 +48,12 @@ impl Store {
         app: &AppName,
         environment: &EnvironmentName,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> = self
+        Ok(self
             .lock()
             .prepare_cached(
                 "SELECT 1 FROM pinned_environments WHERE app = ?1 AND environment = ?2",
             )?
-            .query_row(params![app.as_str(), environment.as_str()], |r| r.get(0))
-            .optional()?;
-        Ok(found.is_some())
+            .exists(params![app.as_str(), environment.as_str()])?)
     }
 
     /// The temporary environments made from `base`, as the expiry sees them.
@@ -65,21 +64,22 @@ impl Store {
     ) -> Result<Vec<Preview>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT t.name,
+            "SELECT t.name AS name,
                     COALESCE((SELECT MAX(d.created_at) FROM deploys d
-                              WHERE d.app = t.app AND d.environment = t.name), t.created_at),
+                              WHERE d.app = t.app AND d.environment = t.name), t.created_at)
+                      AS last_activity,
                     EXISTS (SELECT 1 FROM pinned_environments p
-                            WHERE p.app = t.app AND p.environment = t.name),
+                            WHERE p.app = t.app AND p.environment = t.name) AS pinned,
                     EXISTS (SELECT 1 FROM deploys d WHERE d.app = t.app AND d.environment = t.name
-                            AND d.status IN ('queued', 'running'))
+                            AND d.status IN ('queued', 'running')) AS busy
                FROM temporary_environments t WHERE t.app = ?1 AND t.base = ?2 ORDER BY t.name",
         )?;
         let rows = stmt.query_map(params![app.as_str(), base.as_str()], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, bool>(3)?,
+                r.get::<_, String>("name")?,
+                r.get::<_, i64>("last_activity")?,
+                r.get::<_, bool>("pinned")?,
+                r.get::<_, bool>("busy")?,
             ))
         })?;
         let mut previews = Vec::new();
@@ -108,14 +108,16 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(String, String)> = tx
             .prepare_cached(
-                "SELECT t.base, t.branch FROM temporary_environments t
+                "SELECT t.base AS base, t.branch AS branch FROM temporary_environments t
                   WHERE t.app = ?1 AND t.name = ?2
                     AND NOT EXISTS (SELECT 1 FROM pinned_environments p
                                     WHERE p.app = t.app AND p.environment = t.name)
                     AND NOT EXISTS (SELECT 1 FROM deploys d WHERE d.app = t.app AND d.environment = t.name
                                     AND d.status IN ('queued', 'running'))",
             )?
-            .query_row(params![app.as_str(), environment.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![app.as_str(), environment.as_str()], |r| {
+                Ok((r.get("base")?, r.get("branch")?))
+            })
             .optional()?;
         let Some((base, branch)) = row else {
             return Ok(None);
@@ -151,16 +153,14 @@ pub(super) fn over_limit(
     else {
         return Ok(None);
     };
-    let exists: Option<i64> = tx
-        .prepare_cached("SELECT 1 FROM temporary_environments WHERE app = ?1 AND branch = ?2")?
-        .query_row(params![app.as_str(), branch], |r| r.get(0))
-        .optional()?;
-    if exists.is_some() {
+    if name_of_branch(tx, app, branch)?.is_some() {
         return Ok(None);
     }
     let count: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM temporary_environments WHERE app = ?1 AND base = ?2")?
-        .query_row(params![app.as_str(), base.as_str()], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT COUNT(*) AS n FROM temporary_environments WHERE app = ?1 AND base = ?2",
+        )?
+        .query_row(params![app.as_str(), base.as_str()], |r| r.get("n"))?;
     let count = usize::try_from(count).unwrap_or(usize::MAX);
     Ok(limit_reached(count, *limit).then(|| {
         format!(

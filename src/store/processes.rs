@@ -56,9 +56,9 @@ impl Store {
         let rows = stmt
             .query_map([], |r| {
                 Ok(RecordedGroup {
-                    pgid: r.get(0)?,
-                    start_time: r.get::<_, i64>(1)? as u64,
-                    deploy: DeployId(r.get(2)?),
+                    pgid: r.get("pgid")?,
+                    start_time: r.get::<_, i64>("start_time")? as u64,
+                    deploy: DeployId(r.get("deploy_id")?),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

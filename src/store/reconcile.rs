@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{NewDeploy, Recorded, Store, StoreError, Target, insert_deploy, teardown};
+use super::deploys::{COMMIT_TRIGGERS, insert_deploy};
+use super::temporary_environments::{name_of_branch, teardown};
+use super::{NewDeploy, Recorded, Store, StoreError, Target};
 use crate::core::deploy::{Deploy, DeployStatus};
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::time::UnixMillis;
@@ -25,7 +27,7 @@ impl Store {
              WHERE app = ?1 AND status IN ('queued', 'waiting', 'running')",
         )?;
         let names = stmt
-            .query_map([app.as_str()], |r| r.get::<_, String>(0))?
+            .query_map([app.as_str()], |r| r.get::<_, String>("environment"))?
             .collect::<Result<Vec<_>, _>>()?;
         names
             .iter()
@@ -42,13 +44,14 @@ impl Store {
     ) -> Result<Option<DeployStatus>, StoreError> {
         let status: Option<String> = self
             .lock()
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT status FROM deploys WHERE app = ?1 AND environment = ?2 AND commit_sha = ?3
-                   AND trigger IN ('push', 'manual', 'promote', 'reconcile')
+                   AND trigger IN ({})
                  ORDER BY id DESC LIMIT 1",
-            )?
+                *COMMIT_TRIGGERS
+            ))?
             .query_row(params![app.as_str(), environment.as_str(), commit], |r| {
-                r.get(0)
+                r.get("status")
             })
             .optional()?;
         status
@@ -80,7 +83,7 @@ impl Store {
                 }
                 Some(name.to_string())
             }
-            Target::Temporary { branch, .. } => temporary_name(&tx, app, branch)?,
+            Target::Temporary { branch, .. } => name_of_branch(&tx, app, branch)?,
         };
         if let Some(environment) = environment
             && is_busy(&tx, app, &environment)?
@@ -108,7 +111,7 @@ impl Store {
     ) -> Result<Option<Deploy>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        match temporary_name(&tx, app, branch)? {
+        match name_of_branch(&tx, app, branch)? {
             None => return Ok(None),
             Some(name) if is_busy(&tx, app, &name)? => return Ok(None),
             Some(_) => {}
@@ -135,7 +138,9 @@ impl Store {
         let mut stmt =
             conn.prepare_cached("SELECT ref, commit_sha FROM reconcile_refs WHERE app = ?1")?;
         let rows = stmt
-            .query_map([app.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([app.as_str()], |r| {
+                Ok((r.get("ref")?, r.get("commit_sha")?))
+            })?
             .collect::<Result<BTreeMap<String, String>, _>>()?;
         Ok(Some(rows))
     }
@@ -167,17 +172,6 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
-}
-
-fn temporary_name(
-    tx: &Transaction<'_>,
-    app: &AppName,
-    branch: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT name FROM temporary_environments WHERE app = ?1 AND branch = ?2")?
-        .query_row(params![app.as_str(), branch], |r| r.get(0))
-        .optional()?)
 }
 
 fn temporary_exists(
