@@ -31,6 +31,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use crate::core::deploy::{Deploy, DeployStatus, ReasonCode, Stage, Trigger};
 use crate::core::ids::{AppName, DeployId, EnvironmentName, IdError};
 use crate::core::routing::new_temporary_name;
+use crate::core::stage::StageName;
 use crate::core::time::UnixMillis;
 
 #[derive(Debug, thiserror::Error)]
@@ -606,7 +607,7 @@ impl Store {
     pub fn begin_stage(
         &self,
         id: DeployId,
-        name: &str,
+        name: StageName,
         now: UnixMillis,
     ) -> Result<i64, StoreError> {
         let conn = self.lock();
@@ -617,7 +618,7 @@ impl Store {
         )?;
         conn.execute(
             "INSERT INTO stages (deploy_id, seq, name, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![id.0, seq, name, now.0],
+            params![id.0, seq, name.as_str(), now.0],
         )?;
         Ok(seq)
     }
@@ -936,6 +937,8 @@ fn load_stages(conn: &Connection, id: DeployId) -> Result<Vec<Stage>, StoreError
         .map(|(name, status, duration_ms)| {
             let status = DeployStatus::parse(&status)
                 .ok_or_else(|| StoreError::Corrupt(format!("stage status {status:?}")))?;
+            let name = StageName::parse(&name)
+                .ok_or_else(|| StoreError::Corrupt(format!("stage name {name:?}")))?;
             Ok(Stage {
                 name,
                 status,
@@ -1073,7 +1076,9 @@ mod tests {
             other => panic!("{other:?}"),
         };
         store.start(id, &[], UnixMillis(2)).unwrap().unwrap();
-        store.begin_stage(id, "build", UnixMillis(3)).unwrap();
+        store
+            .begin_stage(id, StageName::Build, UnixMillis(3))
+            .unwrap();
         let done = store
             .finish(id, DeployStatus::Failed, Some("disk full"), UnixMillis(4))
             .unwrap()

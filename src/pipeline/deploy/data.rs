@@ -4,6 +4,7 @@
 
 use crate::config::EnvironmentConfig;
 use crate::core::ids::EnvironmentName;
+use crate::core::stage::StageName;
 
 use super::{Result, Run, Stop, blocking};
 use crate::pipeline::commands;
@@ -25,9 +26,9 @@ impl Run<'_> {
     /// `sync` commands. Shared *files* are skipped: by convention (`.env`) they hold an
     /// environment's own configuration, and production's credentials must not flow
     /// into staging.
-    pub(super) async fn copy_data(&self, from: EnvironmentName, stage: &str) -> Result<()> {
+    pub(super) async fn copy_data(&self, from: EnvironmentName, stage: StageName) -> Result<()> {
         let from_dir = EnvironmentDir::new(&self.app.root, &from);
-        if !from_dir.shared().is_dir() && stage == "seed" {
+        if !from_dir.shared().is_dir() && stage == StageName::Seed {
             // A preview made before its seed ever deployed starts empty rather than failing.
             self.info(
                 stage,
@@ -171,7 +172,8 @@ impl Run<'_> {
                 self.deploy.environment
             )));
         }
-        self.stage("sync", self.copy_data(from, "sync")).await
+        self.stage(StageName::Sync, self.copy_data(from, StageName::Sync))
+            .await
     }
 }
 

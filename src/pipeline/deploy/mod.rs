@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::config::{AppConfig, Config, EnvironmentConfig};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::mask::{Masker, is_secret_name};
+use crate::core::stage::StageName;
 use crate::core::time::Clock;
 use crate::logs::{DeployLog, LogEvent, LogHub, Source};
 use crate::metrics::Metrics;
@@ -224,7 +225,7 @@ impl Run<'_> {
         (self.ctx.clock)()
     }
 
-    fn info(&self, stage: &str, text: &str) {
+    fn info(&self, stage: StageName, text: &str) {
         self.log.info(self.now(), stage, text);
     }
 
@@ -239,14 +240,14 @@ impl Run<'_> {
             git_ref => format!("{} trigger, {git_ref}", self.deploy.trigger),
         };
         self.info(
-            "deploy",
+            StageName::Deploy,
             &format!(
                 "deploy {} of {} to {} ({source})",
                 self.deploy.id, self.app.name, self.deploy.environment,
             ),
         );
         if self.deploy.trigger == Trigger::Reconcile {
-            self.info("deploy", crate::pipeline::reconcile::WHY);
+            self.info(StageName::Deploy, crate::pipeline::reconcile::WHY);
         }
         let dir = self.env_dir.dir.clone();
         let _lock = blocking(move || lock_environment(&dir)).await?;
@@ -270,11 +271,11 @@ impl Run<'_> {
             .await
             {
                 Ok(()) => self.info(
-                    "cleanup",
+                    StageName::Cleanup,
                     &format!("removed the half-made release {release}"),
                 ),
                 Err(e) => self.info(
-                    "cleanup",
+                    StageName::Cleanup,
                     &format!(
                         "could not remove the half-made release {release}: {}",
                         e.reason
@@ -294,7 +295,7 @@ impl Run<'_> {
             Some(reason) => format!("{status}: {reason}"),
             None => format!("{status}"),
         };
-        self.info("deploy", &text);
+        self.info(StageName::Deploy, &text);
     }
 
     fn check_cancel(&self) -> Result<()> {
@@ -309,18 +310,17 @@ impl Run<'_> {
     }
 
     /// Runs `work` as stage `name`: recorded in the store and the log with its duration.
-    async fn stage<T>(&self, name: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn stage<T>(&self, name: StageName, work: impl Future<Output = Result<T>>) -> Result<T> {
         self.check_cancel()?;
         let id = self.deploy.id;
         let now = self.now();
-        let stage = name.to_owned();
         let seq = self
             .ctx
             .store
-            .run(move |s| s.begin_stage(id, &stage, now))
+            .run(move |s| s.begin_stage(id, name, now))
             .await?;
         self.log.event(LogEvent::Stage {
-            name: name.to_owned(),
+            name,
             status: DeployStatus::Running,
             duration_ms: None,
         });
@@ -340,7 +340,7 @@ impl Run<'_> {
             .run(move |s| s.end_stage(id, seq, status, ms))
             .await;
         self.log.event(LogEvent::Stage {
-            name: name.to_owned(),
+            name,
             status,
             duration_ms: Some(ms),
         });
@@ -349,7 +349,7 @@ impl Run<'_> {
 
     async fn commands(
         &self,
-        stage: &str,
+        stage: StageName,
         list: &[String],
         dir: &Path,
         env: &[(String, String)],

@@ -12,6 +12,7 @@ use crate::core::ids::CommitSha;
 use crate::core::release::{
     SkipFacts, new_release_id, releases_to_remove, replay_reason, skip_reason,
 };
+use crate::core::stage::StageName;
 
 use super::{Outcome2, Result, Run, Stop, blocking, locked};
 use crate::pipeline::checkout;
@@ -22,21 +23,22 @@ use crate::pipeline::{partial, reaper, releases};
 impl Run<'_> {
     pub(super) async fn release_commit(&self) -> Outcome2 {
         let mirror = Mirror::new(&self.ctx.config.get().server.state_dir, &self.app.name);
-        let commit = self.stage("fetch", self.fetch(&mirror)).await?;
+        let commit = self.stage(StageName::Fetch, self.fetch(&mirror)).await?;
         self.skip_if_stale(&mirror, &commit).await?;
         self.report_started(&commit);
         let release = self
-            .stage("checkout", self.checkout(&mirror, &commit))
+            .stage(StageName::Checkout, self.checkout(&mirror, &commit))
             .await?;
         let release_dir = self.env_dir.releases().join(&release);
         if let Some(seed) = self.seed_source() {
-            self.stage("seed", self.copy_data(seed, "seed")).await?;
+            self.stage(StageName::Seed, self.copy_data(seed, StageName::Seed))
+                .await?;
         }
         // Shared data is linked before the build by default (builds often need `.env`);
         // `link_after_build` keeps live data out of builds (tests reading live config).
         let link_after_build = self.env_config.link_after_build;
         if !link_after_build {
-            self.stage("link", self.link(&release_dir)).await?;
+            self.stage(StageName::Link, self.link(&release_dir)).await?;
         }
         let env = self.command_env(&commit, &release, &release_dir);
         let cache = self.env_dir.cache();
@@ -47,12 +49,12 @@ impl Run<'_> {
         })
         .await?;
         self.stage(
-            "build",
-            self.commands("build", &self.env_config.build, &release_dir, &env),
+            StageName::Build,
+            self.commands(StageName::Build, &self.env_config.build, &release_dir, &env),
         )
         .await?;
         if link_after_build {
-            self.stage("link", self.link(&release_dir)).await?;
+            self.stage(StageName::Link, self.link(&release_dir)).await?;
         }
         let previous = self.env_dir.live().map(|l| l.release);
         let mut after_env = env.clone();
@@ -63,14 +65,14 @@ impl Run<'_> {
         if self.env_config.run.is_some() {
             return self.go_live_running(&release, Some(after_env)).await;
         }
-        self.stage("switch", self.switch(&release)).await?;
+        self.stage(StageName::Switch, self.switch(&release)).await?;
         // From here on the new release is live: it is no longer half-made.
         locked(&self.new_release).take();
         let after = self
             .stage(
-                "after_release",
+                StageName::AfterRelease,
                 self.commands(
-                    "after_release",
+                    StageName::AfterRelease,
                     &self.env_config.after_release,
                     &release_dir,
                     &after_env,
@@ -87,7 +89,7 @@ impl Run<'_> {
         {
             let (url, timeout) = (url.clone(), *timeout);
             let healthy = self
-                .stage("health", async move {
+                .stage(StageName::Health, async move {
                     blocking(move || {
                         health::wait_healthy(&url, timeout)
                             .map_err(|e| Stop::failed(format!("health check failed: {e}")))
@@ -96,11 +98,11 @@ impl Run<'_> {
                 })
                 .await;
             match healthy {
-                Ok(code) => self.info("health", &format!("healthy (HTTP {code})")),
+                Ok(code) => self.info(StageName::Health, &format!("healthy (HTTP {code})")),
                 Err(stop) => return self.switch_back(previous, stop).await,
             }
         }
-        self.stage("cleanup", self.cleanup()).await.ok();
+        self.stage(StageName::Cleanup, self.cleanup()).await.ok();
         Ok(None)
     }
 
@@ -118,7 +120,7 @@ impl Run<'_> {
             ]
         };
         self.info(
-            "fetch",
+            StageName::Fetch,
             &format!("fetching {} from {}", refspecs.join(" "), remote.url),
         );
         mirror
@@ -158,7 +160,7 @@ impl Run<'_> {
         // describe still deploys.
         if let Ok((message, author)) = details {
             self.info(
-                "fetch",
+                StageName::Fetch,
                 &format!(
                     "commit {} {message} ({author})",
                     &commit[..7.min(commit.len())]
@@ -231,7 +233,7 @@ impl Run<'_> {
                 (false, true) => format!("fetched {} files and the commit's trees", got.blobs),
                 (false, false) => format!("fetched {} files", got.blobs),
             };
-            self.info("checkout", &fetched);
+            self.info(StageName::Checkout, &fetched);
         }
         let releases_dir = self.env_dir.releases();
         let dir = releases_dir.clone();
@@ -252,7 +254,7 @@ impl Run<'_> {
         *locked(&self.new_release) = Some(release.clone());
         let release_dir = releases_dir.join(&release);
         self.info(
-            "checkout",
+            StageName::Checkout,
             &format!("writing {} into releases/{release}", &commit[..7]),
         );
         let (repo, dest, c, threads) = (
@@ -271,7 +273,7 @@ impl Run<'_> {
         })
         .await?;
         self.info(
-            "checkout",
+            StageName::Checkout,
             &format!(
                 "{} files, {} symlinks, {:.1} MB",
                 stats.files,
@@ -281,7 +283,7 @@ impl Run<'_> {
         );
         for path in &stats.submodules_skipped {
             self.info(
-                "checkout",
+                StageName::Checkout,
                 &format!("submodule {path} skipped: submodules are not checked out"),
             );
         }
@@ -296,7 +298,7 @@ impl Run<'_> {
             })
             .await?;
             for note in notes {
-                self.info("checkout", &note);
+                self.info(StageName::Checkout, &note);
             }
         }
         Ok(release)
@@ -314,7 +316,7 @@ impl Run<'_> {
         })
         .await?;
         for note in notes {
-            self.info("link", &note);
+            self.info(StageName::Link, &note);
         }
         Ok(())
     }
@@ -325,7 +327,7 @@ impl Run<'_> {
             releases::switch(&env, &r).map_err(|e| Stop::failed(format!("switching current: {e}")))
         })
         .await?;
-        self.info("switch", &format!("current → releases/{release}"));
+        self.info(StageName::Switch, &format!("current → releases/{release}"));
         Ok(())
     }
 
@@ -344,7 +346,8 @@ impl Run<'_> {
             )));
         };
         let failed_release = self.env_dir.live().map(|l| l.release);
-        self.stage("switch", self.switch(&previous)).await?;
+        self.stage(StageName::Switch, self.switch(&previous))
+            .await?;
         let previous_dir = self.env_dir.releases().join(&previous);
         let commit = std::fs::read_to_string(previous_dir.join("REVISION"))
             .map(|s| s.trim().to_owned())
@@ -356,9 +359,9 @@ impl Run<'_> {
         ));
         let again = self
             .stage(
-                "after_release",
+                StageName::AfterRelease,
                 self.commands(
-                    "after_release",
+                    StageName::AfterRelease,
                     &self.env_config.after_release,
                     &previous_dir,
                     &env,
@@ -407,12 +410,12 @@ impl Run<'_> {
         .await;
         match &removed {
             Ok(list) if list.is_empty() => self.info(
-                "cleanup",
+                StageName::Cleanup,
                 &format!("keeping every release (keep_releases = {keep})"),
             ),
-            Ok(list) => self.info("cleanup", &format!("removed {}", list.join(", "))),
+            Ok(list) => self.info(StageName::Cleanup, &format!("removed {}", list.join(", "))),
             Err(stop) => self.info(
-                "cleanup",
+                StageName::Cleanup,
                 &format!("cleanup failed (the deploy stands): {}", stop.reason),
             ),
         }

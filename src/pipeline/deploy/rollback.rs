@@ -3,6 +3,7 @@
 
 use crate::core::deploy::DeployStatus;
 use crate::core::release::previous_release;
+use crate::core::stage::StageName;
 
 use super::{Outcome2, Run, Stop, blocking};
 use crate::pipeline::releases;
@@ -63,11 +64,11 @@ impl Run<'_> {
         if self.env_config.run.is_some() {
             return self.go_live_running(&target, Some(env)).await;
         }
-        self.stage("switch", self.switch(&target)).await?;
+        self.stage(StageName::Switch, self.switch(&target)).await?;
         self.stage(
-            "after_release",
+            StageName::AfterRelease,
             self.commands(
-                "after_release",
+                StageName::AfterRelease,
                 &self.env_config.after_release,
                 &release_dir,
                 &env,

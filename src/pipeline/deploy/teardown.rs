@@ -6,6 +6,7 @@
 //! environments are never torn down.
 
 use super::{Result, Run, Stop, blocking};
+use crate::core::stage::StageName;
 use crate::pipeline::releases;
 
 impl Run<'_> {
@@ -20,7 +21,7 @@ impl Run<'_> {
             return Err(Stop::failed("only temporary environments are torn down"));
         }
         let dir = self.env_dir.dir.clone();
-        self.stage("teardown", async {
+        self.stage(StageName::Teardown, async {
             self.teardown_commands().await;
             // The process goes before its directory: never an app serving from a
             // deleted release.
@@ -31,7 +32,10 @@ impl Run<'_> {
                 .await
                 .map_err(|e| Stop::failed(format!("stopping the app process: {e}")))?;
             if stopped > 0 {
-                self.info("teardown", &format!("stopped {stopped} app process(es)"));
+                self.info(
+                    StageName::Teardown,
+                    &format!("stopped {stopped} app process(es)"),
+                );
             }
             let path = dir.clone();
             blocking(move || {
@@ -39,7 +43,7 @@ impl Run<'_> {
                     .map_err(|e| Stop::failed(format!("removing {}: {e}", path.display())))
             })
             .await?;
-            self.info("teardown", &format!("removed {}", dir.display()));
+            self.info(StageName::Teardown, &format!("removed {}", dir.display()));
             Ok(())
         })
         .await?;
@@ -62,7 +66,10 @@ impl Run<'_> {
             .ok()
             .flatten();
         let Some(live) = live else {
-            self.info("teardown", "nothing is live: teardown commands skipped");
+            self.info(
+                StageName::Teardown,
+                "nothing is live: teardown commands skipped",
+            );
             return;
         };
         let dir = self.env_dir.releases().join(&live.release);
@@ -73,11 +80,16 @@ impl Run<'_> {
         );
         for command in list {
             if let Err(stop) = self
-                .commands("teardown", std::slice::from_ref(command), &dir, &env)
+                .commands(
+                    StageName::Teardown,
+                    std::slice::from_ref(command),
+                    &dir,
+                    &env,
+                )
                 .await
             {
                 self.info(
-                    "teardown",
+                    StageName::Teardown,
                     &format!("{}; the teardown goes on", stop.reason),
                 );
             }
