@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::config::{AppConfig, Config, EnvironmentConfig};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
+use crate::core::duration::format_elapsed;
 use crate::core::mask::{Masker, is_secret_name};
 use crate::core::stage::StageName;
 use crate::core::time::Clock;
@@ -333,7 +334,7 @@ impl Run<'_> {
             Ok(_) => DeployStatus::Succeeded,
             Err(stop) => stop.status,
         };
-        self.info(name, &format!("{status} in {}", human_ms(ms)));
+        self.info(name, &format!("{status} in {}", format_elapsed(ms)));
         let _ = self
             .ctx
             .store
@@ -403,14 +404,6 @@ impl Run<'_> {
             }
         }
         Ok(())
-    }
-}
-
-fn human_ms(ms: i64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 
