@@ -8,9 +8,10 @@
 //! (with one documented exception: a process that deliberately leaves the
 //! process group with `setsid`).
 //!
-//! It does not decide what the environment is: [`base_env`] is the allow-list
-//! of inherited variables, and the caller composes the final list (base plus
-//! its own variables) into [`CommandSpec::env`].
+//! It does not decide what the environment is: the caller gives the whole list in
+//! [`CommandSpec::env`], made by `deploy::env` (the one place a command's
+//! environment is built: the inherited allow-list, configured and `STAGEHAND_*`
+//! variables).
 //!
 //! The module is split by job: [`group`] starts the shell as a process group and
 //! ends it (signals, the grace period, the timeout clock); [`output`] turns its two
@@ -44,13 +45,12 @@
 //!   secrets and the API token, and build steps run code from the repository:
 //!   a pushed branch could print or exfiltrate anything it can read. [`run`]
 //!   starts the child from an empty environment and sets exactly
-//!   [`CommandSpec::env`]; [`base_env`] passes on only a short allow-list of
-//!   harmless variables.
+//!   [`CommandSpec::env`]; `deploy::env` passes on only a short allow-list of
+//!   stagehand's own variables.
 //! - Process groups (above) keep a step from leaving processes behind that
 //!   would keep running repository code after the deploy has finished, been
 //!   cancelled, or timed out.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -91,8 +91,8 @@ pub struct CommandSpec {
     pub dir: PathBuf,
     /// The complete environment of the step. [`run`] clears the environment
     /// and sets exactly these variables, nothing is inherited implicitly:
-    /// callers pass [`base_env`] followed by their own variables. A later
-    /// entry with the same name wins.
+    /// callers pass a `deploy::env::CommandEnv`'s list. A later entry with the
+    /// same name wins.
     pub env: Vec<(String, String)>,
     /// How long the step may run before its process group is killed.
     pub timeout: Duration,
@@ -165,36 +165,10 @@ pub enum CommandError {
     Wait { command: String, source: io::Error },
 }
 
-/// The variables every step inherits from stagehand's own environment:
-/// `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_*`, `TZ`, `TMPDIR`
-/// and `TERM`, each only if set.
-///
-/// Everything else is dropped on purpose: stagehand's environment holds the
-/// webhook secrets and the API token, and a step runs code from the
-/// repository, so a pushed branch could print them into the deploy log. The
-/// environment is a parameter (pass `std::env::vars().collect()`) so that
-/// tests control it. The result is sorted by name, so the child environment
-/// does not depend on hash order.
-///
-/// This is only the base: [`run`] does not add it by itself. Callers append
-/// their own variables and put the whole list in [`CommandSpec::env`].
-pub fn base_env(process_env: &HashMap<String, String>) -> Vec<(String, String)> {
-    const KEEP: &[&str] = &[
-        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM",
-    ];
-    let mut env: Vec<(String, String)> = process_env
-        .iter()
-        .filter(|(name, _)| KEEP.contains(&name.as_str()) || name.starts_with("LC_"))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
-    env.sort();
-    env
-}
-
 /// Runs `sh -c <spec.command>` in `spec.dir` and waits for it.
 ///
-/// The child starts from an empty environment plus exactly `spec.env` (see
-/// [`base_env`]; nothing else is inherited). Stdin is `/dev/null`.
+/// The child starts from an empty environment plus exactly `spec.env` (nothing
+/// else is inherited). Stdin is `/dev/null`.
 ///
 /// Every line the step writes to stdout or stderr is passed to `on_line` as
 /// soon as it is read: lines are split on `\n` with a trailing `\r` removed,

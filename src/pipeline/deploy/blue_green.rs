@@ -14,6 +14,7 @@ use crate::core::stage::StageName;
 use crate::store::ProcessRecord;
 use crate::supervisor::{Supervisor, SupervisorError};
 
+use super::env::CommandEnv;
 use super::{Outcome2, Run, Stop, locked};
 
 /// How long a process that was switched away from keeps running before it is asked to
@@ -33,7 +34,7 @@ impl Run<'_> {
     pub(super) async fn go_live_running(
         &self,
         target: &str,
-        after_env: Option<Vec<(String, String)>>,
+        after_env: Option<CommandEnv>,
     ) -> Outcome2 {
         let supervisor = &self.ctx.supervisor;
         let (app, environment) = (&self.app.name, &self.deploy.environment);

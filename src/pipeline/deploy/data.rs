@@ -6,8 +6,8 @@ use crate::config::EnvironmentConfig;
 use crate::core::ids::EnvironmentName;
 use crate::core::stage::StageName;
 
+use super::env::{CommandEnv, DataCopyVars};
 use super::{Result, Run, Stop, blocking};
-use crate::pipeline::commands;
 use crate::pipeline::layout::EnvironmentDir;
 use crate::pipeline::sync;
 
@@ -43,39 +43,23 @@ impl Run<'_> {
             )));
         }
         let source_config = self.source_config(&from).await?;
-        let mut env = commands::base_env(&self.ctx.process_env);
-        env.extend(
-            self.env_config
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        let vars = [
-            ("STAGEHAND_APP", self.app.name.to_string()),
-            ("STAGEHAND_DEPLOY_ID", self.deploy.id.to_string()),
-            ("STAGEHAND_FROM_ENVIRONMENT", from.to_string()),
-            (
-                "STAGEHAND_FROM_SHARED",
-                from_dir.shared().display().to_string(),
-            ),
-            (
-                "STAGEHAND_TO_ENVIRONMENT",
-                self.deploy.environment.to_string(),
-            ),
-            (
-                "STAGEHAND_TO_SHARED",
-                self.env_dir.shared().display().to_string(),
-            ),
-        ];
-        env.extend(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let copy = DataCopyVars {
+            app: &self.app.name,
+            deploy: self.deploy.id,
+            from: &from,
+            from_dir: &from_dir,
+            to: &self.deploy.environment,
+            to_dir: &self.env_dir,
+        };
+        let env =
+            CommandEnv::new(&self.ctx.process_env, &self.env_config.env).with_data_copy(&copy);
         // The source's own commands first, in its directory with its variables: a
         // consistent dump of a live database into shared/, which is then what is copied.
         if let Some(source) = &source_config
             && !source.before_sync.is_empty()
         {
-            let mut source_env = commands::base_env(&self.ctx.process_env);
-            source_env.extend(source.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-            source_env.extend(vars_of(&env));
+            let source_env =
+                CommandEnv::new(&self.ctx.process_env, &source.env).with_data_copy(&copy);
             self.info(stage, &format!("before_sync in `{from}`"));
             self.commands(stage, &source.before_sync, &from_dir.dir, &source_env)
                 .await?;
@@ -175,12 +159,4 @@ impl Run<'_> {
         self.stage(StageName::Sync, self.copy_data(from, StageName::Sync))
             .await
     }
-}
-
-/// The `STAGEHAND_*` variables of a command environment.
-fn vars_of(env: &[(String, String)]) -> Vec<(String, String)> {
-    env.iter()
-        .filter(|(k, _)| k.starts_with("STAGEHAND_"))
-        .cloned()
-        .collect()
 }

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::config::{AppConfig, Config, EnvironmentConfig};
 use crate::core::deploy::{Deploy, DeployStatus, Trigger};
 use crate::core::duration::format_elapsed;
+use crate::core::ids::CommitSha;
 use crate::core::mask::{Masker, is_secret_name};
 use crate::core::stage::StageName;
 use crate::core::time::Clock;
@@ -40,10 +41,11 @@ use super::final_status::store_final_status;
 use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
 use super::releases;
+use env::CommandEnv;
 
 mod blue_green;
 mod data;
-mod env;
+pub mod env;
 mod release;
 mod rollback;
 mod teardown;
@@ -213,10 +215,10 @@ impl Run<'_> {
     }
 
     /// Reports the deploy as started, once its commit is known.
-    fn report_started(&self, commit: &str) {
+    fn report_started(&self, commit: &CommitSha) {
         if let Some(reporter) = &self.ctx.reporter {
             let mut deploy = self.deploy.clone();
-            deploy.commit = Some(commit.to_owned());
+            deploy.commit = Some(commit.to_string());
             deploy.git_ref = self.git_ref();
             reporter.send(ReportEvent::Started(deploy));
         }
@@ -353,7 +355,7 @@ impl Run<'_> {
         stage: StageName,
         list: &[String],
         dir: &Path,
-        env: &[(String, String)],
+        env: &CommandEnv,
     ) -> Result<()> {
         if list.is_empty() {
             self.info(stage, "no commands configured");
@@ -364,7 +366,7 @@ impl Run<'_> {
             let spec = CommandSpec {
                 command: command.clone(),
                 dir: dir.to_owned(),
-                env: env.to_vec(),
+                env: env.vars().to_vec(),
                 timeout: self.env_config.step_timeout,
                 kill_grace: std::time::Duration::from_secs(5),
                 groups: Some(ProcessRegistry {

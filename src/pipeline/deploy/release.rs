@@ -40,7 +40,7 @@ impl Run<'_> {
         if !link_after_build {
             self.stage(StageName::Link, self.link(&release_dir)).await?;
         }
-        let env = self.command_env(&commit, &release, &release_dir);
+        let env = self.command_env(Some(&commit), &release);
         let cache = self.env_dir.cache();
         blocking(move || {
             std::fs::create_dir_all(&cache).map_err(|e| {
@@ -57,11 +57,7 @@ impl Run<'_> {
             self.stage(StageName::Link, self.link(&release_dir)).await?;
         }
         let previous = self.env_dir.live().map(|l| l.release);
-        let mut after_env = env.clone();
-        after_env.push((
-            "STAGEHAND_PREVIOUS_RELEASE".into(),
-            previous.clone().unwrap_or_default(),
-        ));
+        let after_env = env.clone().with_previous_release(previous.as_deref());
         if self.env_config.run.is_some() {
             return self.go_live_running(&release, Some(after_env)).await;
         }
@@ -106,7 +102,7 @@ impl Run<'_> {
         Ok(None)
     }
 
-    pub(super) async fn fetch(&self, mirror: &Mirror) -> Result<String> {
+    pub(super) async fn fetch(&self, mirror: &Mirror) -> Result<CommitSha> {
         let remote = Remote::of(self.app);
         // A push names the ref to fetch: a branch, a tag, or a pull request's head ref
         // (`refs/pull/7/head`), which holds a fork's commits too.
@@ -136,8 +132,11 @@ impl Run<'_> {
         let m = mirror.clone();
         let hint = missing_commit_hint(self.deploy.trigger, &self.deploy.git_ref);
         let (commit, found_as) = blocking(move || {
-            m.resolve_commit(&spec)
-                .map_err(|e| Stop::failed(format!("{e} ({hint})")))
+            let (commit, found_as) = m
+                .resolve_commit(&spec)
+                .map_err(|e| Stop::failed(format!("{e} ({hint})")))?;
+            let commit = CommitSha::parse(&commit).map_err(|e| Stop::failed(e.to_string()))?;
+            Ok((commit, found_as))
         })
         .await?;
         // A manual `--ref develop` is recorded as the ref it named, so the build sees
@@ -148,11 +147,11 @@ impl Run<'_> {
         let (id, c, r) = (self.deploy.id, commit.clone(), self.git_ref());
         self.ctx
             .store
-            .run(move |s| s.set_commit(id, &c, &r))
+            .run(move |s| s.set_commit(id, c.as_str(), &r))
             .await?;
         let (m, c) = (mirror.clone(), commit.clone());
         let details = blocking(move || {
-            m.commit_details(&c)
+            m.commit_details(c.as_str())
                 .map_err(|e| Stop::failed(e.to_string()))
         })
         .await;
@@ -161,10 +160,7 @@ impl Run<'_> {
         if let Ok((message, author)) = details {
             self.info(
                 StageName::Fetch,
-                &format!(
-                    "commit {} {message} ({author})",
-                    &commit[..7.min(commit.len())]
-                ),
+                &format!("commit {} {message} ({author})", commit.short()),
             );
             self.ctx
                 .store
@@ -174,13 +170,13 @@ impl Run<'_> {
         Ok(commit)
     }
 
-    pub(super) async fn skip_if_stale(&self, mirror: &Mirror, commit: &str) -> Result<()> {
+    pub(super) async fn skip_if_stale(&self, mirror: &Mirror, commit: &CommitSha) -> Result<()> {
         if let Some(live_commit) = self.env_dir.live().and_then(|l| l.commit) {
-            let is_live = live_commit == commit;
-            let (m, c, l) = (mirror.clone(), commit.to_owned(), live_commit.clone());
+            let is_live = live_commit == commit.as_str();
+            let (m, c, l) = (mirror.clone(), commit.clone(), live_commit.clone());
             let is_ancestor_of_live = !is_live
                 && blocking(move || {
-                    m.is_ancestor(&c, &l)
+                    m.is_ancestor(c.as_str(), &l)
                         .map_err(|e| Stop::failed(e.to_string()))
                 })
                 .await
@@ -212,7 +208,7 @@ impl Run<'_> {
         })
         .await
         .ok();
-        match replay_reason(pushed, head.as_deref(), commit, git_ref.short()) {
+        match replay_reason(pushed, head.as_deref(), commit.as_str(), git_ref.short()) {
             Some(reason) => Err(Stop {
                 status: DeployStatus::Skipped,
                 reason,
@@ -221,11 +217,10 @@ impl Run<'_> {
         }
     }
 
-    pub(super) async fn checkout(&self, mirror: &Mirror, commit: &str) -> Result<String> {
-        let sha = CommitSha::parse(commit).map_err(|e| Stop::failed(e.to_string()))?;
+    pub(super) async fn checkout(&self, mirror: &Mirror, commit: &CommitSha) -> Result<String> {
         if self.app.mirror == MirrorMode::Treeless {
             let timeout = self.env_config.step_timeout;
-            let got = partial::prefetch(mirror, &Remote::of(self.app), commit, timeout)
+            let got = partial::prefetch(mirror, &Remote::of(self.app), commit.as_str(), timeout)
                 .await
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             let fetched = match (got.walked, got.trees) {
@@ -237,7 +232,7 @@ impl Run<'_> {
         }
         let releases_dir = self.env_dir.releases();
         let dir = releases_dir.clone();
-        let now = self.now();
+        let (now, sha) = (self.now(), commit.clone());
         let release = blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Stop::failed(format!("creating {}: {e}", dir.display())))?;
@@ -246,7 +241,7 @@ impl Run<'_> {
             Ok(new_release_id(now, &sha, &existing))
         })
         .await?;
-        let (id, r, c) = (self.deploy.id, release.clone(), commit.to_owned());
+        let (id, r, c) = (self.deploy.id, release.clone(), commit.to_string());
         self.ctx
             .store
             .run(move |s| s.set_release(id, &r, Some(&c)))
@@ -255,12 +250,12 @@ impl Run<'_> {
         let release_dir = releases_dir.join(&release);
         self.info(
             StageName::Checkout,
-            &format!("writing {} into releases/{release}", &commit[..7]),
+            &format!("writing {} into releases/{release}", commit.short()),
         );
         let (repo, dest, c, threads) = (
             mirror.path.clone(),
             release_dir.clone(),
-            commit.to_owned(),
+            commit.to_string(),
             self.ctx.checkout_threads,
         );
         let stats = blocking(move || {
@@ -349,14 +344,10 @@ impl Run<'_> {
         self.stage(StageName::Switch, self.switch(&previous))
             .await?;
         let previous_dir = self.env_dir.releases().join(&previous);
-        let commit = std::fs::read_to_string(previous_dir.join("REVISION"))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        let mut env = self.command_env(&commit, &previous, &previous_dir);
-        env.push((
-            "STAGEHAND_PREVIOUS_RELEASE".into(),
-            failed_release.unwrap_or_default(),
-        ));
+        let commit = self.env_dir.revision(&previous);
+        let env = self
+            .command_env(commit.as_ref(), &previous)
+            .with_previous_release(failed_release.as_deref());
         let again = self
             .stage(
                 StageName::AfterRelease,

@@ -2,6 +2,7 @@
 //! one before the live one), then `after_release` for it.
 
 use crate::core::deploy::DeployStatus;
+use crate::core::ids::CommitSha;
 use crate::core::release::previous_release;
 use crate::core::stage::StageName;
 
@@ -39,28 +40,19 @@ impl Run<'_> {
                 reason: format!("{target} is already live"),
             });
         }
-        let revision =
-            std::fs::read_to_string(self.env_dir.releases().join(&target).join("REVISION"))
-                .map(|s| s.trim().to_owned())
-                .ok();
+        let revision = self.env_dir.revision(&target);
         let (id, r, c) = (self.deploy.id, target.clone(), revision.clone());
         self.ctx
             .store
-            .run(move |s| s.set_release(id, &r, c.as_deref()))
+            .run(move |s| s.set_release(id, &r, c.as_ref().map(CommitSha::as_str)))
             .await?;
         if let Some(commit) = &revision {
             self.report_started(commit);
         }
         let release_dir = self.env_dir.releases().join(&target);
-        let mut env = self.command_env(
-            revision.as_deref().unwrap_or_default(),
-            &target,
-            &release_dir,
-        );
-        env.push((
-            "STAGEHAND_PREVIOUS_RELEASE".into(),
-            live.unwrap_or_default(),
-        ));
+        let env = self
+            .command_env(revision.as_ref(), &target)
+            .with_previous_release(live.as_deref());
         if self.env_config.run.is_some() {
             return self.go_live_running(&target, Some(env)).await;
         }

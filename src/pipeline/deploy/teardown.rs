@@ -6,6 +6,7 @@
 //! environments are never torn down.
 
 use super::{Result, Run, Stop, blocking};
+use crate::core::ids::CommitSha;
 use crate::core::stage::StageName;
 use crate::pipeline::releases;
 
@@ -73,11 +74,11 @@ impl Run<'_> {
             return;
         };
         let dir = self.env_dir.releases().join(&live.release);
-        let env = self.command_env(
-            live.commit.as_deref().unwrap_or_default(),
-            &live.release,
-            &dir,
-        );
+        let commit = live
+            .commit
+            .as_deref()
+            .and_then(|c| CommitSha::parse(c).ok());
+        let env = self.command_env(commit.as_ref(), &live.release);
         for command in list {
             if let Err(stop) = self
                 .commands(
