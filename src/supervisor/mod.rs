@@ -32,6 +32,7 @@ use crate::core::app_process::{
     AtStart, Liveness, ProcessState, Role, StopSignal, at_start, liveness, restart_delay,
     restarts_in_a_row,
 };
+use crate::core::duration::format_limit;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::time::{Clock, UnixMillis};
 use crate::metrics::Metrics;
@@ -276,8 +277,8 @@ impl Supervisor {
                 };
                 if Instant::now() >= deadline {
                     return Err(SupervisorError::Unhealthy(format!(
-                        "not healthy after {}s: {last}",
-                        timeout.as_secs()
+                        "not healthy after {}: {last}",
+                        format_limit(timeout)
                     )));
                 }
                 std::thread::sleep(HEALTH_POLL);
@@ -412,8 +413,8 @@ impl Supervisor {
         app_log::note(
             &log,
             &format!(
-                "pid {pid} still running after {}s: SIGKILL",
-                timeout.as_secs()
+                "pid {pid} still running after {}: SIGKILL",
+                format_limit(timeout)
             ),
         );
         procfs::signal_group(pid, ticks, StopSignal::Kill);

@@ -132,11 +132,8 @@ impl Run<'_> {
         let m = mirror.clone();
         let hint = missing_commit_hint(self.deploy.trigger, &self.deploy.git_ref);
         let (commit, found_as) = blocking(move || {
-            let (commit, found_as) = m
-                .resolve_commit(&spec)
-                .map_err(|e| Stop::failed(format!("{e} ({hint})")))?;
-            let commit = CommitSha::parse(&commit).map_err(|e| Stop::failed(e.to_string()))?;
-            Ok((commit, found_as))
+            m.resolve_commit(&spec)
+                .map_err(|e| Stop::failed(format!("{e} ({hint})")))
         })
         .await?;
         // A manual `--ref develop` is recorded as the ref it named, so the build sees
@@ -208,7 +205,12 @@ impl Run<'_> {
         })
         .await
         .ok();
-        match replay_reason(pushed, head.as_deref(), commit.as_str(), git_ref.short()) {
+        match replay_reason(
+            pushed,
+            head.as_ref().map(CommitSha::as_str),
+            commit.as_str(),
+            git_ref.short(),
+        ) {
             Some(reason) => Err(Stop {
                 status: DeployStatus::Skipped,
                 reason,
