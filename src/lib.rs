@@ -3,15 +3,15 @@
 //! Code map, every module (see `ARCHITECTURE.md` for the invariants):
 //!
 //! - The pure heart, no I/O: [`core`] (each forge's authentication and event decoding,
-//!   branch → environment routing, names, deploy statuses, skip rules, masking, app
-//!   process decisions) and [`intake`] (what a verified delivery means for the store).
+//!   branch → environment routing, names, deploy statuses and stage names, skip rules,
+//!   durations, masking, app process decisions) and [`intake`] (what a verified delivery means for the store).
 //! - Configuration: [`config`] (`stagehand.toml` + `STAGEHAND__…` → a validated
 //!   [`config::Config`]) and [`reload`] (the live config, swapped on SIGHUP or
 //!   `/api/reload`).
 //! - State: [`store`] (SQLite; every SQL statement), [`logs`] (deploy logs, live
 //!   followers), [`metrics`], [`state_lock`] (one server per state dir).
-//! - Work: [`pipeline`] (the runner, the deploy stages, git, checkout, commands,
-//!   reconciliation) and [`supervisor`] (the app processes of environments that `run`).
+//! - Work: [`pipeline`] (the runner, the deploy and its kinds of work, the command
+//!   environment, git, checkout, commands, reconciliation) and [`supervisor`] (the app processes of environments that `run`).
 //! - Reporting back: [`report`] (GitHub Deployments, notify), [`report_status`] (commit
 //!   statuses on the other forges), [`report_comment`] (one comment per pull request).
 //! - Edges: [`http`] (the actix-web server: hooks, API, dashboard), [`server`] (wires it

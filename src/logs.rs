@@ -27,6 +27,7 @@ use crate::core::ids::DeployId;
 use crate::core::log_text::strip_controls;
 use crate::core::mask::Masker;
 use crate::core::size::format_size;
+use crate::core::stage::StageName;
 use crate::core::time::UnixMillis;
 
 /// Where a line came from.
@@ -53,7 +54,7 @@ pub enum LogEvent {
     /// `seq` is the line's number in the file, from 1.
     Line { seq: u64, text: String },
     Stage {
-        name: String,
+        name: StageName,
         status: DeployStatus,
         duration_ms: Option<i64>,
     },
@@ -201,7 +202,7 @@ impl DeployLog {
         &self.masker
     }
 
-    pub fn line(&self, now: UnixMillis, stage: &str, source: Source, text: &str) {
+    pub fn line(&self, now: UnixMillis, stage: StageName, source: Source, text: &str) {
         // Stripped before masking: a secret with escape codes inside it is whole after.
         let clean = strip_controls(text);
         let text = format!(
@@ -247,7 +248,7 @@ impl DeployLog {
         let _ = live.tx.send(event);
     }
 
-    pub fn info(&self, now: UnixMillis, stage: &str, text: &str) {
+    pub fn info(&self, now: UnixMillis, stage: StageName, text: &str) {
         self.line(now, stage, Source::Info, text);
     }
 
@@ -273,9 +274,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = Arc::new(LogHub::new(dir.path()).unwrap());
         let log = hub.open(DeployId(1), Masker::new(["hunter2".to_string()]), u64::MAX);
-        log.line(UnixMillis(0), "build", Source::Stdout, "password hunter2");
+        log.line(
+            UnixMillis(0),
+            StageName::Build,
+            Source::Stdout,
+            "password hunter2",
+        );
         let (history, mut rx) = hub.follow(DeployId(1)).unwrap();
-        log.line(UnixMillis(1), "build", Source::Stderr, "second");
+        log.line(UnixMillis(1), StageName::Build, Source::Stderr, "second");
         assert_eq!(history.len(), 1);
         let LogEvent::Line { seq, text } = rx.try_recv().unwrap() else {
             panic!("not a line")
@@ -293,7 +299,7 @@ mod tests {
         );
         // Reopening appends and keeps counting.
         let log = hub.open(DeployId(1), Masker::default(), u64::MAX);
-        log.info(UnixMillis(2), "fetch", "third");
+        log.info(UnixMillis(2), StageName::Fetch, "third");
         let (history, _) = hub.follow(DeployId(1)).unwrap();
         assert!(matches!(&history[0], LogEvent::Line { seq: 3, .. }));
     }
@@ -305,14 +311,19 @@ mod tests {
         let log = hub.open(DeployId(3), Masker::new(["hunter2".to_string()]), 200);
         log.line(
             UnixMillis(0),
-            "build",
+            StageName::Build,
             Source::Stdout,
             "\u{1b}[31mhun\u{1b}[0mter2",
         );
         for i in 0..10 {
-            log.line(UnixMillis(0), "build", Source::Stdout, &format!("line {i}"));
+            log.line(
+                UnixMillis(0),
+                StageName::Build,
+                Source::Stdout,
+                &format!("line {i}"),
+            );
         }
-        log.info(UnixMillis(0), "deploy", "succeeded");
+        log.info(UnixMillis(0), StageName::Deploy, "succeeded");
         let file = std::fs::read_to_string(hub.path(DeployId(3))).unwrap();
         let lines: Vec<&str> = file.lines().collect();
         assert_eq!(lines[0], "1970-01-01T00:00:00.000Z build   out  ***");
@@ -344,7 +355,7 @@ mod tests {
         let hub = Arc::new(LogHub::new(dir.path()).unwrap());
         let log = hub.open(DeployId(2), Masker::default(), u64::MAX);
         for i in 0..(HISTORY_LIMIT + 10) {
-            log.info(UnixMillis(0), "build", &format!("line {i}"));
+            log.info(UnixMillis(0), StageName::Build, &format!("line {i}"));
         }
         let (history, _) = hub.follow(DeployId(2)).unwrap();
         assert_eq!(history.len(), HISTORY_LIMIT);

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::core::stage::StageName;
+
 /// How a delivery ended; one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryResult {
@@ -101,10 +103,10 @@ impl Metrics {
         self.deliveries[result as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn stage(&self, name: &str, took: Duration) {
+    pub fn stage(&self, name: StageName, took: Duration) {
         let seconds = took.as_secs_f64();
         let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
-        let h = stages.entry(name.to_owned()).or_default();
+        let h = stages.entry(name.as_str().to_owned()).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 h.counts[i] += 1;
@@ -258,8 +260,8 @@ mod tests {
         metrics.delivery(DeliveryResult::Accepted);
         metrics.delivery(DeliveryResult::Accepted);
         metrics.delivery(DeliveryResult::Unauthorized);
-        metrics.stage("build", Duration::from_millis(700));
-        metrics.stage("build", Duration::from_secs(20));
+        metrics.stage(StageName::Build, Duration::from_millis(700));
+        metrics.stage(StageName::Build, Duration::from_secs(20));
         metrics.reconcile_queued(false);
         metrics.reconcile_queued(true);
         metrics.reconcile_queued(true);

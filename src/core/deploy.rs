@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::ids::{AppName, DeployId, EnvironmentName};
+use super::stage::StageName;
 use super::time::UnixMillis;
 
 macro_rules! string_enum {
@@ -139,7 +140,7 @@ impl DeployStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stage {
-    pub name: String,
+    pub name: StageName,
     pub status: DeployStatus,
     pub duration_ms: Option<i64>,
 }
@@ -285,7 +286,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             stages: vec![Stage {
-                name: "fetch".into(),
+                name: StageName::Fetch,
                 status: DeployStatus::Succeeded,
                 duration_ms: Some(41),
             }],

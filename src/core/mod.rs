@@ -22,6 +22,7 @@ pub mod routing;
 pub mod secret;
 pub mod signature;
 pub mod size;
+pub mod stage;
 pub mod static_path;
 pub mod sync_exclude;
 pub mod time;

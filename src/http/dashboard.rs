@@ -53,6 +53,7 @@ use super::AppState;
 use super::api::{self, AppOverview, EnvironmentOverview, SESSION_COOKIE};
 use super::error::HttpError;
 use crate::core::deploy::{Deploy, DeployStatus, Stage};
+use crate::core::duration::format_elapsed;
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::time::UnixMillis;
 use crate::store::{DeployFilter, StoreError};
@@ -744,7 +745,7 @@ fn stage_row(stage: &Stage) -> Markup {
         tr data-stage=(stage.name) {
             td { (stage.name) }
             td { (badge(stage.status)) }
-            td.duration { (stage.duration_ms.map(duration).unwrap_or_default()) }
+            td.duration { (stage.duration_ms.map(format_elapsed).unwrap_or_default()) }
         }
     }
 }
@@ -852,16 +853,8 @@ fn maybe_when(at: Option<UnixMillis>) -> String {
 
 fn took(deploy: &Deploy) -> String {
     match (deploy.started_at, deploy.finished_at) {
-        (Some(start), Some(end)) => duration(end.0 - start.0),
+        (Some(start), Some(end)) => format_elapsed(end.0 - start.0),
         _ => String::new(),
-    }
-}
-
-fn duration(ms: i64) -> String {
-    match ms {
-        ..1_000 => format!("{ms} ms"),
-        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        _ => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
     }
 }
 
@@ -951,21 +944,6 @@ mod tests {
                 },
                 "{text:?}"
             );
-        }
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        let cases = [
-            (0, "0 ms"),
-            (999, "999 ms"),
-            (1_000, "1.0 s"),
-            (12_345, "12.3 s"),
-            (60_000, "1m 00s"),
-            (754_000, "12m 34s"),
-        ];
-        for (ms, expected) in cases {
-            assert_eq!(duration(ms), expected, "{ms}");
         }
     }
 

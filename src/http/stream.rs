@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::AppState;
 use super::api::Authorized;
 use super::error::HttpError;
+use crate::core::duration::format_elapsed;
 use crate::core::ids::DeployId;
 use crate::logs::LogEvent;
 
@@ -139,11 +140,15 @@ fn sse(chunk: &Chunk) -> String {
             name,
             status,
             duration_ms,
-        }) => frame(
-            None,
-            "stage",
-            &json!({ "name": name, "status": status, "duration_ms": duration_ms }).to_string(),
-        ),
+        }) => {
+            let mut data = json!({ "name": name, "status": status, "duration_ms": duration_ms });
+            // Once a stage has ended, its duration as the dashboard shows it: the page
+            // then needs no formatter of its own to update the row live.
+            if let Some(ms) = duration_ms {
+                data["duration"] = json!(format_elapsed(*ms));
+            }
+            frame(None, "stage", &data.to_string())
+        }
         Chunk::Event(LogEvent::Status { status, reason }) => frame(
             None,
             "status",
@@ -282,6 +287,7 @@ async fn file_lines(state: &AppState, id: DeployId, after: u64) -> Vec<(u64, Str
 mod tests {
     use super::*;
     use crate::core::deploy::DeployStatus;
+    use crate::core::stage::StageName;
 
     #[test]
     fn sse_frames() {
@@ -304,5 +310,14 @@ mod tests {
         });
         assert_eq!(sse(&multi), "id: 1\nevent: log\ndata: a\ndata: b\n\n");
         assert_eq!(sse(&Chunk::KeepAlive), ": keep-alive\n\n");
+        let ended = Chunk::Event(LogEvent::Stage {
+            name: StageName::Build,
+            status: DeployStatus::Succeeded,
+            duration_ms: Some(12_345),
+        });
+        assert_eq!(
+            sse(&ended),
+            "event: stage\ndata: {\"duration\":\"12.3 s\",\"duration_ms\":12345,\"name\":\"build\",\"status\":\"succeeded\"}\n\n"
+        );
     }
 }

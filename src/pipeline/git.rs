@@ -24,7 +24,8 @@ use std::time::Duration;
 use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
 
 use crate::config::{AppConfig, FetchWith, MirrorMode};
-use crate::core::ids::AppName;
+use crate::core::duration::format_limit;
+use crate::core::ids::{AppName, CommitSha};
 use crate::core::reconcile::RemoteRefs;
 use crate::core::secret::Secret;
 
@@ -262,7 +263,10 @@ impl Mirror {
                 match tokio::time::timeout(timeout, work).await {
                     Ok(Ok(result)) => result,
                     Ok(Err(join)) => Err(fetch_err(join.to_string())),
-                    Err(_) => Err(fetch_err(format!("timed out after {}s", timeout.as_secs()))),
+                    Err(_) => Err(fetch_err(format!(
+                        "timed out after {}",
+                        format_limit(timeout)
+                    ))),
                 }
             }
             FetchWith::GitCli => {
@@ -387,7 +391,7 @@ impl Mirror {
         cmd.args(refspecs);
         let output = tokio::time::timeout(timeout, cmd.output())
             .await
-            .map_err(|_| format!("git fetch timed out after {}s", timeout.as_secs()))?
+            .map_err(|_| format!("git fetch timed out after {}", format_limit(timeout)))?
             .map_err(|e| format!("cannot run git: {e}"))?;
         if output.status.success() {
             Ok(())
@@ -429,7 +433,7 @@ impl Mirror {
     /// The commit `spec` (a sha, a full ref, or a short branch/tag name) names, peeling
     /// annotated tags, and the full ref it was found under (`spec` itself for a sha).
     /// Blocking.
-    pub fn resolve_commit(&self, spec: &str) -> Result<(String, String), GitError> {
+    pub fn resolve_commit(&self, spec: &str) -> Result<(CommitSha, String), GitError> {
         let repo = self.open()?;
         let candidates = [
             spec.to_owned(),
@@ -442,7 +446,16 @@ impl Mirror {
                 .revparse_single(candidate)
                 .and_then(|o| o.peel_to_commit())
             {
-                Ok(commit) => return Ok((commit.id().to_string(), candidate.clone())),
+                Ok(commit) => {
+                    // An object id is always a commit id's text; the error is for form.
+                    let sha = CommitSha::parse(&commit.id().to_string()).map_err(|e| {
+                        GitError::Missing {
+                            what: format!("{spec:?}"),
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    return Ok((sha, candidate.clone()));
+                }
                 Err(e) => last = Some(e),
             }
         }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::core::ids::EnvironmentName;
+use crate::core::ids::{CommitSha, EnvironmentName};
 
 #[derive(Debug, Clone)]
 pub struct EnvironmentDir {
@@ -42,6 +42,13 @@ impl EnvironmentDir {
     /// for tools that write absolute paths into what they cache.
     pub fn cache(&self) -> PathBuf {
         self.dir.join("cache")
+    }
+
+    /// The commit `release` was built from, from its `REVISION` file; `None` when that
+    /// cannot be read or holds no commit id. Blocking: reads a small file.
+    pub fn revision(&self, release: &str) -> Option<CommitSha> {
+        let text = std::fs::read_to_string(self.releases().join(release).join("REVISION")).ok()?;
+        CommitSha::parse(text.trim()).ok()
     }
 
     /// Blocking: reads a symlink and a small file.

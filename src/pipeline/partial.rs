@@ -41,6 +41,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use crate::core::duration::format_limit;
+
 use super::git::{GitError, Mirror, Remote};
 
 /// The filter a treeless mirror fetches refs with: commits only.
@@ -244,7 +246,7 @@ async fn run(
     };
     let output = tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| fail(format!("timed out after {}s", timeout.as_secs())))??;
+        .map_err(|_| fail(format!("timed out after {}", format_limit(timeout))))??;
     if !output.status.success() {
         return Err(fail(format!(
             "git failed ({}): {}",

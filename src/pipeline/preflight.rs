@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::AppConfig;
+use crate::core::ids::CommitSha;
 use crate::pipeline::git::{GitError, Mirror, Remote};
 
 /// How long the fetch before queueing may take: the caller is waiting for an answer.
@@ -59,7 +60,10 @@ pub async fn resolve(
             source: GitError::Read(git2::Error::from_str(&e.to_string())),
         })?;
     match (found, fetched) {
-        (Ok((commit, full_ref)), _) => Ok(Resolved { commit, full_ref }),
+        (Ok((commit, full_ref)), _) => Ok(Resolved {
+            commit: commit.to_string(),
+            full_ref,
+        }),
         // Only a successful fetch proves the ref is not there.
         (Err(_), Ok(())) => Err(PreflightError::Missing {
             spec: spec.to_owned(),
@@ -74,7 +78,7 @@ pub async fn resolve(
 
 /// Like [`Mirror::resolve_commit`], but a short name is recorded as the full ref it
 /// names (`develop` → `refs/heads/develop`), so the build sees `STAGEHAND_BRANCH`.
-fn resolve_named(mirror: &Mirror, spec: &str) -> Result<(String, String), GitError> {
+fn resolve_named(mirror: &Mirror, spec: &str) -> Result<(CommitSha, String), GitError> {
     if !spec.starts_with("refs/") {
         for full in [format!("refs/heads/{spec}"), format!("refs/tags/{spec}")] {
             if let Ok(found) = mirror.resolve_commit(&full) {

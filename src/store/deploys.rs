@@ -429,13 +429,14 @@ mod tests {
     use super::super::test_support::{pushed, store};
     use super::*;
     use crate::core::deploy::Stage;
+    use crate::core::stage::StageName;
 
     #[test]
     fn finishing_a_deploy_closes_a_stage_whose_end_was_not_stored() {
         let (_dir, store) = store();
         let id = pushed(&store, "d", 1, "staging");
         store.start(id, &[], UnixMillis(2)).unwrap().unwrap();
-        store.begin_stage(id, "build", UnixMillis(3)).unwrap();
+        store.begin_stage(id, StageName::Build, UnixMillis(3)).unwrap();
         let done = store
             .finish(id, DeployStatus::Failed, Some("disk full"), UnixMillis(4))
             .unwrap()
@@ -459,12 +460,12 @@ mod tests {
         // Stages interleaved across deploys, so row order in the table is not deploy order.
         // (deploy, stage, its end if it ended)
         let plan = [
-            (0, "fetch", Some((DeployStatus::Succeeded, 5))),
-            (2, "fetch", Some((DeployStatus::Succeeded, 7))),
-            (0, "build", Some((DeployStatus::Failed, 11))),
-            (3, "fetch", None),
-            (2, "build", Some((DeployStatus::Succeeded, 13))),
-            (2, "switch", None),
+            (0, StageName::Fetch, Some((DeployStatus::Succeeded, 5))),
+            (2, StageName::Fetch, Some((DeployStatus::Succeeded, 7))),
+            (0, StageName::Build, Some((DeployStatus::Failed, 11))),
+            (3, StageName::Fetch, None),
+            (2, StageName::Build, Some((DeployStatus::Succeeded, 13))),
+            (2, StageName::Switch, None),
         ];
         for (i, name, end) in plan {
             let seq = store.begin_stage(ids[i], name, UnixMillis(1)).unwrap();
@@ -472,23 +473,23 @@ mod tests {
                 store.end_stage(ids[i], seq, status, ms).unwrap();
             }
         }
-        let stage = |name: &str, status, duration_ms| Stage {
-            name: name.into(),
+        let stage = |name: StageName, status, duration_ms| Stage {
+            name,
             status,
             duration_ms,
         };
         let expected: [Vec<Stage>; 4] = [
             vec![
-                stage("fetch", DeployStatus::Succeeded, Some(5)),
-                stage("build", DeployStatus::Failed, Some(11)),
+                stage(StageName::Fetch, DeployStatus::Succeeded, Some(5)),
+                stage(StageName::Build, DeployStatus::Failed, Some(11)),
             ],
             vec![],
             vec![
-                stage("fetch", DeployStatus::Succeeded, Some(7)),
-                stage("build", DeployStatus::Succeeded, Some(13)),
-                stage("switch", DeployStatus::Running, None),
+                stage(StageName::Fetch, DeployStatus::Succeeded, Some(7)),
+                stage(StageName::Build, DeployStatus::Succeeded, Some(13)),
+                stage(StageName::Switch, DeployStatus::Running, None),
             ],
-            vec![stage("fetch", DeployStatus::Running, None)],
+            vec![stage(StageName::Fetch, DeployStatus::Running, None)],
         ];
         let all = DeployFilter {
             limit: 10,

@@ -111,6 +111,7 @@ mod tests {
     use super::super::test_support::{pushed, store};
     use super::*;
     use crate::core::deploy::DeployStatus;
+    use crate::core::stage::StageName;
 
     #[test]
     fn start_supersedes_and_interrupt_running_recovers() {
@@ -133,7 +134,7 @@ mod tests {
             assert!(d.reason.unwrap().contains(&ids[2].to_string()));
         }
         assert!(store.queued().unwrap().is_empty());
-        store.begin_stage(ids[2], "build", UnixMillis(12)).unwrap();
+        store.begin_stage(ids[2], StageName::Build, UnixMillis(12)).unwrap();
         let interrupted = store.interrupt_running(UnixMillis(20)).unwrap();
         assert_eq!(interrupted.len(), 1);
         assert_eq!(interrupted[0].status, DeployStatus::Interrupted);

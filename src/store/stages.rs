@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 
 use crate::core::deploy::{DeployStatus, Stage};
 use crate::core::ids::DeployId;
+use crate::core::stage::StageName;
 use crate::core::time::UnixMillis;
 
 use super::{Store, StoreError, deploys};
@@ -16,7 +17,7 @@ impl Store {
     pub fn begin_stage(
         &self,
         id: DeployId,
-        name: &str,
+        name: StageName,
         now: UnixMillis,
     ) -> Result<i64, StoreError> {
         let conn = self.lock();
@@ -27,7 +28,7 @@ impl Store {
         )?;
         conn.execute(
             "INSERT INTO stages (deploy_id, seq, name, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![id.0, seq, name, now.0],
+            params![id.0, seq, name.as_str(), now.0],
         )?;
         Ok(seq)
     }
@@ -91,6 +92,8 @@ pub(super) fn stages_of(
     for (id, name, status, duration_ms) in rows {
         let status = DeployStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("stage status {status:?}")))?;
+        let name = StageName::parse(&name)
+            .ok_or_else(|| StoreError::Corrupt(format!("stage name {name:?}")))?;
         stages.entry(id).or_default().push(Stage {
             name,
             status,

@@ -32,10 +32,11 @@ use crate::core::app_process::{
     AtStart, Liveness, ProcessState, Role, StopSignal, at_start, liveness, restart_delay,
     restarts_in_a_row,
 };
+use crate::core::duration::format_limit;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::time::{Clock, UnixMillis};
 use crate::metrics::Metrics;
-use crate::pipeline::commands::base_env;
+use crate::pipeline::deploy::env::{CommandEnv, ReleaseVars};
 use crate::pipeline::health::get_status;
 use crate::pipeline::layout::EnvironmentDir;
 use crate::reload::LiveConfig;
@@ -196,31 +197,23 @@ impl Supervisor {
                 })?;
         let env_dir = EnvironmentDir::new(&app_config.root, environment);
         let release_dir = env_dir.releases().join(release);
-        let commit = std::fs::read_to_string(release_dir.join("REVISION"))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        let mut vars = base_env(&self.inner.process_env);
-        vars.extend(env_config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let own = [
-            ("PORT", port.to_string()),
-            ("STAGEHAND_APP", app.to_string()),
-            ("STAGEHAND_ENVIRONMENT", environment.to_string()),
-            ("STAGEHAND_BASE_ENVIRONMENT", base.to_string()),
-            ("STAGEHAND_RELEASE", release.to_owned()),
-            ("STAGEHAND_RELEASE_DIR", release_dir.display().to_string()),
-            (
-                "STAGEHAND_SHARED_DIR",
-                env_dir.shared().display().to_string(),
-            ),
-            ("STAGEHAND_COMMIT", commit),
-        ];
-        vars.extend(own.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let commit = env_dir.revision(release);
+        let vars = CommandEnv::new(&self.inner.process_env, &env_config.env)
+            .with_port(port)
+            .with_release(&ReleaseVars {
+                app,
+                environment,
+                base_environment: base,
+                env_dir: &env_dir,
+                release,
+                commit: commit.as_ref(),
+            });
         let log = self.app_log(app, environment);
         app_log::note(
             &log,
             &format!("starting release {release} on port {port}: {}", run.command),
         );
-        let spawned = spawn::spawn(&run.command, &release_dir, &vars, &log)?;
+        let spawned = spawn::spawn(&run.command, &release_dir, vars.vars(), &log)?;
         app_log::note(&log, &format!("pid {} started", spawned.pid));
         Ok(spawned)
     }
@@ -284,8 +277,8 @@ impl Supervisor {
                 };
                 if Instant::now() >= deadline {
                     return Err(SupervisorError::Unhealthy(format!(
-                        "not healthy after {}s: {last}",
-                        timeout.as_secs()
+                        "not healthy after {}: {last}",
+                        format_limit(timeout)
                     )));
                 }
                 std::thread::sleep(HEALTH_POLL);
@@ -420,8 +413,8 @@ impl Supervisor {
         app_log::note(
             &log,
             &format!(
-                "pid {pid} still running after {}s: SIGKILL",
-                timeout.as_secs()
+                "pid {pid} still running after {}: SIGKILL",
+                format_limit(timeout)
             ),
         );
         procfs::signal_group(pid, ticks, StopSignal::Kill);

@@ -709,6 +709,21 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
         .run("return document.querySelector('#stages tr[data-stage=build] .badge').textContent;")
         .await;
     assert_eq!(build, "succeeded");
+    // The row updated live shows the server's text for its duration, as a rendered row
+    // does: the page has no duration formatter of its own.
+    let (_, deploy) = api.get(&format!("/api/deploys/{id}")).await;
+    let build_ms = deploy["stages"]
+        .as_array()
+        .and_then(|stages| stages.iter().find(|s| s["name"] == "build"))
+        .and_then(|s| s["duration_ms"].as_i64())
+        .unwrap_or_else(|| panic!("no build duration in {deploy}"));
+    let shown = browser
+        .run("return document.querySelector('#stages tr[data-stage=build] .duration').textContent;")
+        .await;
+    assert_eq!(
+        shown,
+        stagehand::core::duration::format_elapsed(build_ms).as_str()
+    );
     let first_release = live(&root);
     // Fields the events do not carry are refreshed from the API without a reload.
     let script = format!(

@@ -9,8 +9,6 @@ const log = document.getElementById("log");
 if (log && log.dataset.live === "true") {
   let last = Number(log.dataset.after) || 0;
   const badge = (el, status) => { el.textContent = status; el.className = "badge " + status; };
-  const seconds = (ms) => ms == null ? "" : ms < 1000 ? ms + " ms" : ms < 60000 ? (ms / 1000).toFixed(1) + " s"
-    : Math.floor(ms / 60000) + "m " + String(Math.floor(ms % 60000 / 1000)).padStart(2, "0") + "s";
   const source = new EventSource("/api/deploys/" + encodeURIComponent(log.dataset.id) + "/events?after=" + last);
   source.addEventListener("log", (event) => {
     const n = Number(event.lastEventId);
@@ -46,7 +44,8 @@ if (log && log.dataset.live === "true") {
       row.insertCell().className = "duration";
     }
     badge(row.cells[1].firstElementChild, stage.status);
-    row.cells[2].textContent = seconds(stage.duration_ms);
+    // Formatted by the server (core::duration::format_elapsed), as the rows it rendered.
+    row.cells[2].textContent = stage.duration || "";
     refresh();
   });
   source.addEventListener("status", (event) => {

@@ -10,9 +10,11 @@
 use std::time::{Duration, Instant};
 
 use crate::core::deploy::DeployStatus;
+use crate::core::stage::StageName;
 use crate::store::ProcessRecord;
 use crate::supervisor::{Supervisor, SupervisorError};
 
+use super::env::CommandEnv;
 use super::{Outcome2, Run, Stop, locked};
 
 /// How long a process that was switched away from keeps running before it is asked to
@@ -32,20 +34,20 @@ impl Run<'_> {
     pub(super) async fn go_live_running(
         &self,
         target: &str,
-        after_env: Option<Vec<(String, String)>>,
+        after_env: Option<CommandEnv>,
     ) -> Outcome2 {
         let supervisor = &self.ctx.supervisor;
         let (app, environment) = (&self.app.name, &self.deploy.environment);
         let old = supervisor.live(app, environment).await.map_err(stop_from)?;
         let previous_release = self.env_dir.live().map(|l| l.release);
         let candidate = self
-            .stage("start", async {
+            .stage(StageName::Start, async {
                 let record = supervisor
                     .start(app, environment, &self.deploy.base_environment, target)
                     .await
                     .map_err(stop_from)?;
                 self.info(
-                    "start",
+                    StageName::Start,
                     &format!(
                         "releases/{target}: pid {} on port {} (output: stagehand logs {app}/{environment} --app)",
                         record.pid.unwrap_or(0),
@@ -56,12 +58,12 @@ impl Run<'_> {
             })
             .await?;
         let healthy = self
-            .stage("health", async {
+            .stage(StageName::Health, async {
                 let seen = supervisor
                     .wait_healthy(&candidate, self.env_config.health_check.as_ref())
                     .await
                     .map_err(|e| Stop::failed(format!("health check failed: {e}")))?;
-                self.info("health", &format!("healthy: {seen}"));
+                self.info(StageName::Health, &format!("healthy: {seen}"));
                 Ok(())
             })
             .await;
@@ -70,10 +72,13 @@ impl Run<'_> {
             return Err(stop);
         }
         let switched = self
-            .stage("switch", async {
+            .stage(StageName::Switch, async {
                 self.switch(target).await?;
                 supervisor.make_live(&candidate).await.map_err(stop_from)?;
-                self.info("switch", &format!("route → 127.0.0.1:{}", candidate.port));
+                self.info(
+                    StageName::Switch,
+                    &format!("route → 127.0.0.1:{}", candidate.port),
+                );
                 Ok(())
             })
             .await;
@@ -93,9 +98,9 @@ impl Run<'_> {
         if let Some(after_env) = after_env {
             let after = self
                 .stage(
-                    "after_release",
+                    StageName::AfterRelease,
                     self.commands(
-                        "after_release",
+                        StageName::AfterRelease,
                         &self.env_config.after_release,
                         &self.env_dir.releases().join(target),
                         &after_env,
@@ -111,7 +116,7 @@ impl Run<'_> {
         if let Some(old) = &old {
             self.retire(old, switched_at).await;
         }
-        self.stage("cleanup", self.cleanup()).await.ok();
+        self.stage(StageName::Cleanup, self.cleanup()).await.ok();
         Ok(None)
     }
 
@@ -133,14 +138,17 @@ impl Run<'_> {
                 stop.reason
             )));
         };
-        self.stage("switch", async {
+        self.stage(StageName::Switch, async {
             self.switch(&previous).await?;
             self.ctx
                 .supervisor
                 .make_live(&old)
                 .await
                 .map_err(stop_from)?;
-            self.info("switch", &format!("route → 127.0.0.1:{}", old.port));
+            self.info(
+                StageName::Switch,
+                &format!("route → 127.0.0.1:{}", old.port),
+            );
             Ok(())
         })
         .await?;
@@ -156,13 +164,13 @@ impl Run<'_> {
     /// deploy: the route already left it.
     async fn retire(&self, record: &ProcessRecord, switched_at: Instant) {
         let _ = self
-            .stage("retire", async {
+            .stage(StageName::Retire, async {
                 let drained = switched_at.elapsed();
                 if drained < DRAIN {
                     tokio::time::sleep(DRAIN - drained).await;
                 }
                 self.info(
-                    "retire",
+                    StageName::Retire,
                     &format!(
                         "stopping pid {} (releases/{}, port {})",
                         record.pid.unwrap_or(0),
@@ -183,14 +191,14 @@ impl Run<'_> {
     async fn discard(&self, candidate: &ProcessRecord) {
         match self.ctx.supervisor.stop_and_forget(candidate).await {
             Ok(()) => self.info(
-                "start",
+                StageName::Start,
                 &format!(
                     "stopped the new process (pid {})",
                     candidate.pid.unwrap_or(0)
                 ),
             ),
             Err(e) => self.info(
-                "start",
+                StageName::Start,
                 &format!(
                     "could not stop the new process (pid {}): {e}",
                     candidate.pid.unwrap_or(0)
