@@ -222,7 +222,7 @@ impl Run<'_> {
     pub(super) async fn checkout(&self, mirror: &Mirror, commit: &CommitSha) -> Result<String> {
         if self.app.mirror == MirrorMode::Treeless {
             let timeout = self.env_config.step_timeout;
-            let got = partial::prefetch(mirror, &Remote::of(self.app), commit.as_str(), timeout)
+            let got = partial::prefetch(mirror, &Remote::of(self.app), commit, timeout)
                 .await
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             let fetched = match (got.walked, got.trees) {
