@@ -13,12 +13,12 @@ use crate::core::release::{
     SkipFacts, new_release_id, releases_to_remove, replay_reason, skip_reason,
 };
 use crate::core::stage::StageName;
-
-use super::{Outcome2, Result, Run, Stop, blocking, locked};
 use crate::pipeline::checkout;
 use crate::pipeline::git::{Mirror, Remote};
 use crate::pipeline::health;
 use crate::pipeline::{partial, reaper, releases};
+
+use super::{Outcome2, Result, Run, Stop, blocking, locked};
 
 impl Run<'_> {
     pub(super) async fn release_commit(&self) -> Outcome2 {
