@@ -42,6 +42,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::core::duration::format_limit;
+use crate::core::ids::CommitSha;
 
 use super::git::{GitError, Mirror, Remote};
 
@@ -83,11 +84,11 @@ pub fn promisor_args(url: &str) -> Vec<String> {
 pub async fn prefetch(
     mirror: &Mirror,
     remote: &Remote,
-    commit: &str,
+    commit: &CommitSha,
     timeout: Duration,
 ) -> Result<Prefetched, PartialError> {
-    let (m, c) = (mirror.clone(), commit.to_owned());
-    let (tree, has_tree, near) = tokio::task::spawn_blocking(move || root_tree(&m, &c))
+    let (m, c) = (mirror.clone(), commit.clone());
+    let (tree, has_tree, near) = tokio::task::spawn_blocking(move || root_tree(&m, c.as_str()))
         .await
         .map_err(|e| PartialError::Command {
             what: "reading the commit".into(),

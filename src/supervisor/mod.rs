@@ -36,7 +36,7 @@ use crate::core::duration::format_limit;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::time::{Clock, UnixMillis};
 use crate::metrics::Metrics;
-use crate::pipeline::deploy::env::{CommandEnv, ReleaseVars};
+use crate::pipeline::commands::env::{CommandEnv, ReleaseVars};
 use crate::pipeline::health::get_status;
 use crate::pipeline::layout::EnvironmentDir;
 use crate::reload::LiveConfig;

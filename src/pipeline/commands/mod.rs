@@ -9,13 +9,14 @@
 //! process group with `setsid`).
 //!
 //! It does not decide what the environment is: the caller gives the whole list in
-//! [`CommandSpec::env`], made by `deploy::env` (the one place a command's
+//! [`CommandSpec::env`], made by [`env`] (the one place a command's
 //! environment is built: the inherited allow-list, configured and `STAGEHAND_*`
 //! variables).
 //!
-//! The module is split by job: [`group`] starts the shell as a process group and
-//! ends it (signals, the grace period, the timeout clock); [`output`] turns its two
-//! pipes into lines for the callback; this file ties them together in [`run`].
+//! The module is split by job: [`env`] makes a command's environment (for app
+//! processes too); [`group`] starts the shell as a process group and ends it
+//! (signals, the grace period, the timeout clock); [`output`] turns its two pipes
+//! into lines for the callback; this file ties them together in [`run`].
 //!
 //! # Process groups
 //!
@@ -45,7 +46,7 @@
 //!   secrets and the API token, and build steps run code from the repository:
 //!   a pushed branch could print or exfiltrate anything it can read. [`run`]
 //!   starts the child from an empty environment and sets exactly
-//!   [`CommandSpec::env`]; `deploy::env` passes on only a short allow-list of
+//!   [`CommandSpec::env`]; [`env`] passes on only a short allow-list of
 //!   stagehand's own variables.
 //! - Process groups (above) keep a step from leaving processes behind that
 //!   would keep running repository code after the deploy has finished, been
@@ -63,6 +64,7 @@ use super::leftovers::ProcessRegistry;
 use crate::core::duration::format_limit;
 use crate::core::mask::Masker;
 
+pub mod env;
 mod group;
 mod output;
 
@@ -91,7 +93,7 @@ pub struct CommandSpec {
     pub dir: PathBuf,
     /// The complete environment of the step. [`run`] clears the environment
     /// and sets exactly these variables, nothing is inherited implicitly:
-    /// callers pass a `deploy::env::CommandEnv`'s list. A later entry with the
+    /// callers pass an [`env::CommandEnv`]'s list. A later entry with the
     /// same name wins.
     pub env: Vec<(String, String)>,
     /// How long the step may run before its process group is killed.

@@ -14,8 +14,8 @@ use crate::core::stage::StageName;
 use crate::store::ProcessRecord;
 use crate::supervisor::{Supervisor, SupervisorError};
 
-use super::env::CommandEnv;
 use super::{Outcome2, Run, Stop, locked};
+use crate::pipeline::commands::env::CommandEnv;
 
 /// How long a process that was switched away from keeps running before it is asked to
 /// stop: a client that read the old route just before the switch still gets its

@@ -5,11 +5,11 @@
 use crate::config::EnvironmentConfig;
 use crate::core::ids::EnvironmentName;
 use crate::core::stage::StageName;
-
-use super::env::{CommandEnv, DataCopyVars};
-use super::{Result, Run, Stop, blocking};
+use crate::pipeline::commands::env::{CommandEnv, DataCopyVars};
 use crate::pipeline::layout::EnvironmentDir;
 use crate::pipeline::sync;
+
+use super::{Result, Run, Stop, blocking};
 
 impl Run<'_> {
     /// A temporary environment on its first deploy starts with a copy of its

@@ -7,8 +7,8 @@
 //! This file is the run itself: the stage sequence each trigger takes, recording each
 //! stage (store, log, metrics), running a stage's commands, and how the deploy ends.
 //! The kinds of work are beside it: `release.rs` (a commit's stages), `rollback.rs`,
-//! `data.rs` (seed and sync), `teardown.rs`, `blue_green.rs`, and `env.rs`, the one
-//! place a command's environment is made.
+//! `data.rs` (seed and sync), `teardown.rs` and `blue_green.rs`. Commands get their
+//! environment from `commands::env`, the one place it is made.
 //!
 //! Invariant: nothing before `switch` touches `current`; a failure there removes the
 //! half-made release and leaves the environment as it was. The release id is stored
@@ -36,16 +36,15 @@ use crate::report::{ReportEvent, Reporter};
 use crate::store::{Store, StoreError};
 use crate::supervisor::Supervisor;
 
+use super::commands::env::{CommandEnv, DeployVars, ReleaseVars};
 use super::commands::{self, CommandSpec, Outcome, Stream};
 use super::final_status::store_final_status;
 use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
 use super::releases;
-use env::CommandEnv;
 
 mod blue_green;
 mod data;
-pub mod env;
 mod release;
 mod rollback;
 mod teardown;
@@ -348,6 +347,29 @@ impl Run<'_> {
             duration_ms: Some(ms),
         });
         result
+    }
+
+    /// The environment of this deploy's commands that run in `release`: build,
+    /// `after_release` (add [`CommandEnv::with_previous_release`]), teardown hooks.
+    fn command_env(&self, commit: Option<&CommitSha>, release: &str) -> CommandEnv {
+        let git_ref = self.git_ref();
+        CommandEnv::new(&self.ctx.process_env, &self.env_config.env)
+            .with_release(&ReleaseVars {
+                app: &self.app.name,
+                environment: &self.deploy.environment,
+                base_environment: &self.deploy.base_environment,
+                env_dir: &self.env_dir,
+                release,
+                commit,
+            })
+            .with_deploy(
+                &self.env_dir,
+                &DeployVars {
+                    id: self.deploy.id,
+                    trigger: self.deploy.trigger,
+                    git_ref: &git_ref,
+                },
+            )
     }
 
     async fn commands(

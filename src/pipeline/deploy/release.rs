@@ -13,12 +13,12 @@ use crate::core::release::{
     SkipFacts, new_release_id, releases_to_remove, replay_reason, skip_reason,
 };
 use crate::core::stage::StageName;
-
-use super::{Outcome2, Result, Run, Stop, blocking, locked};
 use crate::pipeline::checkout;
 use crate::pipeline::git::{Mirror, Remote};
 use crate::pipeline::health;
 use crate::pipeline::{partial, reaper, releases};
+
+use super::{Outcome2, Result, Run, Stop, blocking, locked};
 
 impl Run<'_> {
     pub(super) async fn release_commit(&self) -> Outcome2 {
@@ -222,7 +222,7 @@ impl Run<'_> {
     pub(super) async fn checkout(&self, mirror: &Mirror, commit: &CommitSha) -> Result<String> {
         if self.app.mirror == MirrorMode::Treeless {
             let timeout = self.env_config.step_timeout;
-            let got = partial::prefetch(mirror, &Remote::of(self.app), commit.as_str(), timeout)
+            let got = partial::prefetch(mirror, &Remote::of(self.app), commit, timeout)
                 .await
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             let fetched = match (got.walked, got.trees) {

@@ -5,9 +5,9 @@ use crate::core::deploy::DeployStatus;
 use crate::core::ids::CommitSha;
 use crate::core::release::previous_release;
 use crate::core::stage::StageName;
+use crate::pipeline::releases;
 
 use super::{Outcome2, Run, Stop, blocking};
-use crate::pipeline::releases;
 
 impl Run<'_> {
     pub(super) async fn rollback(&self) -> Outcome2 {

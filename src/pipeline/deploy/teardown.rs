@@ -5,10 +5,11 @@
 //! that cannot clean up after itself must still not linger. Protected and configured
 //! environments are never torn down.
 
-use super::{Result, Run, Stop, blocking};
 use crate::core::ids::CommitSha;
 use crate::core::stage::StageName;
 use crate::pipeline::releases;
+
+use super::{Result, Run, Stop, blocking};
 
 impl Run<'_> {
     pub(super) async fn teardown(&self) -> Result<()> {
@@ -56,7 +57,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(super) async fn teardown_commands(&self) {
+    async fn teardown_commands(&self) {
         let list = &self.env_config.teardown;
         if list.is_empty() {
             return;

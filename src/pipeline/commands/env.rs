@@ -1,7 +1,9 @@
 //! The command environment: the variables every command stagehand starts sees — build,
-//! `after_release`, teardown hooks, `before_sync` and `sync` commands, and the app
-//! processes of environments that `run` (`supervisor`). It is made here and nowhere
-//! else, so the rule below holds for all of them.
+//! `after_release`, teardown hooks, `before_sync` and `sync` commands (`deploy`), and
+//! the app processes of environments that `run` (`supervisor`). It is made here and
+//! nowhere else, so the rule below holds for all of them. (It lives beside the step
+//! runner rather than in `deploy/` because the supervisor needs it and `deploy` needs
+//! the supervisor: no cycle.)
 //!
 //! # Security
 //!
@@ -26,8 +28,6 @@ use crate::core::deploy::Trigger;
 use crate::core::event::GitRef;
 use crate::core::ids::{AppName, CommitSha, DeployId, EnvironmentName};
 use crate::pipeline::layout::EnvironmentDir;
-
-use super::Run;
 
 /// The variables a command inherits from stagehand's own environment: `PATH`,
 /// `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_*`, `TZ`, `TMPDIR` and `TERM`,
@@ -168,31 +168,6 @@ impl CommandEnv {
     /// The list for `CommandSpec::env` or `supervisor::spawn`.
     pub fn vars(&self) -> &[(String, String)] {
         &self.vars
-    }
-}
-
-impl Run<'_> {
-    /// The environment of this deploy's commands that run in `release`: build,
-    /// `after_release` (add [`CommandEnv::with_previous_release`]), teardown hooks.
-    pub(super) fn command_env(&self, commit: Option<&CommitSha>, release: &str) -> CommandEnv {
-        let git_ref = self.git_ref();
-        CommandEnv::new(&self.ctx.process_env, &self.env_config.env)
-            .with_release(&ReleaseVars {
-                app: &self.app.name,
-                environment: &self.deploy.environment,
-                base_environment: &self.deploy.base_environment,
-                env_dir: &self.env_dir,
-                release,
-                commit,
-            })
-            .with_deploy(
-                &self.env_dir,
-                &DeployVars {
-                    id: self.deploy.id,
-                    trigger: self.deploy.trigger,
-                    git_ref: &git_ref,
-                },
-            )
     }
 }
 
