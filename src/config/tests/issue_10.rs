@@ -101,6 +101,11 @@ fn app_defaults_are_checked_once_under_the_apps_key() {
 fn enumerated_values_name_the_allowed_words_beside_other_problems() {
     let keep_zero = |toml: String| toml.replace("keep_releases = 3", "keep_releases = 0");
     let cases: [(&str, &str); 4] = [
+        // A wrong forge ended the parse: the other problem went unreported.
+        (
+            "forge = \"sourcehut\"",
+            "apps.shop.forge: \"sourcehut\" is not a forge: use one of \"github\", \"gitlab\", \"gitea\", \"forgejo\", \"bitbucket\"",
+        ),
         (
             "fetch_with = \"svn\"",
             "apps.shop.fetch_with: \"svn\" is not a way to fetch: use one of \"auto\", \"git2\", \"git\"",
@@ -108,10 +113,6 @@ fn enumerated_values_name_the_allowed_words_beside_other_problems() {
         (
             "mirror = \"shallow\"",
             "apps.shop.mirror: \"shallow\" is not a kind of mirror: use one of \"full\", \"treeless\"",
-        ),
-        (
-            "forge = \"sourcehut\"",
-            "apps.shop.forge: \"sourcehut\" is not a forge: use one of \"github\", \"gitlab\", \"gitea\", \"forgejo\", \"bitbucket\"",
         ),
         (
             "notify = [{ url = \"https://x.example.com\", format = \"teams\" }]",
