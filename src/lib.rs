@@ -6,8 +6,8 @@
 //!   branch → environment routing, names, deploy statuses and stage names, skip rules,
 //!   durations, masking, app process decisions) and [`intake`] (what a verified delivery means for the store).
 //! - Configuration: [`config`] (`stagehand.toml` + `STAGEHAND__…` → a validated
-//!   [`config::Config`]) and [`reload`] (the live config, swapped on SIGHUP or
-//!   `/api/reload`).
+//!   [`config::Config`], by phase: raw form, loading, validation, types) and [`reload`]
+//!   (the live config, swapped on SIGHUP or `/api/reload`).
 //! - State: [`store`] (SQLite; every SQL statement), [`logs`] (deploy logs, live
 //!   followers), [`metrics`], [`state_lock`] (one server per state dir).
 //! - Work: [`pipeline`] (the runner, the deploy and its kinds of work, the command

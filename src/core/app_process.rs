@@ -9,9 +9,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+
 /// The signal a process is asked to stop with (`stop_signal`); SIGKILL follows after
-/// `stop_timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `stop_timeout`. Its serde names are the upper-case ones (`"TERM"`); [`StopSignal::parse`]
+/// and the config first bring a text to them ([`StopSignal::canonical`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum StopSignal {
     Term,
     Int,
@@ -23,23 +28,19 @@ pub enum StopSignal {
 }
 
 impl StopSignal {
+    /// `" sigterm "` → `"TERM"`: any case, with or without `SIG`, spaces around.
+    pub fn canonical(text: &str) -> String {
+        let upper = text.trim().to_ascii_uppercase();
+        upper.strip_prefix("SIG").unwrap_or(&upper).to_owned()
+    }
+
     /// `"TERM"` or `"SIGTERM"`, any case.
     pub fn parse(text: &str) -> Result<StopSignal, String> {
-        let upper = text.trim().to_ascii_uppercase();
-        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-        Ok(match name {
-            "TERM" => StopSignal::Term,
-            "INT" => StopSignal::Int,
-            "QUIT" => StopSignal::Quit,
-            "HUP" => StopSignal::Hup,
-            "USR1" => StopSignal::Usr1,
-            "USR2" => StopSignal::Usr2,
-            "KILL" => StopSignal::Kill,
-            _ => {
-                return Err(format!(
-                    "{text:?} is not a stop signal: use TERM, INT, QUIT, HUP, USR1, USR2 or KILL"
-                ));
-            }
+        let canonical = StopSignal::canonical(text);
+        let words: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            canonical.as_str().into_deserializer();
+        StopSignal::deserialize(words).map_err(|_| {
+            format!("{text:?} is not a stop signal: use TERM, INT, QUIT, HUP, USR1, USR2 or KILL")
         })
     }
 

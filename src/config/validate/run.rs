@@ -1,36 +1,15 @@
 //! The keys of an environment that runs: `run`, `stop_signal`, `stop_timeout`, the
-//! two forms of `health_check`, and `[server] ports`. Validated here, beside the rest
-//! of `config.rs`, so the run feature's rules sit in one place.
+//! two forms of `health_check`, and `[server] ports`. Kept together (their types are in
+//! `types.rs`) so the run feature's rules sit in one place.
 
 use std::time::Duration;
 
 use crate::core::app_process::{PortRange, StopSignal};
 
-use super::{RawHealthCheck, RawOverridable, Validator};
-
-/// How an environment's app process is run (its `run` and what stops it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunConfig {
-    /// Run by `sh -c` in the release directory, with `$PORT` set.
-    pub command: String,
-    pub stop_signal: StopSignal,
-    /// After `stop_signal`, how long before SIGKILL.
-    pub stop_timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HealthTarget {
-    /// `url = "http://…"`: checked after the switch (environments without `run`).
-    Url(String),
-    /// `path = "/healthz"`: checked on the new process's own port, before the switch.
-    Path(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
-    pub target: HealthTarget,
-    pub timeout: Duration,
-}
+use super::super::raw::{RawHealthCheck, RawOverridable};
+use super::super::types::{HealthCheck, HealthTarget, RunConfig};
+use super::Validator;
+use super::layer::Layer;
 
 impl Validator<'_> {
     pub(super) fn ports(&mut self, text: Option<&str>) -> PortRange {
@@ -44,56 +23,38 @@ impl Validator<'_> {
         }
     }
 
-    /// The environment's key wins over the app's; errors name the key that was set.
+    /// The environment's `run` and stop keys win over the app's (both checked where
+    /// they were written: see `layer.rs`).
     pub(super) fn run_config(
         &mut self,
         key: &str,
-        app_key: &str,
-        app: &RawOverridable,
-        env: &RawOverridable,
+        app: &Layer,
+        own: &Layer,
+        raw_own: &RawOverridable,
     ) -> Option<RunConfig> {
-        let pick =
-            |own: &Option<String>, inherited: &Option<String>, name: &str| match (own, inherited) {
-                (Some(v), _) => Some((format!("{key}.{name}"), v.clone())),
-                (None, Some(v)) => Some((format!("{app_key}.{name}"), v.clone())),
-                (None, None) => None,
-            };
-        let run = pick(&env.run, &app.run, "run");
-        let signal = pick(&env.stop_signal, &app.stop_signal, "stop_signal");
-        let timeout = pick(&env.stop_timeout, &app.stop_timeout, "stop_timeout");
-        let Some((run_key, command)) = run else {
+        let Some(command) = own.run.clone().or_else(|| app.run.clone()) else {
             // Only an environment's own stop keys are an error without `run`: app-level
             // ones are defaults for the environments that do run.
-            for (name, own) in [
-                ("stop_signal", &env.stop_signal),
-                ("stop_timeout", &env.stop_timeout),
+            for (name, set) in [
+                ("stop_signal", raw_own.stop_signal.is_some()),
+                ("stop_timeout", raw_own.stop_timeout.is_some()),
             ] {
-                if own.is_some() {
+                if set {
                     self.problem(&format!("{key}.{name}"), "has no effect without `run`");
                 }
             }
             return None;
         };
-        if command.trim().is_empty() {
-            self.problem(&run_key, "is empty: give the command that starts the app, e.g. \"gunicorn -b 127.0.0.1:$PORT app:app\"");
-        }
-        let stop_signal = match signal {
-            None => StopSignal::Term,
-            Some((signal_key, text)) => StopSignal::parse(&text).unwrap_or_else(|e| {
-                self.problem(&signal_key, e);
-                StopSignal::Term
-            }),
-        };
-        let stop_timeout = match timeout {
-            None => Duration::from_secs(30),
-            Some((timeout_key, text)) => {
-                self.duration(&timeout_key, Some(&text), Duration::from_secs(30))
-            }
-        };
         Some(RunConfig {
             command,
-            stop_signal,
-            stop_timeout,
+            stop_signal: own
+                .stop_signal
+                .or(app.stop_signal)
+                .unwrap_or(StopSignal::Term),
+            stop_timeout: own
+                .stop_timeout
+                .or(app.stop_timeout)
+                .unwrap_or(Duration::from_secs(30)),
         })
     }
 
@@ -107,6 +68,7 @@ impl Validator<'_> {
     ) -> Option<HealthCheck> {
         let raw = raw?;
         let key = format!("{key}.health_check");
+        self.unknown_keys(&key, &raw.unknown);
         let timeout = self.duration(
             &format!("{key}.timeout"),
             raw.timeout.as_deref(),
@@ -129,12 +91,8 @@ impl Validator<'_> {
                 return None;
             }
             (Some(url), None) => {
-                if !url.starts_with("http://") {
-                    self.problem(
-                        &format!("{key}.url"),
-                        format!("{url:?} must be an http:// URL"),
-                    );
-                }
+                // Checked with std::net, without TLS: plain http only.
+                self.http_url(&format!("{key}.url"), &url, false);
                 HealthTarget::Url(url)
             }
             (None, Some(path)) if !runs => {
