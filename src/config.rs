@@ -385,6 +385,7 @@ struct RawOverridable {
     teardown: Option<Vec<String>>,
     stop_signal: Option<String>,
     stop_timeout: Option<String>,
+    drain_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1774,7 +1775,7 @@ step_timeout = "90s"
         let toml = GOOD
             .replace(
                 "build = [\"make\"]\n",
-                "build = [\"make\"]\nrun = \"python3 app.py\"\nstop_timeout = \"5s\"\n",
+                "build = [\"make\"]\nrun = \"python3 app.py\"\nstop_timeout = \"5s\"\ndrain_timeout = \"2m\"\n",
             )
             .replace(
                 "keep_releases = 3\n",
@@ -1797,6 +1798,7 @@ step_timeout = "90s"
                 command: "python3 app.py".into(),
                 stop_signal: StopSignal::Int,
                 stop_timeout: Duration::from_secs(5),
+                drain_timeout: Duration::from_secs(120),
             })
         );
         assert_eq!(

@@ -1,4 +1,5 @@
-//! The keys of an environment that runs: `run`, `stop_signal`, `stop_timeout`, the
+//! The keys of an environment that runs: `run`, `stop_signal`, `stop_timeout`,
+//! `drain_timeout`, the
 //! two forms of `health_check`, and `[server] ports`. Validated here, beside the rest
 //! of `config.rs`, so the run feature's rules sit in one place.
 
@@ -16,7 +17,13 @@ pub struct RunConfig {
     pub stop_signal: StopSignal,
     /// After `stop_signal`, how long before SIGKILL.
     pub stop_timeout: Duration,
+    /// After a switch, how long the old process is left to finish the requests the
+    /// front door still has in flight to it before `stop_signal` (`front_door::in_flight`).
+    pub drain_timeout: Duration,
 }
+
+/// Long enough for slow uploads and reports; a request still running after it is cut.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthTarget {
@@ -61,12 +68,14 @@ impl Validator<'_> {
         let run = pick(&env.run, &app.run, "run");
         let signal = pick(&env.stop_signal, &app.stop_signal, "stop_signal");
         let timeout = pick(&env.stop_timeout, &app.stop_timeout, "stop_timeout");
+        let drain = pick(&env.drain_timeout, &app.drain_timeout, "drain_timeout");
         let Some((run_key, command)) = run else {
             // Only an environment's own stop keys are an error without `run`: app-level
             // ones are defaults for the environments that do run.
             for (name, own) in [
                 ("stop_signal", &env.stop_signal),
                 ("stop_timeout", &env.stop_timeout),
+                ("drain_timeout", &env.drain_timeout),
             ] {
                 if own.is_some() {
                     self.problem(&format!("{key}.{name}"), "has no effect without `run`");
@@ -90,10 +99,17 @@ impl Validator<'_> {
                 self.duration(&timeout_key, Some(&text), Duration::from_secs(30))
             }
         };
+        let drain_timeout = match drain {
+            None => DEFAULT_DRAIN_TIMEOUT,
+            Some((drain_key, text)) => {
+                self.duration(&drain_key, Some(&text), DEFAULT_DRAIN_TIMEOUT)
+            }
+        };
         Some(RunConfig {
             command,
             stop_signal,
             stop_timeout,
+            drain_timeout,
         })
     }
 
