@@ -106,8 +106,10 @@ pub struct Publisher {
 
 impl Publisher {
     /// `listen_port`: the front door's own port, so two front doors of one process
-    /// (tests) or of one host never share a file.
+    /// (tests) or of one host never share a file. Blocking: first removes the reports
+    /// that front doors which died without cleaning up left long ago.
     pub fn new(state_dir: &Path, listen_port: u16, counts: Arc<Counts>) -> Publisher {
+        remove_stale(&dir(state_dir), SystemTime::now());
         let name = format!("{}-{listen_port}.json", std::process::id());
         Publisher {
             path: dir(state_dir).join(name),
@@ -159,6 +161,25 @@ fn write(path: &Path, report: &Report) -> std::io::Result<()> {
     let temp = path.with_extension("json.tmp");
     std::fs::File::create(&temp)?.write_all(&text)?;
     std::fs::rename(&temp, path)
+}
+
+/// A report this old is from a front door that died (a stopping one removes its own).
+const LEFT_BEHIND: Duration = Duration::from_secs(60);
+
+/// Blocking: removes reports (and temporary files) untouched for [`LEFT_BEHIND`].
+fn remove_stale(dir: &Path, now: SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| now.duration_since(at).unwrap_or_default() > LEFT_BEHIND);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Blocking: the reports of the front doors alive now (written within [`FRESH`] of
@@ -287,5 +308,11 @@ mod tests {
         );
         assert!(read_fresh(dir.path(), now + FRESH + Duration::from_secs(1)).is_empty());
         assert!(read_fresh(&dir.path().join("missing"), now).is_empty());
+
+        // Left behind long ago: removed when a front door starts.
+        remove_stale(&super::dir(dir.path()), now);
+        assert!(path.exists());
+        remove_stale(&super::dir(dir.path()), now + LEFT_BEHIND * 2);
+        assert!(!path.exists());
     }
 }
