@@ -137,5 +137,7 @@ pub async fn tunnel(
     let first: BytesMut = parts.read_buf;
     let head =
         stream::iter((!first.is_empty()).then(|| Ok::<Bytes, std::io::Error>(first.freeze())));
-    back.streaming(head.chain(tokio_util::io::ReaderStream::new(from_app)))
+    // 64 KiB reads: a big frame passes in few chunks (the default is 4 KiB).
+    let from_app = tokio_util::io::ReaderStream::with_capacity(from_app, 64 * 1024);
+    back.streaming(head.chain(from_app))
 }
