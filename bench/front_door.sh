@@ -4,7 +4,10 @@
 # 1. Zero failed requests: a client requests the app through `stagehand front-door`
 #    (Host: shop.localhost) in a loop while stagehand does, back to back: DEPLOYS
 #    deploys, a rollback, and a restart of `stagehand serve` itself (SIGTERM, start
-#    again). Prints requests made and failed (target 0).
+#    again). Prints requests made and failed (target 0). A second client meanwhile
+#    makes slow requests (the app answers /slow after 2 s), one after another: each
+#    deploy's switch lands while one is in flight on the old process, which the drain
+#    must let finish (target 0 failed).
 # 2. Added latency: N sequential keep-alive GETs to the app's port directly, then the
 #    same through the front door; p50/p99 of each and the difference.
 # 3. Throughput: wrk (2 threads, 32 connections, 10 s) against the app directly,
@@ -14,12 +17,13 @@
 # Everything binds to 127.0.0.1. The scratch dir and every process started here
 # (stagehand, front door, nginx, app processes, the client) are removed at exit.
 # Knobs: DEPLOYS (20), N (2000), STAGEHAND (binary; default target/release/stagehand,
-# else target/debug/stagehand).
+# else target/debug/stagehand), THROUGHPUT (1; 0 skips part 3, which needs wrk and nginx).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DEPLOYS=${DEPLOYS:-20}
 N=${N:-2000}
+THROUGHPUT=${THROUGHPUT:-1}
 BIN=${STAGEHAND:-}
 if [[ -z "$BIN" ]]; then
   if [[ -x target/release/stagehand ]]; then BIN=$PWD/target/release/stagehand; else
@@ -27,17 +31,20 @@ if [[ -z "$BIN" ]]; then
   fi
 fi
 command -v python3 >/dev/null || { echo "needs python3" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk" >&2; exit 2; }
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null
+if [[ "$THROUGHPUT" != 0 ]]; then
+  command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk (or THROUGHPUT=0)" >&2; exit 2; }
+  if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null
+  fi
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 BASE=${BENCH_TMPDIR:-/dev/shm}
 WORK=$(mktemp -d "$BASE/front-door.XXXXXX")
-SERVER_PID="" DOOR_PID="" CLIENT_PID="" NGINX_STARTED=""
+SERVER_PID="" DOOR_PID="" CLIENT_PID="" SLOW_PID="" NGINX_STARTED=""
 cleanup() {
   [[ -n "$CLIENT_PID" ]] && kill "$CLIENT_PID" 2>/dev/null || true
+  [[ -n "$SLOW_PID" ]] && kill "$SLOW_PID" 2>/dev/null || true
   [[ -n "$SERVER_PID" ]] && kill -KILL "$SERVER_PID" 2>/dev/null || true
   [[ -n "$DOOR_PID" ]] && kill -KILL "$DOOR_PID" 2>/dev/null || true
   [[ -n "$NGINX_STARTED" ]] && "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -s stop 2>/dev/null || true
@@ -61,13 +68,15 @@ REPO=$WORK/repo
 mkdir -p "$REPO"
 git -C "$REPO" init -q -b main
 cat > "$REPO/app.py" <<'EOF'
-import http.server, os
+import http.server, os, time
 REV = open("REVISION").read().strip().encode()
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body are two writes: without this, Nagle + delayed ACK add 40 ms.
     disable_nagle_algorithm = True
     def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(2)
         self.send_response(200)
         self.send_header("Content-Length", str(len(REV)))
         self.end_headers()
@@ -133,9 +142,9 @@ DOOR_PID=$!
 disown "$DOOR_PID"
 for _ in $(seq 200); do grep -qs listening "$WORK/door.out" && break; sleep 0.05; done
 
-python3 - "$WORK" "$DOOR_PORT" > "$WORK/client.out" <<'EOF' &
+CLIENT_PY=$(cat <<'EOF'
 import json, os, sys, time, http.client
-work, port = sys.argv[1], int(sys.argv[2])
+work, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 made = failed = 0
 seen, failures = set(), []
 stop = os.path.join(work, "stop-client")
@@ -143,7 +152,7 @@ while not os.path.exists(stop):
     made += 1
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/", headers={"Host": "shop.localhost"})
+        conn.request("GET", path, headers={"Host": "shop.localhost"})
         answer = conn.getresponse()
         body = answer.read().decode()
         conn.close()
@@ -155,7 +164,11 @@ while not os.path.exists(stop):
         failures.append(f"{time.time():.3f}: {e}")
 print(json.dumps({"made": made, "failed": failed, "commits_seen": len(seen), "failures": failures[:20]}))
 EOF
+)
+python3 -c "$CLIENT_PY" "$WORK" "$DOOR_PORT" / > "$WORK/client.out" &
 CLIENT_PID=$!
+python3 -c "$CLIENT_PY" "$WORK" "$DOOR_PORT" /slow > "$WORK/slow.out" &
+SLOW_PID=$!
 sleep 0.5
 
 for i in $(seq 1 "$DEPLOYS"); do
@@ -173,7 +186,8 @@ deploy "deploy after serve restart"
 sleep 1
 touch "$WORK/stop-client"
 wait "$CLIENT_PID" || true
-CLIENT_PID=""
+wait "$SLOW_PID" || true
+CLIENT_PID="" SLOW_PID=""
 
 PORT=$(app_port)
 python3 - "$PORT" "$DOOR_PORT" "$N" > "$WORK/latency.out" <<'EOF'
@@ -196,6 +210,7 @@ f50, f99 = run(door)
 print(f"direct p50 {d50:.0f} us p99 {d99:.0f} us; front door p50 {f50:.0f} us p99 {f99:.0f} us; added p50 {f50-d50:.0f} us p99 {f99-d99:.0f} us")
 EOF
 
+if [[ "$THROUGHPUT" != 0 ]]; then
 mkdir -p "$WORK/nginx/logs"
 cat > "$WORK/nginx/nginx.conf" <<EOF
 worker_processes 2;
@@ -228,14 +243,18 @@ rps() { wrk -t2 -c32 -d10s -H "Host: shop.localhost" "http://127.0.0.1:$1/" | aw
 RPS_APP=$(rps "$PORT")
 RPS_DOOR=$(rps "$DOOR_PORT")
 RPS_NGINX=$(rps "$NGINX_PORT")
+fi
 
-python3 - "$WORK/client.out" <<'EOF'
+python3 - "$WORK/client.out" "$WORK/slow.out" <<'EOF'
 import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"requests made {r['made']}, failed {r['failed']}, commits answered {r['commits_seen']}")
-for line in r["failures"]:
-    print("  failure:", line)
+for name, path in (("requests", sys.argv[1]), ("slow requests (2 s each)", sys.argv[2])):
+    r = json.load(open(path))
+    print(f"{name} made {r['made']}, failed {r['failed']}, commits answered {r['commits_seen']}")
+    for line in r["failures"]:
+        print("  failure:", line)
 EOF
 cat "$WORK/latency.out"
-echo "requests/s (wrk -t2 -c32 -d10s): app direct $RPS_APP, front door $RPS_DOOR, nginx $RPS_NGINX"
-python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["failed"]==0 and r["made"]>0 else 1)' "$WORK/client.out"
+if [[ "$THROUGHPUT" != 0 ]]; then
+  echo "requests/s (wrk -t2 -c32 -d10s): app direct $RPS_APP, front door $RPS_DOOR, nginx $RPS_NGINX"
+fi
+python3 -c 'import json,sys; rs=[json.load(open(p)) for p in sys.argv[1:]]; sys.exit(0 if all(r["failed"]==0 and r["made"]>0 for r in rs) else 1)' "$WORK/client.out" "$WORK/slow.out"

@@ -138,6 +138,7 @@ pub(super) struct RawOverridable {
     pub teardown: Option<Vec<String>>,
     pub stop_signal: Option<Choice<StopSignal>>,
     pub stop_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -249,6 +249,9 @@ pub struct RunConfig {
     pub stop_signal: StopSignal,
     /// After `stop_signal`, how long before SIGKILL.
     pub stop_timeout: Duration,
+    /// After a switch, how long the old process is left to finish the requests the
+    /// front door still has in flight to it before `stop_signal` (`front_door::in_flight`).
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

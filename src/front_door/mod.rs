@@ -1,20 +1,26 @@
 //! `stagehand front-door`: the HTTP listener that gives every environment an address.
 //! A request's `Host` picks an environment (`core::hosts`); one with a live app process
-//! is proxied to its port (`proxy.rs`), one with `static` is served from its live
-//! release (`static_files.rs`); anything else is a plain 404.
+//! is proxied to its port (`proxy.rs`; a WebSocket upgrade is tunnelled, `websocket.rs`),
+//! one with `static` is served from its live release (`static_files.rs`); anything else
+//! is a plain 404.
 //!
 //! It runs as its own process of the same binary, not inside `serve`: it only reads
 //! what `serve` publishes (`routes.json`, the `current` links) and the config
 //! (`table.rs`), so stopping, restarting or upgrading `serve` never stops it, and it
-//! keeps answering on the last known routes meanwhile.
+//! keeps answering on the last known routes meanwhile. What it tells `serve` back is
+//! its requests in flight per app port (`in_flight.rs`), so that a process switched
+//! away from is stopped only once the requests it is answering are done.
 
 pub mod address;
+pub mod in_flight;
 pub mod proxy;
 pub mod static_files;
 pub mod table;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -30,6 +36,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 struct State {
     routes: Shared,
     trusted: Vec<IpAddr>,
+    in_flight: Arc<in_flight::Counts>,
 }
 
 async fn handle(
@@ -45,10 +52,26 @@ async fn handle(
         .map(str::to_owned)
         .or_else(|| req.uri().host().map(str::to_owned))
         .unwrap_or_default();
-    let snapshot = state.routes.get();
-    let Some(found) = snapshot.config.hosts.resolve(&host) else {
+    let upgrade = websocket::is_upgrade(&req);
+    // The route is taken and the request counted in one step (see in_flight.rs).
+    let routed = state.routes.route(|snapshot| {
+        let found = snapshot.config.hosts.resolve(&host)?;
+        let port = snapshot.port_of(&found);
+        let ticket = port
+            .filter(|_| !upgrade)
+            .map(|port| state.in_flight.enter(port));
+        Some((snapshot.clone(), found, port, ticket))
+    });
+    let Some((snapshot, found, port, ticket)) = routed else {
         return static_files::not_found();
     };
+    if let Some(port) = port {
+        return if upgrade {
+            websocket::tunnel(&req, payload, port, &client, &state.trusted).await
+        } else {
+            proxy::forward(&req, payload, port, &client, &state.trusted, ticket).await
+        };
+    }
     // The blocking pool only when the disk is looked at: a hop there on every proxied
     // request cost 16% of the front door's requests/s (bench/front_door.sh: 4,341 → 5,183).
     let target = if snapshot.target_touches_disk(&found) {
@@ -59,15 +82,13 @@ async fn handle(
         Ok(snapshot.target(&found))
     };
     match target {
-        Ok(Some(Target::Port(port))) => {
-            proxy::forward(&req, payload, port, &client, &state.trusted).await
-        }
+        // Only a static directory is left: a port was handled above.
         Ok(Some(Target::Dir(dir))) => static_files::serve(&req, dir).await,
         // A fixed environment that has nothing live yet is still a real address.
         Ok(None) if found.configured == found.environment => HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
             .body("nothing is live here yet\n"),
-        Ok(None) | Err(_) => static_files::not_found(),
+        Ok(_) | Err(_) => static_files::not_found(),
     }
 }
 
@@ -92,9 +113,19 @@ pub fn start(
     env: Option<HashMap<String, String>>,
 ) -> std::io::Result<(FrontDoor, Server)> {
     let trusted = config.server.trusted_proxies.clone();
+    let counts = Arc::new(in_flight::Counts::default());
+    let publisher = in_flight::Publisher::new(
+        &config.server.state_dir,
+        listener.local_addr()?.port(),
+        counts.clone(),
+    );
     let routes = Shared::new(Snapshot::read(config)?);
-    let follower = Follower::start(routes.clone(), env);
-    let state = web::Data::new(State { routes, trusted });
+    let follower = Follower::start(routes.clone(), env, Some(publisher));
+    let state = web::Data::new(State {
+        routes,
+        trusted,
+        in_flight: counts,
+    });
     let server = HttpServer::new(move || {
         // awc clients are per worker thread (not Send); each keeps its own pool of
         // connections to the app processes.

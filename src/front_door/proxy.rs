@@ -1,10 +1,8 @@
 //! Forwarding a request to an environment's live app process on 127.0.0.1: bodies
 //! streamed both ways (never buffered whole), hop-by-hop headers dropped,
 //! `X-Forwarded-For`/`-Proto`/`-Host` set, size and time limits. HTTP is actix-web
-//! (in) and awc (out); nothing here parses HTTP itself.
-//!
-//! Not passed through: WebSocket and other `Upgrade` requests (answered 501), because
-//! awc and actix-web cannot splice an upgraded connection without hand-written framing.
+//! (in) and awc (out); nothing here parses HTTP itself. WebSocket upgrades go to
+//! `websocket.rs` instead, which shares the header rules below.
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -15,6 +13,8 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::Stream;
+
+use super::in_flight::Ticket;
 
 /// Longest passing a request on (its body included) may take until the response headers
 /// arrive; the response body then has no time limit (awc sets none on it by default),
@@ -37,7 +37,7 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-fn hop_by_hop(headers: &HeaderMap) -> Vec<String> {
+pub(super) fn hop_by_hop(headers: &HeaderMap) -> Vec<String> {
     let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| (*s).to_owned()).collect();
     for value in headers.get_all(header::CONNECTION) {
         if let Ok(text) = value.to_str() {
@@ -47,10 +47,12 @@ fn hop_by_hop(headers: &HeaderMap) -> Vec<String> {
     names
 }
 
-/// A body stream that fails once it has passed `limit` bytes.
+/// A body stream that fails once it has passed `limit` bytes; it holds the request's
+/// drain ticket (if any), so the request counts as in flight until its body is done.
 struct Limited<S> {
     inner: S,
     left: u64,
+    _ticket: Option<Ticket>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +84,7 @@ where
 }
 
 /// The forwarded headers: incoming values kept only from a trusted proxy.
-fn forwarded(req: &HttpRequest, trusted: &[IpAddr]) -> [(HeaderName, String); 3] {
+pub(super) fn forwarded(req: &HttpRequest, trusted: &[IpAddr]) -> [(HeaderName, String); 3] {
     let peer = req.peer_addr().map(|a| a.ip());
     let from_trusted = peer.is_some_and(|ip| trusted.contains(&ip));
     let incoming = |name: &str| {
@@ -124,12 +126,8 @@ pub async fn forward(
     port: u16,
     client: &awc::Client,
     trusted: &[IpAddr],
+    ticket: Option<Ticket>,
 ) -> HttpResponse {
-    if req.headers().contains_key(header::UPGRADE) {
-        return HttpResponse::NotImplemented()
-            .content_type("text/plain; charset=utf-8")
-            .body("upgrades (WebSocket) are not passed through by the front door\n");
-    }
     let path = req
         .uri()
         .path_and_query()
@@ -164,6 +162,7 @@ pub async fn forward(
     let body = Limited {
         inner: payload,
         left: MAX_REQUEST_BODY,
+        _ticket: None,
     };
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
     let sent = match length {
@@ -201,6 +200,7 @@ pub async fn forward(
     let body = Limited {
         inner: response,
         left: MAX_RESPONSE_BODY,
+        _ticket: ticket,
     };
     match length {
         Some(len) => back.body(actix_web::body::SizedStream::new(len, body)),

@@ -16,6 +16,8 @@ use crate::core::hosts::HostMatch;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::pipeline::layout::EnvironmentDir;
 
+use super::in_flight::Publisher;
+
 /// How often the files are checked for a change.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -81,6 +83,27 @@ impl Snapshot {
             .get(&found.app)
             .and_then(|app| app.environment(&found.configured))
             .is_some_and(|env| env.run.is_none())
+    }
+
+    /// The live port of `found`, an environment that `run`s; `None` for any other.
+    /// Never touches the disk.
+    pub fn port_of(&self, found: &HostMatch) -> Option<u16> {
+        let env = self
+            .config
+            .apps
+            .get(&found.app)?
+            .environment(&found.configured)?;
+        env.run.as_ref()?;
+        let key = (found.app.to_string(), found.environment.to_string());
+        self.ports.get(&key).copied()
+    }
+
+    /// Every app port this table routes to (for the drain report).
+    pub fn routed_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.ports.values().copied().collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 
     /// Where `found` goes now, or `None` when nothing of it is live. Blocking for a
@@ -193,6 +216,26 @@ impl Shared {
         }
     }
 
+    /// Runs `pick` on the current snapshot under the read lock: a request takes its
+    /// route and counts itself in one step, so a drain report (taken under the write
+    /// lock, [`Shared::exclusive`]) never misses it.
+    pub fn route<R>(&self, pick: impl FnOnce(&Arc<Snapshot>) -> R) -> R {
+        let guard = match self.0.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pick(&guard)
+    }
+
+    /// Runs `look` on the current snapshot while no request is taking a route.
+    pub fn exclusive<R>(&self, look: impl FnOnce(&Arc<Snapshot>) -> R) -> R {
+        let guard = match self.0.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        look(&guard)
+    }
+
     fn set(&self, snapshot: Snapshot) {
         let mut guard = match self.0.write() {
             Ok(guard) => guard,
@@ -202,14 +245,20 @@ impl Shared {
     }
 }
 
-/// Re-reads the config file and `routes.json` when either changes, until dropped.
+/// Re-reads the config file and `routes.json` when either changes, and writes the
+/// drain report (`in_flight.rs`) after each look, until dropped.
 pub struct Follower {
     stop: Arc<AtomicBool>,
+    report: Option<PathBuf>,
 }
 
 impl Drop for Follower {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Gone at once rather than stale in a few seconds: a drain need not wait for it.
+        if let Some(path) = &self.report {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -221,9 +270,14 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 impl Follower {
     /// `env`: the process environment the config is loaded with (its secrets); `None`
     /// follows `routes.json` only (the config is fixed).
-    pub fn start(shared: Shared, env: Option<HashMap<String, String>>) -> Follower {
+    pub fn start(
+        shared: Shared,
+        env: Option<HashMap<String, String>>,
+        mut publisher: Option<Publisher>,
+    ) -> Follower {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let report = publisher.as_ref().map(|p| p.path().to_owned());
         // A plain thread: polling two small files needs no runtime, and a stuck disk
         // never stalls a request.
         std::thread::spawn(move || {
@@ -233,6 +287,9 @@ impl Follower {
             let mut seen = (stamp(&config_file), stamp(&routes_file));
             drop(first);
             while !stopped.load(Ordering::Relaxed) {
+                if let Some(publisher) = &mut publisher {
+                    publisher.tick(&shared);
+                }
                 std::thread::sleep(POLL);
                 let now = (stamp(&config_file), stamp(&routes_file));
                 if now == seen {
@@ -263,7 +320,7 @@ impl Follower {
                 }
             }
         });
-        Follower { stop }
+        Follower { stop, report }
     }
 }
 

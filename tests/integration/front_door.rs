@@ -6,7 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use awc::error::WsProtocolError;
+use awc::ws::{CloseCode, CloseReason, Frame, Message};
+use futures_util::{SinkExt, StreamExt};
 use stagehand::config::Config;
 
 use crate::common::*;
@@ -14,9 +16,52 @@ use crate::run::{KillOnDrop, route_in};
 
 /// An app that shows what reaches it: `/` its revision, `/headers` the headers it
 /// got, `POST /echo` the body it got, `/big?n=N` N bytes, `/stream?flag=F` one chunk
-/// and the second only once the file F exists.
-const PROXY_APP_PY: &str = r#"import http.server, os, time, urllib.parse
+/// and the second only once the file F exists, `/slow?flag=F` its revision once F
+/// exists (writing F.started when it has the request). A WebSocket upgrade on any path
+/// is a WebSocket echo (Python's stdlib has no WebSocket server: the handshake and
+/// unfragmented frames by hand): text and binary sent back, pings answered, a close
+/// answered and the connection closed; the text `revision` is answered with the revision.
+const PROXY_APP_PY: &str = r#"import base64, hashlib, http.server, os, time, urllib.parse
 REV = open("REVISION").read().strip()
+def websocket(handler):
+    key = handler.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    handler.send_response(101)
+    handler.send_header("Upgrade", "websocket")
+    handler.send_header("Connection", "Upgrade")
+    handler.send_header("Sec-WebSocket-Accept", base64.b64encode(hashlib.sha1(key.encode()).digest()).decode())
+    handler.end_headers()
+    handler.close_connection = True
+    def read(n):
+        data = handler.rfile.read(n)
+        if len(data) < n:
+            raise EOFError
+        return data
+    def send(op, data):
+        n = len(data)
+        head = bytes([0x80 | op]) + (bytes([n]) if n < 126 else bytes([126]) + n.to_bytes(2, "big") if n < 65536 else bytes([127]) + n.to_bytes(8, "big"))
+        handler.wfile.write(head + data)
+        handler.wfile.flush()
+    try:
+        while True:
+            b0, b1 = read(2)
+            op, n = b0 & 0x0F, b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(read(2), "big")
+            elif n == 127:
+                n = int.from_bytes(read(8), "big")
+            mask = read(4) if b1 & 0x80 else bytes(4)
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(read(n)))
+            if op == 8:
+                send(8, data)
+                return
+            if op == 9:
+                send(10, data)
+            elif op == 1 and data == b"revision":
+                send(1, REV.encode())
+            elif op in (1, 2):
+                send(op, data)
+    except (EOFError, ConnectionError):
+        return
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def reply(self, code, body, kind="text/plain"):
@@ -28,7 +73,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
         query = urllib.parse.parse_qs(url.query)
-        if url.path == "/healthz":
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            websocket(self)
+        elif url.path == "/slow":
+            flag = query["flag"][0]
+            open(flag + ".started", "w").close()
+            while not os.path.exists(flag):
+                time.sleep(0.05)
+            self.reply(200, REV.encode())
+        elif url.path == "/healthz":
             self.reply(200, b"ok")
         elif url.path == "/headers":
             self.reply(200, "".join(f"{k.lower()}: {v}\n" for k, v in self.headers.items()).encode())
@@ -549,4 +602,229 @@ fn the_front_door_unit_runs_apart_from_serve_and_drains_before_systemd_kills_it(
             "systemd-analyze: {stderr}"
         );
     }
+}
+
+/// A WebSocket through the front door to `host`'s app, at `/socket`.
+async fn ws_connect(
+    port: u16,
+    host: &str,
+) -> impl futures_util::Stream<Item = Result<Frame, WsProtocolError>>
++ futures_util::Sink<Message, Error = WsProtocolError>
++ Unpin {
+    let (response, socket) = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+        .ws(format!("http://127.0.0.1:{port}/socket"))
+        .set_header("Host", host)
+        .max_frame_size(1 << 20)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// Sends `message` and returns the next frame that comes back.
+async fn exchange<S>(socket: &mut S, message: Message) -> Frame
+where
+    S: futures_util::Stream<Item = Result<Frame, WsProtocolError>>
+        + futures_util::Sink<Message, Error = WsProtocolError>
+        + Unpin,
+{
+    socket.send(message).await.unwrap();
+    socket.next().await.unwrap().unwrap()
+}
+
+async fn revision_over<S>(socket: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Frame, WsProtocolError>>
+        + futures_util::Sink<Message, Error = WsProtocolError>
+        + Unpin,
+{
+    match exchange(socket, Message::Text("revision".into())).await {
+        Frame::Text(rev) => text(&rev),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn a_websocket_echo_through_the_front_door_text_binary_ping_and_a_clean_close() {
+    let d = run_setup("").await;
+    let (_door, port) = d.front_door();
+    let rev = git(&d.s.repo, &["rev-parse", "main"]);
+    let mut socket = ws_connect(port, "shop.test").await;
+    assert_eq!(
+        exchange(&mut socket, Message::Text("hello".into())).await,
+        Frame::Text("hello".into())
+    );
+    let small = vec![0u8, 1, 2, 255];
+    assert_eq!(
+        exchange(&mut socket, Message::Binary(small.clone().into())).await,
+        Frame::Binary(small.into())
+    );
+    // Past 65,535 bytes the frame length takes 8 bytes: passed through as it is.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        exchange(&mut socket, Message::Binary(big.clone().into())).await,
+        Frame::Binary(big.into())
+    );
+    assert_eq!(
+        exchange(&mut socket, Message::Ping("are you there".into())).await,
+        Frame::Pong("are you there".into())
+    );
+    assert_eq!(revision_over(&mut socket).await, rev);
+    // A clean close: the app's close frame comes back, then the connection ends.
+    let normal = Some(CloseReason::from(CloseCode::Normal));
+    assert_eq!(
+        exchange(&mut socket, Message::Close(normal.clone())).await,
+        Frame::Close(normal)
+    );
+    assert!(socket.next().await.is_none());
+
+    // An upgrade for an unknown host is the same plain 404; a broken handshake is a 400.
+    let upgrade = "Upgrade: websocket\r\n";
+    assert_eq!(
+        raw_get(port, "nobody.test", "/socket", upgrade).await.0,
+        404
+    );
+    assert_eq!(raw_get(port, "shop.test", "/socket", upgrade).await.0, 400);
+    d.s.full.stop().await;
+}
+
+/// Polls `done` every 50 ms, up to a minute (a guard against hanging, not a measure).
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..1200 {
+        if done().await {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("still not {what} after a minute");
+}
+
+#[actix_web::test]
+async fn a_websocket_keeps_working_through_a_deploy_until_the_old_process_is_retired() {
+    // The deploy holds in after_release (after the switch, before the retire) while
+    // <root>/production/hold exists: the test looks at both processes meanwhile.
+    let rest =
+        format!("{RUN_ENVS}after_release = [\"while [ -f ../../hold ]; do sleep 0.05; done\"]\n");
+    let d = DoorSetup::start("", &rest, &[("app.py", PROXY_APP_PY)]).await;
+    assert_eq!(d.s.push_and_wait("main").await["status"], "succeeded");
+    let (_door, port) = d.front_door();
+    let first = git(&d.s.repo, &["rev-parse", "main"]);
+    let mut old = ws_connect(port, "shop.test").await;
+    assert_eq!(revision_over(&mut old).await, first);
+
+    let hold = d.s.root.join("production/hold");
+    std::fs::write(&hold, "").unwrap();
+    let second = commit(&d.s.repo, "second", &[("v.txt", "2")]);
+    let (status, answer) =
+        d.s.client
+            .push(&push_body("refs/heads/main", &second))
+            .await;
+    assert_eq!(status, 202, "{answer}");
+    // Switched: a new socket reaches the new process...
+    eventually("switched", async || {
+        let mut socket = ws_connect(port, "shop.test").await;
+        revision_over(&mut socket).await == second
+    })
+    .await;
+    // ...while the one opened before still talks to the old one.
+    assert_eq!(revision_over(&mut old).await, first);
+    assert_eq!(
+        exchange(&mut old, Message::Text("still here".into())).await,
+        Frame::Text("still here".into())
+    );
+
+    std::fs::remove_file(&hold).unwrap();
+    let deploy = d.s.client.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    // Retired: the old process is gone, and its tunnel ends with it.
+    let ended = actix_web::rt::time::timeout(Duration::from_secs(60), old.next()).await;
+    match ended {
+        Ok(None | Some(Err(_)) | Some(Ok(Frame::Close(_)))) => {}
+        Ok(Some(Ok(other))) => panic!("{other:?}"),
+        Err(_) => panic!("the old process's socket is still open"),
+    }
+    let mut new = ws_connect(port, "shop.test").await;
+    assert_eq!(revision_over(&mut new).await, second);
+    d.s.full.stop().await;
+}
+
+/// `GET /slow?flag=<flag>` through the front door on its own thread; returns once the
+/// app has the request.
+async fn slow_request(
+    port: u16,
+    flag: &Path,
+) -> actix_web::rt::task::JoinHandle<(u16, String, Vec<u8>)> {
+    let path = format!("/slow?flag={}", flag.display());
+    let slow =
+        actix_web::rt::task::spawn_blocking(move || raw_get_blocking(port, "shop.test", &path, ""));
+    let started = flag.with_extension("started");
+    eventually("started", async || started.exists()).await;
+    slow
+}
+
+#[actix_web::test]
+async fn a_slow_request_started_before_a_deploy_finishes_with_200_after_the_switch() {
+    let d = run_setup("").await;
+    let (_door, port) = d.front_door();
+    let first = git(&d.s.repo, &["rev-parse", "main"]);
+    let flag = d.s.full.dir.path().join("go");
+    let slow = slow_request(port, &flag).await;
+
+    let second = commit(&d.s.repo, "second", &[("v.txt", "2")]);
+    let (status, answer) =
+        d.s.client
+            .push(&push_body("refs/heads/main", &second))
+            .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = &answer["deploy"]["id"];
+    // The retire waits for the request the front door still has in flight to the old
+    // process (the route has switched: new requests reach the new one).
+    eventually("draining", async || {
+        d.s.client.log(id).await.contains("1 request(s) in flight")
+    })
+    .await;
+    let (status, _, body) = raw_get(port, "shop.test", "/", "").await;
+    assert_eq!((status, text(&body)), (200, second.clone()));
+    assert_eq!(
+        d.s.client
+            .get(&format!("/api/deploys/{}", id.as_str().unwrap()))
+            .await
+            .1["status"],
+        "running"
+    );
+
+    std::fs::write(&flag, "").unwrap();
+    let (status, _, body) = slow.await.unwrap();
+    assert_eq!((status, text(&body)), (200, first));
+    let deploy = d.s.client.wait(id, 60).await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    let log = d.s.client.log(id).await;
+    assert!(log.contains("drained: nothing in flight"), "{log}");
+    d.s.full.stop().await;
+}
+
+#[actix_web::test]
+async fn a_request_still_in_flight_at_drain_timeout_is_cut_and_the_deploy_goes_on() {
+    let rest = RUN_ENVS.replace("hosts =", "drain_timeout = \"1s\"\nhosts =");
+    let d = DoorSetup::start("", &rest, &[("app.py", PROXY_APP_PY)]).await;
+    assert_eq!(d.s.push_and_wait("main").await["status"], "succeeded");
+    let (_door, port) = d.front_door();
+    let flag = d.s.full.dir.path().join("never");
+    let slow = slow_request(port, &flag).await;
+
+    commit(&d.s.repo, "second", &[("v.txt", "2")]);
+    let deploy = d.s.push_and_wait("main").await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    let log = d.s.client.log(&deploy["id"]).await;
+    assert!(
+        log.contains("drain_timeout 1.0s passed with 1 request(s) still in flight"),
+        "{log}"
+    );
+    // The old process stopped under it: the front door answers what it can.
+    let (status, _, _) = slow.await.unwrap();
+    assert_eq!(status, 502);
+    d.s.full.stop().await;
 }

@@ -12,7 +12,7 @@ fn run_keys_are_inherited_and_overridden() {
     let toml = GOOD
         .replace(
             "build = [\"make\"]\n",
-            "build = [\"make\"]\nrun = \"python3 app.py\"\nstop_timeout = \"5s\"\n",
+            "build = [\"make\"]\nrun = \"python3 app.py\"\nstop_timeout = \"5s\"\ndrain_timeout = \"2m\"\n",
         )
         .replace(
             "keep_releases = 3\n",
@@ -35,6 +35,7 @@ fn run_keys_are_inherited_and_overridden() {
             command: "python3 app.py".into(),
             stop_signal: StopSignal::Int,
             stop_timeout: Duration::from_secs(5),
+                drain_timeout: Duration::from_secs(120),
         })
     );
     assert_eq!(

@@ -38,6 +38,7 @@ pub(super) struct Layer {
     pub teardown: Option<Vec<String>>,
     pub stop_signal: Option<StopSignal>,
     pub stop_timeout: Option<Duration>,
+    pub drain_timeout: Option<Duration>,
 }
 
 impl Validator<'_> {
@@ -122,6 +123,8 @@ impl Validator<'_> {
             ),
             stop_timeout: self
                 .optional_duration(&format!("{key}.stop_timeout"), raw.stop_timeout.as_deref()),
+            drain_timeout: self
+                .optional_duration(&format!("{key}.drain_timeout"), raw.drain_timeout.as_deref()),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The keys of an environment that runs: `run`, `stop_signal`, `stop_timeout`, the
-//! two forms of `health_check`, and `[server] ports`. Kept together (their types are in
+//! The keys of an environment that runs: `run`, `stop_signal`, `stop_timeout`,
+//! `drain_timeout`, the two forms of `health_check`, and `[server] ports`. Kept together (their types are in
 //! `types.rs`) so the run feature's rules sit in one place.
 
 use std::time::Duration;
@@ -10,6 +10,9 @@ use super::super::raw::{RawHealthCheck, RawOverridable};
 use super::super::types::{HealthCheck, HealthTarget, RunConfig};
 use super::Validator;
 use super::layer::Layer;
+
+/// Long enough for slow uploads and reports; a request still running after it is cut.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Validator<'_> {
     pub(super) fn ports(&mut self, text: Option<&str>) -> PortRange {
@@ -38,6 +41,7 @@ impl Validator<'_> {
             for (name, set) in [
                 ("stop_signal", raw_own.stop_signal.is_some()),
                 ("stop_timeout", raw_own.stop_timeout.is_some()),
+                ("drain_timeout", raw_own.drain_timeout.is_some()),
             ] {
                 if set {
                     self.problem(&format!("{key}.{name}"), "has no effect without `run`");
@@ -55,6 +59,10 @@ impl Validator<'_> {
                 .stop_timeout
                 .or(app.stop_timeout)
                 .unwrap_or(Duration::from_secs(30)),
+            drain_timeout: own
+                .drain_timeout
+                .or(app.drain_timeout)
+                .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         })
     }
 

@@ -7,7 +7,7 @@
 //! stops the new process and leaves the old one serving (`failed`); a failure in
 //! `after_release` switches back to the old process, still running (`rolled_back`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::core::deploy::DeployStatus;
 use crate::core::stage::StageName;
@@ -16,13 +16,6 @@ use crate::supervisor::{Supervisor, SupervisorError};
 
 use super::{Outcome2, Run, Stop, locked};
 use crate::pipeline::commands::env::CommandEnv;
-
-/// How long a process that was switched away from keeps running before it is asked to
-/// stop: a client that read the old route just before the switch still gets its
-/// answer (many servers, Python's http.server among them, drop requests in flight on
-/// SIGTERM). Measured by bench/zero_downtime.sh: without it, about one request in
-/// 30,000 was cut off.
-const DRAIN: Duration = Duration::from_secs(1);
 
 fn stop_from(e: SupervisorError) -> Stop {
     Stop::failed(e.to_string())
@@ -159,16 +152,19 @@ impl Run<'_> {
         }))
     }
 
-    /// The `retire` stage: after the [`DRAIN`] since the switch, `stop_signal`, then
+    /// The `retire` stage: the drain (`Supervisor::drain`: until the front door has
+    /// nothing in flight to it, at most `drain_timeout`), then `stop_signal`, then
     /// SIGKILL after `stop_timeout`. A process that will not stop does not fail the
     /// deploy: the route already left it.
     async fn retire(&self, record: &ProcessRecord, switched_at: Instant) {
         let _ = self
             .stage(StageName::Retire, async {
-                let drained = switched_at.elapsed();
-                if drained < DRAIN {
-                    tokio::time::sleep(DRAIN - drained).await;
-                }
+                let drained = self
+                    .ctx
+                    .supervisor
+                    .drain(record, switched_at, &|line| self.info(StageName::Retire, line))
+                    .await;
+                self.info(StageName::Retire, &drained.to_string());
                 self.info(
                     StageName::Retire,
                     &format!(
