@@ -912,6 +912,15 @@ impl Validator<'_> {
                                 "stagehand reads no check results from Bitbucket: the deploy would only wait and be skipped",
                             );
                         }
+                        if env.require_checks.is_some()
+                            && forge == Forge::Forgejo
+                            && status_report.is_none()
+                        {
+                            self.problem(
+                                &format!("{env_key}.require_checks"),
+                                "Forgejo sends no commit-status events, so results come only from its API: set statuses = { token_env, api_url }, or the deploy would only wait and be skipped",
+                            );
+                        }
                         environments.insert(n, env);
                     }
                 }
@@ -1511,6 +1520,14 @@ step_timeout = "90s"
                 "forge = \"gitlab\"\ngithub = { repo = \"a/b\", token_env = \"GH\" }\n",
                 "apps.shop.github.token_env: reports deploys to GitHub's API, but the app's forge is gitlab",
             ),
+            (
+                "forge = \"bitbucket\"\nrepository = \"a/b\"\nrequire_checks = true\n",
+                "apps.shop.environments.production.require_checks: stagehand reads no check results from Bitbucket",
+            ),
+            (
+                "forge = \"forgejo\"\nrepository = \"a/b\"\nrequire_checks = true\n",
+                "apps.shop.environments.production.require_checks: Forgejo sends no commit-status events",
+            ),
         ];
         for (keys, needle) in cases {
             let err = parse(&with(keys), &[("SHOP_SECRET", "s"), ("GH", "t")])
@@ -1519,6 +1536,10 @@ step_timeout = "90s"
                 .to_string();
             assert!(err.contains(needle), "{keys}: {err}");
         }
+        // With its API to ask, a Forgejo app may wait for checks.
+        let forgejo = "forge = \"forgejo\"\nrepository = \"a/b\"\nrequire_checks = true\nstatuses = { token_env = \"GH\", api_url = \"http://forgejo/api/v1\" }\n";
+        parse(&with(forgejo), &[("SHOP_SECRET", "s"), ("GH", "t")])
+            .unwrap_or_else(|e| panic!("{forgejo}: {e}"));
     }
 
     #[test]
