@@ -606,7 +606,9 @@ async fn hook_send(url: &str, config: &Path, extra: &[&str]) -> (bool, String) {
 }
 
 /// `stagehand hook send` speaks the app's forge: its sample, its event name, its
-/// authentication header, and the branch's real head. `--forge` overrides it.
+/// authentication header, and the branch's real head; `--message`, `--tag` and
+/// `--delete` in that forge's shape deploy, release and tear down for real. `--forge`
+/// overrides it.
 #[actix_web::test]
 async fn hook_send_sends_as_each_forge() {
     for forge in [
@@ -630,6 +632,50 @@ async fn hook_send_sends_as_each_forge() {
             out.contains("\"environment\": \"staging\""),
             "{forge}: {out}"
         );
+
+        // A chosen message, a tag and a branch's deletion, each in this forge's shape.
+        let (ok, out) = hook_send(
+            &s.client.url,
+            &config,
+            &["--branch", "develop", "--message", "Docs [skip deploy]"],
+        )
+        .await;
+        assert!(ok && out.contains("[skip deploy]"), "{forge}: {out}");
+        git(
+            &s.repo,
+            &["tag", "-a", "v9.9.9", "-m", "Release", "develop"],
+        );
+        let sent = |out: String| -> Value {
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{forge}: {e}: {out}"))
+        };
+        let (ok, out) = hook_send(&s.client.url, &config, &["--tag", "v9.9.9", "--json"]).await;
+        assert!(ok, "{forge}: {out}");
+        let released = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        assert_eq!(released["status"], "succeeded", "{forge}: {released}");
+        assert_eq!(released["environment"], "releases", "{forge}: {released}");
+        assert_eq!(s.revision("releases").as_deref(), Some(head.as_str()));
+        git(&s.repo, &["branch", "feature/hs", "develop"]);
+        let (ok, out) = hook_send(
+            &s.client.url,
+            &config,
+            &["--branch", "feature/hs", "--json"],
+        )
+        .await;
+        assert!(ok, "{forge}: {out}");
+        let preview = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        assert_eq!(preview["environment"], "preview-feature-hs", "{forge}");
+        assert!(s.root.join("preview-feature-hs/current").exists());
+        let (ok, out) = hook_send(
+            &s.client.url,
+            &config,
+            &["--branch", "feature/hs", "--delete", "--json"],
+        )
+        .await;
+        assert!(ok, "{forge}: {out}");
+        let teardown = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        assert_eq!(teardown["trigger"], "teardown", "{forge}: {teardown}");
+        assert_eq!(teardown["status"], "succeeded", "{forge}: {teardown}");
+        assert!(!s.root.join("preview-feature-hs").exists());
 
         // Sent as another forge, the delivery lacks this forge's header: refused.
         let other = if forge == Forge::Gitlab {
