@@ -310,25 +310,37 @@ fn hook_send_forge(
     app: &stagehand::config::AppConfig,
     server: &str,
     event: &str,
-    branch: Option<String>,
+    edit: &stagehand::hook_send::PushEdit,
     sample: Option<PathBuf>,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     use stagehand::hook_forge;
+    let change = hook_forge::resolve(app, edit)?;
+    let (forge_event, builtin) = hook_forge::sample_for(forge, change.as_ref());
     let sample_text = match &sample {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
         }
-        None => hook_forge::push_sample(forge).to_owned(),
+        None => builtin.to_owned(),
     };
-    let head = match &branch {
-        Some(b) => Some((b.as_str(), hook_forge::head(app, b)?)),
-        None => None,
-    };
-    let push = head.as_ref().map(|(b, h)| (*b, h.as_str()));
-    let delivery = hook_forge::build(forge, app, event, &sample_text, push)?;
+    // `--event push` (the default) means whatever this forge calls the change: a Gitea
+    // or Forgejo branch deletion is a `delete` event, a GitLab tag a `Tag Push Hook`.
+    let event = if event == "push" { forge_event } else { event };
+    let delivery = hook_forge::build(
+        forge,
+        &app.repository,
+        event,
+        &sample_text,
+        change.as_ref(),
+        edit.message.as_deref(),
+    )?;
     let (status, answer) =
         actix_web::rt::System::new().block_on(hook_forge::send(server, app, &delivery))?;
-    println!("{status} {answer:#}");
+    if json {
+        outln!("{answer:#}");
+    } else {
+        outln!("{status} {answer:#}");
+    }
     Ok(if status < 300 {
         ExitCode::SUCCESS
     } else {
@@ -439,14 +451,21 @@ fn run(command: Command, env: HashMap<String, String>) -> anyhow::Result<ExitCod
                 .with_context(|| format!("no app {app:?} in {}", config.file.display()))?;
             let forge = forge.unwrap_or(app_config.forge);
             if forge != stagehand::core::forge::Forge::Github {
-                if tag.is_some() || delete || message.is_some() {
-                    anyhow::bail!(
-                        "--tag, --delete and --message shape GitHub deliveries only; \
-                         for a {} delivery edit a sample and pass it with --sample FILE",
-                        forge.as_str()
-                    );
-                }
-                return hook_send_forge(forge, app_config, &server, &event, branch, sample);
+                let edit = stagehand::hook_send::PushEdit {
+                    branch,
+                    tag,
+                    delete,
+                    message,
+                };
+                return hook_send_forge(
+                    forge,
+                    app_config,
+                    &server,
+                    &event,
+                    &edit,
+                    sample,
+                    remote.json,
+                );
             }
             let sample_text = match &sample {
                 Some(path) => std::fs::read_to_string(path)

@@ -265,7 +265,8 @@ pub fn event_repository(forge: Forge, body: &Value) -> Option<&str> {
 
 /// A forge API's answer about one commit, read into results: GitHub's combined status
 /// (`statuses[]`) or check runs (`check_runs[]`), GitLab's commit statuses (a list of
-/// `{name, status}`), Gitea's (a list of `{context, status}`).
+/// `{name, status}`), Gitea's and Forgejo's combined status (`statuses[]` of `{context,
+/// status}`, the latest per context).
 pub fn from_api(forge: Forge, commit: &str, body: &Value) -> Vec<CheckResult> {
     let result = |name: Option<&str>, state: CheckState| {
         name.map(|name| CheckResult {
@@ -312,7 +313,7 @@ pub fn from_api(forge: Forge, commit: &str, body: &Value) -> Vec<CheckResult> {
                 )
             })
             .collect(),
-        Forge::Gitea | Forge::Forgejo => body
+        Forge::Gitea | Forge::Forgejo => body["statuses"]
             .as_array()
             .into_iter()
             .flatten()
@@ -344,10 +345,12 @@ pub fn poll_urls(forge: Forge, api: &str, repository: &str, commit: &str) -> Vec
             "{api}/projects/{}/repository/commits/{commit}/statuses",
             super::forge::status::percent_encode(repository)
         )],
+        // The combined status holds the latest status per context. The list
+        // (`…/statuses`) is no substitute: it comes newest first and 30 to a page
+        // (`models/git/commit_status.go` `ToOrders`: `created_unix DESC`), and results
+        // are kept last-wins, so a context's first `pending` would outlive its `success`.
         Forge::Gitea | Forge::Forgejo => {
-            vec![format!(
-                "{api}/repos/{repository}/commits/{commit}/statuses"
-            )]
+            vec![format!("{api}/repos/{repository}/commits/{commit}/status")]
         }
         Forge::Bitbucket => Vec::new(),
     }
@@ -443,7 +446,7 @@ mod tests {
         );
         assert_eq!(
             poll_urls(Forge::Forgejo, "http://fj/api/v1", "acme/shop", "abc"),
-            ["http://fj/api/v1/repos/acme/shop/commits/abc/statuses"]
+            ["http://fj/api/v1/repos/acme/shop/commits/abc/status"]
         );
     }
 
@@ -461,8 +464,27 @@ mod tests {
             seen,
             [("ci/jenkins".into(), Success), ("test".into(), Failure)]
         );
-        let gitea = serde_json::json!([{"context": "ci/drone", "status": "pending"}]);
-        assert_eq!(from_api(Forge::Gitea, "abc", &gitea)[0].state, Pending);
+        // Gitea's and Forgejo's combined status (`modules/structs/status.go`
+        // `CombinedStatus`): each entry's state is in `status`.
+        let gitea = serde_json::json!({
+            "state": "pending",
+            "sha": "abc",
+            "total_count": 2,
+            "statuses": [
+                {"id": 2, "status": "pending", "context": "ci/drone", "description": "", "target_url": ""},
+                {"id": 1, "status": "success", "context": "lint", "description": "", "target_url": ""},
+            ],
+        });
+        for forge in [Forge::Gitea, Forge::Forgejo] {
+            let seen: Vec<(String, CheckState)> = from_api(forge, "abc", &gitea)
+                .into_iter()
+                .map(|r| (r.name, r.state))
+                .collect();
+            assert_eq!(
+                seen,
+                [("ci/drone".into(), Pending), ("lint".into(), Success)]
+            );
+        }
         let gitlab = serde_json::json!([{"name": "rspec", "status": "success"}]);
         assert_eq!(from_api(Forge::Gitlab, "abc", &gitlab)[0].name, "rspec");
     }

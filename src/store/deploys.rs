@@ -436,7 +436,9 @@ mod tests {
         let (_dir, store) = store();
         let id = pushed(&store, "d", 1, "staging");
         store.start(id, &[], UnixMillis(2)).unwrap().unwrap();
-        store.begin_stage(id, StageName::Build, UnixMillis(3)).unwrap();
+        store
+            .begin_stage(id, StageName::Build, UnixMillis(3))
+            .unwrap();
         let done = store
             .finish(id, DeployStatus::Failed, Some("disk full"), UnixMillis(4))
             .unwrap()

@@ -134,7 +134,9 @@ mod tests {
             assert!(d.reason.unwrap().contains(&ids[2].to_string()));
         }
         assert!(store.queued().unwrap().is_empty());
-        store.begin_stage(ids[2], StageName::Build, UnixMillis(12)).unwrap();
+        store
+            .begin_stage(ids[2], StageName::Build, UnixMillis(12))
+            .unwrap();
         let interrupted = store.interrupt_running(UnixMillis(20)).unwrap();
         assert_eq!(interrupted.len(), 1);
         assert_eq!(interrupted[0].status, DeployStatus::Interrupted);

@@ -234,17 +234,40 @@ async fn bitbucket_commit_statuses() {
     statuses_for(Forge::Bitbucket).await;
 }
 
-/// A forge API that keeps comments: lists them, creates them with increasing ids and
-/// edits them in place; anything else (statuses) is answered `201 {}`.
-/// Comments the fake forge keeps: (id, body).
-type Kept = Arc<Mutex<Vec<(u64, String)>>>;
+/// A comment the fake forge keeps.
+#[derive(Debug, Clone)]
+struct KeptComment {
+    id: u64,
+    body: String,
+    /// Bitbucket lists deleted comments too, flagged.
+    deleted: bool,
+}
 
-fn fake_comment_api() -> (String, Arc<Mutex<Vec<Request>>>, Kept) {
+type Kept = Arc<Mutex<Vec<KeptComment>>>;
+
+/// Bitbucket's comments a page in the fake (its real default is 10): small, so that
+/// stagehand's comment lies past the first page and `next` must be followed.
+const BITBUCKET_PAGE: usize = 2;
+
+/// The text of a comment request's body: `body` (GitHub, GitLab, Gitea, Forgejo) or
+/// Bitbucket's `content.raw`.
+fn comment_text(body: &Value) -> &str {
+    body["body"]
+        .as_str()
+        .or_else(|| body["content"]["raw"].as_str())
+        .unwrap_or_default()
+}
+
+/// A forge API that keeps comments: lists them (an array; for Bitbucket, paginated
+/// `{values, next}` pages with deleted comments flagged), creates them with ids from 500
+/// and edits them in place; anything else (statuses) is answered `201 {}`. It starts
+/// with `seeded` comments already on the request.
+fn fake_comment_api(seeded: Vec<KeptComment>) -> (String, Arc<Mutex<Vec<Request>>>, Kept) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let comments: Kept = Arc::new(Mutex::new(Vec::new()));
-    let (log, kept) = (seen.clone(), comments.clone());
+    let comments: Kept = Arc::new(Mutex::new(seeded));
+    let (log, kept, base) = (seen.clone(), comments.clone(), url.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -274,27 +297,62 @@ fn fake_comment_api() -> (String, Arc<Mutex<Vec<Request>>>, Kept) {
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let is_list = path.contains("/notes") || path.contains("/comments");
-            let id_in_path = path
+            let (route, query) = path.split_once('?').unwrap_or((&path, ""));
+            let is_list = route.contains("/notes") || route.contains("/comments");
+            let bitbucket = route.contains("/pullrequests/");
+            let id_in_path = route
                 .rsplit('/')
                 .next()
                 .and_then(|last| last.parse::<u64>().ok());
             let answer = {
                 let mut kept = kept.lock().unwrap();
                 match (method.as_str(), is_list, id_in_path) {
+                    ("GET", true, _) if bitbucket => {
+                        let page: usize = query
+                            .strip_prefix("page=")
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(1);
+                        let values: Vec<Value> = kept
+                            .iter()
+                            .skip((page - 1) * BITBUCKET_PAGE)
+                            .take(BITBUCKET_PAGE)
+                            .map(|c| {
+                                json!({
+                                    "id": c.id,
+                                    "type": "pullrequest_comment",
+                                    "deleted": c.deleted,
+                                    "content": {"raw": c.body, "markup": "markdown", "html": "", "type": "rendered"},
+                                })
+                            })
+                            .collect();
+                        let mut answer = json!({
+                            "pagelen": BITBUCKET_PAGE,
+                            "size": kept.len(),
+                            "page": page,
+                            "values": values,
+                        });
+                        if page * BITBUCKET_PAGE < kept.len() {
+                            answer["next"] = json!(format!("{base}{route}?page={}", page + 1));
+                        }
+                        answer
+                    }
                     ("GET", true, _) => json!(
                         kept.iter()
-                            .map(|(id, text)| json!({"id": id, "body": text}))
+                            .map(|c| json!({"id": c.id, "body": c.body}))
                             .collect::<Vec<_>>()
                     ),
                     ("POST", true, _) => {
-                        let id = 500 + kept.len() as u64;
-                        kept.push((id, body["body"].as_str().unwrap_or_default().to_owned()));
+                        let id = 500 + kept.iter().filter(|c| c.id >= 500).count() as u64;
+                        kept.push(KeptComment {
+                            id,
+                            body: comment_text(&body).to_owned(),
+                            deleted: false,
+                        });
                         json!({ "id": id })
                     }
                     ("PUT" | "PATCH", true, Some(id)) => {
-                        if let Some(entry) = kept.iter_mut().find(|(i, _)| *i == id) {
-                            entry.1 = body["body"].as_str().unwrap_or_default().to_owned();
+                        if let Some(entry) = kept.iter_mut().find(|c| c.id == id) {
+                            entry.body = comment_text(&body).to_owned();
                         }
                         json!({ "id": id })
                     }
@@ -319,9 +377,24 @@ fn fake_comment_api() -> (String, Arc<Mutex<Vec<Request>>>, Kept) {
 }
 
 /// A request's preview keeps one comment: created on the first deploy, edited by the
-/// next and by the teardown, never posted twice.
+/// next and by the teardown, never posted twice. The request already has reviewers'
+/// comments (and on Bitbucket a deleted comment of stagehand's, still listed), so
+/// stagehand's own is found among others and, on Bitbucket, past the first page.
 async fn one_comment_per_request(forge: Forge) {
-    let (api, seen, comments) = fake_comment_api();
+    let human = |id: u64| KeptComment {
+        id,
+        body: format!("Looks good ({id})"),
+        deleted: false,
+    };
+    let mut seeded = vec![human(1), human(2), human(3)];
+    if forge == Forge::Bitbucket {
+        seeded.push(KeptComment {
+            id: 4,
+            body: "[//]: # (stagehand preview review-pr-7)\nan old comment, deleted".into(),
+            deleted: true,
+        });
+    }
+    let (api, seen, comments) = fake_comment_api(seeded);
     let dir = tempfile::tempdir().unwrap();
     let repo = source_repo(dir.path());
     let api_keys = if forge == Forge::Github {
@@ -356,6 +429,8 @@ url = "https://{{environment}}.review.example.com"
     let client = full.client();
     let head_ref = match forge {
         Forge::Gitlab => "refs/merge-requests/7/head",
+        // Bitbucket keeps no request refs: its previews deploy the source branch.
+        Forge::Bitbucket => "refs/heads/topic-7",
         _ => "refs/pull/7/head",
     };
     git(&repo, &["checkout", "-q", "--detach", "main"]);
@@ -380,11 +455,10 @@ url = "https://{{environment}}.review.example.com"
             "deployed"
         };
         loop {
-            let done = comments
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|(_, b)| b.contains(want) && (act == "close" || b.contains(&sha[..12])));
+            let done =
+                comments.lock().unwrap().iter().any(|c| {
+                    c.body.contains(want) && (act == "close" || c.body.contains(&sha[..12]))
+                });
             if done || Instant::now() > deadline {
                 break;
             }
@@ -392,14 +466,26 @@ url = "https://{{environment}}.review.example.com"
         }
     }
 
+    let marker = if forge == Forge::Bitbucket {
+        "[//]: # (stagehand preview review-pr-7)"
+    } else {
+        "<!-- stagehand preview review-pr-7 -->"
+    };
     let kept = comments.lock().unwrap().clone();
-    assert_eq!(kept.len(), 1, "{forge}: one comment per request: {kept:?}");
-    let text = &kept[0].1;
-    assert!(
-        text.contains("<!-- stagehand preview review-pr-7 -->"),
-        "{text}"
-    );
+    let ours: Vec<&KeptComment> = kept
+        .iter()
+        .filter(|c| c.body.contains(marker) && !c.deleted)
+        .collect();
+    assert_eq!(ours.len(), 1, "{forge}: one comment per request: {kept:#?}");
+    assert_eq!(ours[0].id, 500, "{forge}: {kept:#?}");
+    let text = &ours[0].body;
+    assert!(text.starts_with(marker), "{text}");
     assert!(text.contains("torn down"), "{forge}: {text}");
+    assert!(
+        kept.iter()
+            .all(|c| c.id >= 500 || c.body.starts_with("Looks good") || c.deleted),
+        "{forge}: others' comments untouched: {kept:#?}"
+    );
     let requests = seen.lock().unwrap().clone();
     let posts = requests
         .iter()
@@ -415,7 +501,7 @@ url = "https://{{environment}}.review.example.com"
     assert!(edits.len() >= 3, "{forge}: {requests:#?}");
     let deployed = edits
         .iter()
-        .map(|r| r.body["body"].as_str().unwrap_or_default())
+        .map(|r| comment_text(&r.body))
         .find(|b| b.contains("deployed") && b.contains(&second[..12]))
         .unwrap_or_else(|| panic!("{forge}: no edit shows the second commit deployed"));
     assert!(
@@ -431,6 +517,10 @@ url = "https://{{environment}}.review.example.com"
             "PUT",
             "/api/projects/acme%2Fshop/merge_requests/7/notes/500",
         ),
+        Forge::Bitbucket => (
+            "PUT",
+            "/api/repositories/acme/shop/pullrequests/7/comments/500",
+        ),
         _ => ("PATCH", "/api/repos/acme/shop/issues/comments/500"),
     };
     assert!(
@@ -439,6 +529,37 @@ url = "https://{{environment}}.review.example.com"
             .all(|r| r.method == edit_method && r.path == edit_path),
         "{forge}: {edits:#?}"
     );
+    let (auth_header, auth_value) = match forge {
+        Forge::Gitlab => ("private-token", "forge-token"),
+        Forge::Gitea | Forge::Forgejo => ("authorization", "token forge-token"),
+        Forge::Github | Forge::Bitbucket => ("authorization", "Bearer forge-token"),
+    };
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.headers.get(auth_header).map(String::as_str) == Some(auth_value)),
+        "{forge}: {requests:#?}"
+    );
+    if forge == Forge::Bitbucket {
+        // The first deploy read every page (its comment was not there yet); the later
+        // ones followed `next` to the page that holds it.
+        let pages: Vec<&str> = requests
+            .iter()
+            .filter(|r| r.method == "GET")
+            .map(|r| r.path.as_str())
+            .collect();
+        assert!(
+            pages.contains(&"/api/repositories/acme/shop/pullrequests/7/comments")
+                && pages.contains(&"/api/repositories/acme/shop/pullrequests/7/comments?page=3"),
+            "{pages:#?}"
+        );
+        let created = requests
+            .iter()
+            .find(|r| r.method == "POST" && r.path.ends_with("/comments"))
+            .map(|r| r.body.clone())
+            .unwrap_or_default();
+        assert!(created["content"]["raw"].is_string(), "{created}");
+    }
     full.stop().await;
 }
 
@@ -455,4 +576,14 @@ async fn github_pull_request_comment() {
 #[actix_web::test]
 async fn gitea_pull_request_comment() {
     one_comment_per_request(Forge::Gitea).await;
+}
+
+#[actix_web::test]
+async fn forgejo_pull_request_comment() {
+    one_comment_per_request(Forge::Forgejo).await;
+}
+
+#[actix_web::test]
+async fn bitbucket_pull_request_comment() {
+    one_comment_per_request(Forge::Bitbucket).await;
 }

@@ -66,8 +66,15 @@ pub(crate) fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
             body["before"] = json!(change.before);
             body["after"] = json!(change.after);
             body["project"]["path_with_namespace"] = json!("acme/shop");
-            if !deleted {
-                body["checkout_sha"] = json!(change.commit);
+            // "Checkout sha is nil when we remove branch or tag" (GitLab's
+            // `lib/gitlab/data_builder/push.rb`).
+            body["checkout_sha"] = if deleted {
+                Value::Null
+            } else {
+                json!(change.commit)
+            };
+            if deleted {
+                body["commits"] = json!([]);
             }
             if let Some(last) = body["commits"].as_array_mut().and_then(|c| c.last_mut()) {
                 last["id"] = json!(change.commit);
@@ -77,24 +84,22 @@ pub(crate) fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
         }
         Forge::Gitea | Forge::Forgejo => {
             if deleted && !tag {
-                // A branch deletion is announced by `delete` only: Gitea names the branch
-                // short, Forgejo's sample keeps the full ref.
-                let mut body = forge_sample(forge, "delete-branch.json");
-                let short = change.git_ref.trim_start_matches("refs/heads/");
-                body["ref"] = json!(if forge == Forge::Gitea {
-                    short
-                } else {
-                    change.git_ref
-                });
-                body["repository"]["full_name"] = json!("acme/shop");
-                return ("delete".into(), body);
+                // A branch deletion is announced by `delete` only.
+                return ("delete".into(), delete_event(forge, change.git_ref));
             }
             let mut body = forge_sample(forge, if tag { "push-tag.json" } else { "push.json" });
             body["ref"] = json!(change.git_ref);
             body["before"] = json!(change.before);
             body["after"] = json!(change.after);
-            body["head_commit"]["id"] = json!(change.commit);
-            body["head_commit"]["message"] = json!(change.message);
+            if deleted {
+                // A deleted tag's push carries no commits (`services/repository/push.go`
+                // sends it with `NewPushCommits()`), so no head commit either.
+                body["head_commit"] = Value::Null;
+                body["commits"] = json!([]);
+            } else {
+                body["head_commit"]["id"] = json!(change.commit);
+                body["head_commit"]["message"] = json!(change.message);
+            }
             body["repository"]["full_name"] = json!("acme/shop");
             ("push".into(), body)
         }
@@ -105,6 +110,13 @@ pub(crate) fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
                 (false, false) => "push.json",
             };
             let mut body = forge_sample(forge, file);
+            if tag && deleted {
+                // The tag sample's change turned around: the tag was, and is no more.
+                let c = &mut body["push"]["changes"][0];
+                c["old"] = c["new"].take();
+                c["created"] = json!(false);
+                c["closed"] = json!(true);
+            }
             body["repository"]["full_name"] = json!("acme/shop");
             let short = change
                 .git_ref
@@ -125,6 +137,25 @@ pub(crate) fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
         }
         Forge::Github => unreachable!("GitHub has its own tests"),
     }
+}
+
+/// Gitea's or Forgejo's `delete` event for `git_ref`, from the forge's sample. Gitea names
+/// the ref short (`services/webhook/notifier.go` `DeleteRef`: `refFullName.ShortName()`),
+/// Forgejo in full (its `DeleteRef`: `refFullName.String()`).
+pub(crate) fn delete_event(forge: Forge, git_ref: &str) -> Value {
+    let mut body = forge_sample(forge, "delete-branch.json");
+    let (short, kind) = match git_ref.strip_prefix("refs/tags/") {
+        Some(tag) => (tag, "tag"),
+        None => (git_ref.trim_start_matches("refs/heads/"), "branch"),
+    };
+    body["ref"] = json!(if forge == Forge::Gitea {
+        short
+    } else {
+        git_ref
+    });
+    body["ref_type"] = json!(kind);
+    body["repository"]["full_name"] = json!("acme/shop");
+    body
 }
 
 /// POSTs `body` with exactly the headers `forge` sends, signed with `secret`.
@@ -243,6 +274,34 @@ async fn lifecycle(forge: Forge) {
     let released = deploy(&s, forge, &tag).await;
     assert_eq!(released["status"], "succeeded", "{forge}: {released}");
     assert_eq!(released["environment"], "releases");
+    assert_eq!(s.revision("releases").as_deref(), Some(new.as_str()));
+
+    // Deleting the tag tears nothing down: only a branch's environment goes with it.
+    // Gitea and Forgejo say it twice, a push to zeros and a `delete`.
+    let tag_gone = Change {
+        before: &tag_object,
+        after: ZERO,
+        commit: ZERO,
+        message: "",
+        ..tag
+    };
+    let mut announced = vec![delivery(forge, &tag_gone)];
+    if matches!(forge, Forge::Gitea | Forge::Forgejo) {
+        announced.push(("delete".into(), delete_event(forge, tag_gone.git_ref)));
+    }
+    for (event, body) in announced {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let (status, answer) =
+            send_as(&s.client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+        assert_eq!(status, 200, "{forge} {event}: {answer}");
+        assert!(
+            answer["ignored"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("v1.2.0"),
+            "{forge} {event}: {answer}"
+        );
+    }
     assert_eq!(s.revision("releases").as_deref(), Some(new.as_str()));
 
     // A feature branch gets a temporary environment; deleting the branch tears it down.
@@ -547,7 +606,9 @@ async fn hook_send(url: &str, config: &Path, extra: &[&str]) -> (bool, String) {
 }
 
 /// `stagehand hook send` speaks the app's forge: its sample, its event name, its
-/// authentication header, and the branch's real head. `--forge` overrides it.
+/// authentication header, and the branch's real head; `--message`, `--tag` and
+/// `--delete` in that forge's shape deploy, release and tear down for real. `--forge`
+/// overrides it.
 #[actix_web::test]
 async fn hook_send_sends_as_each_forge() {
     for forge in [
@@ -571,6 +632,50 @@ async fn hook_send_sends_as_each_forge() {
             out.contains("\"environment\": \"staging\""),
             "{forge}: {out}"
         );
+
+        // A chosen message, a tag and a branch's deletion, each in this forge's shape.
+        let (ok, out) = hook_send(
+            &s.client.url,
+            &config,
+            &["--branch", "develop", "--message", "Docs [skip deploy]"],
+        )
+        .await;
+        assert!(ok && out.contains("[skip deploy]"), "{forge}: {out}");
+        git(
+            &s.repo,
+            &["tag", "-a", "v9.9.9", "-m", "Release", "develop"],
+        );
+        let sent = |out: String| -> Value {
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{forge}: {e}: {out}"))
+        };
+        let (ok, out) = hook_send(&s.client.url, &config, &["--tag", "v9.9.9", "--json"]).await;
+        assert!(ok, "{forge}: {out}");
+        let released = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        assert_eq!(released["status"], "succeeded", "{forge}: {released}");
+        assert_eq!(released["environment"], "releases", "{forge}: {released}");
+        assert_eq!(s.revision("releases").as_deref(), Some(head.as_str()));
+        git(&s.repo, &["branch", "feature/hs", "develop"]);
+        let (ok, out) = hook_send(
+            &s.client.url,
+            &config,
+            &["--branch", "feature/hs", "--json"],
+        )
+        .await;
+        assert!(ok, "{forge}: {out}");
+        let preview = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        assert_eq!(preview["environment"], "preview-feature-hs", "{forge}");
+        assert!(s.root.join("preview-feature-hs/current").exists());
+        let (ok, out) = hook_send(
+            &s.client.url,
+            &config,
+            &["--branch", "feature/hs", "--delete", "--json"],
+        )
+        .await;
+        assert!(ok, "{forge}: {out}");
+        let teardown = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        assert_eq!(teardown["trigger"], "teardown", "{forge}: {teardown}");
+        assert_eq!(teardown["status"], "succeeded", "{forge}: {teardown}");
+        assert!(!s.root.join("preview-feature-hs").exists());
 
         // Sent as another forge, the delivery lacks this forge's header: refused.
         let other = if forge == Forge::Gitlab {

@@ -108,6 +108,14 @@ fn forge_and_repository_keys() {
             "forge = \"gitlab\"\ngithub = { repo = \"a/b\", token_env = \"GH\" }\n",
             "apps.shop.github.token_env: reports deploys to GitHub's API, but the app's forge is gitlab",
         ),
+        (
+            "forge = \"bitbucket\"\nrepository = \"a/b\"\nrequire_checks = true\n",
+            "apps.shop.require_checks: stagehand reads no check results from Bitbucket",
+        ),
+        (
+            "forge = \"forgejo\"\nrepository = \"a/b\"\nrequire_checks = true\n",
+            "apps.shop.require_checks: Forgejo sends no commit-status events",
+        ),
     ];
     for (keys, needle) in cases {
         let err = parse(&with(keys), &[("SHOP_SECRET", "s"), ("GH", "t")])
@@ -116,6 +124,10 @@ fn forge_and_repository_keys() {
             .to_string();
         assert!(err.contains(needle), "{keys}: {err}");
     }
+    // With its API to ask, a Forgejo app may wait for checks.
+    let forgejo = "forge = \"forgejo\"\nrepository = \"a/b\"\nrequire_checks = true\nstatuses = { token_env = \"GH\", api_url = \"http://forgejo/api/v1\" }\n";
+    parse(&with(forgejo), &[("SHOP_SECRET", "s"), ("GH", "t")])
+        .unwrap_or_else(|e| panic!("{forgejo}: {e}"));
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn run_keys_are_inherited_and_overridden() {
             command: "python3 app.py".into(),
             stop_signal: StopSignal::Int,
             stop_timeout: Duration::from_secs(5),
-                drain_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(120),
         })
     );
     assert_eq!(

@@ -78,7 +78,7 @@ impl Validator<'_> {
             .filter_map(|entry| self.notify(key, entry))
             .collect();
         let max_log_size = self.size(&format!("{key}.max_log_size"), raw.max_log_size.as_deref());
-        let defaults = self.layer(key, &raw.defaults, forge);
+        let defaults = self.layer(key, &raw.defaults, forge, status_report.is_some());
         if raw.environments.is_empty() {
             self.problem(
                 &format!("{key}.environments"),
@@ -102,9 +102,15 @@ impl Validator<'_> {
             });
             match parsed {
                 Ok(n) => {
-                    if let Some(env) =
-                        self.environment(&env_key, n.clone(), &defaults, raw_env, &env_names, forge)
-                    {
+                    if let Some(env) = self.environment(
+                        &env_key,
+                        n.clone(),
+                        &defaults,
+                        raw_env,
+                        &env_names,
+                        forge,
+                        status_report.is_some(),
+                    ) {
                         environments.insert(n, env);
                     }
                 }

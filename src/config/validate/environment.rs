@@ -23,11 +23,12 @@ impl Validator<'_> {
         raw: RawEnvironment,
         siblings: &[String],
         forge: Forge,
+        status_api: bool,
     ) -> Option<EnvironmentConfig> {
         self.unknown_keys(key, &raw.unknown);
         // The environment's own keys are checked before anything can end it early, so
         // their problems are reported even when nothing feeds it.
-        let own = self.layer(key, &raw.overrides, forge);
+        let own = self.layer(key, &raw.overrides, forge, status_api);
         let source = self.source(key, &raw)?;
         let pull_requests = matches!(source, RefSource::PullRequests(_));
         if raw.allow_forks.is_some() && !pull_requests {

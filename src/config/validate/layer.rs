@@ -43,7 +43,14 @@ pub(super) struct Layer {
 
 impl Validator<'_> {
     /// `key` is the table's: `apps.shop` or `apps.shop.environments.staging`.
-    pub(super) fn layer(&mut self, key: &str, raw: &RawOverridable, forge: Forge) -> Layer {
+    /// `status_api`: the app can ask its forge's API for check results (`statuses`).
+    pub(super) fn layer(
+        &mut self,
+        key: &str,
+        raw: &RawOverridable,
+        forge: Forge,
+        status_api: bool,
+    ) -> Layer {
         let env = raw.env.clone().unwrap_or_default();
         for var in env.keys() {
             let valid = var
@@ -96,6 +103,12 @@ impl Validator<'_> {
                 "stagehand reads no check results from Bitbucket: the deploy would only wait and be skipped",
             );
         }
+        if forge == Forge::Forgejo && !status_api && matches!(require_checks, Some(Some(_))) {
+            self.problem(
+                &format!("{key}.require_checks"),
+                "Forgejo sends no commit-status events, so results come only from its API: set statuses = { token_env, api_url }, or the deploy would only wait and be skipped",
+            );
+        }
         Layer {
             env,
             build: raw.build.clone(),
@@ -123,8 +136,10 @@ impl Validator<'_> {
             ),
             stop_timeout: self
                 .optional_duration(&format!("{key}.stop_timeout"), raw.stop_timeout.as_deref()),
-            drain_timeout: self
-                .optional_duration(&format!("{key}.drain_timeout"), raw.drain_timeout.as_deref()),
+            drain_timeout: self.optional_duration(
+                &format!("{key}.drain_timeout"),
+                raw.drain_timeout.as_deref(),
+            ),
         }
     }
 

@@ -2,8 +2,10 @@
 //! `X-Gitea-Signature` / `X-Forgejo-Signature` carry the bare hex HMAC-SHA256 of the
 //! body; `X-Gitea-Event` / `X-Forgejo-Event` name the event. A branch deletion comes
 //! as a `delete` event only (no push); a tag deletion as both. Gitea's `delete` names
-//! the ref short (`feature/x`, see its `services/webhook/notifier.go`), Forgejo's is
-//! taken in either form. Field names from Gitea's `modules/structs/hook.go`.
+//! the ref short (`feature/x`: its `services/webhook/notifier.go` `DeleteRef` sends
+//! `refFullName.ShortName()`), Forgejo's in full (`refs/heads/feature/x`: its `DeleteRef`
+//! sends `refFullName.String()`); either form is read from either forge, so a forge that
+//! changes its mind breaks nothing. Field names from Gitea's `modules/structs/hook.go`.
 
 use serde::Deserialize;
 
@@ -255,6 +257,39 @@ mod tests {
                 },
                 "{forge}"
             );
+        }
+    }
+
+    /// A deletion names the same ref whether the forge sent it short or full, and the
+    /// `ref_type` says which kind, for either forge.
+    #[test]
+    fn deleted_refs_short_or_full() {
+        let cases = [
+            ("feature/x", "branch", GitRef::Branch("feature/x".into())),
+            (
+                "refs/heads/feature/x",
+                "branch",
+                GitRef::Branch("feature/x".into()),
+            ),
+            ("v1.2.0", "tag", GitRef::Tag("v1.2.0".into())),
+            ("refs/tags/v1.2.0", "tag", GitRef::Tag("v1.2.0".into())),
+        ];
+        for forge in [Forge::Gitea, Forge::Forgejo] {
+            for (git_ref, ref_type, want) in &cases {
+                let mut body: serde_json::Value =
+                    serde_json::from_slice(&sample(forge.as_str(), "delete-branch.json")).unwrap();
+                body["ref"] = (*git_ref).into();
+                body["ref_type"] = (*ref_type).into();
+                let got = decode(forge, "delete", None, &serde_json::to_vec(&body).unwrap());
+                assert_eq!(
+                    got.unwrap(),
+                    Event::Delete {
+                        repository: "example/example".into(),
+                        git_ref: want.clone(),
+                    },
+                    "{forge} {git_ref}"
+                );
+            }
         }
     }
 

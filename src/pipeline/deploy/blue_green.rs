@@ -162,7 +162,9 @@ impl Run<'_> {
                 let drained = self
                     .ctx
                     .supervisor
-                    .drain(record, switched_at, &|line| self.info(StageName::Retire, line))
+                    .drain(record, switched_at, &|line| {
+                        self.info(StageName::Retire, line)
+                    })
                     .await;
                 self.info(StageName::Retire, &drained.to_string());
                 self.info(
