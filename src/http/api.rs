@@ -1,43 +1,22 @@
 //! `/api`: the read API (apps, environments, deploys) and manual deploys and rollbacks,
-//! behind the API token. Also owns the one authentication check ([`Authorized`]) and
+//! behind the API token. Also owns
 //! the shared halves of `/api/apps` ([`overview`]) and of the deploy and rollback
 //! requests ([`request_deploy`], [`request_rollback`]), which the dashboard reuses.
 //!
-//! # Security
-//!
-//! A request proves it holds the API token in one of two ways:
-//!
-//! - `Authorization: Bearer <token>` (scripts, the CLI). The token is compared in
-//!   constant time, over SHA-256 digests of both sides so that not even its length
-//!   leaks. A browser never adds this header on its own, so it needs no CSRF token.
-//! - the dashboard's `stagehand_session` cookie, whose value is
-//!   HMAC-SHA256(API token, `"stagehand-session-v1"`): the token itself never sits in
-//!   the browser. A browser attaches cookies by itself, so a write (any method but
-//!   GET/HEAD/OPTIONS) authenticated only by the cookie must also carry the CSRF token
-//!   (HMAC-SHA256(API token, `"stagehand-csrf-v1"`)) in `X-CSRF-Token`, or gets 403.
-//!
-//! Both derived values are fixed for a given token: rotating the API token logs every
-//! browser out. Without a configured token the API refuses everyone.
+//! Authentication is [`super::auth`]'s.
 
-use std::future::{Ready, ready};
-
-use actix_web::dev::Payload;
-use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, Scope, web};
+use actix_web::{HttpResponse, Scope, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::auth::Authorized;
 use super::error::HttpError;
 use crate::config::{AppConfig, Config};
 use crate::core::deploy::{Deploy, DeployStatus, ReasonCode, Trigger};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::release::is_release_id;
 use crate::core::routing::RefSource;
-use crate::core::secret::Secret;
-use crate::core::signature::hex_mac;
 use crate::pipeline::layout::EnvironmentDir;
 use crate::pipeline::preflight::{self, PreflightError};
 use crate::store::{DeployFilter, NewDeploy, Store, StoreError, Target};
@@ -73,138 +52,6 @@ pub fn scope() -> Scope {
         )
         .configure(super::processes::routes)
         .configure(super::lifecycle::routes)
-}
-
-/// The dashboard's session cookie.
-pub const SESSION_COOKIE: &str = "stagehand_session";
-/// Where an API write authenticated by the cookie alone carries the CSRF token.
-pub const CSRF_HEADER: &str = "X-CSRF-Token";
-
-/// How a request proved that it holds the API token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    /// `Authorization: Bearer <token>`.
-    Bearer,
-    /// The dashboard's session cookie.
-    Session,
-}
-
-/// Proof that the request carried the API token or the session cookie (and, for a
-/// write by cookie, the CSRF token).
-pub struct Authorized(pub Credential);
-
-impl FromRequest for Authorized {
-    type Error = HttpError;
-    type Future = Ready<Result<Authorized, HttpError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authorize(req))
-    }
-}
-
-fn authorize(req: &HttpRequest) -> Result<Authorized, HttpError> {
-    let credential = authenticate(req)?;
-    if credential == Credential::Session && !req.method().is_safe() {
-        let given = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !csrf_matches(state_of(req)?.get_ref(), given)? {
-            return Err(HttpError::Forbidden(format!(
-                "a write authenticated by the session cookie needs the {CSRF_HEADER} header \
-                 (or use `Authorization: Bearer <token>`)"
-            )));
-        }
-    }
-    Ok(Authorized(credential))
-}
-
-fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, HttpError> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| HttpError::Unauthorized("server misconfigured: no state".into()))
-}
-
-/// The configured API token; without one, nobody gets in.
-pub fn api_token(state: &AppState) -> Result<Secret, HttpError> {
-    let config = state.config.get();
-    let server = &config.server;
-    server.api_token.clone().ok_or_else(|| {
-        HttpError::Unauthorized(format!(
-            "the API and the dashboard are disabled: set {} in stagehand's environment",
-            server.api_token_env
-        ))
-    })
-}
-
-/// Whether the request holds the token: a bearer header is checked first (and, when
-/// present, alone), else the session cookie. CSRF is the caller's business.
-pub fn authenticate(req: &HttpRequest) -> Result<Credential, HttpError> {
-    let state = state_of(req)?;
-    let expected = api_token(&state)?;
-    if let Some(header) = req.headers().get(header::AUTHORIZATION) {
-        let given = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                HttpError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
-            })?;
-        return if same_secret(given.trim(), expected.expose()) {
-            Ok(Credential::Bearer)
-        } else {
-            Err(HttpError::Unauthorized("wrong API token".into()))
-        };
-    }
-    match cookie(req, SESSION_COOKIE) {
-        Some(given) if same_secret(given, &session_value(&expected)) => Ok(Credential::Session),
-        Some(_) => Err(HttpError::Unauthorized(
-            "the session cookie is stale (the API token changed?): log in again".into(),
-        )),
-        None => Err(HttpError::Unauthorized(
-            "missing `Authorization: Bearer <token>` header (or the dashboard's session cookie)"
-                .into(),
-        )),
-    }
-}
-
-/// Whether `given` is the API token: what the dashboard's login checks.
-pub fn token_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
-    Ok(same_secret(given.trim(), api_token(state)?.expose()))
-}
-
-/// Whether `given` is the CSRF token.
-pub fn csrf_matches(state: &AppState, given: &str) -> Result<bool, HttpError> {
-    Ok(same_secret(given, &csrf_value(&api_token(state)?)))
-}
-
-/// Constant time, over SHA-256 digests of both sides, so that not even the length of
-/// the expected value leaks through timing.
-fn same_secret(given: &str, expected: &str) -> bool {
-    bool::from(Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())))
-}
-
-/// The session cookie's value: derived, so the token itself never sits in a browser.
-pub fn session_value(token: &Secret) -> String {
-    hex_mac(token.expose().as_bytes(), b"stagehand-session-v1")
-}
-
-/// The CSRF token every dashboard form (and every API write by cookie) carries.
-pub fn csrf_value(token: &Secret) -> String {
-    hex_mac(token.expose().as_bytes(), b"stagehand-csrf-v1")
-}
-
-/// A cookie's value. Parsed by hand: our one cookie is hex, so none of the `cookie`
-/// crate's decoding is needed. HTTP/2 may split cookies over several headers.
-fn cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim().trim_matches('"'))
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,8 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
-use super::api::{Authorized, find_deploy};
+use super::api::find_deploy;
+use super::auth::Authorized;
 use super::error::HttpError;
 use crate::core::deploy::DeployStatus;
 

@@ -43,14 +43,17 @@
 use std::fmt;
 use std::sync::LazyLock;
 
+use actix_web::cookie::Cookie;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::api::{self, AppOverview, EnvironmentOverview, SESSION_COOKIE};
+use super::api::{self, AppOverview, EnvironmentOverview};
+use super::auth;
 use super::error::HttpError;
 use crate::core::deploy::{Deploy, DeployStatus, Stage};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
@@ -90,10 +93,10 @@ struct Viewer {
 }
 
 fn viewer(req: &HttpRequest, state: &AppState) -> Result<Viewer, PageError> {
-    api::authenticate(req).map_err(|_| PageError::LogInFirst)?;
-    let token = api::api_token(state)?;
+    auth::authenticate(req).map_err(|_| PageError::LogInFirst)?;
+    let token = auth::api_token(state)?;
     Ok(Viewer {
-        csrf: api::csrf_value(&token),
+        csrf: auth::csrf_value(&token),
     })
 }
 
@@ -118,7 +121,7 @@ fn checked_form(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<Acti
 }
 
 fn check_csrf(state: &AppState, form: &ActionForm) -> Result<(), PageError> {
-    if api::csrf_matches(state, form.csrf.as_deref().unwrap_or_default())? {
+    if auth::csrf_matches(state, form.csrf.as_deref().unwrap_or_default())? {
         Ok(())
     } else {
         Err(HttpError::Forbidden(
@@ -214,16 +217,14 @@ async fn login(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
         .ok()
         .and_then(|f| f.token)
         .unwrap_or_default();
-    let token = match api::api_token(&state) {
+    let token = match auth::api_token(&state) {
         Ok(token) => token,
         Err(e) => return login_page(&state, StatusCode::UNAUTHORIZED, Some(&e.to_string())),
     };
-    match api::token_matches(&state, &given) {
+    match auth::token_matches(&state, &given) {
         Ok(true) => {
-            let cookie = session_cookie(&state, &api::session_value(&token));
-            let mut response = see_other("/");
-            response.headers_mut().insert(header::SET_COOKIE, cookie);
-            response
+            let cookie = session_cookie(&state, Some(auth::session_value(&token)));
+            with_cookie(see_other("/"), &cookie)
         }
         Ok(false) => login_page(
             &state,
@@ -237,15 +238,12 @@ async fn login(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
 async fn logout(body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let form: ActionForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     check_csrf(&state, &form)?;
-    let mut response = see_other("/");
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, ""));
-    Ok(response)
+    Ok(with_cookie(see_other("/"), &session_cookie(&state, None)))
 }
 
-/// `Set-Cookie` for the session; an empty value clears it.
-fn session_cookie(state: &AppState, value: &str) -> header::HeaderValue {
+/// The session cookie (`None`: the one that clears it), `Secure` when the server is
+/// reached over https.
+fn session_cookie(state: &AppState, value: Option<String>) -> Cookie<'static> {
     let secure = state
         .config
         .get()
@@ -253,15 +251,19 @@ fn session_cookie(state: &AppState, value: &str) -> header::HeaderValue {
         .public_url
         .as_deref()
         .is_some_and(|url| url.starts_with("https"));
-    let mut cookie = format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/");
-    if value.is_empty() {
-        cookie.push_str("; Max-Age=0");
+    auth::session_cookie(value, secure)
+}
+
+/// `response` with `Set-Cookie`. The cookie holds hex digits and fixed words only, so
+/// it is always a valid header; were it not, the answer is a 500, never a login that
+/// silently sets nothing.
+fn with_cookie(mut response: HttpResponse, cookie: &Cookie<'_>) -> HttpResponse {
+    match response.add_cookie(cookie) {
+        Ok(()) => response,
+        Err(e) => {
+            HttpError::Internal(format!("cannot set the session cookie: {e}")).error_response()
+        }
     }
-    if secure {
-        cookie.push_str("; Secure");
-    }
-    // Hex digits and fixed words only, so this is always a valid header value.
-    header::HeaderValue::from_str(&cookie).unwrap_or(header::HeaderValue::from_static(""))
 }
 
 async fn deploy_page(
@@ -865,26 +867,10 @@ fn duration(ms: i64) -> String {
     }
 }
 
-/// Standard base64, for the CSP hashes: one use does not justify a crate.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
+/// A CSP source for an inline script or style: its SHA-256 in standard base64.
 fn csp_hash(source: &str) -> String {
-    format!("'sha256-{}'", base64(&Sha256::digest(source.as_bytes())))
+    let digest = Sha256::digest(source.as_bytes());
+    format!("'sha256-{}'", BASE64_STANDARD.encode(digest))
 }
 
 static CSP: LazyLock<String> = LazyLock::new(|| {
@@ -920,7 +906,11 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ];
         for (input, expected) in cases {
-            assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
+            assert_eq!(
+                BASE64_STANDARD.encode(input.as_bytes()),
+                expected,
+                "{input:?}"
+            );
         }
     }
 

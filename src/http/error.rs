@@ -34,6 +34,9 @@ pub enum HttpError {
     TimedOut(std::time::Duration),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The server's own fault (a lost blocking task, missing state): `500`, logged.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ResponseError for HttpError {
@@ -47,13 +50,15 @@ impl ResponseError for HttpError {
             HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Busy(_) | HttpError::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            HttpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::Store(_) | HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let HttpError::Store(e) = self {
-            tracing::error!(error = %e, "request failed on the store");
+        match self {
+            HttpError::Store(e) => tracing::error!(error = %e, "request failed on the store"),
+            HttpError::Internal(e) => tracing::error!(error = %e, "request failed"),
+            _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
         if let HttpError::Busy(_) = self {

@@ -8,7 +8,8 @@ use maud::{Markup, html};
 use serde_json::json;
 
 use super::AppState;
-use super::api::{Authorized, addressed};
+use super::api::addressed;
+use super::auth::Authorized;
 use super::error::HttpError;
 use crate::store::StoreError;
 

@@ -12,9 +12,10 @@
 //! | `GET /healthz`                 | here          | none                            |
 //! | `GET /metrics`                 | here          | none                            |
 //!
-//! ¹ Writes authenticated by the cookie also need the CSRF token (see [`api`]).
+//! ¹ Writes authenticated by the cookie also need the CSRF token (see [`auth`]).
 
 pub mod api;
+pub mod auth;
 pub mod cancel;
 pub mod dashboard;
 pub mod error;

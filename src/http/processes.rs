@@ -16,7 +16,8 @@ use serde_json::json;
 use maud::{Markup, html};
 
 use super::AppState;
-use super::api::{Authorized, addressed, create};
+use super::api::{addressed, create};
+use super::auth::Authorized;
 use super::error::HttpError;
 use crate::core::deploy::{Deploy, Trigger};
 use crate::core::time::UnixMillis;

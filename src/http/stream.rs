@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
-use super::api::Authorized;
+use super::auth::Authorized;
 use super::error::HttpError;
 use crate::core::ids::DeployId;
 use crate::logs::LogEvent;
