@@ -69,11 +69,13 @@ string_enum!(
 );
 
 string_enum!(
-    /// Why a deploy was recorded as skipped without running, for code that acts on it
-    /// (the reason text is for people and may change).
+    /// Why a deploy was recorded as skipped (or cancelled) without running, for code
+    /// that acts on it (the reason text is for people and may change).
     ReasonCode {
         AutoDeployOff => "auto_deploy_off",
         SkipMarker => "skip_marker",
+        // Ended by `POST /api/deploys/{id}/cancel` before it started.
+        CancelledByRequest => "cancelled_by_request",
     }
 );
 

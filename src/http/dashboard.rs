@@ -1,8 +1,9 @@
 //! The dashboard: server-rendered HTML pages over the same data and the same code
 //! paths as `/api`, plus a few lines of inline JavaScript that follow a running
 //! deploy's Server-Sent Events. It owns the pages, the login form and the dashboard's
-//! form posts; authentication, the overview and deploy creation stay in [`super::api`],
-//! the event stream in [`super::stream`].
+//! form posts; authentication is [`super::auth`]'s, the overview and every request
+//! are the same [`crate::ops`] operations the API calls, the event stream is
+//! [`super::stream`]'s.
 //!
 //! | route                                    | what                                    |
 //! |------------------------------------------|-----------------------------------------|
@@ -52,12 +53,13 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::api::{self, AppOverview, EnvironmentOverview};
 use super::auth;
 use super::error::HttpError;
+use crate::api_types::{AppOverview, EnvironmentOverview};
 use crate::core::deploy::{Deploy, DeployStatus, Stage};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::time::UnixMillis;
+use crate::ops::{OpsError, deploys, lifecycle, overview::overview};
 use crate::store::{DeployFilter, StoreError};
 
 /// How many deploys an environment's page lists.
@@ -146,6 +148,12 @@ impl From<HttpError> for PageError {
     }
 }
 
+impl From<OpsError> for PageError {
+    fn from(e: OpsError) -> PageError {
+        PageError::Http(e.into())
+    }
+}
+
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> PageError {
         PageError::Http(e.into())
@@ -173,10 +181,10 @@ impl ResponseError for PageError {
         match self {
             PageError::LogInFirst => see_other("/"),
             PageError::Http(e) => {
-                if let HttpError::Store(e) = e {
-                    tracing::error!(error = %e, "dashboard request failed on the store");
-                }
                 let status = e.status_code();
+                if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    tracing::error!(error = %e, "dashboard request failed");
+                }
                 let title = status.canonical_reason().unwrap_or("Error");
                 let body = html! {
                     h1 { (status.as_u16()) " " (title) }
@@ -198,7 +206,7 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
         Err(PageError::LogInFirst) => return Ok(login_page(&state, StatusCode::OK, None)),
         Err(e) => return Err(e),
     };
-    let apps = api::overview(&state).await?;
+    let apps = overview(&state.ops()).await?;
     Ok(page(
         StatusCode::OK,
         "Environments",
@@ -272,14 +280,14 @@ async fn deploy_page(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let viewer = viewer(&req, &state)?;
-    let deploy = api::find_deploy(&state, &id).await?;
+    let deploy = deploys::find_deploy(&state.ops(), &id).await?;
     let deploy_id = deploy.id;
     // Read after the deploy: the file is at least as new as the status we show, so a
     // deploy shown as ended has its whole log here.
     let path = state.logs.path(deploy_id);
     let bytes = web::block(move || std::fs::read(path).unwrap_or_default())
         .await
-        .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+        .map_err(HttpError::from)?;
     let log = visible_log(
         &String::from_utf8_lossy(&bytes),
         deploy.status.is_terminal(),
@@ -307,7 +315,7 @@ async fn environment_page(
     let missing = || HttpError::NotFound(format!("no environment {app:?}/{env:?}"));
     let app_name = AppName::parse(&app).map_err(|_| missing())?;
     let env_name = EnvironmentName::parse(&env).map_err(|_| missing())?;
-    let apps = api::overview(&state).await?;
+    let apps = overview(&state.ops()).await?;
     let app_overview = apps
         .iter()
         .find(|a| a.name == app_name)
@@ -322,7 +330,7 @@ async fn environment_page(
         environment: Some(env_name.to_string()),
         limit: HISTORY,
     };
-    let history = state.store.run(move |s| s.deploys(&filter)).await?;
+    let history = deploys::list(&state.ops(), filter).await?;
     if current.is_none() && history.is_empty() {
         return Err(missing().into());
     }
@@ -347,7 +355,7 @@ async fn deploy(
     let form = checked_form(&req, &state, &body)?;
     let (app, env) = path.into_inner();
     let git_ref = form.git_ref.filter(|r| !r.trim().is_empty());
-    let created = api::request_deploy(&state, app, env, git_ref).await?;
+    let created = deploys::request_deploy(&state.ops(), app, env, git_ref).await?;
     Ok(see_other(&deploy_url(created.id)))
 }
 
@@ -359,7 +367,7 @@ async fn rollback(
 ) -> Result<HttpResponse, PageError> {
     checked_form(&req, &state, &body)?;
     let (app, env) = path.into_inner();
-    let created = api::request_rollback(&state, app, env, None, false).await?;
+    let created = deploys::request_rollback(&state.ops(), app, env, None, false).await?;
     Ok(see_other(&deploy_url(created.id)))
 }
 
@@ -371,7 +379,7 @@ async fn restart(
 ) -> Result<HttpResponse, PageError> {
     checked_form(&req, &state, &body)?;
     let (app, env) = path.into_inner();
-    let created = super::processes::request_restart(&state, app, env).await?;
+    let created = deploys::request_restart(&state.ops(), app, env).await?;
     Ok(see_other(&deploy_url(created.id)))
 }
 
@@ -402,7 +410,7 @@ async fn set_pin(
 ) -> Result<HttpResponse, PageError> {
     checked_form(&req, &state, &body)?;
     let (app, env) = path.into_inner();
-    super::lifecycle::set_pin(&state, app, env, pinned).await?;
+    lifecycle::set_pin(&state.ops(), app, env, pinned).await?;
     Ok(see_other("/"))
 }
 
@@ -418,7 +426,7 @@ async fn promote(
         .from
         .filter(|f| !f.trim().is_empty())
         .ok_or_else(|| HttpError::BadRequest("choose the environment to promote from".into()))?;
-    let created = api::request_promote(&state, app, env, from).await?;
+    let created = deploys::request_promote(&state.ops(), app, env, from).await?;
     Ok(see_other(&deploy_url(created.id)))
 }
 

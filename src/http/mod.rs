@@ -59,6 +59,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What the operations (`crate::ops`) need of the state, shared, not copied.
+    pub fn ops(&self) -> crate::ops::Ops {
+        crate::ops::Ops {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            runner: self.runner.clone(),
+        }
+    }
+
     pub fn wake_runner(&self) {
         if let Some(runner) = &self.runner {
             runner.wake();
