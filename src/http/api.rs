@@ -5,11 +5,13 @@
 
 use actix_web::{HttpResponse, Scope, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AppState;
 use super::auth::Authorized;
 use super::error::HttpError;
+use crate::api_types::{
+    AppsAnswer, DeployAnswer, DeployView, DeploysAnswer, ReleasesAnswer, ReloadAnswer,
+};
 use crate::ops::{deploys, overview, releases};
 use crate::store::DeployFilter;
 
@@ -61,7 +63,9 @@ async fn list_deploys(
         limit: query.limit.unwrap_or(50).clamp(1, 500),
     };
     let deploys = deploys::list(&state.ops(), filter).await?;
-    Ok(HttpResponse::Ok().json(json!({ "deploys": deploys })))
+    Ok(HttpResponse::Ok().json(DeploysAnswer {
+        deploys: deploys.iter().map(DeployView::from).collect(),
+    }))
 }
 
 async fn deploy(
@@ -70,12 +74,12 @@ async fn deploy(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let deploy = deploys::find_deploy(&state.ops(), &id).await?;
-    Ok(HttpResponse::Ok().json(deploy))
+    Ok(HttpResponse::Ok().json(DeployView::from(deploy)))
 }
 
 async fn apps(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
     let apps = overview::overview(&state.ops()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "apps": apps })))
+    Ok(HttpResponse::Ok().json(AppsAnswer { apps }))
 }
 
 /// An optional JSON body: empty means `{}`.
@@ -103,7 +107,7 @@ async fn manual_deploy(
     let (app, env) = path.into_inner();
     let body: DeployBody = optional_json(&body)?;
     let created = deploys::request_deploy(&state.ops(), app, env, body.git_ref).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    Ok(accepted(created))
 }
 
 #[derive(Deserialize, Default)]
@@ -125,7 +129,7 @@ async fn rollback(
     let body: RollbackBody = optional_json(&body)?;
     let created =
         deploys::request_rollback(&state.ops(), app, env, body.release, body.force).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    Ok(accepted(created))
 }
 
 #[derive(Deserialize, Default)]
@@ -148,7 +152,7 @@ async fn promote(
         HttpError::BadRequest("say where to promote from: {\"from\": \"staging\"}".into())
     })?;
     let created = deploys::request_promote(&state.ops(), app, env, from).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    Ok(accepted(created))
 }
 
 #[derive(Deserialize, Default)]
@@ -175,7 +179,7 @@ async fn sync(
     };
     let created =
         deploys::request_sync(&state.ops(), app.into_inner(), from, to, body.force).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    Ok(accepted(created))
 }
 
 /// The releases on disk, newest first, with the live one and the rollback target marked.
@@ -186,7 +190,7 @@ async fn list_releases(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let list = releases::list(&state.ops(), app, env).await?;
-    Ok(HttpResponse::Ok().json(json!({ "releases": list })))
+    Ok(HttpResponse::Ok().json(ReleasesAnswer { releases: list }))
 }
 
 /// Reads the config file again: `200 {"changes": […]}`, or `409` with every problem
@@ -195,5 +199,15 @@ async fn reload(_: Authorized, state: web::Data<AppState>) -> Result<HttpRespons
     let changes = crate::reload::reload_and_log(&state.config)
         .await
         .map_err(|e| HttpError::Conflict(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({ "reloaded": true, "changes": changes })))
+    Ok(HttpResponse::Ok().json(ReloadAnswer {
+        reloaded: true,
+        changes,
+    }))
+}
+
+/// `202` with the deploy just recorded.
+fn accepted(created: crate::core::deploy::Deploy) -> HttpResponse {
+    HttpResponse::Accepted().json(DeployAnswer {
+        deploy: created.into(),
+    })
 }

@@ -4,11 +4,11 @@
 //! nothing is left half switched.
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 
 use super::AppState;
 use super::auth::Authorized;
 use super::error::HttpError;
+use crate::api_types::DeployAnswer;
 use crate::ops::deploys;
 
 /// Under `/api`.
@@ -22,5 +22,7 @@ async fn cancel(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let cancelled = deploys::cancel(&state.ops(), &id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "deploy": cancelled })))
+    Ok(HttpResponse::Ok().json(DeployAnswer {
+        deploy: cancelled.into(),
+    }))
 }

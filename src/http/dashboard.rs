@@ -511,14 +511,14 @@ fn environment_row(
             td {
                 span.mono { (short(env.live_commit.as_deref())) }
                 @if let Some(live) = &env.live_deploy {
-                    (commit_message(live))
+                    (commit_message(live.message.as_deref(), live.author.as_deref()))
                 }
             }
             td.last-deploy {
                 @if let Some(last) = &env.last_deploy {
                     (badge(last.status)) " "
                     a href=(deploy_url(last.id)) { "#" (last.id) }
-                    " " span.muted { (last.trigger) ", " (when(last.created_at)) }
+                    " " span.muted { (last.trigger) ", " (when_text(&last.created_at)) }
                     // A failed attempt is not the environment's state: say what is live.
                     @if env.live_release.is_some()
                         && env.live_deploy.as_ref().is_none_or(|live| live.id != last.id)
@@ -543,10 +543,10 @@ fn environment_row(
 }
 
 /// A deploy's commit message (first line), its author on hover.
-fn commit_message(deploy: &Deploy) -> Markup {
+fn commit_message(message: Option<&str>, author: Option<&str>) -> Markup {
     html! {
-        @if let Some(message) = &deploy.message {
-            " " span.message title=(deploy.author.as_deref().map(|a| format!("by {a}")).unwrap_or_default()) {
+        @if let Some(message) = message {
+            " " span.message title=(author.map(|a| format!("by {a}")).unwrap_or_default()) {
                 (message)
             }
         }
@@ -649,7 +649,8 @@ fn environment_body(
                     dt { "Live since" }
                     dd {
                         a href=(deploy_url(live.id)) { "#" (live.id) } " "
-                        (maybe_when(live.finished_at)) (commit_message(live))
+                        (live.finished_at.as_deref().map_or_else(|| "—".into(), when_text))
+                        (commit_message(live.message.as_deref(), live.author.as_deref()))
                         @if let Some(author) = &live.author { " " span.muted { "by " (author) } }
                     }
                 }
@@ -674,7 +675,7 @@ fn environment_body(
                             td { (badge(deploy.status)) }
                             td { (deploy.trigger) }
                             td.mono { (deploy.git_ref) }
-                            td { span.mono { (short(deploy.commit.as_deref())) } (commit_message(deploy)) }
+                            td { span.mono { (short(deploy.commit.as_deref())) } (commit_message(deploy.message.as_deref(), deploy.author.as_deref())) }
                             td.mono { (deploy.release.as_deref().unwrap_or("—")) }
                             td { (when(deploy.created_at)) }
                             td { (took(deploy)) }
@@ -852,8 +853,15 @@ fn short(commit: Option<&str>) -> String {
 
 /// `2026-11-27 18:43:12 UTC`
 fn when(at: UnixMillis) -> String {
-    let text = at.rfc3339();
-    format!("{} UTC", text.get(..19).unwrap_or(&text).replace('T', " "))
+    when_text(&at.rfc3339())
+}
+
+/// [`when`] of an RFC 3339 time as the API writes it.
+fn when_text(rfc3339: &str) -> String {
+    format!(
+        "{} UTC",
+        rfc3339.get(..19).unwrap_or(rfc3339).replace('T', " ")
+    )
 }
 
 fn maybe_when(at: Option<UnixMillis>) -> String {

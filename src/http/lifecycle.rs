@@ -5,11 +5,11 @@
 
 use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
-use serde_json::json;
 
 use super::AppState;
 use super::auth::Authorized;
 use super::error::HttpError;
+use crate::api_types::PinAnswer;
 use crate::ops::lifecycle::set_pin;
 
 /// Under `/api`.
@@ -43,7 +43,7 @@ async fn set(
     pinned: bool,
 ) -> Result<HttpResponse, HttpError> {
     set_pin(&state.ops(), app, env, pinned).await?;
-    Ok(HttpResponse::Ok().json(json!({ "pinned": pinned })))
+    Ok(HttpResponse::Ok().json(PinAnswer { pinned }))
 }
 
 /// The dashboard's Pin / Unpin button for a preview; `base`: its dashboard path.

@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 
 use maud::{Markup, html};
 
 use super::AppState;
 use super::auth::Authorized;
 use super::error::HttpError;
-use crate::api_types::ProcessView;
+use crate::api_types::{DeployAnswer, ProcessView, StopAnswer};
 use crate::ops::{self, deploys, overview::process_view};
 use crate::supervisor::app_log;
 
@@ -49,7 +48,9 @@ async fn restart(
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
     let created = deploys::request_restart(&state.ops(), app, env).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
+    Ok(HttpResponse::Accepted().json(DeployAnswer {
+        deploy: created.into(),
+    }))
 }
 
 async fn stop(
@@ -71,10 +72,10 @@ async fn stop(
         .live(&app_name, &env_name)
         .await
         .map_err(|e| HttpError::Conflict(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "stopped": stopped,
-        "process": process.as_ref().map(process_view),
-    })))
+    Ok(HttpResponse::Ok().json(StopAnswer {
+        stopped,
+        process: process.as_ref().map(process_view),
+    }))
 }
 
 #[derive(serde::Deserialize)]

@@ -7,7 +7,7 @@
 //! else the store knows about them in one call.
 
 use super::{Ops, OpsError, blocking};
-use crate::api_types::{AppOverview, EnvironmentOverview, PendingPush, ProcessView};
+use crate::api_types::{AppOverview, DeployView, EnvironmentOverview, PendingPush, ProcessView};
 use crate::config::Config;
 use crate::core::deploy::{DeployStatus, ReasonCode, Trigger};
 use crate::core::ids::{AppName, EnvironmentName};
@@ -164,11 +164,11 @@ fn assemble(
                 && config_env.is_some_and(|e| !matches!(e.source, RefSource::Branch(_))),
             live_release: live.map(|l| l.release),
             live_commit,
-            live_deploy,
+            live_deploy: live_deploy.map(DeployView::from),
             name,
             fed_by,
             base,
-            last_deploy,
+            last_deploy: last_deploy.map(DeployView::from),
             pending,
         };
         if let Some(overview) = apps.iter_mut().find(|a| a.name == app.name) {
