@@ -9,8 +9,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::api_types::StopAnswer;
 use crate::cli::Output;
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, read};
 
 /// `restart` or `start`: queues the blue/green restart; the answer is a deploy.
 pub async fn restart(
@@ -39,9 +40,10 @@ pub async fn stop(
             &json!({}),
         )
         .await?;
+    let stop: StopAnswer = read("the stop answer", &answer)?;
     if out.json {
         println!("{answer:#}");
-    } else if answer["stopped"] == true {
+    } else if stop.stopped {
         println!(
             "{app}/{env}: stopped (it stays stopped until `stagehand start {app} {env}` or the next deploy)"
         );

@@ -1,13 +1,18 @@
 //! The client subcommands (`status`, `deploy`, `rollback`, `promote`, `sync`,
-//! `releases`, `logs`): each is one or two `/api` calls and a rendering. On a terminal
-//! the output has colour; piped, plain lines; `--json` prints what the API returned.
+//! `releases`, `logs`): each is one or two `/api` calls and a rendering of the answer
+//! read into [`crate::api_types`]. On a terminal the output has colour; piped, plain
+//! lines; `--json` prints what the API returned, as it came.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::client::{Client, ClientError};
+use crate::api_types::{
+    AppsAnswer, DeployAnswer, DeployView, DeploysAnswer, ReleasesAnswer, ReloadAnswer,
+};
+use crate::client::{Client, ClientError, read};
+use crate::core::deploy::DeployStatus;
 use crate::core::log_text::strip_controls;
 use crate::outln;
 
@@ -53,19 +58,28 @@ impl Output {
         }
     }
 
-    fn status(&self, status: &str) -> String {
+    fn status(&self, status: DeployStatus) -> String {
+        use DeployStatus::*;
         let code = match status {
-            "succeeded" => "32",
-            "failed" | "rolled_back" | "interrupted" | "cancelled" => "31",
-            "running" | "queued" | "waiting" => "33",
-            _ => "2",
+            Succeeded => "32",
+            Failed | RolledBack | Interrupted | Cancelled => "31",
+            Running | Queued | Waiting => "33",
+            Superseded | Skipped => "2",
         };
-        self.paint(code, status)
+        self.paint(code, status.as_str())
+    }
+
+    /// A process state (`running`, `stopped`, …), coloured as the deploy statuses are.
+    fn process_state(&self, state: &str) -> String {
+        match DeployStatus::parse(state) {
+            Some(status) => self.status(status),
+            None => self.paint("2", state),
+        }
     }
 }
 
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
+fn text(v: Option<&str>) -> &str {
+    v.unwrap_or("-")
 }
 
 /// The length of `text` as shown, without colour codes.
@@ -93,10 +107,18 @@ fn clip(text: &str, max: usize) -> String {
     cut
 }
 
-fn short(v: &Value) -> String {
-    v.as_str()
-        .map(|s| s.chars().take(7).collect())
+fn short(v: Option<&str>) -> String {
+    v.map(|s| s.chars().take(7).collect())
         .unwrap_or_else(|| "-".into())
+}
+
+/// `message (author)`, the message cut to `max` characters.
+fn message_by(message: Option<&str>, author: Option<&str>, max: usize) -> String {
+    match (message, author) {
+        (Some(m), Some(a)) => format!("{} ({a})", clip(m, max)),
+        (Some(m), None) => clip(m, max),
+        _ => "-".into(),
+    }
 }
 
 pub async fn status(
@@ -109,6 +131,7 @@ pub async fn status(
         outln!("{apps:#}");
         return Ok(ExitCode::SUCCESS);
     }
+    let apps: AppsAnswer = read("/api/apps", &apps)?;
     for line in status_table(&apps, app, out) {
         outln!("{line}");
     }
@@ -118,7 +141,7 @@ pub async fn status(
 /// The `status` table for `GET /api/apps`, optionally one app's rows only. Columns are
 /// as wide as their longest cell (temporary environment names run to 63 characters);
 /// the last column is free-form, so colour codes in it never shift the others.
-pub fn status_table(apps: &Value, only: Option<&str>, out: Output) -> Vec<String> {
+pub fn status_table(apps: &AppsAnswer, only: Option<&str>, out: Output) -> Vec<String> {
     const HEADER: [&str; 6] = [
         "APP",
         "ENVIRONMENT",
@@ -128,71 +151,67 @@ pub fn status_table(apps: &Value, only: Option<&str>, out: Output) -> Vec<String
         "MESSAGE",
     ];
     let mut rows: Vec<([String; 6], String)> = Vec::new();
-    for a in apps["apps"].as_array().into_iter().flatten() {
-        if only.is_some_and(|name| a["name"] != name) {
+    for a in &apps.apps {
+        if only.is_some_and(|name| a.name.as_str() != name) {
             continue;
         }
-        for env in a["environments"].as_array().into_iter().flatten() {
-            let last = &env["last_deploy"];
+        for env in &a.environments {
+            let live = env.live_deploy.as_ref();
             // The last attempt is shown as such when it is not what is live: a failed
             // deploy leaves the live release as it was.
-            let last_text = if last.is_null() {
-                "-".to_owned()
-            } else {
-                let attempt =
-                    if env["live_deploy"].is_null() || env["live_deploy"]["id"] == last["id"] {
+            let last_text = match &env.last_deploy {
+                None => "-".to_owned(),
+                Some(last) => {
+                    let attempt = if live.is_none_or(|live| live.id == last.id) {
                         ""
                     } else {
                         " (live release unchanged)"
                     };
-                format!(
-                    "#{} {} {}{attempt}",
-                    text(&last["id"]),
-                    out.status(text(&last["status"])),
-                    text(&last["created_at"])
-                )
+                    format!(
+                        "#{} {} {}{attempt}",
+                        last.id,
+                        out.status(last.status),
+                        last.created_at
+                    )
+                }
             };
-            let live = &env["live_deploy"];
-            let message = match (live["message"].as_str(), live["author"].as_str()) {
-                (Some(m), Some(a)) => format!("{} ({a})", clip(m, 40)),
-                (Some(m), None) => clip(m, 40),
-                _ => "-".into(),
-            };
-            let mut name = text(&env["name"]).to_owned();
-            if env["temporary"] == true {
+            let message = message_by(
+                live.and_then(|l| l.message.as_deref()),
+                live.and_then(|l| l.author.as_deref()),
+                40,
+            );
+            let mut name = env.name.to_string();
+            if env.temporary {
                 name.push_str(" (temp)");
             }
             rows.push((
                 [
-                    text(&a["name"]).to_owned(),
+                    a.name.to_string(),
                     name,
-                    text(&env["branch"]).to_owned(),
-                    text(&env["live_release"]).to_owned(),
-                    short(&env["live_commit"]),
+                    text(env.branch.as_deref()).to_owned(),
+                    text(env.live_release.as_deref()).to_owned(),
+                    short(env.live_commit.as_deref()),
                     message,
                 ],
                 last_text,
             ));
-            if !env["pending"].is_null() {
+            if let Some(pending) = &env.pending {
                 rows.push((
                     Default::default(),
                     format!(
                         "pending: {} waits for deploy/promote",
-                        short(&env["pending"]["commit"])
+                        short(pending.commit.as_deref())
                     ),
                 ));
             }
             // Environments that `run`: where the live process listens, or why it does not.
-            let process = &env["process"];
-            if !process.is_null() {
-                let state = text(&process["state"]);
-                let mut line = format!("process: {}", out.status(state));
-                if let (Some(pid), Some(port)) = (process["pid"].as_i64(), process["port"].as_i64())
-                {
-                    line.push_str(&format!(" pid {pid} on 127.0.0.1:{port}"));
+            if let Some(process) = &env.process {
+                let mut line = format!("process: {}", out.process_state(&process.state));
+                if let Some(pid) = process.pid {
+                    line.push_str(&format!(" pid {pid} on 127.0.0.1:{}", process.port));
                 }
-                if let Some(restarts) = process["restarts"].as_i64().filter(|n| *n > 0) {
-                    line.push_str(&format!(", {restarts} restarts"));
+                if process.restarts > 0 {
+                    line.push_str(&format!(", {} restarts", process.restarts));
                 }
                 rows.push((Default::default(), line));
             }
@@ -225,20 +244,20 @@ pub async fn created(
     follow: bool,
     out: Output,
 ) -> Result<ExitCode, ClientError> {
-    let deploy = &answer["deploy"];
-    let id = text(&deploy["id"]).to_owned();
+    let DeployAnswer { deploy } = read("the deploy answer", &answer)?;
+    let id = deploy.id.to_string();
     if !follow {
         if out.json {
-            outln!("{deploy:#}");
+            outln!("{:#}", answer["deploy"]);
         } else {
             outln!(
                 "deploy {id} {}: {}/{} ({}) — {}{}",
-                out.status(text(&deploy["status"])),
-                text(&deploy["app"]),
-                text(&deploy["environment"]),
-                text(&deploy["trigger"]),
+                out.status(deploy.status),
+                deploy.app,
+                deploy.environment,
+                deploy.trigger,
                 client.base,
-                text(&deploy["log_url"])
+                deploy.log_url
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -257,18 +276,20 @@ pub async fn follow_to_end(
     } else {
         client.follow_log(id, |_| {}).await?;
     }
-    let deploy = client.get(&format!("/api/deploys/{id}")).await?;
-    let status = text(&deploy["status"]);
+    let path = format!("/api/deploys/{id}");
+    let answer = client.get(&path).await?;
+    let deploy: DeployView = read(&path, &answer)?;
     if out.json {
-        outln!("{deploy:#}");
+        outln!("{answer:#}");
     } else {
-        let reason = deploy["reason"]
-            .as_str()
+        let reason = deploy
+            .reason
+            .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        outln!("deploy {id} {}{reason}", out.status(status));
+        outln!("deploy {id} {}{reason}", out.status(deploy.status));
     }
-    Ok(if status == "succeeded" {
+    Ok(if deploy.status == DeployStatus::Succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -344,35 +365,31 @@ pub async fn releases(
     env: &str,
     out: Output,
 ) -> Result<ExitCode, ClientError> {
-    let list = client
-        .get(&format!("/api/apps/{app}/environments/{env}/releases"))
-        .await?;
+    let path = format!("/api/apps/{app}/environments/{env}/releases");
+    let list = client.get(&path).await?;
     if out.json {
         outln!("{list:#}");
         return Ok(ExitCode::SUCCESS);
     }
-    for r in list["releases"].as_array().into_iter().flatten() {
-        let mark = if r["live"] == true {
+    let list: ReleasesAnswer = read(&path, &list)?;
+    for r in &list.releases {
+        let mark = if r.live {
             out.paint("32", "live")
-        } else if r["failed"] == true {
+        } else if r.failed {
             // Its own deploy failed or was rolled back: `rollback --to` it needs --force.
-            out.paint("31", text(&r["status"]))
-        } else if r["previous"] == true {
+            out.paint("31", text(r.status.map(DeployStatus::as_str)))
+        } else if r.previous {
             "previous".into()
         } else {
             String::new()
         };
-        let message = match (r["message"].as_str(), r["author"].as_str()) {
-            (Some(m), Some(a)) => format!("{} ({a})", clip(m, 50)),
-            (Some(m), None) => clip(m, 50),
-            _ => "-".into(),
-        };
+        let message = message_by(r.message.as_deref(), r.author.as_deref(), 50);
         // The mark is padded before painting so colour codes never shift the message.
         let pad = " ".repeat(11usize.saturating_sub(visible_len(&mark)));
         outln!(
             "{:<27} {:<8} {mark}{pad} {message}",
-            text(&r["release"]),
-            short(&r["commit"])
+            r.release,
+            short(r.commit.as_deref())
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -397,12 +414,7 @@ pub async fn reload(client: &Client, out: Output) -> Result<ExitCode, ClientErro
         outln!("{answer:#}");
         return Ok(ExitCode::SUCCESS);
     }
-    let changes: Vec<&str> = answer["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let ReloadAnswer { changes, .. } = read("/api/reload", &answer)?;
     if changes.is_empty() {
         outln!("reloaded: nothing changed");
     }
@@ -421,12 +433,11 @@ pub async fn logs(
 ) -> Result<ExitCode, ClientError> {
     let id = match target.split_once('/') {
         Some((app, env)) => {
-            let list = client
-                .get(&format!("/api/deploys?app={app}&environment={env}&limit=1"))
-                .await?;
-            list["deploys"][0]["id"]
-                .as_str()
-                .map(str::to_owned)
+            let path = format!("/api/deploys?app={app}&environment={env}&limit=1");
+            let list: DeploysAnswer = read(&path, &client.get(&path).await?)?;
+            list.deploys
+                .first()
+                .map(|d| d.id.to_string())
                 .ok_or_else(|| ClientError::Api {
                     status: 404,
                     message: format!("{app}/{env} has no deploys yet"),
@@ -455,14 +466,33 @@ mod tests {
         color: false,
     };
 
+    /// A deploy as the API writes it.
+    fn deploy(id: &str, status: &str, message: Option<&str>, author: Option<&str>) -> Value {
+        json!({
+            "id": id, "app": "shop", "environment": "staging", "base_environment": "staging",
+            "ref": "refs/heads/develop", "commit": "3f2a1c9d0e", "trigger": "push",
+            "status": status, "reason": null, "reason_code": null, "message": message,
+            "author": author, "release": null, "forced": false, "from": null,
+            "created_at": "2026-12-01T10:00:00Z", "started_at": null, "finished_at": null,
+            "stages": [], "log_url": format!("/api/deploys/{id}/log"),
+        })
+    }
+
     fn env(name: &str, temporary: bool, release: Option<&str>) -> Value {
         json!({
             "name": name, "temporary": temporary, "branch": "develop",
+            "fed_by": "branch develop", "base": null, "protected": false,
+            "auto_deploy": true, "follows_tags": false,
             "live_release": release, "live_commit": release.map(|_| "3f2a1c9d0e"),
-            "live_deploy": release.map(|_| json!({ "id": "11", "message": "Add cart totals", "author": "Ada" })),
-            "last_deploy": { "id": "12", "status": "failed", "created_at": "2026-12-01T10:00:00Z" },
-            "pending": null,
+            "live_deploy": release.map(|_| deploy("11", "succeeded", Some("Add cart totals"), Some("Ada"))),
+            "last_deploy": deploy("12", "failed", None, None),
+            "pending": null, "process": null, "address": null, "pinned": false,
+            "expires_at": null,
         })
+    }
+
+    fn typed(apps: Value) -> AppsAnswer {
+        serde_json::from_value(apps).unwrap()
     }
 
     /// Issue 16 item 17: a long temporary name widens its column instead of pushing the
@@ -470,10 +500,11 @@ mod tests {
     #[test]
     fn status_columns_line_up_with_long_names() {
         let long = "preview-feature-a-rather-long-branch-name-for-a-preview-env";
-        let apps = json!({ "apps": [{ "name": "shop", "environments": [
+        let apps = json!({ "apps": [{ "name": "shop", "github": "acme/shop", "environments": [
             env("staging", false, Some("20261201T100000Z-3f2a1c9")),
             env(long, true, None),
         ]}]});
+        let apps = typed(apps);
         let lines = status_table(&apps, None, PLAIN);
         assert_eq!(lines.len(), 3, "{lines:#?}");
         let column = |line: &str, cell: &str| line.find(cell).unwrap();
@@ -505,9 +536,13 @@ mod tests {
     #[test]
     fn status_shows_the_process_of_an_environment_that_runs() {
         let mut staging = env("staging", false, Some("20261201T100000Z-3f2a1c9"));
-        staging["process"] =
-            json!({ "state": "running", "pid": 4242, "port": 20147, "restarts": 2 });
-        let apps = json!({ "apps": [{ "name": "shop", "environments": [staging] }] });
+        staging["process"] = json!({
+            "state": "running", "pid": 4242, "port": 20147, "restarts": 2,
+            "release": "20261201T100000Z-3f2a1c9",
+        });
+        let apps = typed(
+            json!({ "apps": [{ "name": "shop", "github": "acme/shop", "environments": [staging] }] }),
+        );
         let lines = status_table(&apps, None, PLAIN);
         assert_eq!(lines.len(), 3, "{lines:#?}");
         assert!(

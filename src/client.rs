@@ -1,6 +1,8 @@
 //! The HTTP client the CLI commands use to talk to a running `stagehand serve`: every
 //! call goes through the same `/api` the dashboard and scripts use, with the bearer
-//! token. Errors say what to check (is the server up? is the token right?).
+//! token. Errors say what to check (is the server up? is the token right?). Answers
+//! come back as JSON values (what `--json` prints as it came) and are read into
+//! [`crate::api_types`] with [`read`], the types the server answers with.
 
 use std::time::Duration;
 
@@ -126,6 +128,16 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `value` (an answer from `path`) read as the API type `T`.
+pub fn read<T: serde::de::DeserializeOwned>(path: &str, value: &Value) -> Result<T, ClientError> {
+    T::deserialize(value).map_err(|e| ClientError::Protocol {
+        url: path.to_owned(),
+        detail: format!(
+            "the answer is not what this stagehand expects ({e}): is the server the same version?"
+        ),
+    })
 }
 
 fn unreachable(url: &str, e: awc::error::SendRequestError) -> ClientError {

@@ -14,6 +14,9 @@
 //!   environment, git, checkout, commands, reconciliation) and [`supervisor`] (the app processes of environments that `run`).
 //! - Reporting back: [`report`] (GitHub Deployments, notify), [`report_status`] (commit
 //!   statuses on the other forges), [`report_comment`] (one comment per pull request).
+//! - Operations: [`ops`] (deploy, rollback, promote, sync, overview, releases, pins;
+//!   HTTP-free, the same for the API and the dashboard) and [`api_types`] (the API's
+//!   JSON as types, shared by the server and the CLI client).
 //! - Edges: [`http`] (the actix-web server: hooks, API, dashboard), [`server`] (wires it
 //!   all for `stagehand serve`), [`front_door`] (`stagehand front-door`: routes by host
 //!   to each environment's process or static files, as its own process).
@@ -22,6 +25,7 @@
 //!   [`demo`], [`stdout`] (output that ends quietly on a closed pipe).
 #![forbid(unsafe_code)]
 
+pub mod api_types;
 pub mod app_cli;
 pub mod cli;
 pub mod client;
@@ -36,6 +40,7 @@ pub mod init;
 pub mod intake;
 pub mod logs;
 pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod reload;
 pub mod report;

@@ -1,7 +1,7 @@
 //! A deploy as the API shows it, its statuses and triggers, and which status changes
 //! are allowed. The store persists these; the runner drives them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ids::{AppName, DeployId, EnvironmentName};
 use super::stage::StageName;
@@ -34,6 +34,18 @@ macro_rules! string_enum {
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let text = String::deserialize(d)?;
+                $name::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is not a {}",
+                        stringify!($name)
+                    ))
+                })
             }
         }
     };
@@ -70,11 +82,13 @@ string_enum!(
 );
 
 string_enum!(
-    /// Why a deploy was recorded as skipped without running, for code that acts on it
-    /// (the reason text is for people and may change).
+    /// Why a deploy was recorded as skipped (or cancelled) without running, for code
+    /// that acts on it (the reason text is for people and may change).
     ReasonCode {
         AutoDeployOff => "auto_deploy_off",
         SkipMarker => "skip_marker",
+        // Ended by `POST /api/deploys/{id}/cancel` before it started.
+        CancelledByRequest => "cancelled_by_request",
     }
 );
 

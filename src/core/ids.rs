@@ -3,7 +3,7 @@
 //! App and environment names become path components and URL segments, hence the
 //! narrow alphabet.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -60,6 +60,15 @@ macro_rules! name_type {
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
+            }
+        }
+
+        /// Validated as [`Self::parse`] does: an API client gets no name the server
+        /// could not have sent.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let text = String::deserialize(d)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
             }
         }
     };
@@ -131,6 +140,14 @@ impl std::fmt::Display for DeployId {
 impl Serialize for DeployId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeployId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DeployId, D::Error> {
+        let text = String::deserialize(d)?;
+        DeployId::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a deploy id")))
     }
 }
 

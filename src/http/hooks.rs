@@ -47,7 +47,12 @@ pub async fn receive(
         Err(HttpError::BadRequest(_)) => DeliveryResult::BadRequest,
         Err(HttpError::Forbidden(_)) => DeliveryResult::Forbidden,
         Err(HttpError::Conflict(_)) => DeliveryResult::BadRequest,
-        Err(HttpError::Store(_) | HttpError::Unhealthy(_)) => DeliveryResult::Error,
+        Err(
+            HttpError::Store(_)
+            | HttpError::Unhealthy(_)
+            | HttpError::Internal(_)
+            | HttpError::Ops(_),
+        ) => DeliveryResult::Error,
     });
     result.map(|(response, _)| response)
 }

@@ -1,17 +1,18 @@
 //! `POST /api/apps/<app>/environments/<env>/{pin,unpin}`: a pinned preview never
 //! expires (`expire_after`). Only temporary environments are pinned: fixed ones
-//! never expire anyway (409). The dashboard's Pin/Unpin button calls [`set_pin`], the
-//! same as the API.
+//! never expire anyway (409). The dashboard's Pin/Unpin button calls the same
+//! [`crate::ops::lifecycle::set_pin`] as the API; its form is here.
 
 use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
-use serde_json::json;
 
 use super::AppState;
-use super::api::{Authorized, addressed};
+use super::auth::Authorized;
 use super::error::HttpError;
-use crate::store::StoreError;
+use crate::api_types::PinAnswer;
+use crate::ops::lifecycle::set_pin;
 
+/// Under `/api`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/apps/{app}/environments/{env}/pin", web::post().to(pin))
         .route(
@@ -41,34 +42,8 @@ async fn set(
     state: web::Data<AppState>,
     pinned: bool,
 ) -> Result<HttpResponse, HttpError> {
-    set_pin(&state, app, env, pinned).await?;
-    Ok(HttpResponse::Ok().json(json!({ "pinned": pinned })))
-}
-
-/// Pins or unpins a temporary environment (409 for a fixed one, 404 for none).
-pub async fn set_pin(
-    state: &AppState,
-    app: String,
-    env: String,
-    pinned: bool,
-) -> Result<(), HttpError> {
-    let app_state = state.clone();
-    let now = (state.clock)();
-    let changed = state
-        .store
-        .run(move |store| {
-            Ok::<_, StoreError>(
-                addressed(store, &app_state, &app, &env)
-                    .map(|a| store.set_pinned(&a.app.name, a.name(), pinned, now)),
-            )
-        })
-        .await???;
-    if !changed {
-        return Err(HttpError::Conflict(
-            "only temporary environments are pinned: fixed ones never expire".into(),
-        ));
-    }
-    Ok(())
+    set_pin(&state.ops(), app, env, pinned).await?;
+    Ok(HttpResponse::Ok().json(PinAnswer { pinned }))
 }
 
 /// The dashboard's Pin / Unpin button for a preview; `base`: its dashboard path.

@@ -1,20 +1,26 @@
-//! The actix-web edge. It parses requests into core types, calls the store and the
-//! pure decisions, and maps errors through one table ([`error`]). Nothing outside
-//! this module serves HTTP or defines a route; outside it actix appears only as the
-//! runtime (`server.rs`, the CLI) and awc as the outgoing client.
+//! The actix-web edge of `stagehand serve`. Handlers parse requests, authenticate them
+//! ([`auth`]), call the store (hooks) or an operation ([`crate::ops`], which knows no
+//! HTTP), and map every error through one table ([`error`]). Each routes module owns
+//! its routes; none imports another's handlers. The front door (`front_door/`) is the
+//! other HTTP server, a process of its own; elsewhere actix appears as the runtime
+//! (`server.rs`, the CLI) and awc as the outgoing client.
 //!
-//! | route                          | module        | auth                            |
-//! |--------------------------------|---------------|---------------------------------|
-//! | `POST /hooks/{app}`            | [`hooks`]     | the app forge's signature/token |
-//! | `/api/…`                       | [`api`]       | bearer token or session cookie¹ |
-//! | `/api/…/{restart,start,stop,app-log}` | [`processes`] | as `/api`                 |
-//! | `/` and the other pages        | [`dashboard`] | session cookie¹                 |
-//! | `GET /healthz`                 | here          | none                            |
-//! | `GET /metrics`                 | here          | none                            |
+//! | route                                  | module          | auth                            |
+//! |----------------------------------------|-----------------|---------------------------------|
+//! | `POST /hooks/{app}`                    | [`hooks`]       | the app forge's signature/token |
+//! | `/api/…` (apps, deploys, requests)     | [`api`]         | bearer token or session cookie¹ |
+//! | `/api/deploys/{id}/{log,events}`       | [`stream`]      | as `/api`                       |
+//! | `POST /api/deploys/{id}/cancel`        | [`cancel`]      | as `/api`                       |
+//! | `/api/…/{restart,start,stop,app-log}`  | [`processes`]   | as `/api`                       |
+//! | `POST /api/…/{pin,unpin}`              | [`lifecycle`]   | as `/api`                       |
+//! | `/` and the other pages                | [`dashboard`]   | session cookie¹                 |
+//! | `GET /healthz`                         | here            | none                            |
+//! | `GET /metrics`                         | here            | none                            |
 //!
-//! ¹ Writes authenticated by the cookie also need the CSRF token (see [`api`]).
+//! ¹ Writes authenticated by the cookie also need the CSRF token (see [`auth`]).
 
 pub mod api;
+pub mod auth;
 pub mod cancel;
 pub mod dashboard;
 pub mod error;
@@ -58,6 +64,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What the operations (`crate::ops`) need of the state, shared, not copied.
+    pub fn ops(&self) -> crate::ops::Ops {
+        crate::ops::Ops {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            runner: self.runner.clone(),
+        }
+    }
+
     pub fn wake_runner(&self) {
         if let Some(runner) = &self.runner {
             runner.wake();

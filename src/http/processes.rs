@@ -1,6 +1,7 @@
 //! `/api/apps/<app>/environments/<env>/{restart,start,stop,app-log}`: operating an
-//! environment's app process, and the `process` object `/api/apps` shows. The
-//! dashboard's Restart button calls [`request_restart`], the same as the API.
+//! environment's app process. The dashboard's Restart button calls the same
+//! [`crate::ops::deploys::request_restart`] as the API; its form and the process badge
+//! are here.
 //!
 //! `restart` and `start` are queued like deploys (trigger `restart`): they take the
 //! environment's turn, so they never race a deploy, and they are blue/green (the new
@@ -10,22 +11,20 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
-use serde_json::json;
 
 use maud::{Markup, html};
 
 use super::AppState;
-use super::api::{Authorized, addressed, create};
+use super::auth::Authorized;
 use super::error::HttpError;
-use crate::core::deploy::{Deploy, Trigger};
-use crate::core::time::UnixMillis;
-use crate::store::{NewDeploy, ProcessRecord, StoreError};
+use crate::api_types::{DeployAnswer, ProcessView, StopAnswer};
+use crate::ops::{self, deploys, overview::process_view};
 use crate::supervisor::app_log;
 
 /// How often a following reader looks for new app output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
+/// Under `/api`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/apps/{app}/environments/{env}/restart",
@@ -42,65 +41,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// `process` in `/api/apps`: the environment's live app process.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProcessView {
-    pub state: String,
-    pub pid: Option<i32>,
-    pub port: u16,
-    pub release: String,
-    pub started_at: Option<String>,
-    pub restarts: u32,
-}
-
-impl ProcessView {
-    pub fn of(record: &ProcessRecord) -> ProcessView {
-        ProcessView {
-            state: record.state.to_string(),
-            pid: record.pid,
-            port: record.port,
-            release: record.release.clone(),
-            started_at: record.started_at.map(UnixMillis::rfc3339),
-            restarts: record.restarts,
-        }
-    }
-}
-
 async fn restart(
     _: Authorized,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
-    let created = request_restart(&state, app, env).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "deploy": created })))
-}
-
-/// Queues a blue/green restart of the environment's live release (409 without `run`).
-pub async fn request_restart(
-    state: &AppState,
-    app: String,
-    env: String,
-) -> Result<Deploy, HttpError> {
-    create(state, app, env, move |_, a| {
-        let runs = a
-            .app
-            .environments
-            .get(&a.base)
-            .is_some_and(|e| e.run.is_some());
-        if !runs {
-            return Err(HttpError::Conflict(format!(
-                "`{}` has no `run`: there is no process to restart",
-                a.base
-            )));
-        }
-        Ok(NewDeploy::queued(
-            a.target.clone(),
-            Trigger::Restart,
-            String::new(),
-        ))
-    })
-    .await
+    let created = deploys::request_restart(&state.ops(), app, env).await?;
+    Ok(HttpResponse::Accepted().json(DeployAnswer {
+        deploy: created.into(),
+    }))
 }
 
 async fn stop(
@@ -113,16 +63,7 @@ async fn stop(
         .supervisor
         .clone()
         .ok_or_else(|| HttpError::Conflict("this server runs no app processes".into()))?;
-    let state2 = state.get_ref().clone();
-    let (app_name, env_name) = state
-        .store
-        .run(move |store| {
-            Ok::<_, StoreError>(
-                addressed(store, &state2, &app, &env)
-                    .map(|a| (a.app.name.clone(), a.name().clone())),
-            )
-        })
-        .await??;
+    let (app_name, env_name) = ops::environment(&state.ops(), app, env).await?;
     let stopped = supervisor
         .stop_live(&app_name, &env_name)
         .await
@@ -131,10 +72,10 @@ async fn stop(
         .live(&app_name, &env_name)
         .await
         .map_err(|e| HttpError::Conflict(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "stopped": stopped,
-        "process": process.as_ref().map(ProcessView::of),
-    })))
+    Ok(HttpResponse::Ok().json(StopAnswer {
+        stopped,
+        process: process.as_ref().map(process_view),
+    }))
 }
 
 #[derive(serde::Deserialize)]
@@ -149,16 +90,7 @@ async fn app_log_route(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let (app, env) = path.into_inner();
-    let state2 = state.get_ref().clone();
-    let (app_name, env_name) = state
-        .store
-        .run(move |store| {
-            Ok::<_, StoreError>(
-                addressed(store, &state2, &app, &env)
-                    .map(|a| (a.app.name.clone(), a.name().clone())),
-            )
-        })
-        .await??;
+    let (app_name, env_name) = ops::environment(&state.ops(), app, env).await?;
     let path = app_log::path(
         &state.config.get().server.state_dir,
         app_name.as_str(),
@@ -170,8 +102,7 @@ async fn app_log_route(
         .is_some_and(|f| !matches!(f, "0" | "false" | ""));
     let read_path = path.clone();
     let (bytes, offset) = web::block(move || app_log::tail(&read_path))
-        .await
-        .map_err(|e| HttpError::BadRequest(e.to_string()))?
+        .await?
         .map_err(|e| HttpError::NotFound(format!("cannot read the app log: {e}")))?;
     let response = HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")

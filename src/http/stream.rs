@@ -17,11 +17,12 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
-use super::api::Authorized;
+use super::auth::Authorized;
 use super::error::HttpError;
 use crate::core::duration::format_elapsed;
 use crate::core::ids::DeployId;
 use crate::logs::LogEvent;
+use crate::ops::deploys;
 
 /// How often a queued deploy's status is checked while waiting for its log to open.
 const WAIT_POLL: Duration = Duration::from_secs(1);
@@ -33,12 +34,18 @@ enum Chunk {
     KeepAlive,
 }
 
+/// Under `/api`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/deploys/{id}/log", web::get().to(log))
+        .route("/deploys/{id}/events", web::get().to(events));
+}
+
 #[derive(serde::Deserialize)]
 pub struct LogQuery {
     follow: Option<String>,
 }
 
-pub async fn log(
+async fn log(
     _: Authorized,
     id: web::Path<String>,
     query: web::Query<LogQuery>,
@@ -51,9 +58,7 @@ pub async fn log(
         .is_some_and(|f| !matches!(f, "0" | "false" | ""));
     if !follow {
         let path = state.logs.path(deploy_id);
-        let bytes = web::block(move || std::fs::read(&path).unwrap_or_default())
-            .await
-            .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+        let bytes = web::block(move || std::fs::read(&path).unwrap_or_default()).await?;
         return Ok(HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body(bytes));
@@ -80,7 +85,7 @@ pub struct EventsQuery {
     after: Option<u64>,
 }
 
-pub async fn events(
+async fn events(
     _: Authorized,
     req: HttpRequest,
     id: web::Path<String>,
@@ -114,7 +119,7 @@ fn streaming(content_type: &str) -> actix_web::HttpResponseBuilder {
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<DeployId, HttpError> {
-    super::api::find_deploy(state, id).await.map(|d| d.id)
+    Ok(deploys::find_deploy(&state.ops(), id).await?.id)
 }
 
 /// One SSE frame. Multi-line data is split into `data:` lines, as the format requires.

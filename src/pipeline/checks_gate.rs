@@ -169,7 +169,7 @@ async fn pass(
                 tracing::info!(deploy = %id, app = %deploy.app, environment = %deploy.environment,
                     %reason, "not deployed: checks");
                 ctx.store
-                    .run(move |s| s.end_unstarted(id, DeployStatus::Skipped, &reason, now))
+                    .run(move |s| s.end_unstarted(id, DeployStatus::Skipped, &reason, None, now))
                     .await?;
             }
         }

@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::core::checks::{CheckResult, CheckState};
-use crate::core::deploy::{Deploy, DeployStatus};
+use crate::core::deploy::{Deploy, DeployStatus, ReasonCode};
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
 use crate::core::time::UnixMillis;
 
@@ -185,15 +185,22 @@ impl Store {
         id: DeployId,
         status: DeployStatus,
         reason: &str,
+        reason_code: Option<ReasonCode>,
         now: UnixMillis,
     ) -> Result<Option<Deploy>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.prepare_cached(
-            "UPDATE deploys SET status = ?2, reason = ?3, finished_at = ?4
+            "UPDATE deploys SET status = ?2, reason = ?3, finished_at = ?4, reason_code = ?5
              WHERE id = ?1 AND status IN ('queued', 'waiting')",
         )?
-        .execute(params![id.0, status.as_str(), reason, now.0])?;
+        .execute(params![
+            id.0,
+            status.as_str(),
+            reason,
+            now.0,
+            reason_code.map(ReasonCode::as_str)
+        ])?;
         let deploy = load_deploy(&tx, id)?;
         tx.commit()?;
         Ok(deploy)
@@ -268,7 +275,13 @@ mod tests {
         let e = deploy(&store, Trigger::Push);
         store.hold_for_checks(e, &[], now).unwrap();
         let ended = store
-            .end_unstarted(e, DeployStatus::Skipped, "required check `ci` failed", now)
+            .end_unstarted(
+                e,
+                DeployStatus::Skipped,
+                "required check `ci` failed",
+                None,
+                now,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -278,7 +291,7 @@ mod tests {
         let f = deploy(&store, Trigger::Manual);
         store.start(f, &[], now).unwrap();
         let after = store
-            .end_unstarted(f, DeployStatus::Cancelled, "x", now)
+            .end_unstarted(f, DeployStatus::Cancelled, "x", None, now)
             .unwrap()
             .unwrap();
         assert_eq!(after.status, DeployStatus::Running);
