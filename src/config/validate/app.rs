@@ -13,6 +13,7 @@ use crate::core::secret::Secret;
 
 use super::super::raw::{Choice, RawApp, RawGithub, RawNotify, RawStatuses};
 use super::super::types::{AppConfig, GithubReport, NotifyTarget, StatusReport};
+use super::layer::ChecksFrom;
 use super::{Validator, one_of};
 
 /// Longest configured environment name: leaves room for `-<branch slug>` in temporary ones.
@@ -78,7 +79,11 @@ impl Validator<'_> {
             .filter_map(|entry| self.notify(key, entry))
             .collect();
         let max_log_size = self.size(&format!("{key}.max_log_size"), raw.max_log_size.as_deref());
-        let defaults = self.layer(key, &raw.defaults, forge, status_report.is_some());
+        let checks = ChecksFrom {
+            forge,
+            status_api: status_report.is_some(),
+        };
+        let defaults = self.layer(key, &raw.defaults, checks);
         if raw.environments.is_empty() {
             self.problem(
                 &format!("{key}.environments"),
@@ -108,8 +113,7 @@ impl Validator<'_> {
                         &defaults,
                         raw_env,
                         &env_names,
-                        forge,
-                        status_report.is_some(),
+                        checks,
                     ) {
                         environments.insert(n, env);
                     }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use crate::core::forge::Forge;
 use crate::core::ids::EnvironmentName;
 use crate::core::ref_pattern::RefPattern;
 use crate::core::routing::RefSource;
@@ -12,7 +11,7 @@ use crate::core::routing::RefSource;
 use super::super::raw::{RawEnvironment, RawPullRequests};
 use super::super::types::EnvironmentConfig;
 use super::Validator;
-use super::layer::Layer;
+use super::layer::{ChecksFrom, Layer};
 
 impl Validator<'_> {
     pub(super) fn environment(
@@ -22,13 +21,12 @@ impl Validator<'_> {
         app: &Layer,
         raw: RawEnvironment,
         siblings: &[String],
-        forge: Forge,
-        status_api: bool,
+        checks: ChecksFrom,
     ) -> Option<EnvironmentConfig> {
         self.unknown_keys(key, &raw.unknown);
         // The environment's own keys are checked before anything can end it early, so
         // their problems are reported even when nothing feeds it.
-        let own = self.layer(key, &raw.overrides, forge, status_api);
+        let own = self.layer(key, &raw.overrides, checks);
         let source = self.source(key, &raw)?;
         let pull_requests = matches!(source, RefSource::PullRequests(_));
         if raw.allow_forks.is_some() && !pull_requests {

@@ -41,16 +41,18 @@ pub(super) struct Layer {
     pub drain_timeout: Option<Duration>,
 }
 
+/// Where an app's check results can come from: what `require_checks` is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChecksFrom {
+    pub forge: Forge,
+    /// The app can ask its forge's API (`statuses = { … }`).
+    pub status_api: bool,
+}
+
 impl Validator<'_> {
     /// `key` is the table's: `apps.shop` or `apps.shop.environments.staging`.
-    /// `status_api`: the app can ask its forge's API for check results (`statuses`).
-    pub(super) fn layer(
-        &mut self,
-        key: &str,
-        raw: &RawOverridable,
-        forge: Forge,
-        status_api: bool,
-    ) -> Layer {
+    pub(super) fn layer(&mut self, key: &str, raw: &RawOverridable, checks: ChecksFrom) -> Layer {
+        let ChecksFrom { forge, status_api } = checks;
         let env = raw.env.clone().unwrap_or_default();
         for var in env.keys() {
             let valid = var
