@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::*;
+use crate::support::*;
 
 #[actix_web::test]
 async fn sigkill_mid_build_leaves_the_old_release_live_and_recovers() {
@@ -233,29 +233,29 @@ branch = "develop"
 /// before a restart's recovery has run, so any lock then is a dead process's.
 #[actix_web::test]
 async fn regression_a_ref_lock_left_by_a_killed_fetch_does_not_block_deploys() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         r#"[apps.shop.environments.staging]
 branch = "develop"
 "#,
     );
-    let full = start_full(dir, &toml).await;
+    let full = b.toml(&toml).start().await;
     let client = full.client();
     let first = git(&repo, &["rev-parse", "develop"]);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &first)).await;
     let deploy = client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
-    let dir = full.stop().await;
+    let b = full.stop().await;
 
     // What a fetch killed while updating the branch leaves behind.
-    let mirror = dir.path().join("state/mirrors/shop.git");
+    let mirror = b.dir().join("state/mirrors/shop.git");
     std::fs::write(mirror.join("refs/heads/develop.lock"), format!("{first}\n")).unwrap();
     std::fs::write(mirror.join("packed-refs.lock"), "").unwrap();
 
-    let full = start_full(dir, &toml).await;
+    let full = b.start().await;
     let client = full.client();
     git(&repo, &["checkout", "-q", "develop"]);
     let next = commit(&repo, "Next", &[("next.txt", "next\n")]);

@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::common::*;
+use crate::support::*;
 
 /// Issue 11 item 5: a failed final status write was dropped, leaving the deploy
 /// `running` until a restart (metrics counting it, `--follow` hanging), while
 /// followers had already been told it ended.
 #[actix_web::test]
 async fn regression_a_final_status_the_store_refused_is_retried_and_followers_wait_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let shared = dir.path().join("srv/staging/shared");
-    let db = dir.path().join("state/stagehand.db");
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let shared = b.dir().join("srv/staging/shared");
+    let db = b.dir().join("state/stagehand.db");
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         r#"build = ["if [ -f build.sh ]; then sh build.sh; fi"]
 shared = ["storage/"]
@@ -27,7 +27,7 @@ shared = ["storage/"]
 branch = "develop"
 "#,
     );
-    let full = start_full(dir, &toml).await;
+    let full = b.toml(&toml).start().await;
     let c = full.client();
     git(&repo, &["checkout", "-q", "develop"]);
     let sha = commit(

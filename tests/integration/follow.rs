@@ -4,20 +4,20 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
 use futures_util::StreamExt;
 
 fn toml(dir: &Path, repo: &Path) -> String {
     shop_toml(dir, repo, FIRST_THEN_SECOND)
 }
 
-async fn start() -> (Full, String, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let marker = dir.path().join("srv/staging/shared/second-written");
-    let toml = toml(dir.path(), &repo);
+async fn start() -> (Harness, String, std::path::PathBuf) {
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let marker = b.dir().join("srv/staging/shared/second-written");
+    let toml = toml(b.dir(), &repo);
     let sha = git(&repo, &["rev-parse", "develop"]);
-    (start_full(dir, &toml).await, sha, marker)
+    (b.toml(&toml).start().await, sha, marker)
 }
 
 fn client() -> awc::Client {
@@ -146,11 +146,11 @@ async fn following_needs_the_token_and_an_existing_deploy() {
 /// every line once, in order (the older ones from the file).
 #[actix_web::test]
 async fn a_late_follower_of_a_chatty_build_misses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let marker = dir.path().join("srv/staging/shared/printed");
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let marker = b.dir().join("srv/staging/shared/printed");
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         r#"shared = ["storage/"]
 build = ["seq 1 6000; touch \"$STAGEHAND_SHARED_DIR/printed\"; sleep 2; echo end"]
@@ -159,7 +159,7 @@ branch = "develop"
 "#,
     );
     let sha = git(&repo, &["rev-parse", "develop"]);
-    let full = start_full(dir, &toml).await;
+    let full = b.toml(&toml).start().await;
     let c = full.client();
     let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();

@@ -1,73 +1,18 @@
 //! Commit statuses on GitLab, Gitea, Forgejo and Bitbucket, checked against a fake forge
 //! API on 127.0.0.1 that records every request (method, path, headers, JSON body).
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use stagehand::core::forge::Forge;
 
-use crate::common::*;
 use crate::forges::{Change, ZERO, delivery, send_as};
-
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Value,
-}
+use crate::support::*;
 
 /// Answers every request `201 {}` and records it.
-fn fake_forge_api() -> (String, Arc<Mutex<Vec<Request>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            let mut headers = HashMap::new();
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                let (name, value) = header.split_once(':').unwrap();
-                headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
-            }
-            let length = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            log.lock().unwrap().push(Request {
-                method,
-                path,
-                headers,
-                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            });
-            let _ = write!(
-                stream,
-                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            );
-        }
-    });
-    (url, seen)
+fn fake_forge_api() -> (String, Seen) {
+    fake_api(|_| (201, json!({})))
 }
 
 struct Expected {
@@ -117,10 +62,10 @@ async fn statuses_for(forge: Forge) {
         Forge::Gitea | Forge::Forgejo => format!("{api}/api/v1/"),
         _ => format!("{api}/2.0"),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml_with(
-        dir.path(),
+        b.dir(),
         &repo,
         "public_url = \"https://deploy.example.com\"",
         &format!(
@@ -132,7 +77,11 @@ branch = "develop"
 "#
         ),
     );
-    let full = start_full_env(dir, &toml, &[("FORGE_TOKEN", "forge-token")]).await;
+    let full = b
+        .toml(&toml)
+        .env("FORGE_TOKEN", "forge-token")
+        .start()
+        .await;
     let client = full.client();
 
     git(&repo, &["checkout", "-q", "develop"]);
@@ -191,8 +140,8 @@ branch = "develop"
             "{forge}"
         );
         assert_eq!(
-            r.headers.get(want.auth.0).map(String::as_str),
-            Some(want.auth.1),
+            r.header(want.auth.0),
+            want.auth.1,
             "{forge}: {:?}",
             r.headers
         );
@@ -239,81 +188,37 @@ async fn bitbucket_commit_statuses() {
 /// Comments the fake forge keeps: (id, body).
 type Kept = Arc<Mutex<Vec<(u64, String)>>>;
 
-fn fake_comment_api() -> (String, Arc<Mutex<Vec<Request>>>, Kept) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
+fn fake_comment_api() -> (String, Seen, Kept) {
     let comments: Kept = Arc::new(Mutex::new(Vec::new()));
-    let (log, kept) = (seen.clone(), comments.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
+    let kept = comments.clone();
+    let (url, seen) = fake_api(move |r| {
+        let is_list = r.path.contains("/notes") || r.path.contains("/comments");
+        let id_in_path = r
+            .path
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.parse::<u64>().ok());
+        let mut kept = kept.lock().unwrap();
+        let answer = match (r.method.as_str(), is_list, id_in_path) {
+            ("GET", true, _) => json!(
+                kept.iter()
+                    .map(|(id, text)| json!({"id": id, "body": text}))
+                    .collect::<Vec<_>>()
+            ),
+            ("POST", true, _) => {
+                let id = 500 + kept.len() as u64;
+                kept.push((id, r.body["body"].as_str().unwrap_or_default().to_owned()));
+                json!({ "id": id })
             }
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            let mut headers = HashMap::new();
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
+            ("PUT" | "PATCH", true, Some(id)) => {
+                if let Some(entry) = kept.iter_mut().find(|(i, _)| *i == id) {
+                    entry.1 = r.body["body"].as_str().unwrap_or_default().to_owned();
                 }
-                let (name, value) = header.split_once(':').unwrap();
-                headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
+                json!({ "id": id })
             }
-            let length = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let is_list = path.contains("/notes") || path.contains("/comments");
-            let id_in_path = path
-                .rsplit('/')
-                .next()
-                .and_then(|last| last.parse::<u64>().ok());
-            let answer = {
-                let mut kept = kept.lock().unwrap();
-                match (method.as_str(), is_list, id_in_path) {
-                    ("GET", true, _) => json!(
-                        kept.iter()
-                            .map(|(id, text)| json!({"id": id, "body": text}))
-                            .collect::<Vec<_>>()
-                    ),
-                    ("POST", true, _) => {
-                        let id = 500 + kept.len() as u64;
-                        kept.push((id, body["body"].as_str().unwrap_or_default().to_owned()));
-                        json!({ "id": id })
-                    }
-                    ("PUT" | "PATCH", true, Some(id)) => {
-                        if let Some(entry) = kept.iter_mut().find(|(i, _)| *i == id) {
-                            entry.1 = body["body"].as_str().unwrap_or_default().to_owned();
-                        }
-                        json!({ "id": id })
-                    }
-                    _ => json!({}),
-                }
-            };
-            log.lock().unwrap().push(Request {
-                method,
-                path,
-                headers,
-                body,
-            });
-            let text = answer.to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
+            _ => json!({}),
+        };
+        (201, answer)
     });
     (url, seen, comments)
 }
@@ -322,8 +227,8 @@ fn fake_comment_api() -> (String, Arc<Mutex<Vec<Request>>>, Kept) {
 /// next and by the teardown, never posted twice.
 async fn one_comment_per_request(forge: Forge) {
     let (api, seen, comments) = fake_comment_api();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let api_keys = if forge == Forge::Github {
         String::new()
     } else {
@@ -332,7 +237,7 @@ async fn one_comment_per_request(forge: Forge) {
         )
     };
     let mut toml = shop_toml_with(
-        dir.path(),
+        b.dir(),
         &repo,
         "public_url = \"https://deploy.example.com\"",
         &format!(
@@ -352,7 +257,11 @@ url = "https://{{environment}}.review.example.com"
             ),
         );
     }
-    let full = start_full_env(dir, &toml, &[("FORGE_TOKEN", "forge-token")]).await;
+    let full = b
+        .toml(&toml)
+        .env("FORGE_TOKEN", "forge-token")
+        .start()
+        .await;
     let client = full.client();
     let head_ref = match forge {
         Forge::Gitlab => "refs/merge-requests/7/head",
@@ -408,7 +317,7 @@ url = "https://{{environment}}.review.example.com"
         })
         .count();
     assert_eq!(posts, 1, "{forge}: {requests:#?}");
-    let edits: Vec<&Request> = requests
+    let edits: Vec<&Received> = requests
         .iter()
         .filter(|r| r.method == "PUT" || r.method == "PATCH")
         .collect();

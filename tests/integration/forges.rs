@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use stagehand::core::forge::{self, Forge};
 
-use crate::common::*;
+use crate::support::*;
 
 pub(crate) const ZERO: &str = "0000000000000000000000000000000000000000";
 
@@ -150,25 +150,25 @@ pub(crate) async fn send_as(
     )
 }
 
-async fn send(s: &Setup, forge: Forge, change: &Change<'_>) -> (u16, Value, String) {
+async fn send(s: &Harness, forge: Forge, change: &Change<'_>) -> (u16, Value, String) {
     let (event, body) = delivery(forge, change);
     let id = unique_id();
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(&s.client.url, forge, SECRET, &event, &id, &bytes).await;
+    let (status, answer) = send_as(&s.url, forge, SECRET, &event, &id, &bytes).await;
     (status, answer, id)
 }
 
 /// Sends `change` and waits for the deploy it must start.
-async fn deploy(s: &Setup, forge: Forge, change: &Change<'_>) -> Value {
+async fn deploy(s: &Harness, forge: Forge, change: &Change<'_>) -> Value {
     let (status, answer, _) = send(s, forge, change).await;
     assert_eq!(status, 202, "{forge}: {answer}");
-    s.client.wait(&answer["deploy"]["id"], 60).await
+    s.wait(&answer["deploy"]["id"], 60).await
 }
 
 /// Push, redelivery, tag, temporary environment and its teardown, `[skip deploy]`, and
 /// out-of-order, for one forge.
 async fn lifecycle(forge: Forge) {
-    let s = Setup::start(toml(forge)).await;
+    let s = Harness::builder().config(toml(forge)).start().await;
     let old = git(&s.repo, &["rev-parse", "develop"]);
     git(&s.repo, &["checkout", "-q", "develop"]);
     let new = commit(&s.repo, "Add cart totals", &[("cart.txt", "totals\n")]);
@@ -184,13 +184,13 @@ async fn lifecycle(forge: Forge) {
     let (event, body) = delivery(forge, &push);
     let bytes = serde_json::to_vec(&body).unwrap();
     let id = unique_id();
-    let (status, first) = send_as(&s.client.url, forge, SECRET, &event, &id, &bytes).await;
+    let (status, first) = send_as(&s.url, forge, SECRET, &event, &id, &bytes).await;
     assert_eq!(status, 202, "{forge}: {first}");
-    let done = s.client.wait(&first["deploy"]["id"], 60).await;
+    let done = s.wait(&first["deploy"]["id"], 60).await;
     assert_eq!(done["status"], "succeeded", "{forge}: {done}");
     assert_eq!(done["environment"], "staging");
     assert_eq!(s.revision("staging").as_deref(), Some(new.as_str()));
-    let (status, again) = send_as(&s.client.url, forge, SECRET, &event, &id, &bytes).await;
+    let (status, again) = send_as(&s.url, forge, SECRET, &event, &id, &bytes).await;
     assert_eq!(status, 200, "{forge}: {again}");
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["deploy"]["id"], first["deploy"]["id"]);
@@ -276,7 +276,7 @@ async fn lifecycle(forge: Forge) {
     let (event, body) = delivery(forge, &push);
     let bytes = serde_json::to_vec(&body).unwrap();
     let (status, answer) = send_as(
-        &s.client.url,
+        &s.url,
         forge,
         "not the secret",
         &event,
@@ -291,8 +291,7 @@ async fn lifecycle(forge: Forge) {
         _ => other["repository"]["full_name"] = json!("evil/shop"),
     }
     let bytes = serde_json::to_vec(&other).unwrap();
-    let (status, answer) =
-        send_as(&s.client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+    let (status, answer) = send_as(&s.url, forge, SECRET, &event, &unique_id(), &bytes).await;
     assert_eq!(status, 403, "{forge}: {answer}");
     assert!(
         answer["error"]
@@ -301,13 +300,13 @@ async fn lifecycle(forge: Forge) {
             .contains("evil/shop"),
         "{forge}: {answer}"
     );
-    let (_, deploys) = s.client.get("/api/deploys?limit=50").await;
+    let (_, deploys) = s.get("/api/deploys?limit=50").await;
     assert_eq!(
         deploys["deploys"].as_array().unwrap().len(),
         6,
         "{forge}: {deploys}"
     );
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -334,12 +333,12 @@ async fn bitbucket_push_tag_teardown_redelivery_and_refusals() {
 /// the key, not the per-attempt UUID, is what makes a redelivery.
 #[actix_web::test]
 async fn gitlab_retries_are_known_by_their_idempotency_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path()).replace(
+    let b = Harness::builder();
+    let toml = config_toml(b.dir()).replace(
         "github = \"acme/shop\"",
         "forge = \"gitlab\"\ngithub = \"acme/shop\"",
     );
-    let server = start_with(dir, &toml).await;
+    let server = b.toml(&toml).without_runner().start().await;
     let (_, body) = delivery(
         Forge::Gitlab,
         &Change {
@@ -405,7 +404,10 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
 /// lists them all, and a redelivery finds every one.
 #[actix_web::test]
 async fn a_bitbucket_push_of_several_refs_routes_each_change() {
-    let s = Setup::start(toml(Forge::Bitbucket)).await;
+    let s = Harness::builder()
+        .config(toml(Forge::Bitbucket))
+        .start()
+        .await;
     let develop = git(&s.repo, &["rev-parse", "develop"]);
     let main = git(&s.repo, &["rev-parse", "main"]);
     git(&s.repo, &["branch", "feature/two", "main"]);
@@ -446,7 +448,7 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
     ]);
     let bytes = serde_json::to_vec(&body).unwrap();
     let (status, answer) = send_as(
-        &s.client.url,
+        &s.url,
         Forge::Bitbucket,
         SECRET,
         "repo:push",
@@ -468,10 +470,10 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
         "{answer}"
     );
     for d in &deploys {
-        assert_eq!(s.client.wait(&d["id"], 60).await["status"], "succeeded");
+        assert_eq!(s.wait(&d["id"], 60).await["status"], "succeeded");
     }
     let (status, again) = send_as(
-        &s.client.url,
+        &s.url,
         Forge::Bitbucket,
         SECRET,
         "repo:push",
@@ -490,7 +492,7 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
             .collect()
     };
     assert_eq!(ids(&again), ids(&answer));
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// A forge's other events are answered 200 with the reason, never deployed.
@@ -507,12 +509,12 @@ async fn events_a_forge_sends_but_stagehand_does_not_act_on() {
         ),
     ];
     for (forge, event, needle) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let toml = config_toml(dir.path()).replace(
+        let b = Harness::builder();
+        let toml = config_toml(b.dir()).replace(
             "github = \"acme/shop\"",
             &format!("forge = \"{forge}\"\ngithub = \"acme/shop\""),
         );
-        let server = start_with(dir, &toml).await;
+        let server = b.toml(&toml).without_runner().start().await;
         let (status, answer) =
             send_as(&server.url, forge, SECRET, event, &unique_id(), b"{}").await;
         assert_eq!(status, 200, "{forge}: {answer}");
@@ -556,11 +558,10 @@ async fn hook_send_sends_as_each_forge() {
         Forge::Forgejo,
         Forge::Bitbucket,
     ] {
-        let s = Setup::start(toml(forge)).await;
-        let config = s.full.dir.path().join("stagehand.toml");
-        std::fs::write(&config, toml(forge)(s.full.dir.path(), &s.repo)).unwrap();
+        let s = Harness::builder().config(toml(forge)).start().await;
+        let config = s.config_file();
         let head = git(&s.repo, &["rev-parse", "develop"]);
-        let (ok, out) = hook_send(&s.client.url, &config, &["--branch", "develop"]).await;
+        let (ok, out) = hook_send(&s.url, &config, &["--branch", "develop"]).await;
         assert!(ok, "{forge}: {out}");
         assert!(out.starts_with("202"), "{forge}: {out}");
         assert!(
@@ -578,14 +579,10 @@ async fn hook_send_sends_as_each_forge() {
         } else {
             "gitlab"
         };
-        let (ok, out) = hook_send(
-            &s.client.url,
-            &config,
-            &["--branch", "develop", "--forge", other],
-        )
-        .await;
+        let (ok, out) =
+            hook_send(&s.url, &config, &["--branch", "develop", "--forge", other]).await;
         assert!(!ok, "{forge} as {other}: {out}");
         assert!(out.starts_with("401"), "{forge} as {other}: {out}");
-        s.full.stop().await;
+        s.stop().await;
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use stagehand::config::Config;
 
-use crate::common::*;
 use crate::run::{KillOnDrop, route_in};
+use crate::support::*;
 
 /// An app that shows what reaches it: `/` its revision, `/headers` the headers it
 /// got, `POST /echo` the body it got, `/big?n=N` N bytes, `/stream?flag=F` one chunk
@@ -67,7 +67,7 @@ server.serve_forever()
 /// on `main`, its config also written to `<dir>/stagehand.toml` for the binaries.
 struct DoorSetup {
     _guard: KillOnDrop,
-    s: Setup,
+    s: Harness,
     config_file: PathBuf,
 }
 
@@ -78,24 +78,23 @@ impl DoorSetup {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        let s = Setup::start(|dir, repo| {
-            let files: Vec<(&str, &str)> = files
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            commit(repo, "The site", &files);
-            let toml = shop_toml_with(dir, repo, &server, &rest);
-            std::fs::write(dir.join("stagehand.toml"), &toml).unwrap();
-            toml
-        })
-        .await;
-        let dir = s.full.dir.path().to_owned();
+        let s = Harness::builder()
+            .config(|dir, repo| {
+                let files: Vec<(&str, &str)> = files
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                commit(repo, "The site", &files);
+                shop_toml_with(dir, repo, &server, &rest)
+            })
+            .start()
+            .await;
         DoorSetup {
             _guard: KillOnDrop {
-                state: dir.join("state"),
+                state: s.dir().join("state"),
                 root: s.root.clone(),
             },
-            config_file: dir.join("stagehand.toml"),
+            config_file: s.config_file(),
             s,
         }
     }
@@ -240,7 +239,7 @@ async fn static_files_by_host_with_index_types_etags_and_nothing_outside() {
     assert_eq!((status, text(&body).as_str()), (404, "not found\n"));
     let (status, _, _) = raw_get(port, "staging.preview.test", "/", "").await;
     assert_eq!(status, 404);
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 #[actix_web::test]
@@ -290,7 +289,7 @@ async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_tear
 
     // Its address is in the API and a link on the dashboard.
     let address = format!("https://{host}/");
-    let (_, apps) = d.s.client.get("/api/apps").await;
+    let (_, apps) = d.s.get("/api/apps").await;
     let preview = apps["apps"][0]["environments"]
         .as_array()
         .unwrap()
@@ -300,7 +299,7 @@ async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_tear
         .clone();
     assert_eq!(preview["address"], address.as_str(), "{preview}");
     let mut page = awc::Client::default()
-        .get(format!("{}/", d.s.client.url))
+        .get(format!("{}/", d.s.url))
         .insert_header(("Authorization", format!("Bearer {TOKEN}")))
         .send()
         .await
@@ -308,13 +307,13 @@ async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_tear
     let html = text(&page.body().limit(1 << 20).await.unwrap());
     assert!(html.contains(&format!("href=\"{address}\"")), "{html}");
 
-    let (status, answer) = d.s.client.push(&sample("push-delete-branch.json")).await;
+    let (status, answer) = d.s.push(&sample("push-delete-branch.json")).await;
     assert_eq!(status, 202, "{answer}");
-    let teardown = d.s.client.wait(&answer["deploy"]["id"], 30).await;
+    let teardown = d.s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(teardown["status"], "succeeded", "{teardown}");
     let (status, _, body) = raw_get(port, host, "/", "").await;
     assert_eq!((status, text(&body).as_str()), (404, "not found\n"));
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 const RUN_ENVS: &str = r#"
@@ -333,7 +332,7 @@ async fn run_setup(server: &str) -> DoorSetup {
 }
 
 fn state(d: &DoorSetup) -> PathBuf {
-    d.s.full.dir.path().join("state")
+    d.s.dir().join("state")
 }
 
 #[actix_web::test]
@@ -386,7 +385,7 @@ async fn proxies_to_the_live_process_with_large_bodies_both_ways_and_forwarded_h
     assert!(seen.contains("host: shop.test\n"), "{seen}");
     assert!(!seen.contains("keep-alive"), "{seen}");
     assert!(!seen.contains("6.6.6.6"), "{seen}");
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 #[actix_web::test]
@@ -409,14 +408,14 @@ async fn forwarded_headers_from_a_trusted_proxy_are_extended_not_replaced() {
         seen.contains("x-forwarded-host: shop.example.com\n"),
         "{seen}"
     );
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 #[actix_web::test]
 async fn a_streamed_response_reaches_the_client_before_the_app_has_finished_it() {
     let d = run_setup("").await;
     let (_door, port) = d.front_door();
-    let flag = d.s.full.dir.path().join("go");
+    let flag = d.s.dir().join("go");
     let mut response = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish()
@@ -440,7 +439,7 @@ async fn a_streamed_response_reaches_the_client_before_the_app_has_finished_it()
         rest.extend_from_slice(&chunk.unwrap());
     }
     assert_eq!(text(&rest), "second");
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 /// The real `stagehand front-door` binary; killed on drop.
@@ -487,16 +486,15 @@ async fn the_front_door_binary_keeps_serving_while_serve_is_stopped() {
     let (app_port, _, _) = route_in(&state(&d), "production").unwrap();
 
     let DoorSetup { _guard, s, .. } = d;
-    s.full.running.stop().await.unwrap();
+    // The temp dir stays until the end of the test: the app still runs from it.
+    let s = s.stop().await;
     // stagehand is gone; its app process and the front door are not.
     for _ in 0..20 {
         let (status, _, body) = raw_get(port, "shop.test", "/", "").await;
         assert_eq!((status, text(&body)), (200, rev.clone()));
     }
     assert_eq!(
-        route_in(&s.full.dir.path().join("state"), "production")
-            .unwrap()
-            .0,
+        route_in(&s.dir().join("state"), "production").unwrap().0,
         app_port
     );
     assert_eq!(raw_get(port, "nobody.test", "/", "").await.0, 404);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::*;
+use crate::support::*;
 
 pub const APP_PY: &str = r#"import http.server, os
 REV = open("REVISION").read().strip()
@@ -57,7 +57,7 @@ branch = "main"
 pub struct RunSetup {
     /// First, so it drops first: before the temp dir goes.
     _guard: KillOnDrop,
-    pub s: Setup,
+    pub s: Harness,
     pub state: PathBuf,
 }
 
@@ -77,13 +77,15 @@ impl Drop for KillOnDrop {
 impl RunSetup {
     async fn start(extra: &str) -> RunSetup {
         let extra = extra.to_owned();
-        let s = Setup::start(|dir, repo| {
-            git(repo, &["checkout", "-q", "develop"]);
-            commit(repo, "The app", &[("app.py", APP_PY)]);
-            run_toml(dir, repo, &extra)
-        })
-        .await;
-        let state = s.full.dir.path().join("state");
+        let s = Harness::builder()
+            .config(|dir, repo| {
+                git(repo, &["checkout", "-q", "develop"]);
+                commit(repo, "The app", &[("app.py", APP_PY)]);
+                run_toml(dir, repo, &extra)
+            })
+            .start()
+            .await;
+        let state = s.dir().join("state");
         RunSetup {
             _guard: KillOnDrop {
                 state: state.clone(),
@@ -117,14 +119,14 @@ impl RunSetup {
 
     async fn stop(self) {
         let RunSetup { _guard, s, .. } = self;
-        s.full.running.stop().await.unwrap();
+        s.stop().await;
         drop(_guard);
     }
 
     async fn post(&self, path: &str) -> Value {
-        let (status, answer) = self.s.client.post(path, &json!({})).await;
+        let (status, answer) = self.s.post(path, &json!({})).await;
         assert_eq!(status, 202, "{answer}");
-        self.s.client.wait(&answer["deploy"]["id"], 60).await
+        self.s.wait(&answer["deploy"]["id"], 60).await
     }
 }
 
@@ -299,7 +301,7 @@ async fn a_release_that_fails_its_health_check_never_serves_and_the_old_one_keep
     assert_eq!(serves(port), Some(sha1));
     assert_eq!(r.s.live("staging"), Some(release.clone()));
     // The new process is gone, and so is its half-made release.
-    let log = r.s.client.log(&broken["id"]).await;
+    let log = r.s.log(&broken["id"]).await;
     let new_pid: i32 = log
         .split("pid ")
         .nth(1)
@@ -395,7 +397,7 @@ async fn an_app_that_dies_is_restarted_and_the_restart_is_counted() {
             .is_some_and(|(port, new_pid, _)| new_pid != pid && serves(port) == Some(sha.clone()))
     })
     .await;
-    let (status, apps) = r.s.client.get("/api/apps").await;
+    let (status, apps) = r.s.get("/api/apps").await;
     assert_eq!(status, 200);
     let process = &staging(&apps)["process"];
     assert_eq!(process["restarts"], 1, "{apps}");
@@ -403,7 +405,7 @@ async fn an_app_that_dies_is_restarted_and_the_restart_is_counted() {
     let log = std::fs::read_to_string(r.state.join("app-logs/shop/staging.log")).unwrap();
     assert!(log.contains("exited on its own"), "{log}");
     let mut metrics = awc::Client::default()
-        .get(format!("{}/metrics", r.s.client.url))
+        .get(format!("{}/metrics", r.s.url))
         .send()
         .await
         .unwrap();
@@ -431,9 +433,9 @@ health_check = { path = "/healthz", timeout = "5s" }
     let env = "preview-feature-new-cart";
     let (port, pid, _) = r.route(env).unwrap();
     assert!(serves(port).is_some());
-    let (status, answer) = r.s.client.push(&sample("push-delete-branch.json")).await;
+    let (status, answer) = r.s.push(&sample("push-delete-branch.json")).await;
     assert_eq!(status, 202, "{answer}");
-    let teardown = r.s.client.wait(&answer["deploy"]["id"], 30).await;
+    let teardown = r.s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(teardown["status"], "succeeded", "{teardown}");
     assert!(!alive(pid));
     assert_eq!(serves(port), None);
@@ -584,7 +586,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
         .as_str()
         .unwrap()
         .to_owned();
-    let url = r.s.client.url.clone();
+    let url = r.s.url.clone();
     let (port, pid, _) = r.route("staging").unwrap();
 
     let out = cli(&url, &["stop", "shop", "staging"]).await;
@@ -595,7 +597,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
     );
     assert!(!alive(pid));
     assert_eq!(serves(port), None);
-    assert_eq!(live_process(&r.s.client).await["state"], "stopped");
+    assert_eq!(live_process(&r.s).await["state"], "stopped");
     assert_eq!(
         r.route("staging"),
         None,
@@ -604,7 +606,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
     // Stopped on purpose: the supervisor leaves it down (a restart would come after 1 s).
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(serves(port), None);
-    assert_eq!(live_process(&r.s.client).await["restarts"], 0);
+    assert_eq!(live_process(&r.s).await["restarts"], 0);
 
     let out = cli(&url, &["start", "shop", "staging", "--follow"]).await;
     assert!(
@@ -612,7 +614,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let process = live_process(&r.s.client).await;
+    let process = live_process(&r.s).await;
     assert_eq!(process["state"], "running", "{process}");
     let port = process["port"].as_u64().unwrap() as u16;
     assert_eq!(serves(port), Some(sha.clone()));
@@ -636,8 +638,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
 
     // A restart of an environment without `run` is refused, not queued.
     let (status, answer) =
-        r.s.client
-            .post("/api/apps/shop/environments/production/restart", &json!({}))
+        r.s.post("/api/apps/shop/environments/production/restart", &json!({}))
             .await;
     assert_eq!(status, 409, "{answer}");
     r.stop().await;
@@ -649,7 +650,7 @@ async fn following_the_app_log_shows_new_output_as_it_is_written() {
     assert_eq!(r.s.push_and_wait("develop").await["status"], "succeeded");
     let url = format!(
         "{}/api/apps/shop/environments/staging/app-log?follow=1",
-        r.s.client.url
+        r.s.url
     );
     let mut resp = awc::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -662,8 +663,7 @@ async fn following_the_app_log_shows_new_output_as_it_is_written() {
     assert_eq!(resp.status().as_u16(), 200);
     // A restart writes new lines into the log while we follow it.
     let (status, _) =
-        r.s.client
-            .post("/api/apps/shop/environments/staging/restart", &json!({}))
+        r.s.post("/api/apps/shop/environments/staging/restart", &json!({}))
             .await;
     assert_eq!(status, 202);
     let mut seen = String::new();
@@ -693,7 +693,7 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
     let csrf = hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1");
     let client = awc::Client::builder().disable_redirects().finish();
     let mut page = client
-        .get(format!("{}/", r.s.client.url))
+        .get(format!("{}/", r.s.url))
         .insert_header(("Cookie", session.clone()))
         .send()
         .await
@@ -716,10 +716,7 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
 
     let before = r.pid("staging");
     let answer = client
-        .post(format!(
-            "{}/environments/shop/staging/restart",
-            r.s.client.url
-        ))
+        .post(format!("{}/environments/shop/staging/restart", r.s.url))
         .insert_header(("Cookie", session))
         .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
         .send_body(format!("csrf={csrf}"))
@@ -734,7 +731,7 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
         .unwrap()
         .to_owned();
     let id = location.strip_prefix("/deploys/").unwrap().to_owned();
-    let restart = r.s.client.wait(&json!(id), 60).await;
+    let restart = r.s.wait(&json!(id), 60).await;
     assert_eq!(restart["status"], "succeeded", "{restart}");
     assert_ne!(r.pid("staging"), before);
     assert_eq!(serves(r.port("staging")), Some(sha));

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
 
 /// Runs a server that is expected to refuse to start: its exit code and stderr. Fails
 /// (instead of hanging) if it is still running after a generous wait.
