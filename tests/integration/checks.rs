@@ -296,14 +296,20 @@ async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check:
         },
     );
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) =
-        crate::forges::send_as(&s.url, forge, SECRET, &push_event, &unique_id(), &bytes).await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &push_event, bytes.clone()))
+        .await;
     assert_eq!(status, 202, "{forge}: {answer}");
     let id = answer["deploy"]["id"].clone();
     wait_for(&s, &id, "waiting", 30).await;
     let text = check.to_string().replace("SHA", &sha);
-    let (status, answer) =
-        crate::forges::send_as(&s.url, forge, SECRET, event, &unique_id(), text.as_bytes()).await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(
+            forge,
+            event,
+            text.as_bytes().to_vec(),
+        ))
+        .await;
     assert_eq!(status, 200, "{forge}: {answer}");
     assert!(answer["checks"].as_u64() > Some(0), "{forge}: {answer}");
     let done = s.wait_through_checks(&id, 60).await;

@@ -35,8 +35,7 @@ async fn deploy_follow_status_releases_rollback_and_logs() {
     let b = Harness::builder();
     let repo = b.repo().to_owned();
     let root = b.root();
-    let toml = toml(b.dir(), &repo);
-    let full = b.toml(&toml).start().await;
+    let full = b.config(toml).start().await;
     let url = full.url.clone();
 
     let mut deploy = stagehand(&url);
@@ -124,8 +123,7 @@ async fn logs_follow_prints_lines_as_they_are_written() {
     let marker = b.dir().join("srv/staging/shared/second-written");
     git(&repo, &["checkout", "-q", "develop"]);
     let sha = commit(&repo, "Slow", &[("slow", "")]);
-    let toml = toml(b.dir(), &repo);
-    let full = b.toml(&toml).start().await;
+    let full = b.config(toml).start().await;
     let client = full.client();
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
@@ -173,8 +171,7 @@ async fn clear_errors_for_a_missing_server_a_bad_token_and_hook_send() {
 
     let b = Harness::builder();
     let repo = b.repo().to_owned();
-    let toml = toml(b.dir(), &repo);
-    let full = b.toml(&toml).start().await;
+    let full = b.config(toml).start().await;
     let config = full.config_file();
     let url = full.url.clone();
     let out = run({
@@ -375,8 +372,7 @@ async fn hook_send_tags_deletions_and_messages() {
 async fn a_bogus_ref_is_refused_and_a_failed_attempt_is_not_the_live_state() {
     let b = Harness::builder();
     let repo = b.repo().to_owned();
-    let toml = toml(b.dir(), &repo);
-    let full = b.toml(&toml).start().await;
+    let full = b.config(toml).start().await;
     let client = full.client();
     let url = client.url.clone();
     let cli = |args: &[&str]| {

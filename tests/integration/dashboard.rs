@@ -7,71 +7,41 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::browser::{Browser, Chromedriver, have_chromedriver};
-use crate::support::{self, *};
+use crate::support::*;
 use serde_json::json;
-use stagehand::core::signature::hex_mac;
-
-fn session_value() -> String {
-    hex_mac(TOKEN.as_bytes(), b"stagehand-session-v1")
-}
-
-fn csrf_value() -> String {
-    hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1")
-}
-
-/// One request, redirects not followed. `cookie`: the session cookie's value.
-async fn request(
-    method: &str,
-    url: &str,
-    cookie: Option<&str>,
-    headers: &[(&str, &str)],
-    form: Option<&str>,
-) -> Answer {
-    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut all: Vec<(&str, String)> = headers.iter().map(|(n, v)| (*n, v.to_string())).collect();
-    if let Some(cookie) = cookie {
-        all.push(("Cookie", format!("stagehand_session={cookie}")));
-    }
-    if form.is_some() {
-        all.push(("Content-Type", "application/x-www-form-urlencoded".into()));
-    }
-    support::request(method, url, &all, form.map(|f| f.as_bytes().to_vec())).await
-}
 
 #[actix_web::test]
 async fn login_cookie_csrf_and_escaping_over_plain_http() {
     let b = Harness::builder();
-    let repo = b.repo().to_owned();
-    git(&repo, &["tag", "v1.2.3"]);
-    let toml = config_toml(b.dir());
-    let server = b.toml(&toml).without_runner().start().await;
+    git(b.repo(), &["tag", "v1.2.3"]);
+    let server = b.without_runner().start().await;
     let url = server.url.clone();
     let session = session_value();
     let csrf = csrf_value();
 
     // Without a cookie: the login form, 401 from the API, 303 from deeper pages.
-    let home = request("GET", &format!("{url}/"), None, &[], None).await;
+    let home = dashboard_request("GET", &format!("{url}/"), None, &[], None).await;
     assert_eq!(home.status, 200);
     assert!(
         home.text.contains(r#"action="/login""#) && home.text.contains(r#"name="token""#),
         "{}",
         home.text
     );
-    let api = request("GET", &format!("{url}/api/apps"), None, &[], None).await;
+    let api = dashboard_request("GET", &format!("{url}/api/apps"), None, &[], None).await;
     assert_eq!(api.status, 401, "{}", api.text);
     for page in ["/deploys/1", "/environments/shop/staging"] {
-        let answer = request("GET", &format!("{url}{page}"), None, &[], None).await;
+        let answer = dashboard_request("GET", &format!("{url}{page}"), None, &[], None).await;
         assert_eq!(
             (answer.status, answer.header("location")),
             (303, "/".into())
         );
     }
-    let stale = request("GET", &format!("{url}/api/apps"), Some("00"), &[], None).await;
+    let stale = dashboard_request("GET", &format!("{url}/api/apps"), Some("00"), &[], None).await;
     assert_eq!(stale.status, 401, "{}", stale.text);
 
     // Logging in: a wrong token re-renders the form with 401; the right one sets the
     // derived cookie (never the token itself).
-    let wrong = request(
+    let wrong = dashboard_request(
         "POST",
         &format!("{url}/login"),
         None,
@@ -83,7 +53,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(wrong.text.contains("not the API token"), "{}", wrong.text);
     assert!(wrong.header("set-cookie").is_empty());
     let form = format!("token={TOKEN}");
-    let login = request("POST", &format!("{url}/login"), None, &[], Some(&form)).await;
+    let login = dashboard_request("POST", &format!("{url}/login"), None, &[], Some(&form)).await;
     assert_eq!((login.status, login.header("location")), (303, "/".into()));
     assert_eq!(
         login.header("set-cookie"),
@@ -92,7 +62,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(!login.header("set-cookie").contains(TOKEN));
 
     // Logged in: the overview, with a CSRF token in every form and strict headers.
-    let home = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let home = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert_eq!(home.status, 200);
     assert!(
         home.text.contains(r#"data-environment="staging""#),
@@ -111,23 +81,23 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     );
     assert_eq!(home.header("x-frame-options"), "DENY");
     assert_eq!(home.header("cache-control"), "no-store");
-    let api = request("GET", &format!("{url}/api/apps"), Some(&session), &[], None).await;
+    let api = dashboard_request("GET", &format!("{url}/api/apps"), Some(&session), &[], None).await;
     assert_eq!(api.status, 200, "{}", api.text);
 
     // Dashboard posts: the cookie alone is not enough, the CSRF field must match.
     let deploy = format!("{url}/environments/shop/staging/deploy");
     for form in ["", "csrf=", "csrf=0123abcd"] {
-        let answer = request("POST", &deploy, Some(&session), &[], Some(form)).await;
+        let answer = dashboard_request("POST", &deploy, Some(&session), &[], Some(form)).await;
         assert_eq!(answer.status, 403, "{form:?}: {}", answer.text);
         assert!(answer.text.contains("CSRF"), "{}", answer.text);
     }
     let with_csrf = format!("csrf={csrf}");
-    let answer = request("POST", &deploy, None, &[], Some(&with_csrf)).await;
+    let answer = dashboard_request("POST", &deploy, None, &[], Some(&with_csrf)).await;
     assert_eq!(
         (answer.status, answer.header("location")),
         (303, "/".into())
     );
-    let answer = request("POST", &deploy, Some(&session), &[], Some(&with_csrf)).await;
+    let answer = dashboard_request("POST", &deploy, Some(&session), &[], Some(&with_csrf)).await;
     assert_eq!(answer.status, 303, "{}", answer.text);
     let location = answer.header("location");
     let id = location.strip_prefix("/deploys/").unwrap().to_owned();
@@ -142,13 +112,13 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     );
     // The same rule on the JSON API: a write by cookie needs X-CSRF-Token; by bearer not.
     let api_deploy = format!("{url}/api/apps/shop/environments/staging/deploy");
-    let answer = request("POST", &api_deploy, Some(&session), &[], None).await;
+    let answer = dashboard_request("POST", &api_deploy, Some(&session), &[], None).await;
     assert_eq!(answer.status, 403, "{}", answer.text);
     let header = [("X-CSRF-Token", csrf.as_str())];
-    let answer = request("POST", &api_deploy, Some(&session), &header, None).await;
+    let answer = dashboard_request("POST", &api_deploy, Some(&session), &header, None).await;
     assert_eq!(answer.status, 202, "{}", answer.text);
     let bearer = format!("Bearer {TOKEN}");
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &api_deploy,
         None,
@@ -158,7 +128,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     .await;
     assert_eq!(answer.status, 202, "{}", answer.text);
     // A tag-following environment asks for its tag instead of failing on a click.
-    let tags = request(
+    let tags = dashboard_request(
         "POST",
         &format!("{url}/environments/shop/releases/deploy"),
         Some(&session),
@@ -169,7 +139,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert_eq!(tags.status, 303, "{}", tags.text);
     assert!(home.text.contains(r#"name="ref""#), "{}", home.text);
     // A tag the repository does not have is refused there and then (issue 16 item 7).
-    let missing = request(
+    let missing = dashboard_request(
         "POST",
         &format!("{url}/environments/shop/releases/deploy"),
         Some(&session),
@@ -191,7 +161,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     body["ref"] = json!(format!("refs/heads/{branch}"));
     let (status, pushed) = server.send(&Delivery::json("push", &body)).await;
     assert_eq!(status, 202, "{pushed}");
-    let home = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let home = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         home.text
             .contains("&lt;b&gt;bold&amp;&quot;onmouseover=&quot;"),
@@ -201,7 +171,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(!home.text.contains("<b>bold"), "{}", home.text);
     assert!(home.text.contains(">temporary<"), "{}", home.text);
     let id = pushed["deploy"]["id"].as_str().unwrap();
-    let page = request(
+    let page = dashboard_request(
         "GET",
         &format!("{url}/deploys/{id}"),
         Some(&session),
@@ -214,7 +184,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(!page.text.contains("<b>bold"), "{}", page.text);
 
     // The environment's history links each deploy; unknown things are 404 pages.
-    let history = request(
+    let history = dashboard_request(
         "GET",
         &format!("{url}/environments/shop/staging"),
         Some(&session),
@@ -234,7 +204,8 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
         "/environments/shop/nope",
         "/environments/nope/staging",
     ] {
-        let answer = request("GET", &format!("{url}{missing}"), Some(&session), &[], None).await;
+        let answer =
+            dashboard_request("GET", &format!("{url}{missing}"), Some(&session), &[], None).await;
         assert_eq!(answer.status, 404, "{missing}");
         assert!(
             answer.header("content-type").starts_with("text/html"),
@@ -243,7 +214,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     }
 
     // Logging out needs the CSRF token too, and clears the cookie.
-    let out = request(
+    let out = dashboard_request(
         "POST",
         &format!("{url}/logout"),
         Some(&session),
@@ -252,7 +223,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     )
     .await;
     assert_eq!(out.status, 403);
-    let out = request(
+    let out = dashboard_request(
         "POST",
         &format!("{url}/logout"),
         Some(&session),
@@ -283,7 +254,7 @@ async fn the_cookie_is_secure_behind_https() {
     );
     let server = b.toml(&toml).without_runner().start().await;
     let form = format!("token={TOKEN}");
-    let login = request(
+    let login = dashboard_request(
         "POST",
         &format!("{}/login", server.url),
         None,
@@ -328,8 +299,7 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
     let repo = b.repo().to_owned();
     let root = b.root();
     let marker = root.join("staging/shared/second-written");
-    let toml = browser_toml(b.dir(), &repo);
-    let full = b.toml(&toml).start().await;
+    let full = b.config(browser_toml).start().await;
     let api = full.client();
     let url = api.url.clone();
 
@@ -405,7 +375,7 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
     eprintln!("screenshot of the deploy page: {}", shot.display());
 
     // The event stream honours ?after=N with the cookie alone (what the page uses).
-    let events = request(
+    let events = dashboard_request(
         "GET",
         &format!("{url}/api/deploys/{id}/events?after=2"),
         Some(&session_value()),
@@ -467,7 +437,7 @@ branch = "develop"
     let (session, csrf) = (session_value(), csrf_value());
     let url = s.url.clone();
 
-    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let page = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         page.text
             .contains(r#"action="/environments/shop/production/promote""#),
@@ -481,9 +451,10 @@ branch = "develop"
     );
 
     let promote = format!("{url}/environments/shop/production/promote");
-    let refused = request("POST", &promote, Some(&session), &[], Some("from=staging")).await;
+    let refused =
+        dashboard_request("POST", &promote, Some(&session), &[], Some("from=staging")).await;
     assert_eq!(refused.status, 403, "no CSRF token: {}", refused.text);
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &promote,
         Some(&session),
@@ -506,7 +477,7 @@ branch = "develop"
     );
     // Issue 16 items 6 and 7: the environment page says which deploy made the live
     // release, with its commit message and author.
-    let page = request(
+    let page = dashboard_request(
         "GET",
         &format!("{url}/environments/shop/production"),
         Some(&session),
@@ -644,13 +615,13 @@ expire_after = "7d"
         apps["apps"][0]["environments"][0]["pinned"].clone()
     };
 
-    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let page = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         page.text.contains(&format!(r#"action="{base}/pin""#)),
         "{}",
         page.text
     );
-    let refused = request(
+    let refused = dashboard_request(
         "POST",
         &format!("{url}{base}/pin"),
         Some(&session),
@@ -662,7 +633,7 @@ expire_after = "7d"
     assert_eq!(pinned().await, json!(false));
 
     let form = format!("csrf={csrf}");
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &format!("{url}{base}/pin"),
         Some(&session),
@@ -672,14 +643,14 @@ expire_after = "7d"
     .await;
     assert_eq!(answer.status, 303, "{}", answer.text);
     assert_eq!(pinned().await, json!(true));
-    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let page = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         page.text.contains(&format!(r#"action="{base}/unpin""#)),
         "{}",
         page.text
     );
 
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &format!("{url}{base}/unpin"),
         Some(&session),

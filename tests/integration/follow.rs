@@ -133,12 +133,8 @@ async fn following_needs_the_token_and_an_existing_deploy() {
     let c = full.client();
     let (status, _) = c.get("/api/deploys/42/log?follow=1").await;
     assert_eq!(status, 404);
-    let resp = awc::Client::default()
-        .get(format!("{}/api/deploys/1/events", c.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401);
+    let (status, _, _) = c.get_with("/api/deploys/1/events", None).await;
+    assert_eq!(status, 401);
     full.stop().await;
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stagehand::core::forge::Forge;
 
-use crate::forges::{Change, ZERO, delivery, send_as};
+use crate::forges::{Change, ZERO, delivery};
 use crate::support::*;
 
 /// Answers every request `201 {}` and records it.
@@ -109,8 +109,9 @@ branch = "develop"
         );
         shas.push(sha.clone());
         let bytes = serde_json::to_vec(&body).unwrap();
-        let (status, answer) =
-            send_as(&client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+        let (status, answer) = client
+            .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+            .await;
         assert_eq!(status, 202, "{forge}: {answer}");
         let done = client.wait(&answer["deploy"]["id"], 60).await;
         assert_eq!(done["status"], want, "{forge}: {done}");
@@ -276,8 +277,9 @@ url = "https://{{environment}}.review.example.com"
         git(&repo, &["update-ref", head_ref, sha]);
         let (event, body) = crate::previews::request_body(forge, 7, act, sha);
         let bytes = serde_json::to_vec(&body).unwrap();
-        let (status, answer) =
-            send_as(&client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+        let (status, answer) = client
+            .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+            .await;
         assert_eq!(status, 202, "{forge} {act}: {answer}");
         client.wait(&answer["deploy"]["id"], 60).await;
         // Each deploy's report ends with editing the comment: wait for it before the

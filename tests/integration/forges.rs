@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use stagehand::core::forge::{self, Forge};
+use stagehand::core::forge::Forge;
 
 use crate::support::*;
 
@@ -127,35 +127,11 @@ pub(crate) fn delivery(forge: Forge, change: &Change<'_>) -> (String, Value) {
     }
 }
 
-/// POSTs `body` with exactly the headers `forge` sends, signed with `secret`.
-pub(crate) async fn send_as(
-    url: &str,
-    forge: Forge,
-    secret: &str,
-    event: &str,
-    delivery_id: &str,
-    body: &[u8],
-) -> (u16, Value) {
-    let mut req = awc::Client::default().post(format!("{url}/hooks/shop"));
-    for (name, value) in forge::delivery_headers(forge, secret.as_bytes(), event, delivery_id, body)
-    {
-        req = req.insert_header((name, value));
-    }
-    let mut resp = req.send_body(body.to_vec()).await.unwrap();
-    let status = resp.status().as_u16();
-    let answer = resp.body().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&answer).unwrap_or(Value::Null),
-    )
-}
-
 async fn send(s: &Harness, forge: Forge, change: &Change<'_>) -> (u16, Value, String) {
     let (event, body) = delivery(forge, change);
-    let id = unique_id();
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(&s.url, forge, SECRET, &event, &id, &bytes).await;
-    (status, answer, id)
+    let delivery = Delivery::from_forge(forge, &event, serde_json::to_vec(&body).unwrap());
+    let (status, answer) = s.send(&delivery).await;
+    (status, answer, delivery.delivery_id)
 }
 
 /// Sends `change` and waits for the deploy it must start.
@@ -183,14 +159,14 @@ async fn lifecycle(forge: Forge) {
     // A push deploys; the same delivery again answers with the first deploy.
     let (event, body) = delivery(forge, &push);
     let bytes = serde_json::to_vec(&body).unwrap();
-    let id = unique_id();
-    let (status, first) = send_as(&s.url, forge, SECRET, &event, &id, &bytes).await;
+    let first_delivery = Delivery::from_forge(forge, &event, bytes);
+    let (status, first) = s.send(&first_delivery).await;
     assert_eq!(status, 202, "{forge}: {first}");
     let done = s.wait(&first["deploy"]["id"], 60).await;
     assert_eq!(done["status"], "succeeded", "{forge}: {done}");
     assert_eq!(done["environment"], "staging");
     assert_eq!(s.revision("staging").as_deref(), Some(new.as_str()));
-    let (status, again) = send_as(&s.url, forge, SECRET, &event, &id, &bytes).await;
+    let (status, again) = s.send(&first_delivery).await;
     assert_eq!(status, 200, "{forge}: {again}");
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["deploy"]["id"], first["deploy"]["id"]);
@@ -275,15 +251,9 @@ async fn lifecycle(forge: Forge) {
     // The wrong secret is 401 and another repository 403; neither is recorded.
     let (event, body) = delivery(forge, &push);
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(
-        &s.url,
-        forge,
-        "not the secret",
-        &event,
-        &unique_id(),
-        &bytes,
-    )
-    .await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &event, bytes.clone()).secret("not the secret"))
+        .await;
     assert_eq!(status, 401, "{forge}: {answer}");
     let mut other = body.clone();
     match forge {
@@ -291,7 +261,9 @@ async fn lifecycle(forge: Forge) {
         _ => other["repository"]["full_name"] = json!("evil/shop"),
     }
     let bytes = serde_json::to_vec(&other).unwrap();
-    let (status, answer) = send_as(&s.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+        .await;
     assert_eq!(status, 403, "{forge}: {answer}");
     assert!(
         answer["error"]
@@ -350,30 +322,24 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
         },
     );
     let bytes = serde_json::to_vec(&body).unwrap();
-    let attempt = |webhook_uuid: &'static str| {
-        awc::Client::default()
-            .post(format!("{}/hooks/shop", server.url))
-            .insert_header(("Content-Type", "application/json"))
-            .insert_header(("X-Gitlab-Event", "Push Hook"))
-            .insert_header(("X-Gitlab-Token", SECRET))
-            .insert_header(("Idempotency-Key", "908a6d9e-45fd-46c8-97e6-c4f350f219dd"))
-            .insert_header(("X-Gitlab-Webhook-UUID", webhook_uuid))
-            .insert_header((
+    let attempt = |webhook_uuid: &str| {
+        let mut delivery = Delivery::from_forge(Forge::Gitlab, "Push Hook", bytes.clone())
+            .header("X-Gitlab-Webhook-UUID", Some(webhook_uuid))
+            .header(
                 "X-Gitlab-Event-UUID",
-                "13792a34-cac6-4fda-95a8-c58e00a3954e",
-            ))
-            .send_body(bytes.clone())
+                Some("13792a34-cac6-4fda-95a8-c58e00a3954e"),
+            );
+        delivery.delivery_id = "908a6d9e-45fd-46c8-97e6-c4f350f219dd".into();
+        delivery
     };
-    let mut first = attempt("2ffc8d7a-0f2b-4c1c-8a3e-6d6b8c0e1a01")
-        .await
-        .unwrap();
-    assert_eq!(first.status().as_u16(), 202);
-    let first: Value = first.json().await.unwrap();
-    let mut retry = attempt("7b1e6f3c-5a9d-4e2f-b8c7-1d0a9e8f7c02")
-        .await
-        .unwrap();
-    assert_eq!(retry.status().as_u16(), 200);
-    let retry: Value = retry.json().await.unwrap();
+    let (status, first) = server
+        .send(&attempt("2ffc8d7a-0f2b-4c1c-8a3e-6d6b8c0e1a01"))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let (status, retry) = server
+        .send(&attempt("7b1e6f3c-5a9d-4e2f-b8c7-1d0a9e8f7c02"))
+        .await;
+    assert_eq!(status, 200, "{retry}");
     assert_eq!(retry["duplicate"], true);
     assert_eq!(retry["deploy"]["id"], first["deploy"]["id"]);
 
@@ -381,20 +347,12 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
     let mut other = body.clone();
     other["ref"] = json!("refs/heads/feature/old-gitlab");
     let old_bytes = serde_json::to_vec(&other).unwrap();
-    let old_gitlab = || {
-        awc::Client::default()
-            .post(format!("{}/hooks/shop", server.url))
-            .insert_header(("Content-Type", "application/json"))
-            .insert_header(("X-Gitlab-Event", "Push Hook"))
-            .insert_header(("X-Gitlab-Token", SECRET))
-            .send_body(old_bytes.clone())
-    };
-    let mut first = old_gitlab().await.unwrap();
-    assert_eq!(first.status().as_u16(), 202);
-    let first: Value = first.json().await.unwrap();
-    let mut again = old_gitlab().await.unwrap();
-    assert_eq!(again.status().as_u16(), 200);
-    let again: Value = again.json().await.unwrap();
+    let old_gitlab =
+        Delivery::from_forge(Forge::Gitlab, "Push Hook", old_bytes).header("Idempotency-Key", None);
+    let (status, first) = server.send(&old_gitlab).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = server.send(&old_gitlab).await;
+    assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true, "{again}");
     assert_eq!(again["deploy"]["id"], first["deploy"]["id"]);
     server.stop().await;
@@ -447,15 +405,8 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
         second["push"]["changes"][0]
     ]);
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(
-        &s.url,
-        Forge::Bitbucket,
-        SECRET,
-        "repo:push",
-        "req-1",
-        &bytes,
-    )
-    .await;
+    let several = Delivery::from_forge(Forge::Bitbucket, "repo:push", bytes).id("req-1");
+    let (status, answer) = s.send(&several).await;
     assert_eq!(status, 202, "{answer}");
     let deploys = answer["deploys"].as_array().unwrap().clone();
     assert_eq!(deploys.len(), 2, "{answer}");
@@ -472,15 +423,7 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
     for d in &deploys {
         assert_eq!(s.wait(&d["id"], 60).await["status"], "succeeded");
     }
-    let (status, again) = send_as(
-        &s.url,
-        Forge::Bitbucket,
-        SECRET,
-        "repo:push",
-        "req-1",
-        &bytes,
-    )
-    .await;
+    let (status, again) = s.send(&several).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true);
     let ids = |v: &Value| -> Vec<Value> {
@@ -515,8 +458,9 @@ async fn events_a_forge_sends_but_stagehand_does_not_act_on() {
             &format!("forge = \"{forge}\"\ngithub = \"acme/shop\""),
         );
         let server = b.toml(&toml).without_runner().start().await;
-        let (status, answer) =
-            send_as(&server.url, forge, SECRET, event, &unique_id(), b"{}").await;
+        let (status, answer) = server
+            .send(&Delivery::from_forge(forge, event, b"{}".to_vec()))
+            .await;
         assert_eq!(status, 200, "{forge}: {answer}");
         assert!(
             answer["ignored"]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use stagehand::config::Config;
 
-use crate::run::{KillOnDrop, route_in};
 use crate::support::*;
 
 /// An app that shows what reaches it: `/` its revision, `/headers` the headers it
@@ -66,7 +65,6 @@ server.serve_forever()
 /// A stagehand over `toml_rest` (after the `[apps.shop]` keys) with `files` committed
 /// on `main`, its config also written to `<dir>/stagehand.toml` for the binaries.
 struct DoorSetup {
-    _guard: KillOnDrop,
     s: Harness,
     config_file: PathBuf,
 }
@@ -90,10 +88,6 @@ impl DoorSetup {
             .start()
             .await;
         DoorSetup {
-            _guard: KillOnDrop {
-                state: s.dir().join("state"),
-                root: s.root.clone(),
-            },
             config_file: s.config_file(),
             s,
         }
@@ -298,13 +292,7 @@ async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_tear
         .unwrap_or_else(|| panic!("{apps}"))
         .clone();
     assert_eq!(preview["address"], address.as_str(), "{preview}");
-    let mut page = awc::Client::default()
-        .get(format!("{}/", d.s.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
-    let html = text(&page.body().limit(1 << 20).await.unwrap());
+    let (_, _, html) = d.s.get_with("/", Some(TOKEN)).await;
     assert!(html.contains(&format!("href=\"{address}\"")), "{html}");
 
     let (status, answer) = d.s.push(&sample("push-delete-branch.json")).await;
@@ -485,9 +473,9 @@ async fn the_front_door_binary_keeps_serving_while_serve_is_stopped() {
     assert_eq!(text(&raw_get(port, "shop.test", "/", "").await.2), rev);
     let (app_port, _, _) = route_in(&state(&d), "production").unwrap();
 
-    let DoorSetup { _guard, s, .. } = d;
-    // The temp dir stays until the end of the test: the app still runs from it.
-    let s = s.stop().await;
+    // The temp dir (and the guard of app processes) stays until the end of the test:
+    // the app still runs from it.
+    let s = d.s.stop().await;
     // stagehand is gone; its app process and the front door are not.
     for _ in 0..20 {
         let (status, _, body) = raw_get(port, "shop.test", "/", "").await;
@@ -498,7 +486,7 @@ async fn the_front_door_binary_keeps_serving_while_serve_is_stopped() {
         app_port
     );
     assert_eq!(raw_get(port, "nobody.test", "/", "").await.0, 404);
-    drop(_guard);
+    drop(s);
 }
 
 /// The front door's unit must not be tied to stagehand.service: `PartOf`, `BindsTo` or

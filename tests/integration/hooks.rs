@@ -37,8 +37,8 @@ async fn push_to_a_mapped_branch_queues_a_deploy() {
 #[actix_web::test]
 async fn form_encoded_push_is_accepted() {
     let server = Harness::builder().without_runner().start().await;
-    let mut delivery = Delivery::raw("push", sample_bytes("push-form.txt"));
-    delivery.content_type = "application/x-www-form-urlencoded".into();
+    let delivery = Delivery::raw("push", sample_bytes("push-form.txt"))
+        .header("Content-Type", Some("application/x-www-form-urlencoded"));
     let (status, answer) = server.send(&delivery).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["deploy"]["environment"], "staging");
@@ -236,9 +236,9 @@ async fn redelivery_answers_the_first_deploy_and_runs_nothing_twice() {
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["deploy"]["id"], answer["deploy"]["id"]);
     // The same delivery id from another hook is another delivery.
-    let mut other_hook = Delivery::json("push", &sample("push.json"));
+    let mut other_hook =
+        Delivery::json("push", &sample("push.json")).header("X-GitHub-Hook-ID", Some("987"));
     other_hook.delivery_id = first.delivery_id.clone();
-    other_hook.hook_id = Some("987".into());
     let (status, _) = server.send(&other_hook).await;
     assert_eq!(status, 202);
     let (_, list) = server.get("/api/deploys").await;
@@ -275,8 +275,8 @@ async fn bad_signatures_get_401_and_record_nothing() {
         ),
     ];
     for (signature, needle) in cases {
-        let mut delivery = Delivery::raw("push", body.clone());
-        delivery.signature = Some(signature);
+        let delivery =
+            Delivery::raw("push", body.clone()).header("X-Hub-Signature-256", signature.as_deref());
         let (status, answer) = server.send(&delivery).await;
         assert_eq!(status, 401, "{answer}");
         assert!(
@@ -333,8 +333,8 @@ async fn bad_bodies_are_400_with_a_reason() {
             "{needle}: {answer}"
         );
     }
-    let mut form = Delivery::raw("push", b"nopayload=1".to_vec());
-    form.content_type = "application/x-www-form-urlencoded".into();
+    let form = Delivery::raw("push", b"nopayload=1".to_vec())
+        .header("Content-Type", Some("application/x-www-form-urlencoded"));
     let (status, answer) = server.send(&form).await;
     assert_eq!(status, 400, "{answer}");
     let mut no_event = Delivery::json("push", &sample("push.json"));

@@ -189,18 +189,7 @@ expire_after = "7d"
         .as_str()
         .unwrap_or_else(|| panic!("{shown}"))
         .to_owned();
-    let page = |s: &Harness| {
-        let url = format!("{}/", s.url);
-        async move {
-            let mut page = awc::Client::default()
-                .get(url)
-                .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-                .send()
-                .await
-                .unwrap();
-            String::from_utf8_lossy(&page.body().limit(1 << 20).await.unwrap()).into_owned()
-        }
-    };
+    let page = async |s: &Harness| s.get_with("/", Some(TOKEN)).await.2;
     assert!(page(&s).await.contains(&format!("expires {expires}")));
     let (status, answer) = s
         .post(

@@ -118,15 +118,9 @@ async fn a_treeless_mirror_checks_out_exactly_the_commit_and_keeps_the_history()
 
 #[actix_web::test]
 async fn an_unknown_mirror_mode_is_a_config_error_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let toml = shop_toml(
-        dir.path(),
-        &repo,
-        "mirror = \"shallow\"\n[apps.shop.environments.staging]\nbranch = \"develop\"\n",
-    );
-    let path = dir.path().join("stagehand.toml");
-    std::fs::write(&path, toml).unwrap();
+    let b = Harness::builder()
+        .app("mirror = \"shallow\"\n[apps.shop.environments.staging]\nbranch = \"develop\"\n");
+    let path = b.write_config();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"))
         .args(["check", "--config"])
         .arg(&path)

@@ -7,7 +7,6 @@ use std::path::Path;
 use serde_json::{Value, json};
 use stagehand::core::forge::Forge;
 
-use crate::forges::send_as;
 use crate::support::*;
 
 fn toml(forge: Forge, allow_forks: bool) -> impl FnOnce(&Path, &Path) -> String {
@@ -148,7 +147,8 @@ async fn send(
 ) -> (u16, Value) {
     let (event, body) = request(forge, number, act, head, fork);
     let bytes = serde_json::to_vec(&body).unwrap();
-    send_as(&s.url, forge, SECRET, &event, &unique_id(), &bytes).await
+    s.send(&Delivery::from_forge(forge, &event, bytes.clone()))
+        .await
 }
 
 async fn previews(forge: Forge) {
@@ -306,7 +306,9 @@ async fn label_approves_a_fork(forge: Forge) {
         }
     }
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(&s.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+        .await;
     assert_eq!(status, 202, "{forge}: {answer}");
     let done = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(done["status"], "succeeded", "{forge}: {done}");

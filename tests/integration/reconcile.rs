@@ -6,18 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{
-    Client, Harness, ServerProcess, commit, git, serve_command, shop_toml_with, source_repo,
-};
+use crate::support::{Client, Harness, ServerProcess, commit, git, serve_command, shop_toml_with};
 
 /// `/metrics`, as text.
 async fn metrics(client: &Client) -> String {
-    let mut resp = awc::Client::default()
-        .get(format!("{}/metrics", client.url))
-        .send()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&resp.body().await.unwrap()).into_owned()
+    client.get_with("/metrics", None).await.2
 }
 
 /// The value of one metric line (`name{labels}`).
@@ -397,14 +390,11 @@ async fn a_failing_fetch_waits_for_the_next_round() {
 #[actix_web::test]
 async fn the_server_log_says_what_a_round_queued() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let config = dir.path().join("stagehand.toml");
     let envs = "[apps.shop.environments.staging]\nbranch = \"develop\"\n";
     let server = "listen = \"127.0.0.1:0\"\nreconcile_interval = \"1h\"";
-    std::fs::write(&config, shop_toml_with(dir.path(), &repo, server, envs)).unwrap();
-    let log_path = dir.path().join("stagehand.log");
+    let b = Harness::builder().config(|dir, repo| shop_toml_with(dir, repo, server, envs));
+    let (repo, root, config) = (b.repo().to_owned(), b.root(), b.write_config());
+    let log_path = b.dir().join("stagehand.log");
     let mut child = ServerProcess(
         serve_command(&config)
             .args(["--log-format", "json"])

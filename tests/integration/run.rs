@@ -51,27 +51,11 @@ branch = "main"
     )
 }
 
-/// A stagehand with the app committed on `develop`; on drop, every app process it
-/// recorded (and anything still working in its root) is killed, so a failing test
-/// never leaves a server behind.
+/// A stagehand with the app committed on `develop` (its harness kills every app
+/// process when dropped).
 pub struct RunSetup {
-    /// First, so it drops first: before the temp dir goes.
-    _guard: KillOnDrop,
     pub s: Harness,
     pub state: PathBuf,
-}
-
-/// Kills every recorded app process of a state dir, and anything working in a root.
-pub struct KillOnDrop {
-    pub state: PathBuf,
-    pub root: PathBuf,
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        kill_recorded(&self.state);
-        kill_groups_working_in(&self.root);
-    }
 }
 
 impl RunSetup {
@@ -86,14 +70,7 @@ impl RunSetup {
             .start()
             .await;
         let state = s.dir().join("state");
-        RunSetup {
-            _guard: KillOnDrop {
-                state: state.clone(),
-                root: s.root.clone(),
-            },
-            s,
-            state,
-        }
+        RunSetup { s, state }
     }
 
     /// `routes.json`'s entry for `env`: (port, pid, release).
@@ -118,9 +95,7 @@ impl RunSetup {
     }
 
     async fn stop(self) {
-        let RunSetup { _guard, s, .. } = self;
-        s.stop().await;
-        drop(_guard);
+        self.s.stop().await;
     }
 
     async fn post(&self, path: &str) -> Value {
@@ -128,64 +103,6 @@ impl RunSetup {
         assert_eq!(status, 202, "{answer}");
         self.s.wait(&answer["deploy"]["id"], 60).await
     }
-}
-
-/// Kills the process group of every process recorded in the state dir's store.
-pub fn kill_recorded(state: &Path) {
-    let Ok(store) = stagehand::store::Store::open(&state.join("stagehand.db")) else {
-        return;
-    };
-    for p in store.processes().unwrap_or_default() {
-        if let (Some(pid), Some(ticks)) = (p.pid, p.start_ticks) {
-            stagehand::supervisor::procfs::signal_group(
-                pid,
-                ticks,
-                stagehand::core::app_process::StopSignal::Kill,
-            );
-        }
-    }
-}
-
-/// Belt and braces for a test that failed between a spawn and its record: the process
-/// group of anything whose working directory is inside `root`.
-fn kill_groups_working_in(root: &Path) {
-    use stagehand::supervisor::procfs;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let inside = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| {
-            let text = cwd.to_string_lossy();
-            Path::new(text.trim_end_matches(" (deleted)")).starts_with(root)
-        });
-        if let Some(leader) = procfs::stat(pid).filter(|_| inside).map(|s| s.pgrp)
-            && let Some(stat) = procfs::stat(leader)
-        {
-            procfs::signal_group(
-                leader,
-                stat.start_ticks,
-                stagehand::core::app_process::StopSignal::Kill,
-            );
-        }
-    }
-}
-
-pub fn route_in(state: &Path, env: &str) -> Option<(u16, i32, String)> {
-    let text = std::fs::read_to_string(state.join("routes.json")).ok()?;
-    let routes: Value = serde_json::from_str(&text).ok()?;
-    let route = &routes["apps"]["shop"][env];
-    Some((
-        route["port"].as_u64()? as u16,
-        route["pid"].as_i64()? as i32,
-        route["release"].as_str()?.to_owned(),
-    ))
 }
 
 /// `GET path` on the app's port, as any HTTP client: (status, body), or `None` when
@@ -404,12 +321,7 @@ async fn an_app_that_dies_is_restarted_and_the_restart_is_counted() {
     assert_eq!(process["state"], "running", "{apps}");
     let log = std::fs::read_to_string(r.state.join("app-logs/shop/staging.log")).unwrap();
     assert!(log.contains("exited on its own"), "{log}");
-    let mut metrics = awc::Client::default()
-        .get(format!("{}/metrics", r.s.url))
-        .send()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.body().await.unwrap()).into_owned();
+    let (_, _, text) = r.s.get_with("/metrics", None).await;
     assert!(
         text.contains("stagehand_app_restarts_total{app=\"shop\",environment=\"staging\"} 1\n"),
         "{text}"
@@ -460,11 +372,6 @@ fn the_systemd_unit_leaves_app_processes_running_when_stagehand_stops() {
     assert_eq!(kill_modes, ["KillMode=process"]);
 }
 
-fn spawn_stagehand(config: &Path) -> (ServerProcess, Client) {
-    let (server, url) = spawn_server(config);
-    (server, Client { url })
-}
-
 async fn live_process(client: &Client) -> Value {
     let (status, apps) = client.get("/api/apps").await;
     assert_eq!(status, 200, "{apps}");
@@ -480,40 +387,26 @@ fn staging(apps: &Value) -> &Value {
         .unwrap()
 }
 
-/// For the tests that run (and SIGKILL) the real binary: `develop` carries the app, the
-/// config listens on a free port (after `edit`), and the guard kills every process the
-/// state dir recorded when the test ends. Returns (repo, app commit, state dir, guard, config).
-fn for_the_real_binary(
-    dir: &Path,
-    edit: impl FnOnce(String) -> String,
-) -> (
-    std::path::PathBuf,
-    String,
-    std::path::PathBuf,
-    KillOnDrop,
-    std::path::PathBuf,
-) {
-    let repo = source_repo(dir);
-    git(&repo, &["checkout", "-q", "develop"]);
-    let sha = commit(&repo, "The app", &[("app.py", APP_PY)]);
-    let state = dir.join("state");
-    let guard = KillOnDrop {
-        state: state.clone(),
-        root: dir.join("srv"),
-    };
-    let config = dir.join("stagehand.toml");
-    let toml =
-        run_toml(dir, &repo, "").replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
-    std::fs::write(&config, edit(toml)).unwrap();
-    (repo, sha, state, guard, config)
+/// For the tests that run (and SIGKILL) the real binary: `develop` carries the app and
+/// the config listens on a free port (after `edit`); the builder, written out, kills
+/// every app process when dropped. Returns (builder, app commit, state dir, config).
+fn for_the_real_binary(edit: impl FnOnce(String) -> String) -> (Builder, String, PathBuf, PathBuf) {
+    let b = Harness::builder().config(|dir, repo| {
+        git(repo, &["checkout", "-q", "develop"]);
+        let toml =
+            run_toml(dir, repo, "").replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
+        edit(toml)
+    });
+    let sha = commit(b.repo(), "The app", &[("app.py", APP_PY)]);
+    let (state, config) = (b.dir().join("state"), b.write_config());
+    (b, sha, state, config)
 }
 
 #[actix_web::test]
 async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_repo, sha, state, _guard, config) = for_the_real_binary(dir.path(), |toml| toml);
+    let (_b, sha, state, config) = for_the_real_binary(|toml| toml);
 
-    let (mut server, client) = spawn_stagehand(&config);
+    let (mut server, client) = spawn_server(&config);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
     let deploy = client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
@@ -527,7 +420,7 @@ async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
     assert!(alive(pid));
 
     // A new stagehand adopts the very same process.
-    let (mut server, client) = spawn_stagehand(&config);
+    let (mut server, client) = spawn_server(&config);
     let process = live_process(&client).await;
     assert_eq!(process["pid"], pid, "{process}");
     assert_eq!(process["state"], "running", "{process}");
@@ -553,7 +446,7 @@ async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
         .status()
         .unwrap();
     eventually(5, "the app is gone", || !alive(away_pid)).await;
-    let (_server, client) = spawn_stagehand(&config);
+    let (_server, client) = spawn_server(&config);
     eventually(
         20,
         "the app died while stagehand was away and is back",
@@ -680,25 +573,20 @@ async fn following_the_app_log_shows_new_output_as_it_is_written() {
 
 #[actix_web::test]
 async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
-    use stagehand::core::signature::hex_mac;
     let r = RunSetup::start("").await;
     let sha = r.s.push_and_wait("develop").await["commit"]
         .as_str()
         .unwrap()
         .to_owned();
-    let session = format!(
-        "stagehand_session={}",
-        hex_mac(TOKEN.as_bytes(), b"stagehand-session-v1")
-    );
-    let csrf = hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1");
-    let client = awc::Client::builder().disable_redirects().finish();
-    let mut page = client
-        .get(format!("{}/", r.s.url))
-        .insert_header(("Cookie", session.clone()))
-        .send()
-        .await
-        .unwrap();
-    let html = String::from_utf8_lossy(&page.body().await.unwrap()).into_owned();
+    let page = dashboard_request(
+        "GET",
+        &format!("{}/", r.s.url),
+        Some(&session_value()),
+        &[],
+        None,
+    )
+    .await;
+    let html = page.text;
     assert!(html.contains(r#"data-process-state="running""#), "{html}");
     assert!(
         html.contains(&format!("running :{}", r.port("staging"))),
@@ -715,21 +603,16 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
     );
 
     let before = r.pid("staging");
-    let answer = client
-        .post(format!("{}/environments/shop/staging/restart", r.s.url))
-        .insert_header(("Cookie", session))
-        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-        .send_body(format!("csrf={csrf}"))
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 303);
-    let location = answer
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let answer = dashboard_request(
+        "POST",
+        &format!("{}/environments/shop/staging/restart", r.s.url),
+        Some(&session_value()),
+        &[],
+        Some(&format!("csrf={}", csrf_value())),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    let location = answer.header("location");
     let id = location.strip_prefix("/deploys/").unwrap().to_owned();
     let restart = r.s.wait(&json!(id), 60).await;
     assert_eq!(restart["status"], "succeeded", "{restart}");
@@ -742,14 +625,13 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
 /// the app process working in that same (now live) release must survive it.
 #[actix_web::test]
 async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_adopted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, sha1, state, _guard, config) = for_the_real_binary(dir.path(), |toml| {
+    let (b, sha1, state, config) = for_the_real_binary(|toml| {
         toml.replace(
             r#"after_release = ["test ! -f FAIL_AFTER"]"#,
             r#"after_release = ["if [ -f SLOW_AFTER ]; then touch ../../after-started; sleep 30; fi"]"#,
         )
     });
-    let (mut server, client) = spawn_stagehand(&config);
+    let (mut server, client) = spawn_server(&config);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha1)).await;
     assert_eq!(
         client.wait(&answer["deploy"]["id"], 60).await["status"],
@@ -757,9 +639,9 @@ async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_
     );
     let (_, old_pid, _) = route_in(&state, "staging").unwrap();
 
-    let sha2 = commit(&repo, "Slow after_release", &[("SLOW_AFTER", "")]);
+    let sha2 = commit(b.repo(), "Slow after_release", &[("SLOW_AFTER", "")]);
     client.push(&push_body("refs/heads/develop", &sha2)).await;
-    let marker = dir.path().join("srv/staging/after-started");
+    let marker = b.dir().join("srv/staging/after-started");
     eventually(60, "after_release started", || marker.exists()).await;
     // Switched: the new process is live, the old one not yet retired.
     let (port, new_pid, _) = route_in(&state, "staging").unwrap();
@@ -767,7 +649,7 @@ async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_
     let _ = server.0.kill();
     let _ = server.0.wait();
 
-    let (_server, client) = spawn_stagehand(&config);
+    let (_server, client) = spawn_server(&config);
     let process = live_process(&client).await;
     assert_eq!(process["pid"], new_pid, "{process}");
     assert_eq!(process["restarts"], 0, "{process}");

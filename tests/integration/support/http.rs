@@ -7,6 +7,7 @@ use awc::http::Method;
 use awc::http::header::HeaderMap;
 use serde_json::Value;
 use stagehand::core::forge::{self, Forge};
+use stagehand::core::signature::hex_mac;
 
 use super::config::{SECRET, TOKEN, sample};
 
@@ -80,24 +81,53 @@ pub async fn try_request(
     })
 }
 
+/// A request as the dashboard's page makes it: redirects not followed, the session
+/// cookie (`cookie`: its value) and a form body if given.
+pub async fn dashboard_request(
+    method: &str,
+    url: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> Answer {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let mut all: Vec<(&str, String)> = headers.iter().map(|(n, v)| (*n, v.to_string())).collect();
+    if let Some(cookie) = cookie {
+        all.push(("Cookie", format!("stagehand_session={cookie}")));
+    }
+    if form.is_some() {
+        all.push(("Content-Type", "application/x-www-form-urlencoded".into()));
+    }
+    request(method, url, &all, form.map(|f| f.as_bytes().to_vec())).await
+}
+
+/// The session cookie's value logging in with [`TOKEN`] sets.
+pub fn session_value() -> String {
+    hex_mac(TOKEN.as_bytes(), b"stagehand-session-v1")
+}
+
+/// The CSRF token the dashboard's forms carry for [`TOKEN`].
+pub fn csrf_value() -> String {
+    hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1")
+}
+
 fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))
 }
 
-/// One delivery, as its forge would send it: signed with [`SECRET`] unless told
-/// otherwise.
+/// One delivery, as its forge would send it: its headers from
+/// `core::forge::delivery_headers` (what `hook send` sends too), signed with [`SECRET`],
+/// then any header a test sets or removes with [`Delivery::header`].
 pub struct Delivery {
     pub forge: Forge,
     pub event: String,
     pub body: Vec<u8>,
-    pub content_type: String,
     pub delivery_id: String,
-    /// GitHub's `X-GitHub-Hook-ID`; `None`: no such header.
-    pub hook_id: Option<String>,
-    /// GitHub's `X-Hub-Signature-256`. `None`: sign with [`SECRET`]; `Some(None)`: no
-    /// signature header; `Some(Some(value))`: that value.
-    pub signature: Option<Option<String>>,
     pub app: String,
+    /// What it is signed with (or, for GitLab, the token it carries).
+    pub secret: String,
+    /// Set (`Some`) or removed (`None`) after the forge's own headers.
+    changed: Vec<(&'static str, Option<String>)>,
 }
 
 impl Delivery {
@@ -116,34 +146,43 @@ impl Delivery {
             forge,
             event: event.into(),
             body,
-            content_type: "application/json".into(),
             delivery_id: unique_id(),
-            hook_id: Some("123456789".into()),
-            signature: None,
             app: "shop".into(),
+            secret: SECRET.into(),
+            changed: Vec::new(),
         }
     }
 
-    /// The forge's own headers (`core::forge::delivery_headers`, what `hook send` sends
-    /// too), then this delivery's content type, hook id and signature.
+    /// This delivery id instead of a fresh one (a redelivery of another delivery).
+    pub fn id(mut self, id: &str) -> Delivery {
+        self.delivery_id = id.into();
+        self
+    }
+
+    /// Signed with `secret` instead of [`SECRET`].
+    pub fn secret(mut self, secret: &str) -> Delivery {
+        self.secret = secret.into();
+        self
+    }
+
+    /// Header `name` set to `value`, or left out (`None`): a wrong signature, another
+    /// hook id, a form's content type, a header an older forge did not send.
+    pub fn header(mut self, name: &'static str, value: Option<&str>) -> Delivery {
+        self.changed.push((name, value.map(str::to_owned)));
+        self
+    }
+
     fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = forge::delivery_headers(
             self.forge,
-            SECRET.as_bytes(),
+            self.secret.as_bytes(),
             &self.event,
             &self.delivery_id,
             &self.body,
         );
-        let mut set = |name: &'static str, value: Option<String>| {
+        for (name, value) in &self.changed {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-            headers.extend(value.map(|v| (name, v)));
-        };
-        set("Content-Type", Some(self.content_type.clone()));
-        if self.forge == Forge::Github {
-            set("X-GitHub-Hook-ID", self.hook_id.clone());
-            if let Some(signature) = &self.signature {
-                set("X-Hub-Signature-256", signature.clone());
-            }
+            headers.extend(value.clone().map(|v| (*name, v)));
         }
         headers
     }

@@ -7,6 +7,8 @@
 //! - [`http`]: [`Client`], the one place a signed delivery is sent and a request made;
 //! - [`fake_api`]: a fake forge API on 127.0.0.1 that records what it is sent;
 //! - [`git`]: the git CLI, commits and the source repository the tests deploy;
+//! - [`processes`]: app processes (environments that `run`) and the guard that
+//!   kills them when a test ends;
 //! - [`browser`]: chromedriver and a WebDriver session, for the dashboard's browser test.
 //!
 //! Test modules `use crate::support::*;` for everything but the browser.
@@ -16,10 +18,12 @@ mod config;
 mod fake_api;
 mod git;
 mod http;
+mod processes;
 mod server;
 
 pub use config::*;
 pub use fake_api::*;
 pub use git::*;
 pub use http::*;
+pub use processes::*;
 pub use server::*;

@@ -19,6 +19,7 @@ use stagehand::store::Store;
 use super::config::{SECRET, TOKEN, config_toml, env_map, shop_toml};
 use super::git::{git, source_repo};
 use super::http::Client;
+use super::processes::KillOnDrop;
 
 /// What a [`Harness`] will start: a temp dir holding a fresh [`source_repo`] (`repo/`),
 /// the roots (`srv/`) and the state dir (`state/`), and the config and environment for
@@ -26,12 +27,14 @@ use super::http::Client;
 /// the repository or state before [`Builder::start`]; [`Harness::stop`] gives the
 /// builder back, to look at what stayed on disk or to start again over it.
 pub struct Builder {
+    /// First, so it drops first: app processes die before their directory goes.
+    _processes: KillOnDrop,
     dir: tempfile::TempDir,
     repo: PathBuf,
-    toml: Option<String>,
+    toml: String,
     env: Vec<(String, String)>,
     runner: bool,
-    limits: Limits,
+    limits: Option<Limits>,
 }
 
 impl Builder {
@@ -52,13 +55,13 @@ impl Builder {
     /// The config `toml(dir, repo)` makes (called now, so it may also prepare the
     /// repository). Without one: [`config_toml`].
     pub fn config(mut self, toml: impl FnOnce(&Path, &Path) -> String) -> Builder {
-        self.toml = Some(toml(self.dir.path(), &self.repo));
+        self.toml = toml(self.dir.path(), &self.repo);
         self
     }
 
     /// `toml` as the config.
     pub fn toml(mut self, toml: &str) -> Builder {
-        self.toml = Some(toml.to_owned());
+        self.toml = toml.to_owned();
         self
     }
 
@@ -81,21 +84,26 @@ impl Builder {
         self
     }
 
-    /// Webhook intake bounded by `limits` instead of the defaults.
+    /// Webhook intake bounded by `limits` instead of the defaults; only
+    /// [`Builder::without_runner`] (the whole server takes them from its config).
     pub fn intake_limits(mut self, limits: Limits) -> Builder {
-        self.limits = limits;
+        self.limits = Some(limits);
         self
     }
 
-    /// Writes the config to `<dir>/stagehand.toml` (for the binaries a test runs
-    /// beside it) and starts stagehand on 127.0.0.1:0.
-    pub async fn start(self) -> Harness {
-        let toml = match &self.toml {
-            Some(toml) => toml.clone(),
-            None => config_toml(self.dir.path()),
-        };
+    /// Writes the config to `<dir>/stagehand.toml`, for the real binary (which needs
+    /// `listen` in it) and for commands a test runs beside the harness; returns the path.
+    pub fn write_config(&self) -> PathBuf {
         let config_file = self.dir.path().join("stagehand.toml");
-        std::fs::write(&config_file, &toml).unwrap();
+        std::fs::write(&config_file, &self.toml).unwrap();
+        config_file
+    }
+
+    /// Writes the config (see [`Builder::write_config`]) and starts stagehand in this
+    /// process on 127.0.0.1:0.
+    pub async fn start(self) -> Harness {
+        let config_file = self.write_config();
+        let toml = self.toml.clone();
         let extra: Vec<(&str, &str)> = self
             .env
             .iter()
@@ -106,7 +114,9 @@ impl Builder {
             Config::from_sources(&config_file, &toml, &env, &|p| std::fs::read_to_string(p))
                 .unwrap_or_else(|e| panic!("{e}"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let (server, state) = if self.runner {
+            assert!(self.limits.is_none(), "intake_limits is for without_runner");
             let running =
                 stagehand::server::start(config, listener, env, stagehand::server::system_clock())
                     .await
@@ -114,13 +124,11 @@ impl Builder {
             let state = running.state.clone();
             (Server::Full(running), state)
         } else {
-            start_http_only(config, listener, env, self.dir.path(), self.limits.clone())
-        };
-        let client = Client {
-            url: state_url(&server),
+            let limits = self.limits.clone().unwrap_or_default();
+            start_http_only(config, listener, env, self.dir.path(), limits)
         };
         Harness {
-            client,
+            client: Client { url },
             repo: self.repo.clone(),
             root: self.root(),
             store: state.store.clone(),
@@ -141,7 +149,6 @@ fn start_http_only(
 ) -> (Server, AppState) {
     std::fs::create_dir_all(&config.server.state_dir).unwrap();
     let store = Store::open(&config.server.state_dir.join("stagehand.db")).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState {
         config: stagehand::reload::LiveConfig::new(config, env),
         store,
@@ -155,19 +162,12 @@ fn start_http_only(
     let server = stagehand::http::server(listener, state.clone(), 1).unwrap();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    (Server::HttpOnly { url, handle }, state)
+    (Server::HttpOnly(handle), state)
 }
 
 enum Server {
     Full(Running),
-    HttpOnly { url: String, handle: ServerHandle },
-}
-
-fn state_url(server: &Server) -> String {
-    match server {
-        Server::Full(running) => running.url.clone(),
-        Server::HttpOnly { url, .. } => url.clone(),
-    }
+    HttpOnly(ServerHandle),
 }
 
 /// stagehand running in this process over a temp dir, with its [`Client`] (which it
@@ -200,12 +200,16 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let repo = source_repo(dir.path());
         Builder {
+            _processes: KillOnDrop {
+                state: dir.path().join("state"),
+                root: dir.path().join("srv"),
+            },
+            toml: config_toml(dir.path()),
             dir,
             repo,
-            toml: None,
             env: Vec::new(),
             runner: true,
-            limits: Limits::default(),
+            limits: None,
         }
     }
 
@@ -234,7 +238,7 @@ impl Harness {
     pub async fn stop(self) -> Builder {
         match self.server {
             Server::Full(running) => running.stop().await.unwrap(),
-            Server::HttpOnly { handle, .. } => handle.stop(false).await,
+            Server::HttpOnly(handle) => handle.stop(false).await,
         }
         self.builder
     }
@@ -310,8 +314,8 @@ pub fn serve_command(config: &Path) -> std::process::Command {
     command
 }
 
-/// Starts the real server and waits for its first line: the server and its URL.
-pub fn spawn_server(config: &Path) -> (ServerProcess, String) {
+/// Starts the real server and waits for its first line: the server and its client.
+pub fn spawn_server(config: &Path) -> (ServerProcess, Client) {
     use std::io::BufRead;
     let mut server = ServerProcess(
         serve_command(config)
@@ -330,5 +334,5 @@ pub fn spawn_server(config: &Path) -> (ServerProcess, String) {
         .strip_prefix("stagehand listening on ")
         .unwrap_or_else(|| panic!("{line:?}"))
         .to_owned();
-    (server, url)
+    (server, Client { url })
 }
