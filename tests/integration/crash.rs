@@ -6,23 +6,17 @@ use crate::support::*;
 
 #[actix_web::test]
 async fn sigkill_mid_build_leaves_the_old_release_live_and_recovers() {
-    let b = Harness::builder().config(|dir, repo| {
-        shop_toml_with(
-            dir,
-            repo,
-            r#"listen = "127.0.0.1:0""#,
-            r#"build = ["if [ -f build.sh ]; then sh build.sh; fi"]
+    let b = Harness::builder().app(
+        r#"build = ["if [ -f build.sh ]; then sh build.sh; fi"]
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-        )
-    });
+    );
     let repo = b.repo().to_owned();
     let root = b.root();
-    let config = b.write_config();
 
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     git(&repo, &["checkout", "-q", "develop"]);
     let first_sha = git(&repo, &["rev-parse", "HEAD"]);
     let (_, answer) = client
@@ -59,7 +53,7 @@ branch = "develop"
     assert!(root.join("staging/releases").join(&half_made).exists());
     server.kill();
 
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     let (_, interrupted) = client
         .get(&format!("/api/deploys/{}", id.as_str().unwrap()))
         .await;
@@ -99,21 +93,15 @@ branch = "develop"
 /// the listing before its files go.
 #[actix_web::test]
 async fn regression_a_kill_during_cleanup_leaves_no_half_deleted_release_listed() {
-    let b = Harness::builder().config(|dir, repo| {
-        shop_toml_with(
-            dir,
-            repo,
-            r#"listen = "127.0.0.1:0""#,
-            r#"keep_releases = 1
+    let b = Harness::builder().app(
+        r#"keep_releases = 1
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-        )
-    });
+    );
     let repo = b.repo().to_owned();
     let root = b.root();
-    let config = b.write_config();
     git(&repo, &["checkout", "-q", "develop"]);
     // A first release big enough that removing it takes a while to kill in.
     for i in 0..6_000 {
@@ -129,7 +117,7 @@ branch = "develop"
     let small = git(&repo, &["rev-parse", "HEAD"]);
     let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
 
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     // Each push is of the branch's head at the time (a push of an older commit is a
     // replay and is skipped); `next` is the head again by the end.
     for sha in [&big, &small] {
@@ -167,7 +155,7 @@ branch = "develop"
     }
     server.kill();
 
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     let assert_listed_releases_complete = |when: &str| {
         for entry in std::fs::read_dir(&releases).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -263,22 +251,16 @@ branch = "develop"
 async fn regression_recovery_kills_the_interrupted_step_but_not_an_app_running_from_current() {
     use std::os::unix::process::CommandExt;
 
-    let b = Harness::builder().config(|dir, repo| {
-        shop_toml_with(
-            dir,
-            repo,
-            r#"listen = "127.0.0.1:0""#,
-            r#"after_release = ["if [ -f after.sh ]; then sh after.sh; fi"]
+    let b = Harness::builder().app(
+        r#"after_release = ["if [ -f after.sh ]; then sh after.sh; fi"]
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-        )
-    });
+    );
     let repo = b.repo().to_owned();
     let root = b.root();
-    let config = b.write_config();
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     git(&repo, &["checkout", "-q", "develop"]);
     let slow = commit(
         &repo,
@@ -308,7 +290,7 @@ branch = "develop"
         .unwrap();
     server.kill();
 
-    let (mut server, _) = spawn_server(&config);
+    let (mut server, _) = b.spawn();
     let app_alive = app.try_wait().unwrap().is_none();
     let _ = app.kill();
     let _ = app.wait();

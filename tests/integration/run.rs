@@ -388,25 +388,23 @@ fn staging(apps: &Value) -> &Value {
 }
 
 /// For the tests that run (and SIGKILL) the real binary: `develop` carries the app and
-/// the config listens on a free port (after `edit`); the builder, written out, kills
-/// every app process when dropped. Returns (builder, app commit, state dir, config).
-fn for_the_real_binary(edit: impl FnOnce(String) -> String) -> (Builder, String, PathBuf, PathBuf) {
+/// the config is `edit`ed; the builder kills every app process when dropped. Returns
+/// (builder, app commit, state dir).
+fn for_the_real_binary(edit: impl FnOnce(String) -> String) -> (Builder, String, PathBuf) {
     let b = Harness::builder().config(|dir, repo| {
         git(repo, &["checkout", "-q", "develop"]);
-        let toml =
-            run_toml(dir, repo, "").replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
-        edit(toml)
+        edit(run_toml(dir, repo, ""))
     });
     let sha = commit(b.repo(), "The app", &[("app.py", APP_PY)]);
-    let (state, config) = (b.dir().join("state"), b.write_config());
-    (b, sha, state, config)
+    let state = b.dir().join("state");
+    (b, sha, state)
 }
 
 #[actix_web::test]
 async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
-    let (_b, sha, state, config) = for_the_real_binary(|toml| toml);
+    let (b, sha, state) = for_the_real_binary(|toml| toml);
 
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
     let deploy = client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
@@ -420,7 +418,7 @@ async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
     assert!(alive(pid));
 
     // A new stagehand adopts the very same process.
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     let process = live_process(&client).await;
     assert_eq!(process["pid"], pid, "{process}");
     assert_eq!(process["state"], "running", "{process}");
@@ -446,7 +444,7 @@ async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
         .status()
         .unwrap();
     eventually(5, "the app is gone", || !alive(away_pid)).await;
-    let (_server, client) = spawn_server(&config);
+    let (_server, client) = b.spawn();
     eventually(
         20,
         "the app died while stagehand was away and is back",
@@ -625,13 +623,13 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
 /// the app process working in that same (now live) release must survive it.
 #[actix_web::test]
 async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_adopted() {
-    let (b, sha1, state, config) = for_the_real_binary(|toml| {
+    let (b, sha1, state) = for_the_real_binary(|toml| {
         toml.replace(
             r#"after_release = ["test ! -f FAIL_AFTER"]"#,
             r#"after_release = ["if [ -f SLOW_AFTER ]; then touch ../../after-started; sleep 30; fi"]"#,
         )
     });
-    let (mut server, client) = spawn_server(&config);
+    let (mut server, client) = b.spawn();
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha1)).await;
     assert_eq!(
         client.wait(&answer["deploy"]["id"], 60).await["status"],
@@ -649,7 +647,7 @@ async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_
     let _ = server.0.kill();
     let _ = server.0.wait();
 
-    let (_server, client) = spawn_server(&config);
+    let (_server, client) = b.spawn();
     let process = live_process(&client).await;
     assert_eq!(process["pid"], new_pid, "{process}");
     assert_eq!(process["restarts"], 0, "{process}");

@@ -37,16 +37,9 @@ fn refused_start(config: &Path) -> (i32, String) {
     (status.code().unwrap_or(-1), stderr)
 }
 
-/// A harness dir whose config has `rest` after the `[apps.shop]` keys and a `listen`
-/// address for the real binary.
-fn for_the_binary(rest: &str) -> Builder {
-    Harness::builder()
-        .config(|dir, repo| shop_toml_with(dir, repo, r#"listen = "127.0.0.1:0""#, rest))
-}
-
 #[actix_web::test]
 async fn a_second_server_on_the_same_state_dir_exits_and_touches_nothing() {
-    let b = for_the_binary(
+    let b = Harness::builder().app(
         r#"build = ["echo started; while [ ! -f \"$STAGEHAND_SHARED_DIR/go\" ]; do sleep 0.05; done"]
 shared = ["storage/"]
 [apps.shop.environments.staging]
@@ -107,7 +100,7 @@ branch = "develop"
 
 #[test]
 fn a_damaged_database_is_refused_with_what_to_do() {
-    let b = for_the_binary("[apps.shop.environments.staging]\nbranch = \"develop\"\n");
+    let b = Harness::builder().app("[apps.shop.environments.staging]\nbranch = \"develop\"\n");
     let config = b.write_config();
     let db = b.dir().join("state/stagehand.db");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();

@@ -91,19 +91,39 @@ impl Builder {
         self
     }
 
-    /// Writes the config to `<dir>/stagehand.toml`, for the real binary (which needs
-    /// `listen` in it) and for commands a test runs beside the harness; returns the path.
+    /// Writes the config to `<dir>/stagehand.toml` and returns its path: for the real
+    /// binary (`listen` is 127.0.0.1:0 unless the config names one) and for commands a
+    /// test runs beside the harness.
     pub fn write_config(&self) -> PathBuf {
         let config_file = self.dir.path().join("stagehand.toml");
-        std::fs::write(&config_file, &self.toml).unwrap();
+        std::fs::write(&config_file, self.file_text()).unwrap();
         config_file
+    }
+
+    fn file_text(&self) -> String {
+        if self
+            .toml
+            .lines()
+            .any(|l| l.trim_start().starts_with("listen"))
+        {
+            self.toml.clone()
+        } else {
+            self.toml
+                .replacen("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n", 1)
+        }
+    }
+
+    /// The real `stagehand serve` over the written config: the process (killed when
+    /// dropped) and its client.
+    pub fn spawn(&self) -> (ServerProcess, Client) {
+        spawn_server(&self.write_config())
     }
 
     /// Writes the config (see [`Builder::write_config`]) and starts stagehand in this
     /// process on 127.0.0.1:0.
     pub async fn start(self) -> Harness {
         let config_file = self.write_config();
-        let toml = self.toml.clone();
+        let toml = self.file_text();
         let extra: Vec<(&str, &str)> = self
             .env
             .iter()
