@@ -91,26 +91,29 @@ impl Builder {
         self
     }
 
-    /// Writes the config to `<dir>/stagehand.toml` and returns its path: for the real
-    /// binary (`listen` is 127.0.0.1:0 unless the config names one) and for commands a
-    /// test runs beside the harness.
+    /// Writes the config for the real binary to `<dir>/stagehand.toml` and returns its
+    /// path: `listen` is 127.0.0.1:0 unless the config names one. ([`Builder::start`]
+    /// writes the config there as given: the in-process server binds its own socket.)
     pub fn write_config(&self) -> PathBuf {
-        let config_file = self.dir.path().join("stagehand.toml");
-        std::fs::write(&config_file, self.file_text()).unwrap();
-        config_file
-    }
-
-    fn file_text(&self) -> String {
-        if self
+        let names_listen = self
             .toml
             .lines()
-            .any(|l| l.trim_start().starts_with("listen"))
-        {
-            self.toml.clone()
+            .any(|l| l.trim_start().starts_with("listen"));
+        if names_listen {
+            self.write(&self.toml)
         } else {
-            self.toml
-                .replacen("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n", 1)
+            self.write(
+                &self
+                    .toml
+                    .replacen("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n", 1),
+            )
         }
+    }
+
+    fn write(&self, toml: &str) -> PathBuf {
+        let config_file = self.dir.path().join("stagehand.toml");
+        std::fs::write(&config_file, toml).unwrap();
+        config_file
     }
 
     /// The real `stagehand serve` over the written config: the process (killed when
@@ -119,11 +122,11 @@ impl Builder {
         spawn_server(&self.write_config())
     }
 
-    /// Writes the config (see [`Builder::write_config`]) and starts stagehand in this
-    /// process on 127.0.0.1:0.
+    /// Writes the config to `<dir>/stagehand.toml` (for commands a test runs beside the
+    /// harness) and starts stagehand in this process on 127.0.0.1:0.
     pub async fn start(self) -> Harness {
-        let config_file = self.write_config();
-        let toml = self.file_text();
+        let config_file = self.write(&self.toml);
+        let toml = self.toml.clone();
         let extra: Vec<(&str, &str)> = self
             .env
             .iter()
