@@ -50,16 +50,12 @@ branch = "develop"
     }
 
     // A follower on the live events, from before the end.
-    let url = format!("{}/api/deploys/{id}/events", c.url);
+    let events = c.get_request(
+        &format!("/api/deploys/{id}/events"),
+        Duration::from_secs(300),
+    );
     let follower = actix_web::rt::spawn(async move {
-        let mut resp = awc::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .finish()
-            .get(url)
-            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-            .send()
-            .await
-            .unwrap();
+        let mut resp = events.send().await.unwrap();
         let mut text = String::new();
         while let Some(chunk) = resp.next().await {
             text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
@@ -88,11 +84,8 @@ branch = "develop"
     }
     // Slow, not stuck: a read waits while stagehand's one connection sits in SQLite's
     // busy timeout on a retry.
-    let mut resp = awc::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .finish()
-        .get(format!("{}/api/deploys/{id}", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(&format!("/api/deploys/{id}"), Duration::from_secs(120))
         .send()
         .await
         .unwrap();

@@ -20,12 +20,6 @@ async fn start() -> (Harness, String, std::path::PathBuf) {
     (b.toml(&toml).start().await, sha, marker)
 }
 
-fn client() -> awc::Client {
-    awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish()
-}
-
 #[actix_web::test]
 async fn follow_gets_the_first_line_before_the_second_is_written() {
     let (full, sha, marker) = start().await;
@@ -33,9 +27,11 @@ async fn follow_gets_the_first_line_before_the_second_is_written() {
     let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
     // Subscribe right away: the deploy may still be queued.
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/log?follow=1", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/log?follow=1"),
+            Duration::from_secs(60),
+        )
         .send()
         .await
         .unwrap();
@@ -68,9 +64,11 @@ async fn server_sent_events_stream_live_and_resume() {
     let c = full.client();
     let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/events", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/events"),
+            Duration::from_secs(60),
+        )
         .send()
         .await
         .unwrap();
@@ -109,9 +107,11 @@ async fn server_sent_events_stream_live_and_resume() {
     );
 
     // Resuming after line 3 replays from line 4 only.
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/events", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/events"),
+            Duration::from_secs(60),
+        )
         .insert_header(("Last-Event-ID", "3"))
         .send()
         .await
@@ -162,9 +162,11 @@ branch = "develop"
     while !marker.exists() {
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/log?follow=1", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/log?follow=1"),
+            Duration::from_secs(60),
+        )
         .send()
         .await
         .unwrap();

@@ -539,15 +539,11 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
 async fn following_the_app_log_shows_new_output_as_it_is_written() {
     let r = RunSetup::start("").await;
     assert_eq!(r.s.push_and_wait("develop").await["status"], "succeeded");
-    let url = format!(
-        "{}/api/apps/shop/environments/staging/app-log?follow=1",
-        r.s.url
-    );
-    let mut resp = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
-        .get(&url)
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp =
+        r.s.get_request(
+            "/api/apps/shop/environments/staging/app-log?follow=1",
+            Duration::from_secs(30),
+        )
         .send()
         .await
         .unwrap();

@@ -241,6 +241,17 @@ impl Client {
         (answer.status, json, answer.text)
     }
 
+    /// A GET of `path` with the API token, not yet sent: to read a body as it arrives
+    /// (a followed log, an event stream), or with another `timeout` than [`request`]'s.
+    pub fn get_request(&self, path: &str, timeout: Duration) -> awc::ClientRequest {
+        let (name, value) = bearer(TOKEN);
+        awc::Client::builder()
+            .timeout(timeout)
+            .finish()
+            .get(format!("{}{path}", self.url))
+            .insert_header((name, value))
+    }
+
     /// GET `path` with the API token.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let (status, json, _) = self.get_with(path, Some(TOKEN)).await;
