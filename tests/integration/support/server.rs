@@ -84,8 +84,8 @@ impl Builder {
         self
     }
 
-    /// Webhook intake bounded by `limits` instead of the defaults; only
-    /// [`Builder::without_runner`] (the whole server takes them from its config).
+    /// Webhook intake bounded by `limits` instead of the defaults; only with
+    /// [`Builder::without_runner`] (`server::start` always uses the defaults).
     pub fn intake_limits(mut self, limits: Limits) -> Builder {
         self.limits = Some(limits);
         self
