@@ -336,6 +336,7 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
         .send(&attempt("2ffc8d7a-0f2b-4c1c-8a3e-6d6b8c0e1a01"))
         .await;
     assert_eq!(status, 202, "{first}");
+    assert!(!first["deploy"]["id"].is_null(), "{first}");
     let (status, retry) = server
         .send(&attempt("7b1e6f3c-5a9d-4e2f-b8c7-1d0a9e8f7c02"))
         .await;
@@ -351,6 +352,7 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
         Delivery::from_forge(Forge::Gitlab, "Push Hook", old_bytes).header("Idempotency-Key", None);
     let (status, first) = server.send(&old_gitlab).await;
     assert_eq!(status, 202, "{first}");
+    assert!(!first["deploy"]["id"].is_null(), "{first}");
     let (status, again) = server.send(&old_gitlab).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true, "{again}");
