@@ -1,11 +1,11 @@
 //! `/api`, `/healthz` and `/metrics` against the real server.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::json;
 
 #[actix_web::test]
 async fn api_needs_the_token() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     for path in ["/api/apps", "/api/deploys", "/api/deploys/1"] {
         let (status, answer, _) = server.get_with(path, None).await;
         assert_eq!(status, 401, "{path}");
@@ -31,7 +31,7 @@ async fn api_needs_the_token() {
 
 #[actix_web::test]
 async fn deploy_history_filters_and_orders_newest_first() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let mut ids = Vec::new();
     for git_ref in [
         "refs/heads/develop",
@@ -90,7 +90,7 @@ async fn deploy_history_filters_and_orders_newest_first() {
 
 #[actix_web::test]
 async fn unknown_routes_are_json_404() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let (status, answer, _) = server.get_with("/nope", None).await;
     assert_eq!(status, 404);
     assert!(answer["error"].is_string());
@@ -100,7 +100,7 @@ async fn unknown_routes_are_json_404() {
 #[actix_web::test]
 async fn healthz_is_503_with_the_reason_when_the_database_is_gone_or_garbage() {
     for damage in ["delete", "overwrite"] {
-        let server = start().await;
+        let server = Harness::builder().without_runner().start().await;
         let (status, _, text) = server.get_with("/healthz", None).await;
         assert_eq!((status, text.as_str()), (200, "ok"));
         let db = server.database();
@@ -118,7 +118,7 @@ async fn healthz_is_503_with_the_reason_when_the_database_is_gone_or_garbage() {
 
 #[actix_web::test]
 async fn metrics_count_temporary_environments_under_their_base_label() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     for branch in ["feature/a", "feature/b", "feature/b"] {
         let mut body = sample("push.json");
         body["ref"] = json!(format!("refs/heads/{branch}"));

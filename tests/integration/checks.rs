@@ -3,12 +3,9 @@
 //! 127.0.0.1; failures and the time limit skip them, a newer push supersedes them,
 //! manual deploys never wait, and a waiting deploy can be cancelled.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use stagehand::core::forge::Forge;
 
@@ -55,49 +52,49 @@ fn check_run(sha: &str, conclusion: &str) -> Delivery {
     Delivery::json("check_run", &body)
 }
 
-async fn push_develop(s: &Setup) -> (String, Value) {
+async fn push_develop(s: &Harness) -> (String, Value) {
     let sha = git(&s.repo, &["rev-parse", "develop"]);
-    let (status, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
+    let (status, answer) = s.push(&push_body("refs/heads/develop", &sha)).await;
     assert_eq!(status, 202, "{answer}");
     (sha, answer["deploy"]["id"].clone())
 }
 
 #[actix_web::test]
 async fn a_push_waits_until_its_check_run_succeeds() {
-    let s = Setup::start(named_check).await;
+    let s = Harness::builder().config(named_check).start().await;
     let (sha, id) = push_develop(&s).await;
-    let waiting = wait_for(&s.client, &id, "waiting", 30).await;
+    let waiting = wait_for(&s, &id, "waiting", 30).await;
     assert_eq!(waiting["commit"], json!(sha));
     assert_eq!(s.live("staging"), None, "deployed before its checks passed");
     // Visible in the overview too (the CLI's `status` and the dashboard read it).
-    let (_, apps) = s.client.get("/api/apps").await;
+    let (_, apps) = s.get("/api/apps").await;
     assert!(apps.to_string().contains("\"waiting\""), "{apps}");
 
     // Results for another repository are refused, as its pushes are.
     let mut foreign = sample("check-run.json");
     foreign["check_run"]["head_sha"] = json!(sha);
-    let (status, answer) = deliver(&s.client.url, &Delivery::json("check_run", &foreign)).await;
+    let (status, answer) = s.send(&Delivery::json("check_run", &foreign)).await;
     assert_eq!(status, 403, "{answer}");
     // A check run for another commit changes nothing.
-    let (status, answer) = deliver(&s.client.url, &check_run(&"0".repeat(40), "success")).await;
+    let (status, answer) = s.send(&check_run(&"0".repeat(40), "success")).await;
     assert_eq!((status, &answer["checks"]), (200, &json!(1)), "{answer}");
-    let (status, answer) = deliver(&s.client.url, &check_run(&sha, "success")).await;
+    let (status, answer) = s.send(&check_run(&sha, "success")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["checks"], 1, "{answer}");
-    let done = s.client.wait_through_checks(&id, 60).await;
+    let done = s.wait_through_checks(&id, 60).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(s.revision("staging").as_deref(), Some(sha.as_str()));
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
 async fn a_failed_required_check_skips_the_deploy_with_its_name() {
-    let s = Setup::start(named_check).await;
+    let s = Harness::builder().config(named_check).start().await;
     let (sha, id) = push_develop(&s).await;
-    wait_for(&s.client, &id, "waiting", 30).await;
-    let (status, answer) = deliver(&s.client.url, &check_run(&sha, "failure")).await;
+    wait_for(&s, &id, "waiting", 30).await;
+    let (status, answer) = s.send(&check_run(&sha, "failure")).await;
     assert_eq!(status, 200, "{answer}");
-    let skipped = wait_for(&s.client, &id, "skipped", 30).await;
+    let skipped = wait_for(&s, &id, "skipped", 30).await;
     assert_eq!(
         skipped["reason"], "required check `Octocoders-linter` failed",
         "{skipped}"
@@ -108,80 +105,74 @@ async fn a_failed_required_check_skips_the_deploy_with_its_name() {
         "{:?}",
         s.releases("staging")
     );
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
 async fn checks_that_never_report_skip_the_deploy_after_checks_timeout() {
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
+    let s = Harness::builder()
+        .app(
             r#"require_checks = true
 checks_timeout = "1s"
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
         )
-    })
-    .await;
+        .start()
+        .await;
     let (_, id) = push_develop(&s).await;
-    let skipped = wait_for(&s.client, &id, "skipped", 30).await;
+    let skipped = wait_for(&s, &id, "skipped", 30).await;
     assert_eq!(
         skipped["reason"], "checks did not pass within 1s: still waiting for `any check`",
         "{skipped}"
     );
     assert_eq!(s.live("staging"), None);
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
 async fn a_newer_push_supersedes_a_waiting_one_and_manual_deploys_never_wait() {
-    let s = Setup::start(named_check).await;
+    let s = Harness::builder().config(named_check).start().await;
     let (first, first_id) = push_develop(&s).await;
-    wait_for(&s.client, &first_id, "waiting", 30).await;
+    wait_for(&s, &first_id, "waiting", 30).await;
     git(&s.repo, &["checkout", "-q", "develop"]);
     let second = commit(&s.repo, "Second", &[("second.txt", "2\n")]);
-    let (status, answer) = s
-        .client
-        .push(&push_body("refs/heads/develop", &second))
-        .await;
+    let (status, answer) = s.push(&push_body("refs/heads/develop", &second)).await;
     assert_eq!(status, 202, "{answer}");
     let second_id = answer["deploy"]["id"].clone();
-    wait_for(&s.client, &second_id, "waiting", 30).await;
-    let older = wait_for(&s.client, &first_id, "superseded", 30).await;
+    wait_for(&s, &second_id, "waiting", 30).await;
+    let older = wait_for(&s, &first_id, "superseded", 30).await;
     assert!(
         older["reason"].as_str().unwrap().contains("newer push"),
         "{older}"
     );
     // The first commit's checks passing now deploys nothing.
-    deliver(&s.client.url, &check_run(&first, "success")).await;
-    deliver(&s.client.url, &check_run(&second, "success")).await;
-    let done = s.client.wait_through_checks(&second_id, 60).await;
+    s.send(&check_run(&first, "success")).await;
+    s.send(&check_run(&second, "success")).await;
+    let done = s.wait_through_checks(&second_id, 60).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(s.revision("staging").as_deref(), Some(second.as_str()));
 
     // A person's deploy goes at once, checks or not.
     let (status, answer) = s
-        .client
         .post("/api/apps/shop/environments/staging/deploy", &json!({}))
         .await;
     assert_eq!(status, 202, "{answer}");
-    let manual = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let manual = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(manual["status"], "succeeded", "{manual}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
 async fn a_waiting_deploy_can_be_cancelled() {
-    let s = Setup::start(named_check).await;
+    let s = Harness::builder().config(named_check).start().await;
     let (sha, id) = push_develop(&s).await;
-    wait_for(&s.client, &id, "waiting", 30).await;
+    wait_for(&s, &id, "waiting", 30).await;
     let cli = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"));
         cmd.args(args)
             .env("STAGEHAND_API_TOKEN", TOKEN)
-            .env("STAGEHAND_SERVER", &s.client.url)
+            .env("STAGEHAND_SERVER", &s.url)
             .env("NO_COLOR", "1");
         actix_web::rt::task::spawn_blocking(move || cmd.output().unwrap())
     };
@@ -200,94 +191,44 @@ async fn a_waiting_deploy_can_be_cancelled() {
     );
     let path = format!("/api/deploys/{number}/cancel");
     // Its checks passing later starts nothing.
-    deliver(&s.client.url, &check_run(&sha, "success")).await;
-    let (status, answer) = s.client.post(&path, &json!({})).await;
+    s.send(&check_run(&sha, "success")).await;
+    let (status, answer) = s.post(&path, &json!({})).await;
     assert_eq!(status, 200, "cancelling twice is harmless: {answer}");
-    let (status, answer) = s.client.post("/api/deploys/999/cancel", &json!({})).await;
+    let (status, answer) = s.post("/api/deploys/999/cancel", &json!({})).await;
     assert_eq!(status, 404, "{answer}");
     let (_, deploy) = s
-        .client
         .get(&format!("/api/deploys/{}", id.as_str().unwrap()))
         .await;
     assert_eq!(deploy["status"], "cancelled", "{deploy}");
     assert_eq!(s.live("staging"), None);
-    s.full.stop().await;
+    s.stop().await;
 }
-
-/// What the fake forge API was asked: path and Authorization header.
-type Asked = Arc<Mutex<Vec<(String, String)>>>;
 
 /// Answers a combined status for any commit with `ci/jenkins` succeeded (GitHub's
 /// shape, each entry also carrying Gitea's and Forgejo's `status` field), check runs
 /// with none, and anything else (Deployments, commit statuses) with `201 {"id": 1}`.
-fn fake_forge() -> (String, Asked) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let asked: Asked = Arc::default();
-    let log = asked.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            let (mut length, mut authorization) = (0, String::new());
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).is_err() {
-                    break;
-                }
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':') {
-                    match name.to_ascii_lowercase().as_str() {
-                        "content-length" => length = value.trim().parse().unwrap_or(0),
-                        "authorization" => authorization = value.trim().to_owned(),
-                        _ => {}
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let (status, answer) = if path.ends_with("/status") {
-                (
-                    "200 OK",
-                    json!({"state": "success", "statuses": [{"context": "ci/jenkins", "state": "success", "status": "success"}]}),
-                )
-            } else if path.ends_with("/check-runs") {
-                ("200 OK", json!({"total_count": 0, "check_runs": []}))
-            } else {
-                ("201 Created", json!({"id": 1}))
-            };
-            log.lock().unwrap().push((path, authorization));
-            let text = answer.to_string();
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
+fn fake_forge() -> (String, Seen) {
+    fake_api(|r| {
+        if r.path.ends_with("/status") {
+            (
+                200,
+                json!({"state": "success", "statuses": [{"context": "ci/jenkins", "state": "success", "status": "success"}]}),
+            )
+        } else if r.path.ends_with("/check-runs") {
+            (200, json!({"total_count": 0, "check_runs": []}))
+        } else {
+            (201, json!({"id": 1}))
         }
-    });
-    (url, asked)
+    })
 }
 
 #[actix_web::test]
 async fn without_events_the_forge_api_is_polled() {
     let (api, asked) = fake_forge();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml_with(
-        dir.path(),
+        b.dir(),
         &repo,
         "checks_poll_interval = \"1s\"",
         r#"[apps.shop.environments.staging]
@@ -301,7 +242,11 @@ require_checks = ["ci/jenkins"]
             "github = {{ repo = \"acme/shop\", token_env = \"GH_TOKEN\", api_url = \"{api}\" }}"
         ),
     );
-    let full = start_full_env(dir, &toml, &[("GH_TOKEN", "gh-secret-token")]).await;
+    let full = b
+        .toml(&toml)
+        .env("GH_TOKEN", "gh-secret-token")
+        .start()
+        .await;
     let client = full.client();
     let sha = git(&repo, &["rev-parse", "develop"]);
     let (status, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
@@ -314,13 +259,13 @@ require_checks = ["ci/jenkins"]
     let status_path = format!("/repos/acme/shop/commits/{sha}/status");
     let polled = asked
         .iter()
-        .find(|(path, _)| *path == status_path)
+        .find(|r| r.path == status_path)
         .unwrap_or_else(|| panic!("never asked for {status_path}: {asked:?}"));
-    assert_eq!(polled.1, "Bearer gh-secret-token");
+    assert_eq!(polled.header("authorization"), "Bearer gh-secret-token");
     assert!(
         asked
             .iter()
-            .any(|(path, _)| *path == format!("/repos/acme/shop/commits/{sha}/check-runs")),
+            .any(|r| r.path == format!("/repos/acme/shop/commits/{sha}/check-runs")),
         "{asked:?}"
     );
     full.stop().await;
@@ -328,7 +273,7 @@ require_checks = ["ci/jenkins"]
 
 /// A forge's push of `develop` for `forge`, then its check event from the samples.
 async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check: Value) {
-    let s = Setup::start(|dir, repo| {
+    let s = Harness::builder().config(|dir, repo| {
         shop_toml(
             dir,
             repo,
@@ -337,7 +282,7 @@ async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check:
                  [apps.shop.environments.staging]\nbranch = \"develop\"\nrequire_checks = {required}\n"
             ),
         )
-    })
+    }).start()
     .await;
     let sha = git(&s.repo, &["rev-parse", "develop"]);
     let before = git(&s.repo, &["rev-parse", "develop~1"]);
@@ -352,33 +297,25 @@ async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check:
         },
     );
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = crate::forges::send_as(
-        &s.client.url,
-        forge,
-        SECRET,
-        &push_event,
-        &unique_id(),
-        &bytes,
-    )
-    .await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &push_event, bytes.clone()))
+        .await;
     assert_eq!(status, 202, "{forge}: {answer}");
     let id = answer["deploy"]["id"].clone();
-    wait_for(&s.client, &id, "waiting", 30).await;
+    wait_for(&s, &id, "waiting", 30).await;
     let text = check.to_string().replace("SHA", &sha);
-    let (status, answer) = crate::forges::send_as(
-        &s.client.url,
-        forge,
-        SECRET,
-        event,
-        &unique_id(),
-        text.as_bytes(),
-    )
-    .await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(
+            forge,
+            event,
+            text.as_bytes().to_vec(),
+        ))
+        .await;
     assert_eq!(status, 200, "{forge}: {answer}");
     assert!(answer["checks"].as_u64() > Some(0), "{forge}: {answer}");
-    let done = s.client.wait_through_checks(&id, 60).await;
+    let done = s.wait_through_checks(&id, 60).await;
     assert_eq!(done["status"], "succeeded", "{forge}: {done}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -411,10 +348,10 @@ async fn a_gitea_status_event_releases_the_deploy() {
 #[actix_web::test]
 async fn forgejo_checks_come_from_its_api() {
     let (api, asked) = fake_forge();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml_with(
-        dir.path(),
+        b.dir(),
         &repo,
         "checks_poll_interval = \"1s\"",
         &format!(
@@ -427,8 +364,11 @@ require_checks = ["ci/jenkins"]
 "#
         ),
     );
-    let full = start_full_env(dir, &toml, &[("FJ_TOKEN", "fj-secret-token")]).await;
-    let client = full.client();
+    let s = b
+        .toml(&toml)
+        .env("FJ_TOKEN", "fj-secret-token")
+        .start()
+        .await;
     let sha = git(&repo, &["rev-parse", "develop"]);
     let before = git(&repo, &["rev-parse", "develop~1"]);
     let (event, body) = crate::forges::delivery(
@@ -442,26 +382,18 @@ require_checks = ["ci/jenkins"]
         },
     );
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = crate::forges::send_as(
-        &client.url,
-        Forge::Forgejo,
-        SECRET,
-        &event,
-        &unique_id(),
-        &bytes,
-    )
-    .await;
-    assert_eq!(status, 202, "{answer}");
-    let done = client
-        .wait_through_checks(&answer["deploy"]["id"], 60)
+    let (status, answer) = s
+        .send(&Delivery::from_forge(Forge::Forgejo, &event, bytes))
         .await;
+    assert_eq!(status, 202, "{answer}");
+    let done = s.wait_through_checks(&answer["deploy"]["id"], 60).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let asked = asked.lock().unwrap().clone();
     let status_path = format!("/api/v1/repos/acme/shop/commits/{sha}/status");
     let polled = asked
         .iter()
-        .find(|(path, _)| *path == status_path)
+        .find(|r| r.path == status_path)
         .unwrap_or_else(|| panic!("never asked for {status_path}: {asked:?}"));
-    assert_eq!(polled.1, "token fj-secret-token");
-    full.stop().await;
+    assert_eq!(polled.header("authorization"), "token fj-secret-token");
+    s.stop().await;
 }

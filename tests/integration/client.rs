@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::*;
+use crate::support::*;
 
 fn stagehand(url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagehand"));
@@ -32,12 +32,11 @@ async fn run(cmd: Command) -> std::process::Output {
 
 #[actix_web::test]
 async fn deploy_follow_status_releases_rollback_and_logs() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let toml = toml(dir.path(), &repo);
-    let full = start_full(dir, &toml).await;
-    let url = full.running.url.clone();
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let root = b.root();
+    let full = b.config(toml).start().await;
+    let url = full.url.clone();
 
     let mut deploy = stagehand(&url);
     deploy.args(["deploy", "shop", "staging", "--follow"]);
@@ -119,13 +118,12 @@ async fn deploy_follow_status_releases_rollback_and_logs() {
 
 #[actix_web::test]
 async fn logs_follow_prints_lines_as_they_are_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let marker = dir.path().join("srv/staging/shared/second-written");
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let marker = b.dir().join("srv/staging/shared/second-written");
     git(&repo, &["checkout", "-q", "develop"]);
     let sha = commit(&repo, "Slow", &[("slow", "")]);
-    let toml = toml(dir.path(), &repo);
-    let full = start_full(dir, &toml).await;
+    let full = b.config(toml).start().await;
     let client = full.client();
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
@@ -171,13 +169,11 @@ async fn clear_errors_for_a_missing_server_a_bad_token_and_hook_send() {
         "{stderr}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let toml = toml(dir.path(), &repo);
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(&config, &toml).unwrap();
-    let full = start_full(dir, &toml).await;
-    let url = full.running.url.clone();
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let full = b.config(toml).start().await;
+    let config = full.config_file();
+    let url = full.url.clone();
     let out = run({
         let mut c = stagehand(&url);
         c.args(["status"]).env("STAGEHAND_API_TOKEN", "wrong");
@@ -234,18 +230,17 @@ fn stdout_json(out: &std::process::Output) -> serde_json::Value {
 /// ref; a tag environment's error says how to name the tag on the command line.
 #[actix_web::test]
 async fn json_everywhere_quiet_on_a_closed_pipe_and_clear_wording() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         "[apps.shop.environments.staging]\nbranch = \"develop\"\n\
          [apps.shop.environments.releases]\ntag = \"v*\"\n",
     );
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(&config, &toml).unwrap();
-    let full = start_full(dir, &toml).await;
-    let url = full.running.url.clone();
+    let full = b.toml(&toml).start().await;
+    let config = full.config_file();
+    let url = full.url.clone();
     let cli = |args: &[&str]| {
         let mut c = stagehand(&url);
         c.args(args)
@@ -303,18 +298,17 @@ async fn json_everywhere_quiet_on_a_closed_pipe_and_clear_wording() {
 /// commit message, so tag environments, teardowns and `[skip deploy]` can be tried.
 #[actix_web::test]
 async fn hook_send_tags_deletions_and_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         "[apps.shop.environments.staging]\nbranch = \"develop\"\n\
          [apps.shop.environments.preview]\nbranch = \"feature/*\"\n\
          [apps.shop.environments.releases]\ntag = \"v*\"\n",
     );
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(&config, &toml).unwrap();
-    let full = start_full(dir, &toml).await;
+    let full = b.toml(&toml).start().await;
+    let config = full.config_file();
     let client = full.client();
     let send = |args: &[&str]| {
         let mut c = stagehand(&client.url);
@@ -376,10 +370,9 @@ async fn hook_send_tags_deletions_and_messages() {
 /// told apart from the live release, which stays what it was.
 #[actix_web::test]
 async fn a_bogus_ref_is_refused_and_a_failed_attempt_is_not_the_live_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let toml = toml(dir.path(), &repo);
-    let full = start_full(dir, &toml).await;
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let full = b.config(toml).start().await;
     let client = full.client();
     let url = client.url.clone();
     let cli = |args: &[&str]| {
@@ -437,16 +430,16 @@ async fn a_bogus_ref_is_refused_and_a_failed_attempt_is_not_the_live_state() {
 /// deploy was rolled back; `rollback --to` it needs `--force`.
 #[actix_web::test]
 async fn releases_mark_a_rolled_back_release_and_rollback_to_it_needs_force() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         "after_release = [\"if [ -f bad ]; then exit 3; fi\"]\n\
          [apps.shop.environments.staging]\nbranch = \"develop\"\n",
     );
-    let full = start_full(dir, &toml).await;
-    let url = full.running.url.clone();
+    let full = b.toml(&toml).start().await;
+    let url = full.url.clone();
     let cli = |args: &[&str]| {
         let mut c = stagehand(&url);
         c.args(args);

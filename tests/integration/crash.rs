@@ -2,31 +2,21 @@
 
 use std::process::Command;
 
-use crate::common::*;
+use crate::support::*;
 
 #[actix_web::test]
 async fn sigkill_mid_build_leaves_the_old_release_live_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(
-        &config,
-        shop_toml_with(
-            dir.path(),
-            &repo,
-            r#"listen = "127.0.0.1:0""#,
-            r#"build = ["if [ -f build.sh ]; then sh build.sh; fi"]
+    let b = Harness::builder().app(
+        r#"build = ["if [ -f build.sh ]; then sh build.sh; fi"]
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-        ),
-    )
-    .unwrap();
+    );
+    let repo = b.repo().to_owned();
+    let root = b.root();
 
-    let (mut server, url) = spawn_server(&config);
-    let client = Client { url };
+    let (mut server, client) = b.spawn();
     git(&repo, &["checkout", "-q", "develop"]);
     let first_sha = git(&repo, &["rev-parse", "HEAD"]);
     let (_, answer) = client
@@ -63,8 +53,7 @@ branch = "develop"
     assert!(root.join("staging/releases").join(&half_made).exists());
     server.kill();
 
-    let (mut server, url) = spawn_server(&config);
-    let client = Client { url };
+    let (mut server, client) = b.spawn();
     let (_, interrupted) = client
         .get(&format!("/api/deploys/{}", id.as_str().unwrap()))
         .await;
@@ -104,24 +93,15 @@ branch = "develop"
 /// the listing before its files go.
 #[actix_web::test]
 async fn regression_a_kill_during_cleanup_leaves_no_half_deleted_release_listed() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(
-        &config,
-        shop_toml_with(
-            dir.path(),
-            &repo,
-            r#"listen = "127.0.0.1:0""#,
-            r#"keep_releases = 1
+    let b = Harness::builder().app(
+        r#"keep_releases = 1
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-        ),
-    )
-    .unwrap();
+    );
+    let repo = b.repo().to_owned();
+    let root = b.root();
     git(&repo, &["checkout", "-q", "develop"]);
     // A first release big enough that removing it takes a while to kill in.
     for i in 0..6_000 {
@@ -137,8 +117,7 @@ branch = "develop"
     let small = git(&repo, &["rev-parse", "HEAD"]);
     let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
 
-    let (mut server, url) = spawn_server(&config);
-    let client = Client { url };
+    let (mut server, client) = b.spawn();
     // Each push is of the branch's head at the time (a push of an older commit is a
     // replay and is skipped); `next` is the head again by the end.
     for sha in [&big, &small] {
@@ -176,8 +155,7 @@ branch = "develop"
     }
     server.kill();
 
-    let (mut server, url) = spawn_server(&config);
-    let client = Client { url };
+    let (mut server, client) = b.spawn();
     let assert_listed_releases_complete = |when: &str| {
         for entry in std::fs::read_dir(&releases).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -233,29 +211,29 @@ branch = "develop"
 /// before a restart's recovery has run, so any lock then is a dead process's.
 #[actix_web::test]
 async fn regression_a_ref_lock_left_by_a_killed_fetch_does_not_block_deploys() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         r#"[apps.shop.environments.staging]
 branch = "develop"
 "#,
     );
-    let full = start_full(dir, &toml).await;
+    let full = b.toml(&toml).start().await;
     let client = full.client();
     let first = git(&repo, &["rev-parse", "develop"]);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &first)).await;
     let deploy = client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
-    let dir = full.stop().await;
+    let b = full.stop().await;
 
     // What a fetch killed while updating the branch leaves behind.
-    let mirror = dir.path().join("state/mirrors/shop.git");
+    let mirror = b.dir().join("state/mirrors/shop.git");
     std::fs::write(mirror.join("refs/heads/develop.lock"), format!("{first}\n")).unwrap();
     std::fs::write(mirror.join("packed-refs.lock"), "").unwrap();
 
-    let full = start_full(dir, &toml).await;
+    let full = b.start().await;
     let client = full.client();
     git(&repo, &["checkout", "-q", "develop"]);
     let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
@@ -273,26 +251,16 @@ branch = "develop"
 async fn regression_recovery_kills_the_interrupted_step_but_not_an_app_running_from_current() {
     use std::os::unix::process::CommandExt;
 
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let config = dir.path().join("stagehand.toml");
-    std::fs::write(
-        &config,
-        shop_toml_with(
-            dir.path(),
-            &repo,
-            r#"listen = "127.0.0.1:0""#,
-            r#"after_release = ["if [ -f after.sh ]; then sh after.sh; fi"]
+    let b = Harness::builder().app(
+        r#"after_release = ["if [ -f after.sh ]; then sh after.sh; fi"]
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-        ),
-    )
-    .unwrap();
-    let (mut server, url) = spawn_server(&config);
-    let client = Client { url };
+    );
+    let repo = b.repo().to_owned();
+    let root = b.root();
+    let (mut server, client) = b.spawn();
     git(&repo, &["checkout", "-q", "develop"]);
     let slow = commit(
         &repo,
@@ -322,7 +290,7 @@ branch = "develop"
         .unwrap();
     server.kill();
 
-    let (mut server, _url) = spawn_server(&config);
+    let (mut server, _) = b.spawn();
     let app_alive = app.try_wait().unwrap().is_none();
     let _ = app.kill();
     let _ = app.wait();

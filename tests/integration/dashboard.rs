@@ -3,110 +3,45 @@
 //! directly as HTTP + JSON) logging in, watching a deploy's log grow without a reload,
 //! and rolling back with a click.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
-use serde_json::{Value, json};
-use stagehand::core::signature::hex_mac;
-
-fn session_value() -> String {
-    hex_mac(TOKEN.as_bytes(), b"stagehand-session-v1")
-}
-
-fn csrf_value() -> String {
-    hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1")
-}
-
-/// An answer with what the tests look at: status, headers, body text.
-struct Answer {
-    status: u16,
-    headers: awc::http::header::HeaderMap,
-    text: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    }
-}
-
-/// One request, redirects not followed. `cookie`: the session cookie's value.
-async fn request(
-    method: &str,
-    url: &str,
-    cookie: Option<&str>,
-    headers: &[(&str, &str)],
-    form: Option<&str>,
-) -> Answer {
-    let client = awc::Client::builder()
-        .disable_redirects()
-        .timeout(Duration::from_secs(30))
-        .finish();
-    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = client.request(method, url);
-    if let Some(cookie) = cookie {
-        req = req.insert_header(("Cookie", format!("stagehand_session={cookie}")));
-    }
-    for (name, value) in headers {
-        req = req.insert_header((*name, *value));
-    }
-    let mut resp = match form {
-        Some(form) => req
-            .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-            .send_body(form.to_owned())
-            .await
-            .unwrap(),
-        None => req.send().await.unwrap(),
-    };
-    let body = resp.body().limit(16 << 20).await.unwrap();
-    Answer {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        text: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
+use crate::support::browser::{Browser, Chromedriver, have_chromedriver};
+use crate::support::*;
+use serde_json::json;
 
 #[actix_web::test]
 async fn login_cookie_csrf_and_escaping_over_plain_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    git(&repo, &["tag", "v1.2.3"]);
-    let toml = config_toml(dir.path());
-    let server = start_with(dir, &toml).await;
+    let b = Harness::builder();
+    git(b.repo(), &["tag", "v1.2.3"]);
+    let server = b.without_runner().start().await;
     let url = server.url.clone();
     let session = session_value();
     let csrf = csrf_value();
 
     // Without a cookie: the login form, 401 from the API, 303 from deeper pages.
-    let home = request("GET", &format!("{url}/"), None, &[], None).await;
+    let home = dashboard_request("GET", &format!("{url}/"), None, &[], None).await;
     assert_eq!(home.status, 200);
     assert!(
         home.text.contains(r#"action="/login""#) && home.text.contains(r#"name="token""#),
         "{}",
         home.text
     );
-    let api = request("GET", &format!("{url}/api/apps"), None, &[], None).await;
+    let api = dashboard_request("GET", &format!("{url}/api/apps"), None, &[], None).await;
     assert_eq!(api.status, 401, "{}", api.text);
     for page in ["/deploys/1", "/environments/shop/staging"] {
-        let answer = request("GET", &format!("{url}{page}"), None, &[], None).await;
+        let answer = dashboard_request("GET", &format!("{url}{page}"), None, &[], None).await;
         assert_eq!(
             (answer.status, answer.header("location")),
             (303, "/".into())
         );
     }
-    let stale = request("GET", &format!("{url}/api/apps"), Some("00"), &[], None).await;
+    let stale = dashboard_request("GET", &format!("{url}/api/apps"), Some("00"), &[], None).await;
     assert_eq!(stale.status, 401, "{}", stale.text);
 
     // Logging in: a wrong token re-renders the form with 401; the right one sets the
     // derived cookie (never the token itself).
-    let wrong = request(
+    let wrong = dashboard_request(
         "POST",
         &format!("{url}/login"),
         None,
@@ -118,7 +53,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(wrong.text.contains("not the API token"), "{}", wrong.text);
     assert!(wrong.header("set-cookie").is_empty());
     let form = format!("token={TOKEN}");
-    let login = request("POST", &format!("{url}/login"), None, &[], Some(&form)).await;
+    let login = dashboard_request("POST", &format!("{url}/login"), None, &[], Some(&form)).await;
     assert_eq!((login.status, login.header("location")), (303, "/".into()));
     assert_eq!(
         login.header("set-cookie"),
@@ -127,7 +62,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(!login.header("set-cookie").contains(TOKEN));
 
     // Logged in: the overview, with a CSRF token in every form and strict headers.
-    let home = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let home = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert_eq!(home.status, 200);
     assert!(
         home.text.contains(r#"data-environment="staging""#),
@@ -146,23 +81,23 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     );
     assert_eq!(home.header("x-frame-options"), "DENY");
     assert_eq!(home.header("cache-control"), "no-store");
-    let api = request("GET", &format!("{url}/api/apps"), Some(&session), &[], None).await;
+    let api = dashboard_request("GET", &format!("{url}/api/apps"), Some(&session), &[], None).await;
     assert_eq!(api.status, 200, "{}", api.text);
 
     // Dashboard posts: the cookie alone is not enough, the CSRF field must match.
     let deploy = format!("{url}/environments/shop/staging/deploy");
     for form in ["", "csrf=", "csrf=0123abcd"] {
-        let answer = request("POST", &deploy, Some(&session), &[], Some(form)).await;
+        let answer = dashboard_request("POST", &deploy, Some(&session), &[], Some(form)).await;
         assert_eq!(answer.status, 403, "{form:?}: {}", answer.text);
         assert!(answer.text.contains("CSRF"), "{}", answer.text);
     }
     let with_csrf = format!("csrf={csrf}");
-    let answer = request("POST", &deploy, None, &[], Some(&with_csrf)).await;
+    let answer = dashboard_request("POST", &deploy, None, &[], Some(&with_csrf)).await;
     assert_eq!(
         (answer.status, answer.header("location")),
         (303, "/".into())
     );
-    let answer = request("POST", &deploy, Some(&session), &[], Some(&with_csrf)).await;
+    let answer = dashboard_request("POST", &deploy, Some(&session), &[], Some(&with_csrf)).await;
     assert_eq!(answer.status, 303, "{}", answer.text);
     let location = answer.header("location");
     let id = location.strip_prefix("/deploys/").unwrap().to_owned();
@@ -177,13 +112,13 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     );
     // The same rule on the JSON API: a write by cookie needs X-CSRF-Token; by bearer not.
     let api_deploy = format!("{url}/api/apps/shop/environments/staging/deploy");
-    let answer = request("POST", &api_deploy, Some(&session), &[], None).await;
+    let answer = dashboard_request("POST", &api_deploy, Some(&session), &[], None).await;
     assert_eq!(answer.status, 403, "{}", answer.text);
     let header = [("X-CSRF-Token", csrf.as_str())];
-    let answer = request("POST", &api_deploy, Some(&session), &header, None).await;
+    let answer = dashboard_request("POST", &api_deploy, Some(&session), &header, None).await;
     assert_eq!(answer.status, 202, "{}", answer.text);
     let bearer = format!("Bearer {TOKEN}");
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &api_deploy,
         None,
@@ -193,7 +128,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     .await;
     assert_eq!(answer.status, 202, "{}", answer.text);
     // A tag-following environment asks for its tag instead of failing on a click.
-    let tags = request(
+    let tags = dashboard_request(
         "POST",
         &format!("{url}/environments/shop/releases/deploy"),
         Some(&session),
@@ -204,7 +139,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert_eq!(tags.status, 303, "{}", tags.text);
     assert!(home.text.contains(r#"name="ref""#), "{}", home.text);
     // A tag the repository does not have is refused there and then (issue 16 item 7).
-    let missing = request(
+    let missing = dashboard_request(
         "POST",
         &format!("{url}/environments/shop/releases/deploy"),
         Some(&session),
@@ -226,7 +161,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     body["ref"] = json!(format!("refs/heads/{branch}"));
     let (status, pushed) = server.send(&Delivery::json("push", &body)).await;
     assert_eq!(status, 202, "{pushed}");
-    let home = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let home = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         home.text
             .contains("&lt;b&gt;bold&amp;&quot;onmouseover=&quot;"),
@@ -236,7 +171,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(!home.text.contains("<b>bold"), "{}", home.text);
     assert!(home.text.contains(">temporary<"), "{}", home.text);
     let id = pushed["deploy"]["id"].as_str().unwrap();
-    let page = request(
+    let page = dashboard_request(
         "GET",
         &format!("{url}/deploys/{id}"),
         Some(&session),
@@ -249,7 +184,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     assert!(!page.text.contains("<b>bold"), "{}", page.text);
 
     // The environment's history links each deploy; unknown things are 404 pages.
-    let history = request(
+    let history = dashboard_request(
         "GET",
         &format!("{url}/environments/shop/staging"),
         Some(&session),
@@ -269,7 +204,8 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
         "/environments/shop/nope",
         "/environments/nope/staging",
     ] {
-        let answer = request("GET", &format!("{url}{missing}"), Some(&session), &[], None).await;
+        let answer =
+            dashboard_request("GET", &format!("{url}{missing}"), Some(&session), &[], None).await;
         assert_eq!(answer.status, 404, "{missing}");
         assert!(
             answer.header("content-type").starts_with("text/html"),
@@ -278,7 +214,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     }
 
     // Logging out needs the CSRF token too, and clears the cookie.
-    let out = request(
+    let out = dashboard_request(
         "POST",
         &format!("{url}/logout"),
         Some(&session),
@@ -287,7 +223,7 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
     )
     .await;
     assert_eq!(out.status, 403);
-    let out = request(
+    let out = dashboard_request(
         "POST",
         &format!("{url}/logout"),
         Some(&session),
@@ -311,14 +247,14 @@ async fn login_cookie_csrf_and_escaping_over_plain_http() {
 
 #[actix_web::test]
 async fn the_cookie_is_secure_behind_https() {
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path()).replace(
+    let b = Harness::builder();
+    let toml = config_toml(b.dir()).replace(
         "[server]\n",
         "[server]\npublic_url = \"https://deploy.example.com\"\n",
     );
-    let server = start_with(dir, &toml).await;
+    let server = b.toml(&toml).without_runner().start().await;
     let form = format!("token={TOKEN}");
-    let login = request(
+    let login = dashboard_request(
         "POST",
         &format!("{}/login", server.url),
         None,
@@ -343,285 +279,6 @@ async fn the_cookie_is_secure_behind_https() {
 // ---------------------------------------------------------------------------------
 // The browser.
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// `chromedriver --port=N`, killed (with the browsers it started) when dropped.
-struct Chromedriver {
-    child: Child,
-    url: String,
-}
-
-impl Chromedriver {
-    async fn start() -> Chromedriver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new(CHROMEDRIVER);
-        command
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Its own process group, so that the guard also ends the Chromium it starts.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let driver = Chromedriver {
-            child: command.spawn().expect("starting chromedriver"),
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = awc::Client::default()
-                .get(format!("{}/status", driver.url))
-                .send()
-                .await;
-            if let Ok(mut resp) = ready
-                && let Ok(status) = resp.json::<Value>().await
-                && status["value"]["ready"] == true
-            {
-                return driver;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        let group = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One WebDriver session; deleted (Chromium quits) when dropped, even on a panic.
-struct Browser {
-    driver: String,
-    session: String,
-    http: awc::Client,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn open(driver: &Chromedriver) -> Browser {
-        let profile = tempfile::tempdir().unwrap();
-        let http = awc::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .finish();
-        let capabilities = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--no-first-run", "--disable-sync",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
-        } } });
-        let mut resp = http
-            .post(format!("{}/session", driver.url))
-            .send_json(&capabilities)
-            .await
-            .unwrap();
-        let answer: Value = resp.json().limit(1 << 20).await.unwrap();
-        let session = answer["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {answer}"))
-            .to_owned();
-        let browser = Browser {
-            driver: driver.url.clone(),
-            session,
-            http,
-            _profile: profile,
-        };
-        browser
-            .command(
-                "POST",
-                "/window/rect",
-                Some(json!({"width": 1280, "height": 1000})),
-            )
-            .await;
-        browser
-    }
-
-    /// One WebDriver command on this session; its `value`, or a panic with the error.
-    async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{path}", self.driver, self.session);
-        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
-        let req = self.http.request(method, url);
-        let mut resp = match body {
-            Some(body) => req.send_json(&body).await,
-            None => req.send().await,
-        }
-        .unwrap();
-        let answer: Value = resp.json().limit(64 << 20).await.unwrap();
-        assert!(
-            resp.status().is_success(),
-            "WebDriver {path}: {}",
-            answer["value"]
-        );
-        answer["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.command("POST", "/url", Some(json!({ "url": url })))
-            .await;
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let found = self
-            .command(
-                "POST",
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        found[ELEMENT].as_str().unwrap().to_owned()
-    }
-
-    async fn send_keys(&self, element: &str, text: &str) {
-        let path = format!("/element/{element}/value");
-        self.command("POST", &path, Some(json!({ "text": text })))
-            .await;
-    }
-
-    async fn click(&self, element: &str) {
-        let path = format!("/element/{element}/click");
-        self.command("POST", &path, Some(json!({}))).await;
-    }
-
-    async fn text(&self, element: &str) -> String {
-        let path = format!("/element/{element}/text");
-        self.command("GET", &path, None)
-            .await
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn run(&self, script: &str) -> Value {
-        self.command(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": script, "args": []})),
-        )
-        .await
-    }
-
-    /// Polls `script` until it returns something other than null/false/"", and returns it.
-    async fn wait_for(&self, what: &str, script: &str, secs: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let value = self.run(script).await;
-            if !matches!(&value, Value::Null | Value::Bool(false)) && value.as_str() != Some("") {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "waited {secs}s for {what}");
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn accept_alert(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let url = format!("{}/session/{}/alert/accept", self.driver, self.session);
-        loop {
-            let resp = self.http.post(&url).send_json(&json!({})).await.unwrap();
-            if resp.status().is_success() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "no confirm dialog appeared");
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn screenshot(&self) -> Vec<u8> {
-        let encoded = self.command("GET", "/screenshot", None).await;
-        base64_decode(encoded.as_str().unwrap())
-    }
-}
-
-impl Drop for Browser {
-    /// Drop cannot await, so this speaks HTTP/1.1 over a plain socket.
-    fn drop(&mut self) {
-        let Some(address) = self.driver.strip_prefix("http://") else {
-            return;
-        };
-        let Ok(mut socket) = std::net::TcpStream::connect(address) else {
-            return;
-        };
-        let _ = socket.set_read_timeout(Some(Duration::from_secs(15)));
-        let request = format!(
-            "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\n\
-             Content-Length: 0\r\nConnection: close\r\n\r\n",
-            self.session
-        );
-        if socket.write_all(request.as_bytes()).is_ok() {
-            let _ = socket.read_to_end(&mut Vec::new());
-        }
-    }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c:?}"),
-        }
-    };
-    let digits: Vec<u8> = text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0, |n, (i, c)| n | (value(*c) << (18 - 6 * i)));
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    out
-}
-
-#[test]
-fn base64_decoder_round_trips() {
-    for (encoded, decoded) in [
-        ("", ""),
-        ("Zg==", "f"),
-        ("Zm8=", "fo"),
-        ("Zm9vYmFy", "foobar"),
-    ] {
-        assert_eq!(base64_decode(encoded), decoded.as_bytes());
-    }
-}
-
-/// False: skip (a developer machine without chromedriver). CI installs it, so there a
-/// missing driver is a failure, not a skip.
-fn have_chromedriver() -> bool {
-    if Path::new(CHROMEDRIVER).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{CHROMEDRIVER} is missing: .ci/run installs chromium and chromium-driver"
-    );
-    eprintln!(
-        "SKIPPED the browser test: {CHROMEDRIVER} is missing \
-         (apt-get install chromium chromium-driver)"
-    );
-    false
-}
-
 fn browser_toml(dir: &Path, repo: &Path) -> String {
     shop_toml(dir, repo, FIRST_THEN_SECOND)
 }
@@ -643,12 +300,11 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
     if !have_chromedriver() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let root = b.root();
     let marker = root.join("staging/shared/second-written");
-    let toml = browser_toml(dir.path(), &repo);
-    let full = start_full(dir, &toml).await;
+    let full = b.config(browser_toml).start().await;
     let api = full.client();
     let url = api.url.clone();
 
@@ -656,11 +312,7 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
     let browser = Browser::open(&driver).await;
 
     // Log in through the form.
-    browser.goto(&format!("{url}/")).await;
-    let token = browser.find("input[name=token]").await;
-    browser.send_keys(&token, TOKEN).await;
-    let submit = browser.find("form[action='/login'] button").await;
-    browser.click(&submit).await;
+    browser.log_in(&url).await;
     let table = browser
         .wait_for(
             "the environments table",
@@ -669,8 +321,8 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
         )
         .await;
     assert!(table.as_str().unwrap().contains("staging"), "{table}");
-    let row = browser.find("tr[data-environment=staging]").await;
-    assert!(browser.text(&row).await.contains("never deployed"));
+    let row = browser.text("tr[data-environment=staging]").await;
+    assert!(row.contains("never deployed"));
 
     // Push, open the deploy page while it runs, and watch the log grow.
     let sha = git(&repo, &["rev-parse", "develop"]);
@@ -743,7 +395,7 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
     eprintln!("screenshot of the deploy page: {}", shot.display());
 
     // The event stream honours ?after=N with the cookie alone (what the page uses).
-    let events = request(
+    let events = dashboard_request(
         "GET",
         &format!("{url}/api/deploys/{id}/events?after=2"),
         Some(&session_value()),
@@ -763,10 +415,9 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert_ne!(live(&root), first_release);
     browser.goto(&format!("{url}/")).await;
-    let rollback = browser
-        .find("form[action='/environments/shop/staging/rollback'] button")
+    browser
+        .click("form[action='/environments/shop/staging/rollback'] button")
         .await;
-    browser.click(&rollback).await;
     browser.accept_alert().await;
     browser
         .wait_for(
@@ -790,10 +441,8 @@ async fn a_browser_logs_in_watches_a_deploy_live_and_rolls_back() {
 
 #[actix_web::test]
 async fn promote_from_the_dashboard_puts_the_source_commit_live() {
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
+    let s = Harness::builder()
+        .app(
             r#"[apps.shop.environments.production]
 branch = "main"
 auto_deploy = false
@@ -801,14 +450,14 @@ auto_deploy = false
 branch = "develop"
 "#,
         )
-    })
-    .await;
+        .start()
+        .await;
     let staged = s.push_and_wait("develop").await;
     assert_eq!(staged["status"], "succeeded", "{staged}");
     let (session, csrf) = (session_value(), csrf_value());
-    let url = s.client.url.clone();
+    let url = s.url.clone();
 
-    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let page = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         page.text
             .contains(r#"action="/environments/shop/production/promote""#),
@@ -822,9 +471,10 @@ branch = "develop"
     );
 
     let promote = format!("{url}/environments/shop/production/promote");
-    let refused = request("POST", &promote, Some(&session), &[], Some("from=staging")).await;
+    let refused =
+        dashboard_request("POST", &promote, Some(&session), &[], Some("from=staging")).await;
     assert_eq!(refused.status, 403, "no CSRF token: {}", refused.text);
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &promote,
         Some(&session),
@@ -838,7 +488,7 @@ branch = "develop"
         .strip_prefix("/deploys/")
         .unwrap()
         .to_owned();
-    let promoted = s.client.wait(&json!(id), 60).await;
+    let promoted = s.wait(&json!(id), 60).await;
     assert_eq!(promoted["status"], "succeeded", "{promoted}");
     assert_eq!(promoted["trigger"], "promote");
     assert_eq!(
@@ -847,7 +497,7 @@ branch = "develop"
     );
     // Issue 16 items 6 and 7: the environment page says which deploy made the live
     // release, with its commit message and author.
-    let page = request(
+    let page = dashboard_request(
         "GET",
         &format!("{url}/environments/shop/production"),
         Some(&session),
@@ -859,7 +509,7 @@ branch = "develop"
     assert!(page.text.contains("Live since"), "{}", page.text);
     assert!(page.text.contains(&format!("#{id}")), "{}", page.text);
     assert!(page.text.contains("by Ada"), "{}", page.text);
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// How wide the page, the window, the table and its section are, and the tallest
@@ -884,10 +534,8 @@ async fn the_home_fits_a_1280_px_window_and_a_phone() {
     if !have_chromedriver() {
         return;
     }
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
+    let s = Harness::builder()
+        .app(
             r#"[apps.shop.environments.production]
 branch = "main"
 auto_deploy = false
@@ -895,8 +543,8 @@ auto_deploy = false
 branch = "develop"
 "#,
         )
-    })
-    .await;
+        .start()
+        .await;
     git(&s.repo, &["checkout", "-q", "develop"]);
     commit(
         &s.repo,
@@ -909,15 +557,11 @@ branch = "develop"
     // widest "Last deploy" cell there is.
     let pending = s.push_and_wait("main").await;
     assert_eq!(pending["status"], "skipped", "{pending}");
-    let url = s.client.url.clone();
+    let url = s.url.clone();
 
     let driver = Chromedriver::start().await;
     let browser = Browser::open(&driver).await;
-    browser.goto(&format!("{url}/")).await;
-    let token = browser.find("input[name=token]").await;
-    browser.send_keys(&token, TOKEN).await;
-    let submit = browser.find("form[action='/login'] button").await;
-    browser.click(&submit).await;
+    browser.log_in(&url).await;
     browser
         .wait_for(
             "the environments table",
@@ -948,13 +592,7 @@ branch = "develop"
         "\"Last deploy\" with a tag wraps past three lines: {wide}"
     );
 
-    browser
-        .command(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": 390, "height": 844})),
-        )
-        .await;
+    browser.resize(390, 844).await;
     let narrow = browser.run(HOME_WIDTHS).await;
     let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-home-390.png");
     std::fs::write(&shot, browser.screenshot().await).unwrap();
@@ -969,22 +607,20 @@ branch = "develop"
 
     drop(browser);
     drop(driver);
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
 async fn a_preview_is_pinned_and_unpinned_from_the_dashboard() {
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
+    let s = Harness::builder()
+        .app(
             r#"[apps.shop.environments.preview]
 branch = "feature/*"
 expire_after = "7d"
 "#,
         )
-    })
-    .await;
+        .start()
+        .await;
     git(&s.repo, &["checkout", "-q", "-b", "feature/New_Cart!"]);
     commit(&s.repo, "preview", &[("cart.txt", "1")]);
     assert_eq!(
@@ -992,20 +628,20 @@ expire_after = "7d"
         "succeeded"
     );
     let (session, csrf) = (session_value(), csrf_value());
-    let url = s.client.url.clone();
+    let url = s.url.clone();
     let base = "/environments/shop/preview-feature-new-cart";
     let pinned = || async {
-        let (_, apps) = s.client.get("/api/apps").await;
+        let (_, apps) = s.get("/api/apps").await;
         apps["apps"][0]["environments"][0]["pinned"].clone()
     };
 
-    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let page = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         page.text.contains(&format!(r#"action="{base}/pin""#)),
         "{}",
         page.text
     );
-    let refused = request(
+    let refused = dashboard_request(
         "POST",
         &format!("{url}{base}/pin"),
         Some(&session),
@@ -1017,7 +653,7 @@ expire_after = "7d"
     assert_eq!(pinned().await, json!(false));
 
     let form = format!("csrf={csrf}");
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &format!("{url}{base}/pin"),
         Some(&session),
@@ -1027,14 +663,14 @@ expire_after = "7d"
     .await;
     assert_eq!(answer.status, 303, "{}", answer.text);
     assert_eq!(pinned().await, json!(true));
-    let page = request("GET", &format!("{url}/"), Some(&session), &[], None).await;
+    let page = dashboard_request("GET", &format!("{url}/"), Some(&session), &[], None).await;
     assert!(
         page.text.contains(&format!(r#"action="{base}/unpin""#)),
         "{}",
         page.text
     );
 
-    let answer = request(
+    let answer = dashboard_request(
         "POST",
         &format!("{url}{base}/unpin"),
         Some(&session),
@@ -1044,5 +680,5 @@ expire_after = "7d"
     .await;
     assert_eq!(answer.status, 303, "{}", answer.text);
     assert_eq!(pinned().await, json!(false));
-    s.full.stop().await;
+    s.stop().await;
 }

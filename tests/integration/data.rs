@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::json;
 
 fn toml(dir: &Path, repo: &Path) -> String {
@@ -28,10 +28,10 @@ branch = "develop"
 
 #[actix_web::test]
 async fn sync_leaves_out_excluded_paths_runs_before_sync_and_builds_get_a_cache() {
-    let s = Setup::start(toml).await;
+    let s = Harness::builder().config(toml).start().await;
     let production = s.push_and_wait("main").await;
     assert_eq!(production["status"], "succeeded", "{production}");
-    let log = s.client.log(&production["id"]).await;
+    let log = s.log(&production["id"]).await;
     assert!(log.contains("build sees no instance"), "{log}");
     let live = s.root.join("production/current/instance");
     assert!(
@@ -40,7 +40,7 @@ async fn sync_leaves_out_excluded_paths_runs_before_sync_and_builds_get_a_cache(
     );
     let staging = s.push_and_wait("develop").await;
     assert_eq!(staging["status"], "succeeded", "{staging}");
-    let log = s.client.log(&staging["id"]).await;
+    let log = s.log(&staging["id"]).await;
     assert!(log.contains("build sees instance"), "{log}");
 
     let data = s.root.join("production/shared/instance");
@@ -49,16 +49,15 @@ async fn sync_leaves_out_excluded_paths_runs_before_sync_and_builds_get_a_cache(
     std::fs::write(data.join("tls/server.key"), "private").unwrap();
     std::fs::write(data.join("app.db"), "rows").unwrap();
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/sync",
             &json!({"from": "production", "to": "staging"}),
         )
         .await;
     assert_eq!(status, 202, "{answer}");
-    let synced = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let synced = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(synced["status"], "succeeded", "{synced}");
-    let log = s.client.log(&synced["id"]).await;
+    let log = s.log(&synced["id"]).await;
     let copied = s.root.join("staging/shared/instance");
     assert_eq!(
         std::fs::read_to_string(copied.join("app.db")).unwrap(),
@@ -75,11 +74,10 @@ async fn sync_leaves_out_excluded_paths_runs_before_sync_and_builds_get_a_cache(
     assert!(log.contains("2 left out"), "{log}");
 
     let (status, answer) = s
-        .client
         .post("/api/apps/shop/environments/staging/deploy", &json!({}))
         .await;
     assert_eq!(status, 202, "{answer}");
-    let again = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let again = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(again["status"], "succeeded", "{again}");
     let cache = s.root.join("staging/cache");
     assert_eq!(
@@ -87,10 +85,10 @@ async fn sync_leaves_out_excluded_paths_runs_before_sync_and_builds_get_a_cache(
         "2",
         "the cache outlives releases"
     );
-    let log = s.client.log(&again["id"]).await;
+    let log = s.log(&again["id"]).await;
     assert!(
         log.contains(&format!("cache at {}", cache.display())),
         "{log}"
     );
-    s.full.stop().await;
+    s.stop().await;
 }

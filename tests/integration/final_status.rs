@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::common::*;
+use crate::support::*;
 
 /// Issue 11 item 5: a failed final status write was dropped, leaving the deploy
 /// `running` until a restart (metrics counting it, `--follow` hanging), while
 /// followers had already been told it ended.
 #[actix_web::test]
 async fn regression_a_final_status_the_store_refused_is_retried_and_followers_wait_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let shared = dir.path().join("srv/staging/shared");
-    let db = dir.path().join("state/stagehand.db");
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let shared = b.dir().join("srv/staging/shared");
+    let db = b.dir().join("state/stagehand.db");
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         r#"build = ["if [ -f build.sh ]; then sh build.sh; fi"]
 shared = ["storage/"]
@@ -27,7 +27,7 @@ shared = ["storage/"]
 branch = "develop"
 "#,
     );
-    let full = start_full(dir, &toml).await;
+    let full = b.toml(&toml).start().await;
     let c = full.client();
     git(&repo, &["checkout", "-q", "develop"]);
     let sha = commit(
@@ -50,16 +50,12 @@ branch = "develop"
     }
 
     // A follower on the live events, from before the end.
-    let url = format!("{}/api/deploys/{id}/events", c.url);
+    let events = c.get_request(
+        &format!("/api/deploys/{id}/events"),
+        Duration::from_secs(300),
+    );
     let follower = actix_web::rt::spawn(async move {
-        let mut resp = awc::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .finish()
-            .get(url)
-            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-            .send()
-            .await
-            .unwrap();
+        let mut resp = events.send().await.unwrap();
         let mut text = String::new();
         while let Some(chunk) = resp.next().await {
             text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
@@ -88,11 +84,8 @@ branch = "develop"
     }
     // Slow, not stuck: a read waits while stagehand's one connection sits in SQLite's
     // busy timeout on a retry.
-    let mut resp = awc::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .finish()
-        .get(format!("{}/api/deploys/{id}", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(&format!("/api/deploys/{id}"), Duration::from_secs(120))
         .send()
         .await
         .unwrap();

@@ -4,26 +4,20 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
 use futures_util::StreamExt;
 
 fn toml(dir: &Path, repo: &Path) -> String {
     shop_toml(dir, repo, FIRST_THEN_SECOND)
 }
 
-async fn start() -> (Full, String, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let marker = dir.path().join("srv/staging/shared/second-written");
-    let toml = toml(dir.path(), &repo);
+async fn start() -> (Harness, String, std::path::PathBuf) {
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let marker = b.dir().join("srv/staging/shared/second-written");
+    let toml = toml(b.dir(), &repo);
     let sha = git(&repo, &["rev-parse", "develop"]);
-    (start_full(dir, &toml).await, sha, marker)
-}
-
-fn client() -> awc::Client {
-    awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish()
+    (b.toml(&toml).start().await, sha, marker)
 }
 
 #[actix_web::test]
@@ -33,9 +27,11 @@ async fn follow_gets_the_first_line_before_the_second_is_written() {
     let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
     // Subscribe right away: the deploy may still be queued.
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/log?follow=1", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/log?follow=1"),
+            Duration::from_secs(60),
+        )
         .send()
         .await
         .unwrap();
@@ -68,9 +64,11 @@ async fn server_sent_events_stream_live_and_resume() {
     let c = full.client();
     let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/events", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/events"),
+            Duration::from_secs(60),
+        )
         .send()
         .await
         .unwrap();
@@ -109,9 +107,11 @@ async fn server_sent_events_stream_live_and_resume() {
     );
 
     // Resuming after line 3 replays from line 4 only.
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/events", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/events"),
+            Duration::from_secs(60),
+        )
         .insert_header(("Last-Event-ID", "3"))
         .send()
         .await
@@ -133,12 +133,8 @@ async fn following_needs_the_token_and_an_existing_deploy() {
     let c = full.client();
     let (status, _) = c.get("/api/deploys/42/log?follow=1").await;
     assert_eq!(status, 404);
-    let resp = awc::Client::default()
-        .get(format!("{}/api/deploys/1/events", c.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401);
+    let (status, _, _) = c.get_with("/api/deploys/1/events", None).await;
+    assert_eq!(status, 401);
     full.stop().await;
 }
 
@@ -146,11 +142,11 @@ async fn following_needs_the_token_and_an_existing_deploy() {
 /// every line once, in order (the older ones from the file).
 #[actix_web::test]
 async fn a_late_follower_of_a_chatty_build_misses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let marker = dir.path().join("srv/staging/shared/printed");
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let marker = b.dir().join("srv/staging/shared/printed");
     let toml = shop_toml(
-        dir.path(),
+        b.dir(),
         &repo,
         r#"shared = ["storage/"]
 build = ["seq 1 6000; touch \"$STAGEHAND_SHARED_DIR/printed\"; sleep 2; echo end"]
@@ -159,16 +155,18 @@ branch = "develop"
 "#,
     );
     let sha = git(&repo, &["rev-parse", "develop"]);
-    let full = start_full(dir, &toml).await;
+    let full = b.toml(&toml).start().await;
     let c = full.client();
     let (_, answer) = c.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
     while !marker.exists() {
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut resp = client()
-        .get(format!("{}/api/deploys/{id}/log?follow=1", c.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp = c
+        .get_request(
+            &format!("/api/deploys/{id}/log?follow=1"),
+            Duration::from_secs(60),
+        )
         .send()
         .await
         .unwrap();

@@ -1,73 +1,18 @@
 //! Commit statuses on GitLab, Gitea, Forgejo and Bitbucket, checked against a fake forge
 //! API on 127.0.0.1 that records every request (method, path, headers, JSON body).
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stagehand::core::forge::Forge;
 
-use crate::common::*;
-use crate::forges::{Change, ZERO, delivery, send_as};
-
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Value,
-}
+use crate::forges::{Change, ZERO, delivery};
+use crate::support::*;
 
 /// Answers every request `201 {}` and records it.
-fn fake_forge_api() -> (String, Arc<Mutex<Vec<Request>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            let mut headers = HashMap::new();
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                let (name, value) = header.split_once(':').unwrap();
-                headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
-            }
-            let length = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            log.lock().unwrap().push(Request {
-                method,
-                path,
-                headers,
-                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            });
-            let _ = write!(
-                stream,
-                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            );
-        }
-    });
-    (url, seen)
+fn fake_forge_api() -> (String, Seen) {
+    fake_api(|_| (201, json!({})))
 }
 
 struct Expected {
@@ -117,10 +62,10 @@ async fn statuses_for(forge: Forge) {
         Forge::Gitea | Forge::Forgejo => format!("{api}/api/v1/"),
         _ => format!("{api}/2.0"),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = shop_toml_with(
-        dir.path(),
+        b.dir(),
         &repo,
         "public_url = \"https://deploy.example.com\"",
         &format!(
@@ -132,7 +77,11 @@ branch = "develop"
 "#
         ),
     );
-    let full = start_full_env(dir, &toml, &[("FORGE_TOKEN", "forge-token")]).await;
+    let full = b
+        .toml(&toml)
+        .env("FORGE_TOKEN", "forge-token")
+        .start()
+        .await;
     let client = full.client();
 
     git(&repo, &["checkout", "-q", "develop"]);
@@ -160,8 +109,9 @@ branch = "develop"
         );
         shas.push(sha.clone());
         let bytes = serde_json::to_vec(&body).unwrap();
-        let (status, answer) =
-            send_as(&client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+        let (status, answer) = client
+            .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+            .await;
         assert_eq!(status, 202, "{forge}: {answer}");
         let done = client.wait(&answer["deploy"]["id"], 60).await;
         assert_eq!(done["status"], want, "{forge}: {done}");
@@ -191,8 +141,8 @@ branch = "develop"
             "{forge}"
         );
         assert_eq!(
-            r.headers.get(want.auth.0).map(String::as_str),
-            Some(want.auth.1),
+            r.header(want.auth.0),
+            want.auth.1,
             "{forge}: {:?}",
             r.headers
         );
@@ -262,117 +212,77 @@ fn comment_text(body: &Value) -> &str {
 /// `{values, next}` pages with deleted comments flagged), creates them with ids from 500
 /// and edits them in place; anything else (statuses) is answered `201 {}`. It starts
 /// with `seeded` comments already on the request.
-fn fake_comment_api(seeded: Vec<KeptComment>) -> (String, Arc<Mutex<Vec<Request>>>, Kept) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
+fn fake_comment_api(seeded: Vec<KeptComment>) -> (String, Seen, Kept) {
     let comments: Kept = Arc::new(Mutex::new(seeded));
-    let (log, kept, base) = (seen.clone(), comments.clone(), url.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            let mut headers = HashMap::new();
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
+    let kept = comments.clone();
+    // The fake's own address, for Bitbucket's `next` links: known once it listens.
+    let base: Arc<Mutex<String>> = Arc::default();
+    let base_in = base.clone();
+    let (url, seen) = fake_api(move |r| {
+        let (route, query) = r.path.split_once('?').unwrap_or((&r.path, ""));
+        let is_list = route.contains("/notes") || route.contains("/comments");
+        let bitbucket = route.contains("/pullrequests/");
+        let id_in_path = route
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.parse::<u64>().ok());
+        let mut kept = kept.lock().unwrap();
+        let answer = match (r.method.as_str(), is_list, id_in_path) {
+            ("GET", true, _) if bitbucket => {
+                let page: usize = query
+                    .strip_prefix("page=")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(1);
+                let values: Vec<Value> = kept
+                    .iter()
+                    .skip((page - 1) * BITBUCKET_PAGE)
+                    .take(BITBUCKET_PAGE)
+                    .map(|c| {
+                        json!({
+                            "id": c.id,
+                            "type": "pullrequest_comment",
+                            "deleted": c.deleted,
+                            "content": {"raw": c.body, "markup": "markdown", "html": "", "type": "rendered"},
+                        })
+                    })
+                    .collect();
+                let mut answer = json!({
+                    "pagelen": BITBUCKET_PAGE,
+                    "size": kept.len(),
+                    "page": page,
+                    "values": values,
+                });
+                if page * BITBUCKET_PAGE < kept.len() {
+                    let base = base_in.lock().unwrap().clone();
+                    answer["next"] = json!(format!("{base}{route}?page={}", page + 1));
                 }
-                let (name, value) = header.split_once(':').unwrap();
-                headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
+                answer
             }
-            let length = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let (route, query) = path.split_once('?').unwrap_or((&path, ""));
-            let is_list = route.contains("/notes") || route.contains("/comments");
-            let bitbucket = route.contains("/pullrequests/");
-            let id_in_path = route
-                .rsplit('/')
-                .next()
-                .and_then(|last| last.parse::<u64>().ok());
-            let answer = {
-                let mut kept = kept.lock().unwrap();
-                match (method.as_str(), is_list, id_in_path) {
-                    ("GET", true, _) if bitbucket => {
-                        let page: usize = query
-                            .strip_prefix("page=")
-                            .and_then(|p| p.parse().ok())
-                            .unwrap_or(1);
-                        let values: Vec<Value> = kept
-                            .iter()
-                            .skip((page - 1) * BITBUCKET_PAGE)
-                            .take(BITBUCKET_PAGE)
-                            .map(|c| {
-                                json!({
-                                    "id": c.id,
-                                    "type": "pullrequest_comment",
-                                    "deleted": c.deleted,
-                                    "content": {"raw": c.body, "markup": "markdown", "html": "", "type": "rendered"},
-                                })
-                            })
-                            .collect();
-                        let mut answer = json!({
-                            "pagelen": BITBUCKET_PAGE,
-                            "size": kept.len(),
-                            "page": page,
-                            "values": values,
-                        });
-                        if page * BITBUCKET_PAGE < kept.len() {
-                            answer["next"] = json!(format!("{base}{route}?page={}", page + 1));
-                        }
-                        answer
-                    }
-                    ("GET", true, _) => json!(
-                        kept.iter()
-                            .map(|c| json!({"id": c.id, "body": c.body}))
-                            .collect::<Vec<_>>()
-                    ),
-                    ("POST", true, _) => {
-                        let id = 500 + kept.iter().filter(|c| c.id >= 500).count() as u64;
-                        kept.push(KeptComment {
-                            id,
-                            body: comment_text(&body).to_owned(),
-                            deleted: false,
-                        });
-                        json!({ "id": id })
-                    }
-                    ("PUT" | "PATCH", true, Some(id)) => {
-                        if let Some(entry) = kept.iter_mut().find(|c| c.id == id) {
-                            entry.body = comment_text(&body).to_owned();
-                        }
-                        json!({ "id": id })
-                    }
-                    _ => json!({}),
+            ("GET", true, _) => json!(
+                kept.iter()
+                    .map(|c| json!({"id": c.id, "body": c.body}))
+                    .collect::<Vec<_>>()
+            ),
+            ("POST", true, _) => {
+                let id = 500 + kept.iter().filter(|c| c.id >= 500).count() as u64;
+                kept.push(KeptComment {
+                    id,
+                    body: comment_text(&r.body).to_owned(),
+                    deleted: false,
+                });
+                json!({ "id": id })
+            }
+            ("PUT" | "PATCH", true, Some(id)) => {
+                if let Some(entry) = kept.iter_mut().find(|c| c.id == id) {
+                    entry.body = comment_text(&r.body).to_owned();
                 }
-            };
-            log.lock().unwrap().push(Request {
-                method,
-                path,
-                headers,
-                body,
-            });
-            let text = answer.to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
+                json!({ "id": id })
+            }
+            _ => json!({}),
+        };
+        (201, answer)
     });
+    *base.lock().unwrap() = url.clone();
     (url, seen, comments)
 }
 
@@ -395,8 +305,8 @@ async fn one_comment_per_request(forge: Forge) {
         });
     }
     let (api, seen, comments) = fake_comment_api(seeded);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let api_keys = if forge == Forge::Github {
         String::new()
     } else {
@@ -405,7 +315,7 @@ async fn one_comment_per_request(forge: Forge) {
         )
     };
     let mut toml = shop_toml_with(
-        dir.path(),
+        b.dir(),
         &repo,
         "public_url = \"https://deploy.example.com\"",
         &format!(
@@ -425,7 +335,11 @@ url = "https://{{environment}}.review.example.com"
             ),
         );
     }
-    let full = start_full_env(dir, &toml, &[("FORGE_TOKEN", "forge-token")]).await;
+    let full = b
+        .toml(&toml)
+        .env("FORGE_TOKEN", "forge-token")
+        .start()
+        .await;
     let client = full.client();
     let head_ref = match forge {
         Forge::Gitlab => "refs/merge-requests/7/head",
@@ -442,8 +356,9 @@ url = "https://{{environment}}.review.example.com"
         git(&repo, &["update-ref", head_ref, sha]);
         let (event, body) = crate::previews::request_body(forge, 7, act, sha);
         let bytes = serde_json::to_vec(&body).unwrap();
-        let (status, answer) =
-            send_as(&client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+        let (status, answer) = client
+            .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+            .await;
         assert_eq!(status, 202, "{forge} {act}: {answer}");
         client.wait(&answer["deploy"]["id"], 60).await;
         // Each deploy's report ends with editing the comment: wait for it before the
@@ -494,7 +409,7 @@ url = "https://{{environment}}.review.example.com"
         })
         .count();
     assert_eq!(posts, 1, "{forge}: {requests:#?}");
-    let edits: Vec<&Request> = requests
+    let edits: Vec<&Received> = requests
         .iter()
         .filter(|r| r.method == "PUT" || r.method == "PATCH")
         .collect();

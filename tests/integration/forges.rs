@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use stagehand::core::forge::{self, Forge};
+use stagehand::core::forge::Forge;
 
-use crate::common::*;
+use crate::support::*;
 
 pub(crate) const ZERO: &str = "0000000000000000000000000000000000000000";
 
@@ -158,48 +158,24 @@ pub(crate) fn delete_event(forge: Forge, git_ref: &str) -> Value {
     body
 }
 
-/// POSTs `body` with exactly the headers `forge` sends, signed with `secret`.
-pub(crate) async fn send_as(
-    url: &str,
-    forge: Forge,
-    secret: &str,
-    event: &str,
-    delivery_id: &str,
-    body: &[u8],
-) -> (u16, Value) {
-    let mut req = awc::Client::default().post(format!("{url}/hooks/shop"));
-    for (name, value) in forge::delivery_headers(forge, secret.as_bytes(), event, delivery_id, body)
-    {
-        req = req.insert_header((name, value));
-    }
-    let mut resp = req.send_body(body.to_vec()).await.unwrap();
-    let status = resp.status().as_u16();
-    let answer = resp.body().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&answer).unwrap_or(Value::Null),
-    )
-}
-
-async fn send(s: &Setup, forge: Forge, change: &Change<'_>) -> (u16, Value, String) {
+async fn send(s: &Harness, forge: Forge, change: &Change<'_>) -> (u16, Value, String) {
     let (event, body) = delivery(forge, change);
-    let id = unique_id();
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(&s.client.url, forge, SECRET, &event, &id, &bytes).await;
-    (status, answer, id)
+    let delivery = Delivery::from_forge(forge, &event, serde_json::to_vec(&body).unwrap());
+    let (status, answer) = s.send(&delivery).await;
+    (status, answer, delivery.delivery_id)
 }
 
 /// Sends `change` and waits for the deploy it must start.
-async fn deploy(s: &Setup, forge: Forge, change: &Change<'_>) -> Value {
+async fn deploy(s: &Harness, forge: Forge, change: &Change<'_>) -> Value {
     let (status, answer, _) = send(s, forge, change).await;
     assert_eq!(status, 202, "{forge}: {answer}");
-    s.client.wait(&answer["deploy"]["id"], 60).await
+    s.wait(&answer["deploy"]["id"], 60).await
 }
 
 /// Push, redelivery, tag, temporary environment and its teardown, `[skip deploy]`, and
 /// out-of-order, for one forge.
 async fn lifecycle(forge: Forge) {
-    let s = Setup::start(toml(forge)).await;
+    let s = Harness::builder().config(toml(forge)).start().await;
     let old = git(&s.repo, &["rev-parse", "develop"]);
     git(&s.repo, &["checkout", "-q", "develop"]);
     let new = commit(&s.repo, "Add cart totals", &[("cart.txt", "totals\n")]);
@@ -214,14 +190,14 @@ async fn lifecycle(forge: Forge) {
     // A push deploys; the same delivery again answers with the first deploy.
     let (event, body) = delivery(forge, &push);
     let bytes = serde_json::to_vec(&body).unwrap();
-    let id = unique_id();
-    let (status, first) = send_as(&s.client.url, forge, SECRET, &event, &id, &bytes).await;
+    let first_delivery = Delivery::from_forge(forge, &event, bytes);
+    let (status, first) = s.send(&first_delivery).await;
     assert_eq!(status, 202, "{forge}: {first}");
-    let done = s.client.wait(&first["deploy"]["id"], 60).await;
+    let done = s.wait(&first["deploy"]["id"], 60).await;
     assert_eq!(done["status"], "succeeded", "{forge}: {done}");
     assert_eq!(done["environment"], "staging");
     assert_eq!(s.revision("staging").as_deref(), Some(new.as_str()));
-    let (status, again) = send_as(&s.client.url, forge, SECRET, &event, &id, &bytes).await;
+    let (status, again) = s.send(&first_delivery).await;
     assert_eq!(status, 200, "{forge}: {again}");
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["deploy"]["id"], first["deploy"]["id"]);
@@ -291,8 +267,7 @@ async fn lifecycle(forge: Forge) {
     }
     for (event, body) in announced {
         let bytes = serde_json::to_vec(&body).unwrap();
-        let (status, answer) =
-            send_as(&s.client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+        let (status, answer) = s.send(&Delivery::from_forge(forge, &event, bytes)).await;
         assert_eq!(status, 200, "{forge} {event}: {answer}");
         assert!(
             answer["ignored"]
@@ -334,15 +309,9 @@ async fn lifecycle(forge: Forge) {
     // The wrong secret is 401 and another repository 403; neither is recorded.
     let (event, body) = delivery(forge, &push);
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(
-        &s.client.url,
-        forge,
-        "not the secret",
-        &event,
-        &unique_id(),
-        &bytes,
-    )
-    .await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &event, bytes.clone()).secret("not the secret"))
+        .await;
     assert_eq!(status, 401, "{forge}: {answer}");
     let mut other = body.clone();
     match forge {
@@ -350,8 +319,9 @@ async fn lifecycle(forge: Forge) {
         _ => other["repository"]["full_name"] = json!("evil/shop"),
     }
     let bytes = serde_json::to_vec(&other).unwrap();
-    let (status, answer) =
-        send_as(&s.client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+        .await;
     assert_eq!(status, 403, "{forge}: {answer}");
     assert!(
         answer["error"]
@@ -360,13 +330,13 @@ async fn lifecycle(forge: Forge) {
             .contains("evil/shop"),
         "{forge}: {answer}"
     );
-    let (_, deploys) = s.client.get("/api/deploys?limit=50").await;
+    let (_, deploys) = s.get("/api/deploys?limit=50").await;
     assert_eq!(
         deploys["deploys"].as_array().unwrap().len(),
         6,
         "{forge}: {deploys}"
     );
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -393,12 +363,12 @@ async fn bitbucket_push_tag_teardown_redelivery_and_refusals() {
 /// the key, not the per-attempt UUID, is what makes a redelivery.
 #[actix_web::test]
 async fn gitlab_retries_are_known_by_their_idempotency_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path()).replace(
+    let b = Harness::builder();
+    let toml = config_toml(b.dir()).replace(
         "github = \"acme/shop\"",
         "forge = \"gitlab\"\ngithub = \"acme/shop\"",
     );
-    let server = start_with(dir, &toml).await;
+    let server = b.toml(&toml).without_runner().start().await;
     let (_, body) = delivery(
         Forge::Gitlab,
         &Change {
@@ -410,30 +380,25 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
         },
     );
     let bytes = serde_json::to_vec(&body).unwrap();
-    let attempt = |webhook_uuid: &'static str| {
-        awc::Client::default()
-            .post(format!("{}/hooks/shop", server.url))
-            .insert_header(("Content-Type", "application/json"))
-            .insert_header(("X-Gitlab-Event", "Push Hook"))
-            .insert_header(("X-Gitlab-Token", SECRET))
-            .insert_header(("Idempotency-Key", "908a6d9e-45fd-46c8-97e6-c4f350f219dd"))
-            .insert_header(("X-Gitlab-Webhook-UUID", webhook_uuid))
-            .insert_header((
+    let attempt = |webhook_uuid: &str| {
+        let mut delivery = Delivery::from_forge(Forge::Gitlab, "Push Hook", bytes.clone())
+            .header("X-Gitlab-Webhook-UUID", Some(webhook_uuid))
+            .header(
                 "X-Gitlab-Event-UUID",
-                "13792a34-cac6-4fda-95a8-c58e00a3954e",
-            ))
-            .send_body(bytes.clone())
+                Some("13792a34-cac6-4fda-95a8-c58e00a3954e"),
+            );
+        delivery.delivery_id = "908a6d9e-45fd-46c8-97e6-c4f350f219dd".into();
+        delivery
     };
-    let mut first = attempt("2ffc8d7a-0f2b-4c1c-8a3e-6d6b8c0e1a01")
-        .await
-        .unwrap();
-    assert_eq!(first.status().as_u16(), 202);
-    let first: Value = first.json().await.unwrap();
-    let mut retry = attempt("7b1e6f3c-5a9d-4e2f-b8c7-1d0a9e8f7c02")
-        .await
-        .unwrap();
-    assert_eq!(retry.status().as_u16(), 200);
-    let retry: Value = retry.json().await.unwrap();
+    let (status, first) = server
+        .send(&attempt("2ffc8d7a-0f2b-4c1c-8a3e-6d6b8c0e1a01"))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    assert!(!first["deploy"]["id"].is_null(), "{first}");
+    let (status, retry) = server
+        .send(&attempt("7b1e6f3c-5a9d-4e2f-b8c7-1d0a9e8f7c02"))
+        .await;
+    assert_eq!(status, 200, "{retry}");
     assert_eq!(retry["duplicate"], true);
     assert_eq!(retry["deploy"]["id"], first["deploy"]["id"]);
 
@@ -441,20 +406,13 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
     let mut other = body.clone();
     other["ref"] = json!("refs/heads/feature/old-gitlab");
     let old_bytes = serde_json::to_vec(&other).unwrap();
-    let old_gitlab = || {
-        awc::Client::default()
-            .post(format!("{}/hooks/shop", server.url))
-            .insert_header(("Content-Type", "application/json"))
-            .insert_header(("X-Gitlab-Event", "Push Hook"))
-            .insert_header(("X-Gitlab-Token", SECRET))
-            .send_body(old_bytes.clone())
-    };
-    let mut first = old_gitlab().await.unwrap();
-    assert_eq!(first.status().as_u16(), 202);
-    let first: Value = first.json().await.unwrap();
-    let mut again = old_gitlab().await.unwrap();
-    assert_eq!(again.status().as_u16(), 200);
-    let again: Value = again.json().await.unwrap();
+    let old_gitlab =
+        Delivery::from_forge(Forge::Gitlab, "Push Hook", old_bytes).header("Idempotency-Key", None);
+    let (status, first) = server.send(&old_gitlab).await;
+    assert_eq!(status, 202, "{first}");
+    assert!(!first["deploy"]["id"].is_null(), "{first}");
+    let (status, again) = server.send(&old_gitlab).await;
+    assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true, "{again}");
     assert_eq!(again["deploy"]["id"], first["deploy"]["id"]);
     server.stop().await;
@@ -464,7 +422,10 @@ async fn gitlab_retries_are_known_by_their_idempotency_key() {
 /// lists them all, and a redelivery finds every one.
 #[actix_web::test]
 async fn a_bitbucket_push_of_several_refs_routes_each_change() {
-    let s = Setup::start(toml(Forge::Bitbucket)).await;
+    let s = Harness::builder()
+        .config(toml(Forge::Bitbucket))
+        .start()
+        .await;
     let develop = git(&s.repo, &["rev-parse", "develop"]);
     let main = git(&s.repo, &["rev-parse", "main"]);
     git(&s.repo, &["branch", "feature/two", "main"]);
@@ -504,15 +465,8 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
         second["push"]["changes"][0]
     ]);
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = send_as(
-        &s.client.url,
-        Forge::Bitbucket,
-        SECRET,
-        "repo:push",
-        "req-1",
-        &bytes,
-    )
-    .await;
+    let several = Delivery::from_forge(Forge::Bitbucket, "repo:push", bytes).id("req-1");
+    let (status, answer) = s.send(&several).await;
     assert_eq!(status, 202, "{answer}");
     let deploys = answer["deploys"].as_array().unwrap().clone();
     assert_eq!(deploys.len(), 2, "{answer}");
@@ -527,17 +481,9 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
         "{answer}"
     );
     for d in &deploys {
-        assert_eq!(s.client.wait(&d["id"], 60).await["status"], "succeeded");
+        assert_eq!(s.wait(&d["id"], 60).await["status"], "succeeded");
     }
-    let (status, again) = send_as(
-        &s.client.url,
-        Forge::Bitbucket,
-        SECRET,
-        "repo:push",
-        "req-1",
-        &bytes,
-    )
-    .await;
+    let (status, again) = s.send(&several).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true);
     let ids = |v: &Value| -> Vec<Value> {
@@ -549,7 +495,7 @@ async fn a_bitbucket_push_of_several_refs_routes_each_change() {
             .collect()
     };
     assert_eq!(ids(&again), ids(&answer));
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// A forge's other events are answered 200 with the reason, never deployed.
@@ -566,14 +512,15 @@ async fn events_a_forge_sends_but_stagehand_does_not_act_on() {
         ),
     ];
     for (forge, event, needle) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let toml = config_toml(dir.path()).replace(
+        let b = Harness::builder();
+        let toml = config_toml(b.dir()).replace(
             "github = \"acme/shop\"",
             &format!("forge = \"{forge}\"\ngithub = \"acme/shop\""),
         );
-        let server = start_with(dir, &toml).await;
-        let (status, answer) =
-            send_as(&server.url, forge, SECRET, event, &unique_id(), b"{}").await;
+        let server = b.toml(&toml).without_runner().start().await;
+        let (status, answer) = server
+            .send(&Delivery::from_forge(forge, event, b"{}".to_vec()))
+            .await;
         assert_eq!(status, 200, "{forge}: {answer}");
         assert!(
             answer["ignored"]
@@ -617,11 +564,10 @@ async fn hook_send_sends_as_each_forge() {
         Forge::Forgejo,
         Forge::Bitbucket,
     ] {
-        let s = Setup::start(toml(forge)).await;
-        let config = s.full.dir.path().join("stagehand.toml");
-        std::fs::write(&config, toml(forge)(s.full.dir.path(), &s.repo)).unwrap();
+        let s = Harness::builder().config(toml(forge)).start().await;
+        let config = s.config_file();
         let head = git(&s.repo, &["rev-parse", "develop"]);
-        let (ok, out) = hook_send(&s.client.url, &config, &["--branch", "develop"]).await;
+        let (ok, out) = hook_send(&s.url, &config, &["--branch", "develop"]).await;
         assert!(ok, "{forge}: {out}");
         assert!(out.starts_with("202"), "{forge}: {out}");
         assert!(
@@ -635,7 +581,7 @@ async fn hook_send_sends_as_each_forge() {
 
         // A chosen message, a tag and a branch's deletion, each in this forge's shape.
         let (ok, out) = hook_send(
-            &s.client.url,
+            &s.url,
             &config,
             &["--branch", "develop", "--message", "Docs [skip deploy]"],
         )
@@ -648,31 +594,26 @@ async fn hook_send_sends_as_each_forge() {
         let sent = |out: String| -> Value {
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("{forge}: {e}: {out}"))
         };
-        let (ok, out) = hook_send(&s.client.url, &config, &["--tag", "v9.9.9", "--json"]).await;
+        let (ok, out) = hook_send(&s.url, &config, &["--tag", "v9.9.9", "--json"]).await;
         assert!(ok, "{forge}: {out}");
-        let released = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        let released = s.wait(&sent(out)["deploy"]["id"], 60).await;
         assert_eq!(released["status"], "succeeded", "{forge}: {released}");
         assert_eq!(released["environment"], "releases", "{forge}: {released}");
         assert_eq!(s.revision("releases").as_deref(), Some(head.as_str()));
         git(&s.repo, &["branch", "feature/hs", "develop"]);
-        let (ok, out) = hook_send(
-            &s.client.url,
-            &config,
-            &["--branch", "feature/hs", "--json"],
-        )
-        .await;
+        let (ok, out) = hook_send(&s.url, &config, &["--branch", "feature/hs", "--json"]).await;
         assert!(ok, "{forge}: {out}");
-        let preview = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        let preview = s.wait(&sent(out)["deploy"]["id"], 60).await;
         assert_eq!(preview["environment"], "preview-feature-hs", "{forge}");
         assert!(s.root.join("preview-feature-hs/current").exists());
         let (ok, out) = hook_send(
-            &s.client.url,
+            &s.url,
             &config,
             &["--branch", "feature/hs", "--delete", "--json"],
         )
         .await;
         assert!(ok, "{forge}: {out}");
-        let teardown = s.client.wait(&sent(out)["deploy"]["id"], 60).await;
+        let teardown = s.wait(&sent(out)["deploy"]["id"], 60).await;
         assert_eq!(teardown["trigger"], "teardown", "{forge}: {teardown}");
         assert_eq!(teardown["status"], "succeeded", "{forge}: {teardown}");
         assert!(!s.root.join("preview-feature-hs").exists());
@@ -683,14 +624,10 @@ async fn hook_send_sends_as_each_forge() {
         } else {
             "gitlab"
         };
-        let (ok, out) = hook_send(
-            &s.client.url,
-            &config,
-            &["--branch", "develop", "--forge", other],
-        )
-        .await;
+        let (ok, out) =
+            hook_send(&s.url, &config, &["--branch", "develop", "--forge", other]).await;
         assert!(!ok, "{forge} as {other}: {out}");
         assert!(out.starts_with("401"), "{forge} as {other}: {out}");
-        s.full.stop().await;
+        s.stop().await;
     }
 }

@@ -11,8 +11,7 @@ use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use futures_util::{SinkExt, StreamExt};
 use stagehand::config::Config;
 
-use crate::common::*;
-use crate::run::{KillOnDrop, route_in};
+use crate::support::*;
 
 /// An app that shows what reaches it: `/` its revision, `/headers` the headers it
 /// got, `POST /echo` the body it got, `/big?n=N` N bytes, `/stream?flag=F` one chunk
@@ -119,8 +118,7 @@ server.serve_forever()
 /// A stagehand over `toml_rest` (after the `[apps.shop]` keys) with `files` committed
 /// on `main`, its config also written to `<dir>/stagehand.toml` for the binaries.
 struct DoorSetup {
-    _guard: KillOnDrop,
-    s: Setup,
+    s: Harness,
     config_file: PathBuf,
 }
 
@@ -131,24 +129,19 @@ impl DoorSetup {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        let s = Setup::start(|dir, repo| {
-            let files: Vec<(&str, &str)> = files
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            commit(repo, "The site", &files);
-            let toml = shop_toml_with(dir, repo, &server, &rest);
-            std::fs::write(dir.join("stagehand.toml"), &toml).unwrap();
-            toml
-        })
-        .await;
-        let dir = s.full.dir.path().to_owned();
+        let s = Harness::builder()
+            .config(|dir, repo| {
+                let files: Vec<(&str, &str)> = files
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                commit(repo, "The site", &files);
+                shop_toml_with(dir, repo, &server, &rest)
+            })
+            .start()
+            .await;
         DoorSetup {
-            _guard: KillOnDrop {
-                state: dir.join("state"),
-                root: s.root.clone(),
-            },
-            config_file: dir.join("stagehand.toml"),
+            config_file: s.config_file(),
             s,
         }
     }
@@ -293,7 +286,7 @@ async fn static_files_by_host_with_index_types_etags_and_nothing_outside() {
     assert_eq!((status, text(&body).as_str()), (404, "not found\n"));
     let (status, _, _) = raw_get(port, "staging.preview.test", "/", "").await;
     assert_eq!(status, 404);
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 #[actix_web::test]
@@ -343,7 +336,7 @@ async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_tear
 
     // Its address is in the API and a link on the dashboard.
     let address = format!("https://{host}/");
-    let (_, apps) = d.s.client.get("/api/apps").await;
+    let (_, apps) = d.s.get("/api/apps").await;
     let preview = apps["apps"][0]["environments"]
         .as_array()
         .unwrap()
@@ -352,22 +345,16 @@ async fn a_preview_answers_at_its_name_after_its_first_deploy_and_404_after_tear
         .unwrap_or_else(|| panic!("{apps}"))
         .clone();
     assert_eq!(preview["address"], address.as_str(), "{preview}");
-    let mut page = awc::Client::default()
-        .get(format!("{}/", d.s.client.url))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
-    let html = text(&page.body().limit(1 << 20).await.unwrap());
+    let (_, _, html) = d.s.get_with("/", Some(TOKEN)).await;
     assert!(html.contains(&format!("href=\"{address}\"")), "{html}");
 
-    let (status, answer) = d.s.client.push(&sample("push-delete-branch.json")).await;
+    let (status, answer) = d.s.push(&sample("push-delete-branch.json")).await;
     assert_eq!(status, 202, "{answer}");
-    let teardown = d.s.client.wait(&answer["deploy"]["id"], 30).await;
+    let teardown = d.s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(teardown["status"], "succeeded", "{teardown}");
     let (status, _, body) = raw_get(port, host, "/", "").await;
     assert_eq!((status, text(&body).as_str()), (404, "not found\n"));
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 const RUN_ENVS: &str = r#"
@@ -386,7 +373,7 @@ async fn run_setup(server: &str) -> DoorSetup {
 }
 
 fn state(d: &DoorSetup) -> PathBuf {
-    d.s.full.dir.path().join("state")
+    d.s.dir().join("state")
 }
 
 #[actix_web::test]
@@ -439,7 +426,7 @@ async fn proxies_to_the_live_process_with_large_bodies_both_ways_and_forwarded_h
     assert!(seen.contains("host: shop.test\n"), "{seen}");
     assert!(!seen.contains("keep-alive"), "{seen}");
     assert!(!seen.contains("6.6.6.6"), "{seen}");
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 #[actix_web::test]
@@ -462,14 +449,14 @@ async fn forwarded_headers_from_a_trusted_proxy_are_extended_not_replaced() {
         seen.contains("x-forwarded-host: shop.example.com\n"),
         "{seen}"
     );
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 #[actix_web::test]
 async fn a_streamed_response_reaches_the_client_before_the_app_has_finished_it() {
     let d = run_setup("").await;
     let (_door, port) = d.front_door();
-    let flag = d.s.full.dir.path().join("go");
+    let flag = d.s.dir().join("go");
     let mut response = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish()
@@ -493,7 +480,7 @@ async fn a_streamed_response_reaches_the_client_before_the_app_has_finished_it()
         rest.extend_from_slice(&chunk.unwrap());
     }
     assert_eq!(text(&rest), "second");
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 /// The real `stagehand front-door` binary; killed on drop.
@@ -539,21 +526,20 @@ async fn the_front_door_binary_keeps_serving_while_serve_is_stopped() {
     assert_eq!(text(&raw_get(port, "shop.test", "/", "").await.2), rev);
     let (app_port, _, _) = route_in(&state(&d), "production").unwrap();
 
-    let DoorSetup { _guard, s, .. } = d;
-    s.full.running.stop().await.unwrap();
+    // The temp dir (and the guard of app processes) stays until the end of the test:
+    // the app still runs from it.
+    let s = d.s.stop().await;
     // stagehand is gone; its app process and the front door are not.
     for _ in 0..20 {
         let (status, _, body) = raw_get(port, "shop.test", "/", "").await;
         assert_eq!((status, text(&body)), (200, rev.clone()));
     }
     assert_eq!(
-        route_in(&s.full.dir.path().join("state"), "production")
-            .unwrap()
-            .0,
+        route_in(&s.dir().join("state"), "production").unwrap().0,
         app_port
     );
     assert_eq!(raw_get(port, "nobody.test", "/", "").await.0, 404);
-    drop(_guard);
+    drop(s);
 }
 
 /// The front door's unit must not be tied to stagehand.service: `PartOf`, `BindsTo` or
@@ -688,7 +674,7 @@ async fn a_websocket_echo_through_the_front_door_text_binary_ping_and_a_clean_cl
         404
     );
     assert_eq!(raw_get(port, "shop.test", "/socket", upgrade).await.0, 400);
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 /// Polls `done` every 50 ms, up to a minute (a guard against hanging, not a measure).
@@ -718,10 +704,7 @@ async fn a_websocket_keeps_working_through_a_deploy_until_the_old_process_is_ret
     let hold = d.s.root.join("production/hold");
     std::fs::write(&hold, "").unwrap();
     let second = commit(&d.s.repo, "second", &[("v.txt", "2")]);
-    let (status, answer) =
-        d.s.client
-            .push(&push_body("refs/heads/main", &second))
-            .await;
+    let (status, answer) = d.s.push(&push_body("refs/heads/main", &second)).await;
     assert_eq!(status, 202, "{answer}");
     // Switched: a new socket reaches the new process...
     eventually("switched", async || {
@@ -737,7 +720,7 @@ async fn a_websocket_keeps_working_through_a_deploy_until_the_old_process_is_ret
     );
 
     std::fs::remove_file(&hold).unwrap();
-    let deploy = d.s.client.wait(&answer["deploy"]["id"], 60).await;
+    let deploy = d.s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     // Retired: the old process is gone, and its tunnel ends with it.
     let ended = actix_web::rt::time::timeout(Duration::from_secs(60), old.next()).await;
@@ -748,7 +731,7 @@ async fn a_websocket_keeps_working_through_a_deploy_until_the_old_process_is_ret
     }
     let mut new = ws_connect(port, "shop.test").await;
     assert_eq!(revision_over(&mut new).await, second);
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 /// `GET /slow?flag=<flag>` through the front door on its own thread; returns once the
@@ -770,27 +753,23 @@ async fn a_slow_request_started_before_a_deploy_finishes_with_200_after_the_swit
     let d = run_setup("").await;
     let (_door, port) = d.front_door();
     let first = git(&d.s.repo, &["rev-parse", "main"]);
-    let flag = d.s.full.dir.path().join("go");
+    let flag = d.s.dir().join("go");
     let slow = slow_request(port, &flag).await;
 
     let second = commit(&d.s.repo, "second", &[("v.txt", "2")]);
-    let (status, answer) =
-        d.s.client
-            .push(&push_body("refs/heads/main", &second))
-            .await;
+    let (status, answer) = d.s.push(&push_body("refs/heads/main", &second)).await;
     assert_eq!(status, 202, "{answer}");
     let id = &answer["deploy"]["id"];
     // The retire waits for the request the front door still has in flight to the old
     // process (the route has switched: new requests reach the new one).
     eventually("draining", async || {
-        d.s.client.log(id).await.contains("1 request(s) in flight")
+        d.s.log(id).await.contains("1 request(s) in flight")
     })
     .await;
     let (status, _, body) = raw_get(port, "shop.test", "/", "").await;
     assert_eq!((status, text(&body)), (200, second.clone()));
     assert_eq!(
-        d.s.client
-            .get(&format!("/api/deploys/{}", id.as_str().unwrap()))
+        d.s.get(&format!("/api/deploys/{}", id.as_str().unwrap()))
             .await
             .1["status"],
         "running"
@@ -799,11 +778,11 @@ async fn a_slow_request_started_before_a_deploy_finishes_with_200_after_the_swit
     std::fs::write(&flag, "").unwrap();
     let (status, _, body) = slow.await.unwrap();
     assert_eq!((status, text(&body)), (200, first));
-    let deploy = d.s.client.wait(id, 60).await;
+    let deploy = d.s.wait(id, 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
-    let log = d.s.client.log(id).await;
+    let log = d.s.log(id).await;
     assert!(log.contains("drained: nothing in flight"), "{log}");
-    d.s.full.stop().await;
+    d.s.stop().await;
 }
 
 #[actix_web::test]
@@ -812,13 +791,13 @@ async fn a_request_still_in_flight_at_drain_timeout_is_cut_and_the_deploy_goes_o
     let d = DoorSetup::start("", &rest, &[("app.py", PROXY_APP_PY)]).await;
     assert_eq!(d.s.push_and_wait("main").await["status"], "succeeded");
     let (_door, port) = d.front_door();
-    let flag = d.s.full.dir.path().join("never");
+    let flag = d.s.dir().join("never");
     let slow = slow_request(port, &flag).await;
 
     commit(&d.s.repo, "second", &[("v.txt", "2")]);
     let deploy = d.s.push_and_wait("main").await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
-    let log = d.s.client.log(&deploy["id"]).await;
+    let log = d.s.log(&deploy["id"]).await;
     assert!(
         log.contains("drain_timeout 1.0s passed with 1 request(s) still in flight"),
         "{log}"
@@ -826,5 +805,5 @@ async fn a_request_still_in_flight_at_drain_timeout_is_cut_and_the_deploy_goes_o
     // The old process stopped under it: the front door answers what it can.
     let (status, _, _) = slow.await.unwrap();
     assert_eq!(status, 502);
-    d.s.full.stop().await;
+    d.s.stop().await;
 }

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn push_to(git_ref: &str) -> Value {
@@ -13,7 +13,7 @@ fn push_to(git_ref: &str) -> Value {
 
 #[actix_web::test]
 async fn push_to_a_mapped_branch_queues_a_deploy() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let body = sample("push.json");
     let (status, answer) = server.send(&Delivery::json("push", &body)).await;
     assert_eq!(status, 202, "{answer}");
@@ -36,9 +36,9 @@ async fn push_to_a_mapped_branch_queues_a_deploy() {
 
 #[actix_web::test]
 async fn form_encoded_push_is_accepted() {
-    let server = start().await;
-    let mut delivery = Delivery::raw("push", sample_bytes("push-form.txt"));
-    delivery.content_type = "application/x-www-form-urlencoded".into();
+    let server = Harness::builder().without_runner().start().await;
+    let delivery = Delivery::raw("push", sample_bytes("push-form.txt"))
+        .header("Content-Type", Some("application/x-www-form-urlencoded"));
     let (status, answer) = server.send(&delivery).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["deploy"]["environment"], "staging");
@@ -48,7 +48,7 @@ async fn form_encoded_push_is_accepted() {
 
 #[actix_web::test]
 async fn ping_records_the_hook() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let (status, answer) = server
         .send(&Delivery::json("ping", &sample("ping.json")))
         .await;
@@ -61,7 +61,7 @@ async fn ping_records_the_hook() {
 
 #[actix_web::test]
 async fn new_branch_makes_a_temporary_environment() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let (status, answer) = server
         .send(&Delivery::json("push", &sample("push-new-branch.json")))
         .await;
@@ -104,7 +104,7 @@ async fn new_branch_makes_a_temporary_environment() {
 
 #[actix_web::test]
 async fn deleting_a_temporary_branch_tears_down_once() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     server
         .send(&Delivery::json("push", &sample("push-new-branch.json")))
         .await;
@@ -128,7 +128,7 @@ async fn deleting_a_temporary_branch_tears_down_once() {
 
 #[actix_web::test]
 async fn deleting_a_fixed_branch_or_a_tag_is_ignored() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let mut delete_main = sample("push-delete-branch.json");
     delete_main["ref"] = json!("refs/heads/main");
     let (status, answer) = server.send(&Delivery::json("push", &delete_main)).await;
@@ -159,7 +159,7 @@ async fn deleting_a_fixed_branch_or_a_tag_is_ignored() {
 
 #[actix_web::test]
 async fn tag_push_feeds_the_tag_environment() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let body = sample("push-tag.json");
     let (status, answer) = server.send(&Delivery::json("push", &body)).await;
     assert_eq!(status, 202, "{answer}");
@@ -174,7 +174,7 @@ async fn tag_push_feeds_the_tag_environment() {
 
 #[actix_web::test]
 async fn skip_marker_records_a_skipped_deploy() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let (status, answer) = server
         .send(&Delivery::json("push", &sample("push-skip.json")))
         .await;
@@ -192,7 +192,7 @@ async fn skip_marker_records_a_skipped_deploy() {
 
 #[actix_web::test]
 async fn forced_push_is_recorded_as_forced() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let (status, answer) = server
         .send(&Delivery::json("push", &sample("push-forced.json")))
         .await;
@@ -204,7 +204,7 @@ async fn forced_push_is_recorded_as_forced() {
 
 #[actix_web::test]
 async fn unmapped_branches_and_other_events_are_ignored() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let (status, answer) = server
         .send(&Delivery::json("push", &push_to("refs/heads/wip")))
         .await;
@@ -227,7 +227,7 @@ async fn unmapped_branches_and_other_events_are_ignored() {
 
 #[actix_web::test]
 async fn redelivery_answers_the_first_deploy_and_runs_nothing_twice() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let first = Delivery::json("push", &sample("push.json"));
     let (status, answer) = server.send(&first).await;
     assert_eq!(status, 202);
@@ -236,9 +236,9 @@ async fn redelivery_answers_the_first_deploy_and_runs_nothing_twice() {
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["deploy"]["id"], answer["deploy"]["id"]);
     // The same delivery id from another hook is another delivery.
-    let mut other_hook = Delivery::json("push", &sample("push.json"));
+    let mut other_hook =
+        Delivery::json("push", &sample("push.json")).header("X-GitHub-Hook-ID", Some("987"));
     other_hook.delivery_id = first.delivery_id.clone();
-    other_hook.hook_id = Some("987".into());
     let (status, _) = server.send(&other_hook).await;
     assert_eq!(status, 202);
     let (_, list) = server.get("/api/deploys").await;
@@ -257,7 +257,7 @@ async fn redelivery_answers_the_first_deploy_and_runs_nothing_twice() {
 
 #[actix_web::test]
 async fn bad_signatures_get_401_and_record_nothing() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let body = serde_json::to_vec(&sample("push.json")).unwrap();
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "missing X-Hub-Signature-256"),
@@ -275,8 +275,8 @@ async fn bad_signatures_get_401_and_record_nothing() {
         ),
     ];
     for (signature, needle) in cases {
-        let mut delivery = Delivery::raw("push", body.clone());
-        delivery.signature = Some(signature);
+        let delivery =
+            Delivery::raw("push", body.clone()).header("X-Hub-Signature-256", signature.as_deref());
         let (status, answer) = server.send(&delivery).await;
         assert_eq!(status, 401, "{answer}");
         assert!(
@@ -296,7 +296,7 @@ async fn bad_signatures_get_401_and_record_nothing() {
 
 #[actix_web::test]
 async fn unknown_app_is_404() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     for app in ["blog", "..", "UPPER"] {
         let mut delivery = Delivery::json("push", &sample("push.json"));
         delivery.app = app.into();
@@ -312,7 +312,7 @@ async fn unknown_app_is_404() {
 
 #[actix_web::test]
 async fn bad_bodies_are_400_with_a_reason() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let mut missing_after = sample("push.json");
     missing_after.as_object_mut().unwrap().remove("after");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -333,8 +333,8 @@ async fn bad_bodies_are_400_with_a_reason() {
             "{needle}: {answer}"
         );
     }
-    let mut form = Delivery::raw("push", b"nopayload=1".to_vec());
-    form.content_type = "application/x-www-form-urlencoded".into();
+    let form = Delivery::raw("push", b"nopayload=1".to_vec())
+        .header("Content-Type", Some("application/x-www-form-urlencoded"));
     let (status, answer) = server.send(&form).await;
     assert_eq!(status, 400, "{answer}");
     let mut no_event = Delivery::json("push", &sample("push.json"));
@@ -348,7 +348,7 @@ async fn bad_bodies_are_400_with_a_reason() {
 
 #[actix_web::test]
 async fn wrong_repository_is_403() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let mut body = sample("push.json");
     body["repository"]["full_name"] = json!("mallory/shop");
     let (status, answer) = server.send(&Delivery::json("push", &body)).await;
@@ -379,7 +379,7 @@ fn raw_request(url: &str, head: &str, body_chunks: impl Iterator<Item = Vec<u8>>
 
 #[actix_web::test]
 async fn oversized_bodies_are_413_before_reading_them() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let url = server.url.clone();
     // Declared too large: refused without sending a byte of body.
     let declared = actix_web::rt::task::spawn_blocking(move || {
@@ -411,7 +411,7 @@ async fn oversized_bodies_are_413_before_reading_them() {
 
 #[actix_web::test]
 async fn header_names_in_any_case() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let body = serde_json::to_vec(&sample("push.json")).unwrap();
     let signature = stagehand::core::signature::sign(SECRET.as_bytes(), &body);
     let mut head = format!(
@@ -431,7 +431,7 @@ async fn header_names_in_any_case() {
 
 #[actix_web::test]
 async fn garbage_never_panics_the_server() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     let shapes: Vec<Vec<u8>> = vec![
         b"null".to_vec(),
         b"{}".to_vec(),

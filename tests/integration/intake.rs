@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stagehand::http::intake_limits::MAX_BODY;
 
-use crate::common::*;
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 const BOGUS_SIGNATURE: &str =
@@ -67,7 +67,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// Polls until `held()` is `want` (the server reads on its own schedule).
-async fn wait_for_bytes_held(server: &TestServer, want: usize) {
+async fn wait_for_bytes_held(server: &Harness, want: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let held = server.intake.bytes_held();
@@ -82,7 +82,7 @@ async fn wait_for_bytes_held(server: &TestServer, want: usize) {
     }
 }
 
-async fn signed_push(server: &TestServer) -> u16 {
+async fn signed_push(server: &Harness) -> u16 {
     server
         .send(&Delivery::json("push", &sample("push.json")))
         .await
@@ -91,14 +91,17 @@ async fn signed_push(server: &TestServer) -> u16 {
 
 #[actix_web::test]
 async fn big_bogus_bodies_are_refused_past_the_budget_and_signed_pushes_get_through() {
-    let server = start_limited(Limits {
-        small_body: 64 * 1024,
-        small_pool: MIB,
-        large_pool: 3 * MIB,
-        max_requests: 64,
-        read_timeout: Duration::from_secs(120),
-    })
-    .await;
+    let server = Harness::builder()
+        .without_runner()
+        .intake_limits(Limits {
+            small_body: 64 * 1024,
+            small_pool: MIB,
+            large_pool: 3 * MIB,
+            max_requests: 64,
+            read_timeout: Duration::from_secs(120),
+        })
+        .start()
+        .await;
     // Three big bogus bodies, each one byte short: together they hold the whole pool.
     let url = server.url.clone();
     let mut holders = blocking(move || {
@@ -159,11 +162,14 @@ async fn big_bogus_bodies_are_refused_past_the_budget_and_signed_pushes_get_thro
 
 #[actix_web::test]
 async fn a_trickling_body_is_cut_off_and_a_lying_length_reserves_nothing() {
-    let server = start_limited(Limits {
-        read_timeout: Duration::from_secs(1),
-        ..Limits::default()
-    })
-    .await;
+    let server = Harness::builder()
+        .without_runner()
+        .intake_limits(Limits {
+            read_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        })
+        .start()
+        .await;
     // Declares almost 25 MiB, sends 10 bytes, then nothing.
     let url = server.url.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -191,7 +197,7 @@ async fn a_trickling_body_is_cut_off_and_a_lying_length_reserves_nothing() {
 
 #[actix_web::test]
 async fn unsigned_bodies_are_refused_before_they_are_read() {
-    let server = start().await;
+    let server = Harness::builder().without_runner().start().await;
     // No body is ever sent: the answer cannot wait for it.
     let url = server.url.clone();
     let status = blocking(move || Pending::open(&url, 10 * MIB, None).status()).await;
@@ -206,12 +212,15 @@ async fn unsigned_bodies_are_refused_before_they_are_read() {
 
 #[actix_web::test]
 async fn requests_past_the_cap_get_503_until_those_in_flight_end() {
-    let server = start_limited(Limits {
-        max_requests: 2,
-        read_timeout: Duration::from_secs(120),
-        ..Limits::default()
-    })
-    .await;
+    let server = Harness::builder()
+        .without_runner()
+        .intake_limits(Limits {
+            max_requests: 2,
+            read_timeout: Duration::from_secs(120),
+            ..Limits::default()
+        })
+        .start()
+        .await;
     let url = server.url.clone();
     let stalled = blocking(move || {
         (0..2)

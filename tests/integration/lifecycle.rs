@@ -1,16 +1,12 @@
 //! Previews' lifecycle: teardown commands on the way out.
 
-use crate::common::*;
+use crate::support::*;
 
 #[actix_web::test]
 async fn teardown_commands_run_in_the_live_release_and_a_failing_one_does_not_stop_the_teardown() {
     let marks = tempfile::tempdir().unwrap();
     let marks_path = marks.path().display().to_string();
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
-            &format!(
+    let s = Harness::builder().app(&format!(
                 r#"teardown = ["echo dropping the database of $STAGEHAND_ENVIRONMENT from $(cat REVISION)", "echo no DNS API >&2; exit 3", "touch \"$MARKS/$STAGEHAND_ENVIRONMENT-torn-down\""]
 [apps.shop.environments.production]
 branch = "main"
@@ -18,9 +14,7 @@ branch = "main"
 branch = "feature/*"
 env = {{ MARKS = "{marks_path}" }}
 "#
-            ),
-        )
-    })
+            )).start()
     .await;
     git(&s.repo, &["checkout", "-q", "-b", "feature/New_Cart!"]);
     let sha = commit(&s.repo, "preview", &[("cart.txt", "cart")]);
@@ -31,11 +25,11 @@ env = {{ MARKS = "{marks_path}" }}
     let env = "preview-feature-new-cart";
     assert!(s.root.join(env).exists());
 
-    let (status, answer) = s.client.push(&sample("push-delete-branch.json")).await;
+    let (status, answer) = s.push(&sample("push-delete-branch.json")).await;
     assert_eq!(status, 202, "{answer}");
-    let teardown = s.client.wait(&answer["deploy"]["id"], 30).await;
+    let teardown = s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(teardown["status"], "succeeded", "{teardown}");
-    let log = s.client.log(&answer["deploy"]["id"]).await;
+    let log = s.log(&answer["deploy"]["id"]).await;
     assert!(
         log.contains(&format!("dropping the database of {env} from {sha}")),
         "{log}"
@@ -45,12 +39,12 @@ env = {{ MARKS = "{marks_path}" }}
     // The command after the failing one ran, and the directory went afterwards.
     assert!(marks.path().join(format!("{env}-torn-down")).exists());
     assert!(!s.root.join(env).exists());
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// The previews of `s` that exist now, by the API.
-async fn previews(s: &Setup) -> Vec<String> {
-    let (_, apps) = s.client.get("/api/apps").await;
+async fn previews(s: &Harness) -> Vec<String> {
+    let (_, apps) = s.get("/api/apps").await;
     apps["apps"][0]["environments"]
         .as_array()
         .unwrap()
@@ -74,10 +68,8 @@ async fn cli(url: &str, args: &[&str]) -> std::process::Output {
 
 #[actix_web::test]
 async fn an_idle_preview_expires_unless_pinned_and_a_pinned_one_expires_once_unpinned() {
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
+    let s = Harness::builder()
+        .app(
             r#"teardown = ["echo expiring $STAGEHAND_ENVIRONMENT"]
 [apps.shop.environments.production]
 branch = "main"
@@ -86,24 +78,21 @@ branch = "feature/*"
 expire_after = "1s"
 "#,
         )
-    })
-    .await;
+        .start()
+        .await;
     // Pinned before it is even deployed: the pin cannot lose a race with the expiry.
     git(&s.repo, &["checkout", "-q", "-b", "feature/kept"]);
     let sha = commit(&s.repo, "kept", &[("kept.txt", "1")]);
-    let (status, answer) = s
-        .client
-        .push(&push_body("refs/heads/feature/kept", &sha))
-        .await;
+    let (status, answer) = s.push(&push_body("refs/heads/feature/kept", &sha)).await;
     assert_eq!(status, 202, "{answer}");
-    let pinned = cli(&s.client.url, &["pin", "shop", "preview-feature-kept"]).await;
+    let pinned = cli(&s.url, &["pin", "shop", "preview-feature-kept"]).await;
     assert!(
         pinned.status.success(),
         "{}",
         String::from_utf8_lossy(&pinned.stderr)
     );
     assert!(String::from_utf8_lossy(&pinned.stdout).contains("pinned"));
-    s.client.wait(&answer["deploy"]["id"], 60).await;
+    s.wait(&answer["deploy"]["id"], 60).await;
 
     git(&s.repo, &["checkout", "-q", "-b", "feature/idle"]);
     commit(&s.repo, "idle", &[("idle.txt", "1")]);
@@ -112,10 +101,7 @@ expire_after = "1s"
     // The idle one goes by itself, as a teardown with trigger `expire`.
     let mut expired = None;
     for _ in 0..300 {
-        let (_, deploys) = s
-            .client
-            .get("/api/deploys?environment=preview-feature-idle")
-            .await;
+        let (_, deploys) = s.get("/api/deploys?environment=preview-feature-idle").await;
         expired = deploys["deploys"]
             .as_array()
             .into_iter()
@@ -129,8 +115,7 @@ expire_after = "1s"
     }
     let expired = expired.expect("the idle preview expired");
     assert!(
-        s.client
-            .log(&expired["id"])
+        s.log(&expired["id"])
             .await
             .contains("expiring preview-feature-idle")
     );
@@ -140,10 +125,10 @@ expire_after = "1s"
     assert!(s.root.join("preview-feature-kept").exists());
 
     // A fixed environment is not pinned.
-    let refused = cli(&s.client.url, &["pin", "shop", "production"]).await;
+    let refused = cli(&s.url, &["pin", "shop", "production"]).await;
     assert!(!refused.status.success());
 
-    let unpinned = cli(&s.client.url, &["unpin", "shop", "preview-feature-kept"]).await;
+    let unpinned = cli(&s.url, &["unpin", "shop", "preview-feature-kept"]).await;
     assert!(
         unpinned.status.success(),
         "{}",
@@ -157,23 +142,21 @@ expire_after = "1s"
     }
     assert!(previews(&s).await.is_empty());
     assert!(!s.root.join("preview-feature-kept").exists());
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
 async fn a_push_that_would_pass_max_environments_is_ignored_and_recorded() {
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
+    let s = Harness::builder()
+        .app(
             r#"[apps.shop.environments.preview]
 branch = "feature/*"
 max_environments = 1
 expire_after = "7d"
 "#,
         )
-    })
-    .await;
+        .start()
+        .await;
     git(&s.repo, &["checkout", "-q", "-b", "feature/first"]);
     commit(&s.repo, "first", &[("first.txt", "1")]);
     assert_eq!(
@@ -183,10 +166,7 @@ expire_after = "7d"
 
     git(&s.repo, &["checkout", "-q", "-b", "feature/second"]);
     let sha = commit(&s.repo, "second", &[("second.txt", "1")]);
-    let (status, answer) = s
-        .client
-        .push(&push_body("refs/heads/feature/second", &sha))
-        .await;
+    let (status, answer) = s.push(&push_body("refs/heads/feature/second", &sha)).await;
     assert_eq!(status, 200, "{answer}");
     let reason = answer["ignored"].as_str().unwrap_or_default();
     assert!(reason.contains("limit of 1 previews reached"), "{answer}");
@@ -194,7 +174,7 @@ expire_after = "7d"
 
     // Its expiry is shown (API and dashboard), and a pin hides it.
     let first = || async {
-        let (_, apps) = s.client.get("/api/apps").await;
+        let (_, apps) = s.get("/api/apps").await;
         apps["apps"][0]["environments"]
             .as_array()
             .unwrap()
@@ -209,21 +189,9 @@ expire_after = "7d"
         .as_str()
         .unwrap_or_else(|| panic!("{shown}"))
         .to_owned();
-    let page = |s: &Setup| {
-        let url = format!("{}/", s.client.url);
-        async move {
-            let mut page = awc::Client::default()
-                .get(url)
-                .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-                .send()
-                .await
-                .unwrap();
-            String::from_utf8_lossy(&page.body().limit(1 << 20).await.unwrap()).into_owned()
-        }
-    };
+    let page = async |s: &Harness| s.get_with("/", Some(TOKEN)).await.2;
     assert!(page(&s).await.contains(&format!("expires {expires}")));
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/preview-feature-first/pin",
             &serde_json::json!({}),
@@ -251,5 +219,5 @@ expire_after = "7d"
         s.push_and_wait("feature/first").await["status"],
         "succeeded"
     );
-    s.full.stop().await;
+    s.stop().await;
 }

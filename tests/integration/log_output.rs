@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::*;
+use crate::support::*;
 
 const PASSWORD: &str = "correct-horse-battery-staple";
 
@@ -23,13 +23,16 @@ branch = "develop"
     )
 }
 
-async fn deploy_build_script(app_keys: &str, script: &str) -> (Setup, serde_json::Value, String) {
+async fn deploy_build_script(app_keys: &str, script: &str) -> (Harness, serde_json::Value, String) {
     let app_keys = app_keys.to_owned();
-    let s = Setup::start(|dir, repo| setup_toml(dir, repo, &app_keys)).await;
+    let s = Harness::builder()
+        .config(|dir, repo| setup_toml(dir, repo, &app_keys))
+        .start()
+        .await;
     git(&s.repo, &["checkout", "-q", "develop"]);
     commit(&s.repo, "Build script", &[("build.sh", script)]);
     let deploy = s.push_and_wait("develop").await;
-    let log = s.client.log(&deploy["id"]).await;
+    let log = s.log(&deploy["id"]).await;
     (s, deploy, log)
 }
 
@@ -69,7 +72,7 @@ printf '\033[31mred\033[0m \033]0;owned\007title \033]8;;https://evil.example\03
         controls.is_empty(),
         "control characters in the log: {controls:?}"
     );
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// Issue 11 item 9: a build printing without end made a log without end.
@@ -92,20 +95,20 @@ async fn regression_a_deploy_log_is_capped_and_the_build_goes_on() {
     assert!(s.root.join("staging/shared/after-cap").exists());
     assert!(log.trim_end().ends_with("succeeded"), "{log}");
     let id = deploy["id"].as_str().unwrap();
-    let file = std::fs::metadata(s.full.dir.path().join(format!("state/logs/{id}.log"))).unwrap();
+    let file = std::fs::metadata(s.dir().join(format!("state/logs/{id}.log"))).unwrap();
     assert!(file.len() < 12 * 1024, "{} bytes", file.len());
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// Issue 11 item 11: a prompt without a newline was invisible until its newline, and
 /// `\r` progress bars became 16 KiB lines.
 #[actix_web::test]
 async fn regression_a_partial_line_shows_while_the_build_waits_and_redraws_keep_the_final_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let toml = setup_toml(dir.path(), &repo, "");
-    let full = start_full(dir, &toml).await;
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let root = b.root();
+    let toml = setup_toml(b.dir(), &repo, "");
+    let full = b.toml(&toml).start().await;
     let client = full.client();
     git(&repo, &["checkout", "-q", "develop"]);
     let script = r#"i=0; while [ $i -lt 3000 ]; do printf 'downloading %d/2999\r' $i; i=$((i+1)); done; echo

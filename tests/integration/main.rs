@@ -2,8 +2,8 @@
 //! instead of one per file. Each module drives the real thing (git repositories in temp
 //! dirs, the server on 127.0.0.1:0, real processes, real SQLite files).
 
-/// The harness: a real server over a real store, signed deliveries from `webhook-samples/`.
-mod common;
+/// The one harness: stagehand in process over a temp dir, signed deliveries, git, a browser.
+mod support;
 
 /// `/api`, `/healthz` and `/metrics`.
 mod api;

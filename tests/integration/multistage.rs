@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn toml(dir: &Path, repo: &Path) -> String {
@@ -36,12 +36,12 @@ env = { APP_ENV = "release" }
     )
 }
 
-async fn setup() -> Setup {
-    Setup::start(toml).await
+async fn setup() -> Harness {
+    Harness::builder().config(toml).start().await
 }
 
-async fn environment(s: &Setup, name: &str) -> Option<Value> {
-    let (_, apps) = s.client.get("/api/apps").await;
+async fn environment(s: &Harness, name: &str) -> Option<Value> {
+    let (_, apps) = s.get("/api/apps").await;
     apps["apps"][0]["environments"]
         .as_array()
         .unwrap()
@@ -102,10 +102,10 @@ async fn a_feature_branch_gets_a_preview_seeded_from_staging_and_loses_it_on_del
     );
 
     // Deleting the branch removes the preview and nothing else.
-    let (status, answer) = s.client.push(&sample("push-delete-branch.json")).await;
+    let (status, answer) = s.push(&sample("push-delete-branch.json")).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(
-        s.client.wait(&answer["deploy"]["id"], 30).await["status"],
+        s.wait(&answer["deploy"]["id"], 30).await["status"],
         "succeeded"
     );
     assert!(!s.root.join("preview-feature-new-cart").exists());
@@ -116,13 +116,11 @@ async fn a_feature_branch_gets_a_preview_seeded_from_staging_and_loses_it_on_del
     );
     assert!(environment(&s, "preview-feature-new-cart").await.is_none());
     // The `delete` event for the same deletion finds nothing left to do.
-    let (status, answer) = deliver(
-        &s.client.url,
-        &Delivery::json("delete", &sample("delete-branch.json")),
-    )
-    .await;
+    let (status, answer) = s
+        .send(&Delivery::json("delete", &sample("delete-branch.json")))
+        .await;
     assert_eq!(status, 200, "{answer}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -130,7 +128,6 @@ async fn deleting_the_production_branch_leaves_production_alone() {
     let s = setup().await;
     assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
     let (status, _) = s
-        .client
         .post(
             "/api/apps/shop/environments/production/promote",
             &json!({"from": "staging"}),
@@ -139,15 +136,15 @@ async fn deleting_the_production_branch_leaves_production_alone() {
     assert_eq!(status, 202);
     let mut deleted = sample("push-delete-branch.json");
     deleted["ref"] = json!("refs/heads/main");
-    let (status, answer) = s.client.push(&deleted).await;
+    let (status, answer) = s.push(&deleted).await;
     assert_eq!(status, 200, "{answer}");
     assert!(answer["ignored"].is_string());
     // Wait for the promote to finish, then production is still there.
-    let (_, list) = s.client.get("/api/deploys?environment=production").await;
-    let promote = s.client.wait(&list["deploys"][0]["id"], 60).await;
+    let (_, list) = s.get("/api/deploys?environment=production").await;
+    let promote = s.wait(&list["deploys"][0]["id"], 60).await;
     assert_eq!(promote["status"], "succeeded", "{promote}");
     assert!(s.revision("production").is_some());
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -163,10 +160,10 @@ async fn an_annotated_tag_push_deploys_the_tag_environment() {
     let mut body = sample("push-tag.json");
     body["after"] = json!(tag_object);
     body["head_commit"]["id"] = json!(commit_sha);
-    let (status, answer) = s.client.push(&body).await;
+    let (status, answer) = s.push(&body).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["deploy"]["commit"], commit_sha, "{answer}");
-    let deploy = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let deploy = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert_eq!(deploy["environment"], "release");
     assert_eq!(
@@ -174,7 +171,7 @@ async fn an_annotated_tag_push_deploys_the_tag_environment() {
         "the tag is peeled to its commit"
     );
     assert_eq!(s.revision("release").as_deref(), Some(commit_sha.as_str()));
-    let log = s.client.log(&deploy["id"]).await;
+    let log = s.log(&deploy["id"]).await;
     assert!(
         log.contains("building release with APP_ENV=release"),
         "{log}"
@@ -182,10 +179,10 @@ async fn an_annotated_tag_push_deploys_the_tag_environment() {
     // Deleting a tag does nothing.
     let mut deleted = sample("push-delete-branch.json");
     deleted["ref"] = json!("refs/tags/v1.2.0");
-    let (status, _) = s.client.push(&deleted).await;
+    let (status, _) = s.push(&deleted).await;
     assert_eq!(status, 200);
     assert!(s.revision("release").is_some());
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -195,7 +192,6 @@ async fn a_manual_environment_waits_until_promoted() {
     let staged = commit(&s.repo, "Ready for prod", &[("VERSION", "2\n")]);
     // Nothing live in staging yet: promote is refused.
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/production/promote",
             &json!({"from": "staging"}),
@@ -226,21 +222,20 @@ async fn a_manual_environment_waits_until_promoted() {
     assert_eq!(production["auto_deploy"], false);
 
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/production/promote",
             &json!({"from": "staging"}),
         )
         .await;
     assert_eq!(status, 202, "{answer}");
-    let promoted = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let promoted = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(promoted["status"], "succeeded", "{promoted}");
     assert_eq!(promoted["trigger"], "promote");
     assert_eq!(promoted["from"], "staging");
     assert_eq!(promoted["commit"], staged);
     assert_eq!(promoted["ref"], "refs/heads/develop");
     assert_eq!(s.revision("production").as_deref(), Some(staged.as_str()));
-    let log = s.client.log(&promoted["id"]).await;
+    let log = s.log(&promoted["id"]).await;
     assert!(
         log.contains("building production with APP_ENV=production"),
         "built with production's env: {log}"
@@ -277,7 +272,7 @@ async fn a_manual_environment_waits_until_promoted() {
     s.push_and_wait("main").await;
     let production = environment(&s, "production").await.unwrap();
     assert_eq!(production["pending"]["commit"], newer, "{production}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -285,14 +280,13 @@ async fn sync_copies_changed_data_downwards_and_guards_protected_targets() {
     let s = setup().await;
     assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
     let (_, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/production/promote",
             &json!({"from": "staging"}),
         )
         .await;
     assert_eq!(
-        s.client.wait(&answer["deploy"]["id"], 60).await["status"],
+        s.wait(&answer["deploy"]["id"], 60).await["status"],
         "succeeded"
     );
     let prod = s.root.join("production/shared/storage");
@@ -302,11 +296,10 @@ async fn sync_copies_changed_data_downwards_and_guards_protected_targets() {
 
     let sync = |from: &str, to: &str, force: bool| json!({"from": from, "to": to, "force": force});
     let (status, answer) = s
-        .client
         .post("/api/apps/shop/sync", &sync("production", "staging", false))
         .await;
     assert_eq!(status, 202, "{answer}");
-    let first = s.client.wait(&answer["deploy"]["id"], 30).await;
+    let first = s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(first["trigger"], "sync");
     assert_eq!(first["from"], "production");
@@ -324,23 +317,21 @@ async fn sync_copies_changed_data_downwards_and_guards_protected_targets() {
             staging.display()
         )
     );
-    let log = s.client.log(&first["id"]).await;
+    let log = s.log(&first["id"]).await;
     assert!(log.contains("storage/: 2 copied"), "{log}");
 
     std::fs::write(prod.join("uploads/b.jpg"), "b, edited").unwrap();
     let (_, answer) = s
-        .client
         .post("/api/apps/shop/sync", &sync("production", "staging", false))
         .await;
-    let second = s.client.wait(&answer["deploy"]["id"], 30).await;
-    let log = s.client.log(&second["id"]).await;
+    let second = s.wait(&answer["deploy"]["id"], 30).await;
+    let log = s.log(&second["id"]).await;
     assert!(
         log.contains("storage/: 1 copied") && log.contains("1 unchanged"),
         "{log}"
     );
 
     let (status, answer) = s
-        .client
         .post("/api/apps/shop/sync", &sync("staging", "production", false))
         .await;
     assert_eq!(status, 403, "{answer}");
@@ -349,23 +340,20 @@ async fn sync_copies_changed_data_downwards_and_guards_protected_targets() {
         "{answer}"
     );
     let (status, answer) = s
-        .client
         .post("/api/apps/shop/sync", &sync("staging", "production", true))
         .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(
-        s.client.wait(&answer["deploy"]["id"], 30).await["status"],
+        s.wait(&answer["deploy"]["id"], 30).await["status"],
         "succeeded"
     );
     let (status, _) = s
-        .client
         .post("/api/apps/shop/sync", &sync("staging", "staging", false))
         .await;
     assert_eq!(status, 400);
     let (status, _) = s
-        .client
         .post("/api/apps/shop/sync", &json!({"from": "staging"}))
         .await;
     assert_eq!(status, 400);
-    s.full.stop().await;
+    s.stop().await;
 }

@@ -4,30 +4,32 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::json;
 
 use stagehand::pipeline::git::Mirror;
 
-async fn treeless() -> Setup {
-    Setup::start(|dir, repo| {
-        // What a hosting server allows; a local repository must be told.
-        git(repo, &["config", "uploadpack.allowFilter", "true"]);
-        git(repo, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
-        shop_toml(
-            dir,
-            repo,
-            r#"mirror = "treeless"
+async fn treeless() -> Harness {
+    Harness::builder()
+        .config(|dir, repo| {
+            // What a hosting server allows; a local repository must be told.
+            git(repo, &["config", "uploadpack.allowFilter", "true"]);
+            git(repo, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
+            shop_toml(
+                dir,
+                repo,
+                r#"mirror = "treeless"
 step_timeout = "60s"
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
-        )
-    })
-    .await
+            )
+        })
+        .start()
+        .await
 }
 
-fn mirror_dir(s: &Setup) -> PathBuf {
+fn mirror_dir(s: &Harness) -> PathBuf {
     s.root.parent().unwrap().join("state/mirrors/shop.git")
 }
 
@@ -87,48 +89,38 @@ async fn a_treeless_mirror_checks_out_exactly_the_commit_and_keeps_the_history()
     let deploy = s.push_and_wait("develop").await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
     assert_eq!(s.revision("staging").as_deref(), Some(second.as_str()));
-    let log = s.client.log(&deploy["id"]).await;
+    let log = s.log(&deploy["id"]).await;
     assert!(log.contains("fetched 1 files"), "{log}");
 
     // A late delivery of an older commit is skipped: the rule reads history.
-    let (status, answer) = s
-        .client
-        .push(&push_body("refs/heads/develop", &first))
-        .await;
+    let (status, answer) = s.push(&push_body("refs/heads/develop", &first)).await;
     assert_eq!(status, 202, "{answer}");
-    let late = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let late = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(late["status"], "skipped", "{late}");
 
     // A sha by hand: its files are fetched on demand, including the one deleted later.
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/staging/deploy",
             &json!({"ref": with_old}),
         )
         .await;
     assert_eq!(status, 202, "{answer}");
-    let manual = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let manual = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(manual["status"], "succeeded", "{manual}");
     assert_eq!(
         std::fs::read_to_string(live.join("old.txt")).unwrap(),
         "only in the past\n"
     );
     assert!(holds(&mirror, &old_blob));
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
 async fn an_unknown_mirror_mode_is_a_config_error_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let toml = shop_toml(
-        dir.path(),
-        &repo,
-        "mirror = \"shallow\"\n[apps.shop.environments.staging]\nbranch = \"develop\"\n",
-    );
-    let path = dir.path().join("stagehand.toml");
-    std::fs::write(&path, toml).unwrap();
+    let b = Harness::builder()
+        .app("mirror = \"shallow\"\n[apps.shop.environments.staging]\nbranch = \"develop\"\n");
+    let path = b.write_config();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stagehand"))
         .args(["check", "--config"])
         .arg(&path)

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::json;
 
 fn toml(dir: &Path, repo: &Path, extra_app: &str, staging: &str) -> String {
@@ -43,8 +43,11 @@ env = {{ APP_ENV = "preview" }}
     )
 }
 
-async fn setup(extra_app: &str, staging: &str) -> Setup {
-    Setup::start(|dir, repo| toml(dir, repo, extra_app, staging)).await
+async fn setup(extra_app: &str, staging: &str) -> Harness {
+    Harness::builder()
+        .config(|dir, repo| toml(dir, repo, extra_app, staging))
+        .start()
+        .await
 }
 
 fn checkout(repo: &Path, branch: &str) {
@@ -111,7 +114,7 @@ async fn a_push_goes_live() {
         assert!(stage["duration_ms"].is_i64(), "{stage}");
     }
 
-    let log = s.client.log(&deploy["id"]).await;
+    let log = s.log(&deploy["id"]).await;
     assert!(
         log.contains(&format!(
             "APP_ENV=staging branch=develop commit={sha} release={release}"
@@ -127,7 +130,7 @@ async fn a_push_goes_live() {
         log.contains("storage/ from the repository replaced by the link"),
         "{log}"
     );
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -153,10 +156,10 @@ async fn a_failing_build_leaves_everything_as_it_was() {
         "{reason}"
     );
     assert_eq!((s.live("staging"), s.releases("staging")), before);
-    let log = s.client.log(&failed["id"]).await;
+    let log = s.log(&failed["id"]).await;
     assert!(log.contains("err  about to fail"), "{log}");
     assert!(log.contains("removed the half-made release"), "{log}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -192,7 +195,7 @@ async fn a_build_past_step_timeout_is_killed_with_its_children() {
     assert!(gone, "the build's child {} survived", pid.trim());
     assert_eq!(s.live("staging"), None);
     assert_eq!(s.releases("staging"), Vec::<String>::new());
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// Found by bench/faults.sh: two pushed deploys were still `queued` 753 ms after their
@@ -205,11 +208,11 @@ async fn regression_a_push_wakes_the_runner_instead_of_waiting_for_its_poll() {
     actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
     let sha = git(&s.repo, &["rev-parse", "develop"]);
     let pushed = std::time::Instant::now();
-    let (status, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
+    let (status, answer) = s.push(&push_body("refs/heads/develop", &sha)).await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
     loop {
-        let (_, deploy) = s.client.get(&format!("/api/deploys/{id}")).await;
+        let (_, deploy) = s.get(&format!("/api/deploys/{id}")).await;
         if deploy["status"] != "queued" {
             break;
         }
@@ -220,8 +223,8 @@ async fn regression_a_push_wakes_the_runner_instead_of_waiting_for_its_poll() {
         );
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    s.client.wait(&answer["deploy"]["id"], 60).await;
-    s.full.stop().await;
+    s.wait(&answer["deploy"]["id"], 60).await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -239,18 +242,13 @@ async fn quick_pushes_coalesce_and_the_newest_goes_live() {
     }
     let mut ids = Vec::new();
     for sha in &shas {
-        let (status, answer) = s.client.push(&push_body("refs/heads/develop", sha)).await;
+        let (status, answer) = s.push(&push_body("refs/heads/develop", sha)).await;
         assert_eq!(status, 202);
         ids.push(answer["deploy"]["id"].clone());
     }
     let mut statuses = Vec::new();
     for id in &ids {
-        statuses.push(
-            s.client.wait(id, 60).await["status"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        statuses.push(s.wait(id, 60).await["status"].as_str().unwrap().to_owned());
     }
     assert_eq!(
         statuses.last().map(String::as_str),
@@ -277,7 +275,7 @@ async fn quick_pushes_coalesce_and_the_newest_goes_live() {
     )
     .unwrap();
     assert_eq!(revision.trim(), shas[4]);
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -298,11 +296,10 @@ async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
     assert_eq!(s.releases("staging"), deployed[1..].to_vec());
 
     let (status, answer) = s
-        .client
         .post("/api/apps/shop/environments/staging/rollback", &json!({}))
         .await;
     assert_eq!(status, 202, "{answer}");
-    let rollback = s.client.wait(&answer["deploy"]["id"], 30).await;
+    let rollback = s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(rollback["status"], "succeeded", "{rollback}");
     assert_eq!(rollback["trigger"], "rollback");
     assert_eq!(rollback["release"], deployed[1]);
@@ -310,14 +307,13 @@ async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
 
     // Asking for a release that is not there fails without touching `current`.
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/staging/rollback",
             &json!({"release": "20000101T000000Z-0000000"}),
         )
         .await;
     assert_eq!(status, 202);
-    let missing = s.client.wait(&answer["deploy"]["id"], 30).await;
+    let missing = s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(missing["status"], "failed");
     assert!(
         missing["reason"]
@@ -328,14 +324,13 @@ async fn keep_releases_is_honoured_and_rollback_goes_back_one() {
     );
     assert_eq!(s.live("staging").as_deref(), Some(deployed[1].as_str()));
     let (status, _) = s
-        .client
         .post(
             "/api/apps/shop/environments/staging/rollback",
             &json!({"release": "../etc"}),
         )
         .await;
     assert_eq!(status, 400);
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -345,8 +340,8 @@ async fn an_out_of_order_delivery_is_skipped_but_a_manual_deploy_is_not() {
     let old = commit(&s.repo, "Old", &[("VERSION", "1\n")]);
     commit(&s.repo, "New", &[("VERSION", "2\n")]);
     assert_eq!(s.push_and_wait("develop").await["status"], "succeeded");
-    let (_, answer) = s.client.push(&push_body("refs/heads/develop", &old)).await;
-    let late = s.client.wait(&answer["deploy"]["id"], 30).await;
+    let (_, answer) = s.push(&push_body("refs/heads/develop", &old)).await;
+    let late = s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(late["status"], "skipped", "{late}");
     assert!(
         late["reason"]
@@ -357,36 +352,32 @@ async fn an_out_of_order_delivery_is_skipped_but_a_manual_deploy_is_not() {
     );
 
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/staging/deploy",
             &json!({"ref": old}),
         )
         .await;
     assert_eq!(status, 202, "{answer}");
-    let manual = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let manual = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(manual["status"], "succeeded", "{manual}");
     assert_eq!(manual["trigger"], "manual");
     assert_eq!(manual["commit"], old);
     // A manual deploy by branch name records the full ref.
     let (_, answer) = s
-        .client
         .post("/api/apps/shop/environments/staging/deploy", &json!({}))
         .await;
-    let by_branch = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let by_branch = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(by_branch["status"], "succeeded", "{by_branch}");
     assert_eq!(by_branch["ref"], "refs/heads/develop");
     let (status, _) = s
-        .client
         .post("/api/apps/shop/environments/preview/deploy", &json!({}))
         .await;
     assert_eq!(status, 400);
     let (status, _) = s
-        .client
         .post("/api/apps/shop/environments/nope/deploy", &json!({}))
         .await;
     assert_eq!(status, 404);
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -410,9 +401,9 @@ async fn a_branch_named_like_a_shell_command_runs_nothing() {
     for name in ["pwned", "pwned2"] {
         assert!(!release.join(name).exists(), "{name} was created");
     }
-    let log = s.client.log(&deploy["id"]).await;
+    let log = s.log(&deploy["id"]).await;
     assert!(log.contains(&format!("branch={branch} ")), "{log}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -425,12 +416,12 @@ async fn deleting_a_preview_branch_tears_its_environment_down() {
     assert!(s.root.join("preview-feature-cart/current").exists());
     let mut deleted = sample("push-delete-branch.json");
     deleted["ref"] = json!("refs/heads/feature/cart");
-    let (status, answer) = s.client.push(&deleted).await;
+    let (status, answer) = s.push(&deleted).await;
     assert_eq!(status, 202, "{answer}");
-    let teardown = s.client.wait(&answer["deploy"]["id"], 30).await;
+    let teardown = s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(teardown["status"], "succeeded", "{teardown}");
     assert!(!s.root.join("preview-feature-cart").exists());
-    let (_, apps) = s.client.get("/api/apps").await;
+    let (_, apps) = s.get("/api/apps").await;
     let names: Vec<&str> = apps["apps"][0]["environments"]
         .as_array()
         .unwrap()
@@ -438,7 +429,7 @@ async fn deleting_a_preview_branch_tears_its_environment_down() {
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert!(!names.contains(&"preview-feature-cart"), "{names:?}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// A health endpoint whose answer the test flips.
@@ -504,7 +495,7 @@ async fn a_failing_health_check_switches_back() {
     let good = good.unwrap();
     let bad = second["release"].as_str().unwrap();
     assert_eq!(ran_for, [good.as_str(), bad, good.as_str()], "{second}");
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -517,14 +508,14 @@ async fn shutdown_cancels_a_build_past_the_grace_period() {
         &[("build.sh", "echo started\nsleep 1000\n")],
     );
     let sha = git(&s.repo, &["rev-parse", "develop"]);
-    let (_, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
+    let (_, answer) = s.push(&push_body("refs/heads/develop", &sha)).await;
     let id = answer["deploy"]["id"].clone();
-    while !s.client.log(&id).await.contains("out  started") {
+    while !s.log(&id).await.contains("out  started") {
         actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let root = s.root.clone();
-    let dir = s.full.stop().await;
-    let store = stagehand::store::Store::open(&dir.path().join("state/stagehand.db")).unwrap();
+    let stopped = s.stop().await;
+    let store = stagehand::store::Store::open(&stopped.dir().join("state/stagehand.db")).unwrap();
     let deploy = store
         .deploy(stagehand::core::ids::DeployId(
             id.as_str().unwrap().parse().unwrap(),
@@ -555,16 +546,16 @@ cache = ["vendor"]"#;
     );
     let first = s.push_and_wait("develop").await;
     assert_eq!(first["status"], "succeeded", "{first}");
-    assert!(s.client.log(&first["id"]).await.contains("out  cold"));
+    assert!(s.log(&first["id"]).await.contains("out  cold"));
     commit(&s.repo, "Again", &[("VERSION", "2\n")]);
     let second = s.push_and_wait("develop").await;
     assert_eq!(second["status"], "succeeded", "{second}");
-    let log = s.client.log(&second["id"]).await;
+    let log = s.log(&second["id"]).await;
     assert!(
         log.contains("cache vendor: copied from the live release") && log.contains("out  warm"),
         "{log}"
     );
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -572,8 +563,8 @@ async fn a_vanished_repository_fails_clearly() {
     let s = setup("", "").await;
     let sha = git(&s.repo, &["rev-parse", "develop"]);
     std::fs::rename(&s.repo, s.repo.with_file_name("moved")).unwrap();
-    let (_, answer) = s.client.push(&push_body("refs/heads/develop", &sha)).await;
-    let deploy = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let (_, answer) = s.push(&push_body("refs/heads/develop", &sha)).await;
+    let deploy = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "failed", "{deploy}");
     let reason = deploy["reason"].as_str().unwrap();
     assert!(
@@ -583,7 +574,7 @@ async fn a_vanished_repository_fails_clearly() {
     assert_eq!(deploy["stages"][0]["name"], "fetch");
     assert_eq!(deploy["stages"][0]["status"], "failed");
     assert_eq!(s.live("staging"), None);
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -596,5 +587,5 @@ async fn the_in_process_libgit2_fetcher_deploys_too() {
     let second = s.push_and_wait("develop").await;
     assert_eq!(second["status"], "succeeded", "{second}");
     assert_eq!(s.revision("staging"), Some(sha));
-    s.full.stop().await;
+    s.stop().await;
 }

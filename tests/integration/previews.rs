@@ -7,8 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use stagehand::core::forge::Forge;
 
-use crate::common::*;
-use crate::forges::send_as;
+use crate::support::*;
 
 fn toml(forge: Forge, allow_forks: bool) -> impl FnOnce(&Path, &Path) -> String {
     move |dir, repo| {
@@ -139,7 +138,7 @@ pub(crate) fn request_body(forge: Forge, number: u64, act: &str, head: &str) -> 
 }
 
 async fn send(
-    s: &Setup,
+    s: &Harness,
     forge: Forge,
     number: u64,
     act: Act,
@@ -148,11 +147,12 @@ async fn send(
 ) -> (u16, Value) {
     let (event, body) = request(forge, number, act, head, fork);
     let bytes = serde_json::to_vec(&body).unwrap();
-    send_as(&s.client.url, forge, SECRET, &event, &unique_id(), &bytes).await
+    s.send(&Delivery::from_forge(forge, &event, bytes.clone()))
+        .await
 }
 
 async fn previews(forge: Forge) {
-    let s = Setup::start(toml(forge, false)).await;
+    let s = Harness::builder().config(toml(forge, false)).start().await;
     // Commits only the request's head ref reaches, as a fork's are.
     git(&s.repo, &["checkout", "-q", "--detach", "main"]);
     let first = commit(&s.repo, "Topic", &[("topic.txt", "one\n")]);
@@ -161,7 +161,7 @@ async fn previews(forge: Forge) {
     // Opened: the request gets its own environment, built from its head ref.
     let (status, answer) = send(&s, forge, 7, Act::Open, &first, false).await;
     assert_eq!(status, 202, "{forge}: {answer}");
-    let opened = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let opened = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(opened["status"], "succeeded", "{forge}: {opened}");
     assert_eq!(opened["environment"], "review-pr-7");
     assert_eq!(opened["base_environment"], "review");
@@ -172,7 +172,7 @@ async fn previews(forge: Forge) {
     git(&s.repo, &["update-ref", &head_ref(forge, 7), &second]);
     let (status, answer) = send(&s, forge, 7, Act::NewCommits, &second, false).await;
     assert_eq!(status, 202, "{forge}: {answer}");
-    let updated = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let updated = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(updated["status"], "succeeded", "{forge}: {updated}");
     assert_eq!(updated["environment"], "review-pr-7");
     assert_eq!(s.revision("review-pr-7").as_deref(), Some(second.as_str()));
@@ -203,11 +203,11 @@ async fn previews(forge: Forge) {
     // Closed (or merged): the preview goes, nothing else does.
     let (status, answer) = send(&s, forge, 7, Act::Close, &second, false).await;
     assert_eq!(status, 202, "{forge}: {answer}");
-    let closed = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let closed = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(closed["status"], "succeeded", "{forge}: {closed}");
     assert_eq!(closed["trigger"], "teardown");
     assert!(!s.root.join("review-pr-7").exists());
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]
@@ -239,7 +239,10 @@ async fn forgejo_pull_request_previews() {
 /// ref the forge keeps in the target repository.
 #[actix_web::test]
 async fn forks_are_built_where_allowed() {
-    let s = Setup::start(toml(Forge::Gitea, true)).await;
+    let s = Harness::builder()
+        .config(toml(Forge::Gitea, true))
+        .start()
+        .await;
     // A first preview makes the mirror; the fork's commit arrives after it, reachable
     // only from the request's head ref, so the deploy must fetch exactly that ref.
     let main = git(&s.repo, &["rev-parse", "main"]);
@@ -247,7 +250,7 @@ async fn forks_are_built_where_allowed() {
     let (status, answer) = send(&s, Forge::Gitea, 1, Act::Open, &main, false).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(
-        s.client.wait(&answer["deploy"]["id"], 60).await["status"],
+        s.wait(&answer["deploy"]["id"], 60).await["status"],
         "succeeded"
     );
     git(&s.repo, &["checkout", "-q", "--detach", "main"]);
@@ -256,25 +259,27 @@ async fn forks_are_built_where_allowed() {
     git(&s.repo, &["update-ref", "refs/pull/9/head", &fork_head]);
     let (status, answer) = send(&s, Forge::Gitea, 9, Act::Open, &fork_head, true).await;
     assert_eq!(status, 202, "{answer}");
-    let done = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let done = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         s.revision("review-pr-9").as_deref(),
         Some(fork_head.as_str())
     );
-    s.full.stop().await;
+    s.stop().await;
 }
 
 /// A maintainer vouches for a fork's request by labelling it: the label event builds
 /// it, later commits too; without the label it stays refused.
 async fn label_approves_a_fork(forge: Forge) {
-    let s = Setup::start(move |dir, repo| {
-        toml(forge, false)(dir, repo).replace(
-            "allow_forks = false",
-            "allow_forks = false\nfork_label = \"preview ok\"",
-        )
-    })
-    .await;
+    let s = Harness::builder()
+        .config(move |dir, repo| {
+            toml(forge, false)(dir, repo).replace(
+                "allow_forks = false",
+                "allow_forks = false\nfork_label = \"preview ok\"",
+            )
+        })
+        .start()
+        .await;
     git(&s.repo, &["checkout", "-q", "--detach", "main"]);
     let head = commit(&s.repo, "From a fork", &[("fork.txt", "hi\n")]);
     git(&s.repo, &["update-ref", &head_ref(forge, 5), &head]);
@@ -301,13 +306,14 @@ async fn label_approves_a_fork(forge: Forge) {
         }
     }
     let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) =
-        send_as(&s.client.url, forge, SECRET, &event, &unique_id(), &bytes).await;
+    let (status, answer) = s
+        .send(&Delivery::from_forge(forge, &event, bytes.clone()))
+        .await;
     assert_eq!(status, 202, "{forge}: {answer}");
-    let done = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let done = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(done["status"], "succeeded", "{forge}: {done}");
     assert_eq!(s.revision("review-pr-5").as_deref(), Some(head.as_str()));
-    s.full.stop().await;
+    s.stop().await;
 }
 
 #[actix_web::test]

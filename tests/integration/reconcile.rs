@@ -6,19 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{
-    Client, ServerProcess, Setup, commit, git, serve_command, shop_toml_with, source_repo,
-    start_full,
-};
+use crate::support::{Client, Harness, ServerProcess, commit, git, serve_command, shop_toml_with};
 
 /// `/metrics`, as text.
 async fn metrics(client: &Client) -> String {
-    let mut resp = awc::Client::default()
-        .get(format!("{}/metrics", client.url))
-        .send()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&resp.body().await.unwrap()).into_owned()
+    client.get_with("/metrics", None).await.2
 }
 
 /// The value of one metric line (`name{labels}`).
@@ -101,12 +93,14 @@ auto_deploy = false
 
 #[actix_web::test]
 async fn a_push_no_delivery_announced_is_deployed_and_nothing_is_repeated() {
-    let setup = Setup::start(|dir, repo| {
-        git(repo, &["branch", "release"]);
-        shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", ENVIRONMENTS)
-    })
-    .await;
-    let (client, repo, root) = (&setup.client, &setup.repo, &setup.root);
+    let setup = Harness::builder()
+        .config(|dir, repo| {
+            git(repo, &["branch", "release"]);
+            shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", ENVIRONMENTS)
+        })
+        .start()
+        .await;
+    let (client, repo, root) = (&setup, &setup.repo, &setup.root);
 
     // Never deployed: the first round deploys each mapped branch's head.
     let main = git(repo, &["rev-parse", "main"]);
@@ -202,26 +196,21 @@ async fn a_push_no_delivery_announced_is_deployed_and_nothing_is_repeated() {
         "{}",
         metrics(client).await
     );
-    setup.full.stop().await;
+    setup.stop().await;
 }
 
 #[actix_web::test]
 async fn a_push_while_stopped_is_deployed_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let root = b.root();
     // Rounds only at start within this test: an hour apart.
-    let toml = shop_toml_with(
-        dir.path(),
-        &repo,
-        "reconcile_interval = \"1h\"",
-        ENVIRONMENTS,
-    );
-    let full = start_full(dir, &toml).await;
+    let toml = shop_toml_with(b.dir(), &repo, "reconcile_interval = \"1h\"", ENVIRONMENTS);
+    let full = b.toml(&toml).start().await;
     let develop = git(&repo, &["rev-parse", "develop"]);
     wait_live(&root, "staging", &develop).await;
     last_finished(&full.client(), "staging").await;
-    let dir = full.stop().await;
+    let b = full.stop().await;
 
     git(&repo, &["checkout", "-q", "develop"]);
     let pushed = commit(
@@ -229,7 +218,7 @@ async fn a_push_while_stopped_is_deployed_at_start() {
         "Pushed while stagehand was down",
         &[("down.txt", "x\n")],
     );
-    let full = start_full(dir, &toml).await;
+    let full = b.start().await;
     let client = full.client();
     wait_live(&root, "staging", &pushed).await;
     let deploy = last_finished(&client, "staging").await;
@@ -243,10 +232,11 @@ async fn a_push_while_stopped_is_deployed_at_start() {
 
 #[actix_web::test]
 async fn preview_branches_appear_and_go_without_deliveries() {
-    let setup = Setup::start(|dir, repo| {
-        // There before stagehand's first round: no preview of its own.
-        git(repo, &["branch", "feature/old"]);
-        let envs = r#"
+    let setup = Harness::builder()
+        .config(|dir, repo| {
+            // There before stagehand's first round: no preview of its own.
+            git(repo, &["branch", "feature/old"]);
+            let envs = r#"
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
@@ -254,10 +244,11 @@ branch = "develop"
 branch = "feature/*"
 seed_from = "staging"
 "#;
-        shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
-    })
-    .await;
-    let (client, repo, root) = (&setup.client, &setup.repo, &setup.root);
+            shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
+        })
+        .start()
+        .await;
+    let (client, repo, root) = (&setup, &setup.repo, &setup.root);
     let develop = git(repo, &["rev-parse", "develop"]);
     wait_live(root, "staging", &develop).await;
     std::fs::write(root.join("staging/shared/storage/seed.txt"), "from staging").unwrap();
@@ -313,24 +304,26 @@ seed_from = "staging"
         .await,
         1
     );
-    setup.full.stop().await;
+    setup.stop().await;
 }
 
 #[actix_web::test]
 async fn a_tag_no_delivery_announced_is_deployed_when_it_is_newer() {
-    let setup = Setup::start(|dir, repo| {
-        // There before the first round: not deployed by reconciliation.
-        git(repo, &["tag", "v0", "main"]);
-        // libgit2 fetches here (the CLI elsewhere): both paths learn the remote's refs.
-        let envs = r#"
+    let setup = Harness::builder()
+        .config(|dir, repo| {
+            // There before the first round: not deployed by reconciliation.
+            git(repo, &["tag", "v0", "main"]);
+            // libgit2 fetches here (the CLI elsewhere): both paths learn the remote's refs.
+            let envs = r#"
 fetch_with = "git2"
 [apps.shop.environments.releases]
 tag = "v*"
 "#;
-        shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
-    })
-    .await;
-    let (client, repo, root) = (&setup.client, &setup.repo, &setup.root);
+            shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
+        })
+        .start()
+        .await;
+    let (client, repo, root) = (&setup, &setup.repo, &setup.root);
     wait_rounds(client, 2).await;
     assert!(revision(root, "releases").is_none());
     assert!(deploys(client, None).await.is_empty());
@@ -361,19 +354,21 @@ tag = "v*"
         last_finished(client, "releases").await["ref"],
         "refs/tags/v3"
     );
-    setup.full.stop().await;
+    setup.stop().await;
 }
 
 #[actix_web::test]
 async fn a_failing_fetch_waits_for_the_next_round() {
     // The origin is away at start: every fetch fails.
-    let setup = Setup::start(|dir, repo| {
-        std::fs::rename(repo, repo.with_extension("away")).unwrap();
-        let envs = "[apps.shop.environments.staging]\nbranch = \"develop\"\n";
-        shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
-    })
-    .await;
-    let (client, repo, root) = (&setup.client, &setup.repo, &setup.root);
+    let setup = Harness::builder()
+        .config(|dir, repo| {
+            std::fs::rename(repo, repo.with_extension("away")).unwrap();
+            let envs = "[apps.shop.environments.staging]\nbranch = \"develop\"\n";
+            shop_toml_with(dir, repo, "reconcile_interval = \"1s\"", envs)
+        })
+        .start()
+        .await;
+    let (client, repo, root) = (&setup, &setup.repo, &setup.root);
     let failed = "stagehand_reconcile_rounds_total{result=\"failed\"} ";
     wait_until("a failed round", || async {
         metric(client, failed).await >= 2
@@ -389,20 +384,17 @@ async fn a_failing_fetch_waits_for_the_next_round() {
         last_finished(client, "staging").await["trigger"],
         "reconcile"
     );
-    setup.full.stop().await;
+    setup.stop().await;
 }
 
 #[actix_web::test]
 async fn the_server_log_says_what_a_round_queued() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let root = dir.path().join("srv");
-    let config = dir.path().join("stagehand.toml");
     let envs = "[apps.shop.environments.staging]\nbranch = \"develop\"\n";
     let server = "listen = \"127.0.0.1:0\"\nreconcile_interval = \"1h\"";
-    std::fs::write(&config, shop_toml_with(dir.path(), &repo, server, envs)).unwrap();
-    let log_path = dir.path().join("stagehand.log");
+    let b = Harness::builder().config(|dir, repo| shop_toml_with(dir, repo, server, envs));
+    let (repo, root, config) = (b.repo().to_owned(), b.root(), b.write_config());
+    let log_path = b.dir().join("stagehand.log");
     let mut child = ServerProcess(
         serve_command(&config)
             .args(["--log-format", "json"])

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::*;
+use crate::support::*;
 
 const STAGING: &str = r#"build = ["if [ -f slow ]; then sleep 2; fi", "echo built with the old config"]
 [apps.shop.environments.staging]
@@ -42,12 +42,10 @@ async fn environments(client: &Client) -> Vec<String> {
 
 #[actix_web::test]
 async fn reload_applies_a_good_file_keeps_running_deploys_and_refuses_a_bad_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let file = dir.path().join("stagehand.toml");
-    let old = shop_toml(dir.path(), &repo, STAGING);
-    std::fs::write(&file, &old).unwrap();
-    let full = start_full(dir, &old).await;
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
+    let full = b.app(STAGING).start().await;
+    let file = full.config_file();
     let client = full.client();
 
     git(&repo, &["checkout", "-q", "develop"]);
@@ -64,7 +62,7 @@ async fn reload_applies_a_good_file_keeps_running_deploys_and_refuses_a_bad_one(
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
-    let new = shop_toml(full.dir.path(), &repo, WITH_PRODUCTION);
+    let new = shop_toml(full.dir(), &repo, WITH_PRODUCTION);
     std::fs::write(&file, &new).unwrap();
     let out = run({
         let mut c = stagehand(&client.url);

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::common::*;
+use crate::support::*;
 
 /// `webhook-samples/push-forced.json`, rewritten to a forced push of `sha` to `develop`.
 fn forced_push(sha: &str) -> Vec<u8> {
@@ -19,22 +19,20 @@ fn forced_push(sha: &str) -> Vec<u8> {
 /// rolled the environment back to the old commit.
 #[actix_web::test]
 async fn regression_a_replayed_forced_push_is_skipped_and_the_live_commit_stays() {
-    let s = Setup::start(|dir, repo| {
-        shop_toml(
-            dir,
-            repo,
+    let s = Harness::builder()
+        .app(
             r#"[apps.shop.environments.staging]
 branch = "develop"
 "#,
         )
-    })
-    .await;
+        .start()
+        .await;
     git(&s.repo, &["checkout", "-q", "develop"]);
     let a = commit(&s.repo, "A", &[("VERSION", "a\n")]);
     let captured = forced_push(&a);
-    let (status, answer) = deliver(&s.client.url, &Delivery::raw("push", captured.clone())).await;
+    let (status, answer) = s.send(&Delivery::raw("push", captured.clone())).await;
     assert_eq!(status, 202, "{answer}");
-    let first = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let first = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(first["status"], "succeeded", "{first}");
 
     let b = commit(&s.repo, "B", &[("VERSION", "b\n")]);
@@ -43,10 +41,10 @@ branch = "develop"
     assert_eq!(s.revision("staging").as_deref(), Some(b.as_str()));
 
     // The same signed bytes; `Delivery::raw` gives it a fresh delivery id.
-    let (status, answer) = deliver(&s.client.url, &Delivery::raw("push", captured)).await;
+    let (status, answer) = s.send(&Delivery::raw("push", captured)).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["deploy"]["forced"], true);
-    let replay = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let replay = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(replay["status"], "skipped", "{replay}");
     assert_eq!(
         replay["reason"], "no longer the head of `develop`",
@@ -56,15 +54,14 @@ branch = "develop"
 
     // A person asking for the old commit still gets it.
     let (status, answer) = s
-        .client
         .post(
             "/api/apps/shop/environments/staging/deploy",
             &serde_json::json!({ "ref": a }),
         )
         .await;
     assert_eq!(status, 202, "{answer}");
-    let manual = s.client.wait(&answer["deploy"]["id"], 60).await;
+    let manual = s.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(manual["status"], "succeeded", "{manual}");
     assert_eq!(s.revision("staging").as_deref(), Some(a.as_str()));
-    s.full.stop().await;
+    s.stop().await;
 }

@@ -1,93 +1,34 @@
 //! Reporting back to a fake GitHub API (a small HTTP server on 127.0.0.1 that records
 //! what it is sent) and to `notify` URLs.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
-
-#[derive(Debug, Clone)]
-struct Recorded {
-    path: String,
-    authorization: String,
-    body: Value,
-}
 
 /// Answers like GitHub: deployments get increasing ids. The first notify POST fails
 /// with 503, so the retry is exercised.
-fn fake_github() -> (String, Arc<Mutex<Vec<Recorded>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        let mut next_id = 100;
-        let mut notify_failed = false;
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            let (mut length, mut authorization) = (0, String::new());
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                let (name, value) = header.split_once(':').unwrap();
-                match name.to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.trim().parse().unwrap(),
-                    "authorization" => authorization = value.trim().to_owned(),
-                    _ => {}
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let (status, answer) = if path == "/notify" && !notify_failed {
-                notify_failed = true;
-                ("503 Service Unavailable", json!({}))
-            } else if path.ends_with("/deployments") {
-                next_id += 1;
-                ("201 Created", json!({ "id": next_id }))
-            } else {
-                ("201 Created", json!({}))
-            };
-            if !status.starts_with("503") {
-                log.lock().unwrap().push(Recorded {
-                    path,
-                    authorization,
-                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                });
-            }
-            let text = answer.to_string();
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
+fn fake_github() -> (String, Seen) {
+    let mut next_id = 100;
+    let mut notify_failed = false;
+    fake_api(move |r| {
+        if r.path == "/notify" && !notify_failed {
+            notify_failed = true;
+            (503, json!({}))
+        } else if r.path.ends_with("/deployments") {
+            next_id += 1;
+            (201, json!({ "id": next_id }))
+        } else {
+            (201, json!({}))
         }
-    });
-    (url, seen)
+    })
 }
 
 #[actix_web::test]
 async fn deploys_are_mirrored_as_github_deployments_and_notified() {
     let (api, seen) = fake_github();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
+    let b = Harness::builder();
+    let repo = b.repo().to_owned();
     let toml = format!(
         r#"
 [server]
@@ -105,11 +46,11 @@ notify = ["{api}/notify", {{ url = "{api}/slack", format = "slack" }}, {{ url = 
 branch = "develop"
 url = "https://{{environment}}.shop.example.com"
 "#,
-        state = dir.path().join("state").display(),
+        state = b.dir().join("state").display(),
         repo = repo.display(),
-        root = dir.path().join("srv").display(),
+        root = b.root().display(),
     );
-    let full = start_full_env(dir, &toml, &[("GITHUB_TOKEN", "gh-token")]).await;
+    let full = b.toml(&toml).env("GITHUB_TOKEN", "gh-token").start().await;
     let client = full.client();
 
     git(&repo, &["checkout", "-q", "develop"]);
@@ -152,10 +93,10 @@ url = "https://{{environment}}.shop.example.com"
     );
     for r in &requests {
         if r.path.starts_with("/repos") {
-            assert_eq!(r.authorization, "Bearer gh-token");
+            assert_eq!(r.header("authorization"), "Bearer gh-token");
         }
     }
-    let deployments: Vec<&Recorded> = requests
+    let deployments: Vec<&Received> = requests
         .iter()
         .filter(|r| r.path.ends_with("/deployments"))
         .collect();
@@ -188,7 +129,7 @@ url = "https://{{environment}}.shop.example.com"
         "https://staging.shop.example.com"
     );
 
-    let notified: Vec<&Recorded> = requests.iter().filter(|r| r.path == "/notify").collect();
+    let notified: Vec<&Received> = requests.iter().filter(|r| r.path == "/notify").collect();
     assert_eq!(
         notified.len(),
         2,
@@ -203,7 +144,7 @@ url = "https://{{environment}}.shop.example.com"
     let page = format!("https://deploy.example.com/deploys/{second_id}");
     assert_eq!(notified[1].body["url"], page);
     assert_eq!(notified[1].body["message"], "Break");
-    let slack: Vec<&Recorded> = requests.iter().filter(|r| r.path == "/slack").collect();
+    let slack: Vec<&Received> = requests.iter().filter(|r| r.path == "/slack").collect();
     assert_eq!(slack.len(), 2, "{paths:?}");
     let text = slack[1].body["text"].as_str().unwrap();
     assert!(
@@ -212,7 +153,7 @@ url = "https://{{environment}}.shop.example.com"
             && text.ends_with(&format!("<{page}|details>")),
         "{text}"
     );
-    let discord: Vec<&Recorded> = requests.iter().filter(|r| r.path == "/discord").collect();
+    let discord: Vec<&Received> = requests.iter().filter(|r| r.path == "/discord").collect();
     assert_eq!(discord.len(), 2, "{paths:?}");
     let content = discord[1].body["content"].as_str().unwrap();
     assert!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::*;
+use crate::support::*;
 
 pub const APP_PY: &str = r#"import http.server, os
 REV = open("REVISION").read().strip()
@@ -51,47 +51,26 @@ branch = "main"
     )
 }
 
-/// A stagehand with the app committed on `develop`; on drop, every app process it
-/// recorded (and anything still working in its root) is killed, so a failing test
-/// never leaves a server behind.
+/// A stagehand with the app committed on `develop` (its harness kills every app
+/// process when dropped).
 pub struct RunSetup {
-    /// First, so it drops first: before the temp dir goes.
-    _guard: KillOnDrop,
-    pub s: Setup,
+    pub s: Harness,
     pub state: PathBuf,
-}
-
-/// Kills every recorded app process of a state dir, and anything working in a root.
-pub struct KillOnDrop {
-    pub state: PathBuf,
-    pub root: PathBuf,
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        kill_recorded(&self.state);
-        kill_groups_working_in(&self.root);
-    }
 }
 
 impl RunSetup {
     async fn start(extra: &str) -> RunSetup {
         let extra = extra.to_owned();
-        let s = Setup::start(|dir, repo| {
-            git(repo, &["checkout", "-q", "develop"]);
-            commit(repo, "The app", &[("app.py", APP_PY)]);
-            run_toml(dir, repo, &extra)
-        })
-        .await;
-        let state = s.full.dir.path().join("state");
-        RunSetup {
-            _guard: KillOnDrop {
-                state: state.clone(),
-                root: s.root.clone(),
-            },
-            s,
-            state,
-        }
+        let s = Harness::builder()
+            .config(|dir, repo| {
+                git(repo, &["checkout", "-q", "develop"]);
+                commit(repo, "The app", &[("app.py", APP_PY)]);
+                run_toml(dir, repo, &extra)
+            })
+            .start()
+            .await;
+        let state = s.dir().join("state");
+        RunSetup { s, state }
     }
 
     /// `routes.json`'s entry for `env`: (port, pid, release).
@@ -116,74 +95,14 @@ impl RunSetup {
     }
 
     async fn stop(self) {
-        let RunSetup { _guard, s, .. } = self;
-        s.full.running.stop().await.unwrap();
-        drop(_guard);
+        self.s.stop().await;
     }
 
     async fn post(&self, path: &str) -> Value {
-        let (status, answer) = self.s.client.post(path, &json!({})).await;
+        let (status, answer) = self.s.post(path, &json!({})).await;
         assert_eq!(status, 202, "{answer}");
-        self.s.client.wait(&answer["deploy"]["id"], 60).await
+        self.s.wait(&answer["deploy"]["id"], 60).await
     }
-}
-
-/// Kills the process group of every process recorded in the state dir's store.
-pub fn kill_recorded(state: &Path) {
-    let Ok(store) = stagehand::store::Store::open(&state.join("stagehand.db")) else {
-        return;
-    };
-    for p in store.processes().unwrap_or_default() {
-        if let (Some(pid), Some(ticks)) = (p.pid, p.start_ticks) {
-            stagehand::supervisor::procfs::signal_group(
-                pid,
-                ticks,
-                stagehand::core::app_process::StopSignal::Kill,
-            );
-        }
-    }
-}
-
-/// Belt and braces for a test that failed between a spawn and its record: the process
-/// group of anything whose working directory is inside `root`.
-fn kill_groups_working_in(root: &Path) {
-    use stagehand::supervisor::procfs;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let inside = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| {
-            let text = cwd.to_string_lossy();
-            Path::new(text.trim_end_matches(" (deleted)")).starts_with(root)
-        });
-        if let Some(leader) = procfs::stat(pid).filter(|_| inside).map(|s| s.pgrp)
-            && let Some(stat) = procfs::stat(leader)
-        {
-            procfs::signal_group(
-                leader,
-                stat.start_ticks,
-                stagehand::core::app_process::StopSignal::Kill,
-            );
-        }
-    }
-}
-
-pub fn route_in(state: &Path, env: &str) -> Option<(u16, i32, String)> {
-    let text = std::fs::read_to_string(state.join("routes.json")).ok()?;
-    let routes: Value = serde_json::from_str(&text).ok()?;
-    let route = &routes["apps"]["shop"][env];
-    Some((
-        route["port"].as_u64()? as u16,
-        route["pid"].as_i64()? as i32,
-        route["release"].as_str()?.to_owned(),
-    ))
 }
 
 /// `GET path` on the app's port, as any HTTP client: (status, body), or `None` when
@@ -299,7 +218,7 @@ async fn a_release_that_fails_its_health_check_never_serves_and_the_old_one_keep
     assert_eq!(serves(port), Some(sha1));
     assert_eq!(r.s.live("staging"), Some(release.clone()));
     // The new process is gone, and so is its half-made release.
-    let log = r.s.client.log(&broken["id"]).await;
+    let log = r.s.log(&broken["id"]).await;
     let new_pid: i32 = log
         .split("pid ")
         .nth(1)
@@ -395,19 +314,14 @@ async fn an_app_that_dies_is_restarted_and_the_restart_is_counted() {
             .is_some_and(|(port, new_pid, _)| new_pid != pid && serves(port) == Some(sha.clone()))
     })
     .await;
-    let (status, apps) = r.s.client.get("/api/apps").await;
+    let (status, apps) = r.s.get("/api/apps").await;
     assert_eq!(status, 200);
     let process = &staging(&apps)["process"];
     assert_eq!(process["restarts"], 1, "{apps}");
     assert_eq!(process["state"], "running", "{apps}");
     let log = std::fs::read_to_string(r.state.join("app-logs/shop/staging.log")).unwrap();
     assert!(log.contains("exited on its own"), "{log}");
-    let mut metrics = awc::Client::default()
-        .get(format!("{}/metrics", r.s.client.url))
-        .send()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.body().await.unwrap()).into_owned();
+    let (_, _, text) = r.s.get_with("/metrics", None).await;
     assert!(
         text.contains("stagehand_app_restarts_total{app=\"shop\",environment=\"staging\"} 1\n"),
         "{text}"
@@ -431,9 +345,9 @@ health_check = { path = "/healthz", timeout = "5s" }
     let env = "preview-feature-new-cart";
     let (port, pid, _) = r.route(env).unwrap();
     assert!(serves(port).is_some());
-    let (status, answer) = r.s.client.push(&sample("push-delete-branch.json")).await;
+    let (status, answer) = r.s.push(&sample("push-delete-branch.json")).await;
     assert_eq!(status, 202, "{answer}");
-    let teardown = r.s.client.wait(&answer["deploy"]["id"], 30).await;
+    let teardown = r.s.wait(&answer["deploy"]["id"], 30).await;
     assert_eq!(teardown["status"], "succeeded", "{teardown}");
     assert!(!alive(pid));
     assert_eq!(serves(port), None);
@@ -458,11 +372,6 @@ fn the_systemd_unit_leaves_app_processes_running_when_stagehand_stops() {
     assert_eq!(kill_modes, ["KillMode=process"]);
 }
 
-fn spawn_stagehand(config: &Path) -> (ServerProcess, Client) {
-    let (server, url) = spawn_server(config);
-    (server, Client { url })
-}
-
 async fn live_process(client: &Client) -> Value {
     let (status, apps) = client.get("/api/apps").await;
     assert_eq!(status, 200, "{apps}");
@@ -478,40 +387,24 @@ fn staging(apps: &Value) -> &Value {
         .unwrap()
 }
 
-/// For the tests that run (and SIGKILL) the real binary: `develop` carries the app, the
-/// config listens on a free port (after `edit`), and the guard kills every process the
-/// state dir recorded when the test ends. Returns (repo, app commit, state dir, guard, config).
-fn for_the_real_binary(
-    dir: &Path,
-    edit: impl FnOnce(String) -> String,
-) -> (
-    std::path::PathBuf,
-    String,
-    std::path::PathBuf,
-    KillOnDrop,
-    std::path::PathBuf,
-) {
-    let repo = source_repo(dir);
-    git(&repo, &["checkout", "-q", "develop"]);
-    let sha = commit(&repo, "The app", &[("app.py", APP_PY)]);
-    let state = dir.join("state");
-    let guard = KillOnDrop {
-        state: state.clone(),
-        root: dir.join("srv"),
-    };
-    let config = dir.join("stagehand.toml");
-    let toml =
-        run_toml(dir, &repo, "").replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
-    std::fs::write(&config, edit(toml)).unwrap();
-    (repo, sha, state, guard, config)
+/// For the tests that run (and SIGKILL) the real binary: `develop` carries the app and
+/// the config is `edit`ed; the builder kills every app process when dropped. Returns
+/// (builder, app commit, state dir).
+fn for_the_real_binary(edit: impl FnOnce(String) -> String) -> (Builder, String, PathBuf) {
+    let b = Harness::builder().config(|dir, repo| {
+        git(repo, &["checkout", "-q", "develop"]);
+        edit(run_toml(dir, repo, ""))
+    });
+    let sha = commit(b.repo(), "The app", &[("app.py", APP_PY)]);
+    let state = b.dir().join("state");
+    (b, sha, state)
 }
 
 #[actix_web::test]
 async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_repo, sha, state, _guard, config) = for_the_real_binary(dir.path(), |toml| toml);
+    let (b, sha, state) = for_the_real_binary(|toml| toml);
 
-    let (mut server, client) = spawn_stagehand(&config);
+    let (mut server, client) = b.spawn();
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
     let deploy = client.wait(&answer["deploy"]["id"], 60).await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
@@ -525,7 +418,7 @@ async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
     assert!(alive(pid));
 
     // A new stagehand adopts the very same process.
-    let (mut server, client) = spawn_stagehand(&config);
+    let (mut server, client) = b.spawn();
     let process = live_process(&client).await;
     assert_eq!(process["pid"], pid, "{process}");
     assert_eq!(process["state"], "running", "{process}");
@@ -551,7 +444,7 @@ async fn the_app_outlives_a_sigkilled_stagehand_and_is_adopted_not_restarted() {
         .status()
         .unwrap();
     eventually(5, "the app is gone", || !alive(away_pid)).await;
-    let (_server, client) = spawn_stagehand(&config);
+    let (_server, client) = b.spawn();
     eventually(
         20,
         "the app died while stagehand was away and is back",
@@ -584,7 +477,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
         .as_str()
         .unwrap()
         .to_owned();
-    let url = r.s.client.url.clone();
+    let url = r.s.url.clone();
     let (port, pid, _) = r.route("staging").unwrap();
 
     let out = cli(&url, &["stop", "shop", "staging"]).await;
@@ -595,7 +488,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
     );
     assert!(!alive(pid));
     assert_eq!(serves(port), None);
-    assert_eq!(live_process(&r.s.client).await["state"], "stopped");
+    assert_eq!(live_process(&r.s).await["state"], "stopped");
     assert_eq!(
         r.route("staging"),
         None,
@@ -604,7 +497,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
     // Stopped on purpose: the supervisor leaves it down (a restart would come after 1 s).
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(serves(port), None);
-    assert_eq!(live_process(&r.s.client).await["restarts"], 0);
+    assert_eq!(live_process(&r.s).await["restarts"], 0);
 
     let out = cli(&url, &["start", "shop", "staging", "--follow"]).await;
     assert!(
@@ -612,7 +505,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let process = live_process(&r.s.client).await;
+    let process = live_process(&r.s).await;
     assert_eq!(process["state"], "running", "{process}");
     let port = process["port"].as_u64().unwrap() as u16;
     assert_eq!(serves(port), Some(sha.clone()));
@@ -636,8 +529,7 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
 
     // A restart of an environment without `run` is refused, not queued.
     let (status, answer) =
-        r.s.client
-            .post("/api/apps/shop/environments/production/restart", &json!({}))
+        r.s.post("/api/apps/shop/environments/production/restart", &json!({}))
             .await;
     assert_eq!(status, 409, "{answer}");
     r.stop().await;
@@ -647,23 +539,18 @@ async fn stop_start_restart_and_the_app_log_from_the_command_line() {
 async fn following_the_app_log_shows_new_output_as_it_is_written() {
     let r = RunSetup::start("").await;
     assert_eq!(r.s.push_and_wait("develop").await["status"], "succeeded");
-    let url = format!(
-        "{}/api/apps/shop/environments/staging/app-log?follow=1",
-        r.s.client.url
-    );
-    let mut resp = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
-        .get(&url)
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    let mut resp =
+        r.s.get_request(
+            "/api/apps/shop/environments/staging/app-log?follow=1",
+            Duration::from_secs(30),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     // A restart writes new lines into the log while we follow it.
     let (status, _) =
-        r.s.client
-            .post("/api/apps/shop/environments/staging/restart", &json!({}))
+        r.s.post("/api/apps/shop/environments/staging/restart", &json!({}))
             .await;
     assert_eq!(status, 202);
     let mut seen = String::new();
@@ -680,25 +567,20 @@ async fn following_the_app_log_shows_new_output_as_it_is_written() {
 
 #[actix_web::test]
 async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
-    use stagehand::core::signature::hex_mac;
     let r = RunSetup::start("").await;
     let sha = r.s.push_and_wait("develop").await["commit"]
         .as_str()
         .unwrap()
         .to_owned();
-    let session = format!(
-        "stagehand_session={}",
-        hex_mac(TOKEN.as_bytes(), b"stagehand-session-v1")
-    );
-    let csrf = hex_mac(TOKEN.as_bytes(), b"stagehand-csrf-v1");
-    let client = awc::Client::builder().disable_redirects().finish();
-    let mut page = client
-        .get(format!("{}/", r.s.client.url))
-        .insert_header(("Cookie", session.clone()))
-        .send()
-        .await
-        .unwrap();
-    let html = String::from_utf8_lossy(&page.body().await.unwrap()).into_owned();
+    let page = dashboard_request(
+        "GET",
+        &format!("{}/", r.s.url),
+        Some(&session_value()),
+        &[],
+        None,
+    )
+    .await;
+    let html = page.text;
     assert!(html.contains(r#"data-process-state="running""#), "{html}");
     assert!(
         html.contains(&format!("running :{}", r.port("staging"))),
@@ -715,26 +597,18 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
     );
 
     let before = r.pid("staging");
-    let answer = client
-        .post(format!(
-            "{}/environments/shop/staging/restart",
-            r.s.client.url
-        ))
-        .insert_header(("Cookie", session))
-        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-        .send_body(format!("csrf={csrf}"))
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 303);
-    let location = answer
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let answer = dashboard_request(
+        "POST",
+        &format!("{}/environments/shop/staging/restart", r.s.url),
+        Some(&session_value()),
+        &[],
+        Some(&format!("csrf={}", csrf_value())),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    let location = answer.header("location");
     let id = location.strip_prefix("/deploys/").unwrap().to_owned();
-    let restart = r.s.client.wait(&json!(id), 60).await;
+    let restart = r.s.wait(&json!(id), 60).await;
     assert_eq!(restart["status"], "succeeded", "{restart}");
     assert_ne!(r.pid("staging"), before);
     assert_eq!(serves(r.port("staging")), Some(sha));
@@ -745,14 +619,13 @@ async fn the_dashboard_shows_the_process_and_its_restart_button_restarts_it() {
 /// the app process working in that same (now live) release must survive it.
 #[actix_web::test]
 async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_adopted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, sha1, state, _guard, config) = for_the_real_binary(dir.path(), |toml| {
+    let (b, sha1, state) = for_the_real_binary(|toml| {
         toml.replace(
             r#"after_release = ["test ! -f FAIL_AFTER"]"#,
             r#"after_release = ["if [ -f SLOW_AFTER ]; then touch ../../after-started; sleep 30; fi"]"#,
         )
     });
-    let (mut server, client) = spawn_stagehand(&config);
+    let (mut server, client) = b.spawn();
     let (_, answer) = client.push(&push_body("refs/heads/develop", &sha1)).await;
     assert_eq!(
         client.wait(&answer["deploy"]["id"], 60).await["status"],
@@ -760,9 +633,9 @@ async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_
     );
     let (_, old_pid, _) = route_in(&state, "staging").unwrap();
 
-    let sha2 = commit(&repo, "Slow after_release", &[("SLOW_AFTER", "")]);
+    let sha2 = commit(b.repo(), "Slow after_release", &[("SLOW_AFTER", "")]);
     client.push(&push_body("refs/heads/develop", &sha2)).await;
-    let marker = dir.path().join("srv/staging/after-started");
+    let marker = b.dir().join("srv/staging/after-started");
     eventually(60, "after_release started", || marker.exists()).await;
     // Switched: the new process is live, the old one not yet retired.
     let (port, new_pid, _) = route_in(&state, "staging").unwrap();
@@ -770,7 +643,7 @@ async fn a_sigkill_during_after_release_leaves_the_new_live_process_serving_and_
     let _ = server.0.kill();
     let _ = server.0.wait();
 
-    let (_server, client) = spawn_stagehand(&config);
+    let (_server, client) = b.spawn();
     let process = live_process(&client).await;
     assert_eq!(process["pid"], new_pid, "{process}");
     assert_eq!(process["restarts"], 0, "{process}");

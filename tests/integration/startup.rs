@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
 
 /// Runs a server that is expected to refuse to start: its exit code and stderr. Fails
 /// (instead of hanging) if it is still running after a generous wait.
@@ -37,33 +37,20 @@ fn refused_start(config: &Path) -> (i32, String) {
     (status.code().unwrap_or(-1), stderr)
 }
 
-fn write_config(dir: &Path, repo: &Path, rest: &str) -> std::path::PathBuf {
-    let config = dir.join("stagehand.toml");
-    std::fs::write(
-        &config,
-        shop_toml_with(dir, repo, r#"listen = "127.0.0.1:0""#, rest),
-    )
-    .unwrap();
-    config
-}
-
 #[actix_web::test]
 async fn a_second_server_on_the_same_state_dir_exits_and_touches_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    // The build waits for the test's go-ahead, so it is running while the second
-    // server starts.
-    let config = write_config(
-        dir.path(),
-        &repo,
+    let b = Harness::builder().app(
         r#"build = ["echo started; while [ ! -f \"$STAGEHAND_SHARED_DIR/go\" ]; do sleep 0.05; done"]
 shared = ["storage/"]
 [apps.shop.environments.staging]
 branch = "develop"
 "#,
     );
-    let (first, url) = spawn_server(&config);
-    let client = Client { url };
+    let repo = b.repo().to_owned();
+    // The build waits for the test's go-ahead, so it is running while the second
+    // server starts.
+    let config = b.write_config();
+    let (first, client) = spawn_server(&config);
     let sha = git(&repo, &["rev-parse", "develop"]);
     let (status, answer) = client.push(&push_body("refs/heads/develop", &sha)).await;
     assert_eq!(status, 202, "{answer}");
@@ -94,7 +81,7 @@ branch = "develop"
     let (_, still) = client.get(&path).await;
     assert_eq!(still["status"], "running", "{still}");
     let release = still["release"].as_str().unwrap().to_owned();
-    let staging = dir.path().join("srv/staging");
+    let staging = b.dir().join("srv/staging");
     assert!(staging.join("releases").join(&release).is_dir());
     std::fs::write(staging.join("shared/go"), "").unwrap();
     let done = client.wait(&id, 60).await;
@@ -106,21 +93,16 @@ branch = "develop"
     drop(first);
 
     // The lock died with its holder (SIGKILL): a new server starts.
-    let (_again, url) = spawn_server(&config);
-    let (status, _) = Client { url }.get("/api/apps").await;
+    let (_again, client) = spawn_server(&config);
+    let (status, _) = client.get("/api/apps").await;
     assert_eq!(status, 200);
 }
 
 #[test]
 fn a_damaged_database_is_refused_with_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = source_repo(dir.path());
-    let config = write_config(
-        dir.path(),
-        &repo,
-        "[apps.shop.environments.staging]\nbranch = \"develop\"\n",
-    );
-    let db = dir.path().join("state/stagehand.db");
+    let b = Harness::builder().app("[apps.shop.environments.staging]\nbranch = \"develop\"\n");
+    let config = b.write_config();
+    let db = b.dir().join("state/stagehand.db");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     std::fs::write(&db, vec![0x5A; 64 * 1024]).unwrap();
     let (code, stderr) = refused_start(&config);
