@@ -105,19 +105,6 @@ pub(super) static COMMIT_TRIGGERS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// What [`Store::release_deploy`] looks among: the deploys of a commit except
-/// reconciliation's. Kept as the hand-written list had it (`push, manual, promote`),
-/// which predates reconciliation: whether a release reconciliation built should be
-/// found there too is an open question, not decided by moving the list.
-static RELEASE_BUILDING_TRIGGERS: LazyLock<String> = LazyLock::new(|| {
-    sql_list(
-        Trigger::ALL
-            .iter()
-            .copied()
-            .filter(|t| t.deploys_a_commit() && *t != Trigger::Reconcile),
-    )
-});
-
 impl Store {
     /// A deploy not tied to a delivery (manual, rollback, promote, sync).
     pub fn create_deploy(
@@ -176,7 +163,7 @@ impl Store {
     }
 
     /// The deploy that built `release` of an environment: the newest deploy of a
-    /// commit (push, manual, promote) that recorded it, whatever its outcome.
+    /// commit (push, manual, promote, reconcile) that recorded it, whatever its outcome.
     pub fn release_deploy(
         &self,
         app: &AppName,
@@ -190,7 +177,7 @@ impl Store {
                 "WHERE app = ?1 AND environment = ?2 AND release = ?3
                    AND trigger IN ({})
                  ORDER BY id DESC LIMIT 1",
-                *RELEASE_BUILDING_TRIGGERS
+                *COMMIT_TRIGGERS
             ),
             params![app.as_str(), environment.as_str(), release],
         )?;
@@ -532,10 +519,31 @@ mod tests {
             .map(|t| t.to_string())
             .collect();
         assert_eq!(names(&COMMIT_TRIGGERS), commit);
-        assert_eq!(
-            names(&RELEASE_BUILDING_TRIGGERS),
-            BTreeSet::from(["push", "manual", "promote"].map(String::from))
+        assert!(names(&COMMIT_TRIGGERS).contains("reconcile"));
+    }
+
+    /// A release built by reconciliation (a push whose delivery was lost) has its deploy:
+    /// the overview's live deploy, the releases list's status and the rollback guard
+    /// find it (the hand-written list left `reconcile` out).
+    #[test]
+    fn a_release_reconciliation_built_has_its_deploy() {
+        let (_dir, store) = store();
+        let app = AppName::parse("shop").unwrap();
+        let env = EnvironmentName::parse("staging").unwrap();
+        let new = NewDeploy::queued(
+            Target::Fixed(env.clone()),
+            Trigger::Reconcile,
+            "refs/heads/develop".into(),
         );
+        let deploy = store.create_deploy(&app, new, UnixMillis(1)).unwrap();
+        store
+            .set_release(deploy.id, "20261202T120000Z", Some(&"a".repeat(40)))
+            .unwrap();
+        let found = store
+            .release_deploy(&app, &env, "20261202T120000Z")
+            .unwrap()
+            .expect("the reconcile deploy that built the release");
+        assert_eq!(found.id, deploy.id);
     }
 
     /// No trigger name is written into the store's SQL by hand: lists come from the
