@@ -10,6 +10,7 @@
 //! - After a switch, [`Supervisor::drain`] waits (reading the front doors' reports,
 //!   `front_door::in_flight`) until nothing is in flight to the old process, at most
 //!   its `drain_timeout`, before the deploy stops it.
+//! - `drain.rs` holds that wait; `watch.rs` adoption at start-up and restarts.
 //! - Every process is recorded in the store (`store/app_processes.rs`) before anyone can
 //!   route to it, so a restarted stagehand finds it again ([`Supervisor::recover`]).
 //! - Decisions (backoff, states, what to do at start-up) are in `core::app_process`.
@@ -20,10 +21,14 @@
 //! checking that its pid still has the recorded start time.
 
 pub mod app_log;
+mod drain;
 mod ports;
 pub mod procfs;
 pub mod routes;
 mod spawn;
+mod watch;
+
+pub use drain::Drained;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -347,72 +352,6 @@ impl Supervisor {
         .await
     }
 
-    /// The drain, after a switch away from `record`: waits until every front door has
-    /// taken the new route and has no requests in flight to `record`'s port
-    /// (`front_door::in_flight`), or until the environment's `drain_timeout` since
-    /// `switched_at`. Without a front door configured (`[server] front_door` unset:
-    /// nothing, or something else, reads `routes.json`), a fixed short grace. With one
-    /// configured but none reporting (down, restarting, or unable to write its report),
-    /// the whole `drain_timeout`: nothing says the old process is idle. `progress` gets
-    /// a line when the wait starts to be for something.
-    pub async fn drain(
-        &self,
-        record: &ProcessRecord,
-        switched_at: Instant,
-        progress: &(dyn Fn(&str) + Send + Sync),
-    ) -> Drained {
-        let limit = self
-            .configured(&record.app, &record.base_environment)
-            .map_or(Duration::from_secs(30), |(_, _, run)| run.drain_timeout);
-        let config = self.inner.config.get();
-        let front_door = config.server.front_door.is_some();
-        let state_dir = config.server.state_dir.clone();
-        drop(config);
-        let port = record.port;
-        let mut told = false;
-        loop {
-            let dir = state_dir.clone();
-            let reports = tokio::task::spawn_blocking(move || {
-                in_flight::read_fresh(&dir, std::time::SystemTime::now())
-            })
-            .await
-            .unwrap_or_default();
-            let state = in_flight::drain_state(&reports, port);
-            let waited = switched_at.elapsed();
-            match state {
-                DrainState::Drained => return Drained::Idle(waited),
-                DrainState::NoFrontDoor if !front_door => {
-                    if waited < GRACE_WITHOUT_FRONT_DOOR {
-                        tokio::time::sleep(GRACE_WITHOUT_FRONT_DOOR - waited).await;
-                    }
-                    return Drained::Grace;
-                }
-                _ => {}
-            }
-            let requests = match state {
-                DrainState::Waiting { requests, .. } => Some(requests),
-                _ => None,
-            };
-            if waited >= limit {
-                return Drained::Limit { limit, requests };
-            }
-            if !told && requests != Some(0) {
-                told = true;
-                progress(&match requests {
-                    Some(n) => format!(
-                        "{n} request(s) in flight to port {port}: waiting for them to finish (drain_timeout {})",
-                        seconds(limit)
-                    ),
-                    None => format!(
-                        "no front door reports its requests (is `stagehand front-door` running?): waiting drain_timeout {}",
-                        seconds(limit)
-                    ),
-                });
-            }
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
-    }
-
     /// `stagehand stop`: stops the environment's live process and keeps it stopped
     /// (not restarted) until `start` or the next deploy. Returns whether one was running.
     pub async fn stop_live(
@@ -499,201 +438,6 @@ impl Supervisor {
         wait_gone(pid, ticks, Duration::from_secs(5));
     }
 
-    /// At start-up: adopts the live processes an earlier stagehand left running,
-    /// schedules restarts of those that died meanwhile, stops what interrupted
-    /// operations left (candidates, retiring ones). Never stops a live process.
-    pub async fn recover(&self) -> Result<(), SupervisorError> {
-        let this = self.clone();
-        blocking(move || {
-            for record in this.inner.store.processes()? {
-                let alive = match (record.pid, record.start_ticks) {
-                    (Some(pid), Some(ticks)) => liveness(ticks, procfs::stat(pid)),
-                    _ => Liveness::Gone,
-                };
-                let runs = this
-                    .configured(&record.app, &record.base_environment)
-                    .is_some();
-                let log = this.app_log(&record.app, &record.environment);
-                match at_start(record.role, record.state, alive, runs) {
-                    AtStart::Adopt => {
-                        tracing::info!(app = %record.app, environment = %record.environment, pid = ?record.pid, "adopted a running app process");
-                        app_log::note(
-                            &log,
-                            &format!("adopted pid {} after a restart of stagehand", record.pid.unwrap_or(0)),
-                        );
-                    }
-                    AtStart::Restart => {
-                        tracing::warn!(app = %record.app, environment = %record.environment, "an app process died while stagehand was away: restarting it");
-                        app_log::note(&log, "the process died while stagehand was away");
-                        this.inner
-                            .store
-                            .clear_process_pid(record.id, ProcessState::Restarting)?;
-                    }
-                    AtStart::StopAndForget => {
-                        this.stop_blocking(&record, "an interrupted operation left");
-                        this.inner.store.delete_process(record.id)?;
-                    }
-                    AtStart::Forget => this.inner.store.delete_process(record.id)?,
-                    AtStart::Keep => {}
-                }
-            }
-            this.write_routes();
-            Ok(())
-        })
-        .await
-    }
-
-    /// Watches the live processes until `shutdown` turns true: one that exited on its
-    /// own is restarted after its backoff; app logs are rotated. Adopted processes are
-    /// not our children, so exits are seen by polling `/proc` (pid + start time) for
-    /// all. A stopping stagehand stops watching but leaves every process running.
-    pub async fn watch(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut round: u64 = 0;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(WATCH_EVERY) => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-            round += 1;
-            let this = self.clone();
-            let rotate = round.is_multiple_of(ROTATE_EVERY_ROUNDS);
-            let result = tokio::task::spawn_blocking(move || this.watch_once(rotate)).await;
-            match result {
-                Ok(Err(e)) => tracing::warn!(error = %e, "supervising app processes"),
-                Err(e) => tracing::error!(error = %e, "the supervisor's round panicked"),
-                Ok(Ok(())) => {}
-            }
-        }
-    }
-
-    fn watch_once(&self, rotate: bool) -> Result<(), SupervisorError> {
-        let store = &self.inner.store;
-        let now = Instant::now();
-        for record in store.processes()? {
-            let log = self.app_log(&record.app, &record.environment);
-            if rotate {
-                let _ = app_log::rotate_if_big(&log, app_log::MAX_BYTES);
-            }
-            if record.role != Role::Live || !record.state.wants_running() {
-                continue;
-            }
-            match (record.pid, record.start_ticks) {
-                (Some(pid), Some(ticks)) => {
-                    if procfs::is_same(pid, ticks) || !store.mark_exited(record.id, pid)? {
-                        continue;
-                    }
-                    let uptime = record
-                        .started_at
-                        .map(
-                            |s| Duration::from_millis(((self.inner.clock)().0 - s.0).max(0) as u64),
-                        )
-                        .unwrap_or_default();
-                    let mut backoff = self.backoff();
-                    let before = backoff.get(&record.id).map(|b| b.0).unwrap_or(0);
-                    let in_a_row = if uptime >= crate::core::app_process::BACKOFF_RESET_AFTER {
-                        0
-                    } else {
-                        before
-                    };
-                    let delay = restart_delay(in_a_row);
-                    backoff.insert(record.id, (restarts_in_a_row(before, uptime), now + delay));
-                    drop(backoff);
-                    app_log::note(
-                        &log,
-                        &format!(
-                            "pid {pid} exited on its own after {}s; restarting in {}s",
-                            uptime.as_secs(),
-                            delay.as_secs()
-                        ),
-                    );
-                    tracing::warn!(app = %record.app, environment = %record.environment, pid, "app process exited; restarting");
-                }
-                _ => {
-                    let due = self.backoff().get(&record.id).map(|b| b.1);
-                    if due.is_some_and(|due| due > now) {
-                        continue;
-                    }
-                    self.restart_blocking(&record)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn backoff(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (u32, Instant)>> {
-        self.inner.backoff.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts a live record's release again, on its old port when that is free (the
-    /// route stays), else on a new one (the route follows).
-    fn restart_blocking(&self, record: &ProcessRecord) -> Result<(), SupervisorError> {
-        let port = if ports::is_free(record.port) {
-            Some(record.port)
-        } else {
-            let taken = self.taken_ports()?;
-            ports::pick_free(
-                self.inner.config.get().server.ports,
-                (self.inner.clock)().0 as u32,
-                &taken,
-            )
-        };
-        let spawned = port.ok_or(SupervisorError::NoPort {
-            first: self.inner.config.get().server.ports.first,
-            last: self.inner.config.get().server.ports.last,
-        });
-        let spawned = spawned.and_then(|port| {
-            self.spawn_blocking(
-                &record.app,
-                &record.environment,
-                &record.base_environment,
-                &record.release,
-                port,
-            )
-            .map(|s| (s, port))
-        });
-        let (spawned, port) = match spawned {
-            Ok(ok) => ok,
-            Err(e) => {
-                let log = self.app_log(&record.app, &record.environment);
-                let mut backoff = self.backoff();
-                let before = backoff.get(&record.id).map(|b| b.0).unwrap_or(0);
-                let delay = restart_delay(before);
-                backoff.insert(
-                    record.id,
-                    (before.saturating_add(1), Instant::now() + delay),
-                );
-                app_log::note(
-                    &log,
-                    &format!("cannot start: {e}; trying again in {}s", delay.as_secs()),
-                );
-                self.inner
-                    .store
-                    .set_process_state(record.id, ProcessState::Crashed)?;
-                return Ok(());
-            }
-        };
-        let again = Respawned {
-            pid: spawned.pid,
-            start_ticks: spawned.start_ticks,
-            port,
-            restarts: record.restarts.saturating_add(1),
-            at: (self.inner.clock)(),
-        };
-        if self.inner.store.replace_process(record.id, None, &again)? {
-            self.inner
-                .metrics
-                .app_restart(record.app.as_str(), record.base_environment.as_str());
-            self.write_routes();
-        } else {
-            // The record changed meanwhile (stopped, switched away from): not wanted.
-            procfs::signal_group(spawned.pid, spawned.start_ticks, StopSignal::Kill);
-        }
-        Ok(())
-    }
-
     pub async fn live(
         &self,
         app: &AppName,
@@ -739,58 +483,6 @@ impl Supervisor {
 
     pub fn now(&self) -> UnixMillis {
         (self.inner.clock)()
-    }
-}
-
-/// How a drain ended, for the deploy log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drained {
-    /// Nothing in flight any more, this long after the switch.
-    Idle(Duration),
-    /// No front door configured: the fixed grace passed.
-    Grace,
-    /// `drain_timeout` passed with requests still in flight (`None`: no front door
-    /// reported at all).
-    Limit {
-        limit: Duration,
-        requests: Option<usize>,
-    },
-}
-
-fn seconds(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
-}
-
-impl std::fmt::Display for Drained {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Drained::Idle(after) => write!(
-                f,
-                "drained: nothing in flight to it {} after the switch",
-                seconds(*after)
-            ),
-            Drained::Grace => write!(
-                f,
-                "no front door configured: stopping {} after the switch",
-                seconds(GRACE_WITHOUT_FRONT_DOOR)
-            ),
-            Drained::Limit {
-                limit,
-                requests: Some(n),
-            } => write!(
-                f,
-                "drain_timeout {} passed with {n} request(s) still in flight: they are cut",
-                seconds(*limit)
-            ),
-            Drained::Limit {
-                limit,
-                requests: None,
-            } => write!(
-                f,
-                "drain_timeout {} passed without a report from any front door",
-                seconds(*limit)
-            ),
-        }
     }
 }
 
