@@ -25,7 +25,7 @@
 //!   [`demo`], [`stdout`] (output that ends quietly on a closed pipe).
 #![forbid(unsafe_code)]
 
-pub mod api_types;
+pub(crate) mod api_types;
 pub mod app_cli;
 pub mod cli;
 pub mod client;
@@ -40,14 +40,14 @@ pub mod init;
 pub mod intake;
 pub mod logs;
 pub mod metrics;
-pub mod ops;
+pub(crate) mod ops;
 pub mod pipeline;
 pub mod reload;
-pub mod report;
-pub mod report_comment;
-pub mod report_status;
+pub(crate) mod report;
+pub(crate) mod report_comment;
+pub(crate) mod report_status;
 pub mod server;
-pub mod state_lock;
+pub(crate) mod state_lock;
 pub mod stdout;
 pub mod store;
 pub mod supervisor;

@@ -1,5 +1,9 @@
 //! The `stagehand` binary: parses the command line and hands off to the library.
 //! Errors end here, printed with their chain.
+//!
+//! One concept: the command line, every command's arguments (clap) and the one arm per
+//! command that hands it to the library; over 600 lines because there are 22 commands
+//! (and `hook send`).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -11,12 +11,12 @@
 //! its requests in flight per app port (`in_flight.rs`), so that a process switched
 //! away from is stopped only once the requests it is answering are done.
 
-pub mod address;
-pub mod in_flight;
-pub mod proxy;
-pub mod static_files;
+pub(crate) mod address;
+pub(crate) mod in_flight;
+pub(crate) mod proxy;
+pub(crate) mod static_files;
 pub mod table;
-pub mod websocket;
+pub(crate) mod websocket;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};

@@ -52,8 +52,9 @@ pub enum Credential {
 }
 
 /// Proof that the request carried the API token or the session cookie (and, for a
-/// write by cookie, the CSRF token).
-pub struct Authorized(pub Credential);
+/// write by cookie, the CSRF token). Handlers take it as proof only: none needs to
+/// know which credential it was, the CSRF rule having used that already.
+pub struct Authorized;
 
 impl FromRequest for Authorized {
     type Error = HttpError;
@@ -79,7 +80,7 @@ fn authorize(req: &HttpRequest) -> Result<Authorized, HttpError> {
             )));
         }
     }
-    Ok(Authorized(credential))
+    Ok(Authorized)
 }
 
 /// The server's own state: its absence is the server's fault, not the client's.

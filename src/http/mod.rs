@@ -19,16 +19,16 @@
 //!
 //! ¹ Writes authenticated by the cookie also need the CSRF token (see [`auth`]).
 
-pub mod api;
-pub mod auth;
-pub mod cancel;
-pub mod dashboard;
-pub mod error;
-pub mod hooks;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod cancel;
+pub(crate) mod dashboard;
+pub(crate) mod error;
+pub(crate) mod hooks;
 pub mod intake_limits;
-pub mod lifecycle;
-pub mod processes;
-pub mod stream;
+pub(crate) mod lifecycle;
+pub(crate) mod processes;
+pub(crate) mod stream;
 
 use std::net::TcpListener;
 use std::sync::Arc;

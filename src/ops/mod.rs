@@ -20,10 +20,10 @@
 //! files, `releases/`) inside a store call: it reads the store, lets the permit go,
 //! reads the files on the blocking pool, and comes back to the store if it must.
 
-pub mod deploys;
-pub mod lifecycle;
-pub mod overview;
-pub mod releases;
+pub(crate) mod deploys;
+pub(crate) mod lifecycle;
+pub(crate) mod overview;
+pub(crate) mod releases;
 
 use crate::config::{AppConfig, Config};
 use crate::core::deploy::Deploy;

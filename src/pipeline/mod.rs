@@ -4,19 +4,19 @@
 //! missed deliveries would have.
 
 pub mod checkout;
-pub mod checks_gate;
-pub mod commands;
-pub mod deploy;
-pub mod expiry;
-pub mod final_status;
+pub(crate) mod checks_gate;
+pub(crate) mod commands;
+pub(crate) mod deploy;
+pub(crate) mod expiry;
+pub(crate) mod final_status;
 pub mod git;
-pub mod health;
-pub mod layout;
-pub mod leftovers;
+pub(crate) mod health;
+pub(crate) mod layout;
+pub(crate) mod leftovers;
 pub mod partial;
-pub mod preflight;
-pub mod reaper;
-pub mod reconcile;
-pub mod releases;
-pub mod runner;
-pub mod sync;
+pub(crate) mod preflight;
+pub(crate) mod reaper;
+pub(crate) mod reconcile;
+pub(crate) mod releases;
+pub(crate) mod runner;
+pub(crate) mod sync;

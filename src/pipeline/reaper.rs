@@ -126,8 +126,9 @@ pub fn sweep(releases: &Path) -> io::Result<usize> {
     Ok(added)
 }
 
-/// Whether `path` is queued or being deleted (for tests and diagnostics).
-pub fn is_pending(path: &Path) -> bool {
+/// Whether `path` is queued or being deleted.
+#[cfg(test)]
+fn is_pending(path: &Path) -> bool {
     let queue = QUEUE.0.lock().unwrap_or_else(|p| p.into_inner());
     queue.known.contains(path)
 }

@@ -61,7 +61,7 @@ pub fn list_in(releases: &Path) -> io::Result<Vec<String>> {
 
 /// Removes `releases/<release>` so that it is never seen half-removed: one rename(2)
 /// takes it out of the listing, then its files go. A crash in between leaves a
-/// `.removing-…` directory, which [`remove_leftovers`] deletes later; never a listed
+/// `.removing-…` directory, which the reaper's [`sweep`](super::reaper::sweep) queues for deletion; never a listed
 /// release with files missing (deleting thousands of files takes long enough to be
 /// killed in).
 pub fn remove_release(env: &EnvironmentDir, release: &str) -> io::Result<()> {
@@ -98,28 +98,6 @@ pub fn retire_release(env: &EnvironmentDir, release: &str) -> io::Result<()> {
         };
     }
     Ok(())
-}
-
-/// Deletes what a crash left of releases being removed. Returns how many there were.
-pub fn remove_leftovers(env: &EnvironmentDir) -> io::Result<usize> {
-    let dir = match fs::read_dir(env.releases()) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    for entry in dir {
-        let entry = entry?;
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(REMOVING_PREFIX))
-        {
-            remove_tree(&entry.path())?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }
 
 /// Removes a directory tree, first giving the owner write access to every directory in
@@ -325,13 +303,11 @@ mod tests {
         remove_release(&env, gone).unwrap();
         assert_eq!(list(&env).unwrap(), [kept]);
         remove_release(&env, gone).unwrap();
-        // What a crash between the rename and the deletion leaves: not listed, and
-        // deleted by the next look for leftovers.
+        // What a crash between the rename and the deletion leaves: not listed (the
+        // reaper's sweep deletes it: reaper.rs's tests).
         let crashed = env.releases().join(format!("{REMOVING_PREFIX}{kept}"));
         fs::rename(env.releases().join(kept), &crashed).unwrap();
         assert!(list(&env).unwrap().is_empty());
-        assert_eq!(remove_leftovers(&env).unwrap(), 1);
-        assert_eq!(fs::read_dir(env.releases()).unwrap().count(), 0);
     }
 
     #[test]

@@ -20,11 +20,11 @@
 //! leftover candidate or retiring process is stopped. A process is signalled only after
 //! checking that its pid still has the recorded start time.
 
-pub mod app_log;
+pub(crate) mod app_log;
 mod drain;
 mod ports;
 pub mod procfs;
-pub mod routes;
+pub(crate) mod routes;
 mod spawn;
 mod watch;
 

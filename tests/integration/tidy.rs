@@ -86,3 +86,28 @@ fn only_the_store_has_sql() {
     }
     assert!(found.is_empty(), "SQL outside store/: {found:?}");
 }
+
+/// Issue 10: a source file over 600 lines does several jobs, unless it is one concept
+/// and says so. Such a file's module doc (its first `//!` lines) carries "One concept:"
+/// and names it; anything else is split (unit tests can live in a sibling `tests.rs`).
+#[test]
+fn big_files_are_one_concept() {
+    const LIMIT: usize = 600;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offenders = Vec::new();
+    for path in rust_files(&src) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines = text.lines().count();
+        let declared = text
+            .lines()
+            .take_while(|l| l.starts_with("//!") || l.trim().is_empty())
+            .any(|l| l.contains("One concept:"));
+        if lines > LIMIT && !declared {
+            offenders.push(format!("{} ({lines} lines)", path.display()));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "over {LIMIT} lines without \"One concept:\" in the module doc: {offenders:#?}"
+    );
+}

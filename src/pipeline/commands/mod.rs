@@ -69,7 +69,8 @@ mod group;
 mod output;
 
 use group::{GroupGuard, cancelled, outcome_of, signal_name, sleep_for, terminate};
-pub use output::{MAX_LINE, PARTIAL_LINE_IDLE};
+#[cfg(test)]
+use output::MAX_LINE;
 
 /// How long the pipes are still read after the shell has exited and its group
 /// has been killed. Only a process that escaped the group with `setsid` can
@@ -130,6 +131,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    #[cfg(test)]
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Succeeded)
     }
