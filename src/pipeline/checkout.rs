@@ -118,30 +118,30 @@ pub enum CheckoutError {
 
 // Git's tree entry modes, as normalized by libgit2's `TreeEntry::filemode()` (which maps
 // historical variants such as 0o100664 to 0o100644).
-const MODE_TREE: i32 = 0o040000;
-const MODE_BLOB: i32 = 0o100644;
-const MODE_BLOB_EXECUTABLE: i32 = 0o100755;
-const MODE_LINK: i32 = 0o120000;
-const MODE_COMMIT: i32 = 0o160000;
+pub(super) const MODE_TREE: i32 = 0o040000;
+pub(super) const MODE_BLOB: i32 = 0o100644;
+pub(super) const MODE_BLOB_EXECUTABLE: i32 = 0o100755;
+pub(super) const MODE_LINK: i32 = 0o120000;
+pub(super) const MODE_COMMIT: i32 = 0o160000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     File,
     Executable,
     Symlink,
 }
 
-struct Job {
-    path: PathBuf,
-    oid: Oid,
-    kind: Kind,
+pub(super) struct Job {
+    pub(super) path: PathBuf,
+    pub(super) oid: Oid,
+    pub(super) kind: Kind,
 }
 
 #[derive(Default)]
-struct Counts {
-    files: usize,
-    symlinks: usize,
-    bytes: u64,
+pub(super) struct Counts {
+    pub(super) files: usize,
+    pub(super) symlinks: usize,
+    pub(super) bytes: u64,
 }
 
 /// Writes `commit`'s tree from the repository at `repo` into `dest`.
@@ -177,7 +177,11 @@ pub fn write_tree(
     result
 }
 
-fn resolve_tree(repo: &Repository, path: &Path, commit: &str) -> Result<Oid, CheckoutError> {
+pub(super) fn resolve_tree(
+    repo: &Repository,
+    path: &Path,
+    commit: &str,
+) -> Result<Oid, CheckoutError> {
     let not_found = |source| CheckoutError::Commit {
         commit: commit.to_string(),
         path: path.to_path_buf(),
@@ -204,7 +208,7 @@ fn write_into(
     threads: usize,
 ) -> Result<CheckoutStats, CheckoutError> {
     let mut stats = CheckoutStats::default();
-    let jobs = plan(repo, tree_id, dest, &mut stats)?;
+    let jobs = plan(repo, tree_id, dest, dest, &mut stats)?;
     let counts = write_blobs(repo, &jobs, threads)?;
     stats.files = counts.files;
     stats.symlinks = counts.symlinks;
@@ -212,11 +216,14 @@ fn write_into(
     Ok(stats)
 }
 
-/// Walks the tree, creates all directories, and returns the blobs still to be written.
-fn plan(
+/// Walks the tree into the existing, empty directory `dest`, creates all directories
+/// below it, and returns the blobs still to be written. `root` is the release directory
+/// submodule paths are reported relative to (`dest` itself or one of its ancestors).
+pub(super) fn plan(
     repo: &Repository,
     tree_id: Oid,
     dest: &Path,
+    root: &Path,
     stats: &mut CheckoutStats,
 ) -> Result<Vec<Job>, CheckoutError> {
     let mut jobs = Vec::new();
@@ -256,7 +263,7 @@ fn plan(
                     kind: Kind::Symlink,
                 }),
                 MODE_COMMIT => {
-                    let relative = path.strip_prefix(dest).unwrap_or(&path);
+                    let relative = path.strip_prefix(root).unwrap_or(&path);
                     stats
                         .submodules_skipped
                         .push(relative.to_string_lossy().into_owned());
@@ -273,7 +280,7 @@ fn plan(
     Ok(jobs)
 }
 
-fn check_name(name: &[u8]) -> Result<(), CheckoutError> {
+pub(super) fn check_name(name: &[u8]) -> Result<(), CheckoutError> {
     // `.git` too, as git itself refuses it: a tree must not plant a repository (and
     // its hooks) inside a release.
     if name.is_empty()
@@ -290,7 +297,7 @@ fn check_name(name: &[u8]) -> Result<(), CheckoutError> {
     Ok(())
 }
 
-fn create_dir(path: &Path) -> Result<(), CheckoutError> {
+pub(super) fn create_dir(path: &Path) -> Result<(), CheckoutError> {
     let io = |source| CheckoutError::Io {
         path: path.to_path_buf(),
         source,
@@ -302,7 +309,11 @@ fn create_dir(path: &Path) -> Result<(), CheckoutError> {
     fs::set_permissions(path, Permissions::from_mode(0o755)).map_err(io)
 }
 
-fn write_blobs(repo: &Repository, jobs: &[Job], threads: usize) -> Result<Counts, CheckoutError> {
+pub(super) fn write_blobs(
+    repo: &Repository,
+    jobs: &[Job],
+    threads: usize,
+) -> Result<Counts, CheckoutError> {
     let threads = threads.min(jobs.len()).max(1);
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);

@@ -31,14 +31,13 @@ use crate::reload::LiveConfig;
 use crate::report::{ReportEvent, Reporter};
 use crate::store::{Store, StoreError};
 
-use super::checkout;
 use super::commands::{self, CommandSpec, Outcome, Stream};
 use super::final_status::store_final_status;
 use super::git::{Mirror, Remote};
 use super::health;
 use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
-use super::{partial, reaper, releases, sync};
+use super::{partial, reaper, recycle, releases, sync};
 use crate::supervisor::Supervisor;
 
 mod blue_green;
@@ -586,15 +585,19 @@ impl Run<'_> {
             commit.to_owned(),
             self.ctx.checkout_threads,
         );
-        let stats = blocking(move || {
+        let written = blocking(move || {
             let _writing = reaper::busy();
-            let stats = checkout::write_tree(&repo, &c, &dest, threads)
+            let written = recycle::checkout(&repo, &c, &dest, threads)
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             std::fs::write(dest.join("REVISION"), format!("{c}\n"))
                 .map_err(|e| Stop::failed(format!("writing REVISION: {e}")))?;
-            Ok(stats)
+            Ok(written)
         })
         .await?;
+        for note in recycle::notes(&written) {
+            self.info("checkout", &note);
+        }
+        let stats = written.stats;
         self.info(
             "checkout",
             &format!(

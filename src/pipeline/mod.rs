@@ -17,6 +17,7 @@ pub mod partial;
 pub mod preflight;
 pub mod reaper;
 pub mod reconcile;
+pub mod recycle;
 pub mod releases;
 pub mod runner;
 pub mod sync;
