@@ -31,10 +31,30 @@
 # Scratch goes under BENCH_TMPDIR (default: target/ of this checkout, i.e. the disk
 # the checkout is on); tmpfs is refused unless ALLOW_TMPFS=1. RUNS (3), REPEATS (3),
 # SETTLE (10), TOOLS (which of the above, space-separated), FETCH_WITH (stagehand's fetch_with, default auto). Medians reported, with the load average at start and end.
+#
+# FS=xfs runs the same on a loop-mounted XFS image with reflinks (`mkfs.xfs -m
+# reflink=1`, a 4 GB sparse file under BENCH_TMPDIR), results in results/real_repo-xfs/;
+# it needs root and is skipped with a message otherwise.
 set -euo pipefail
 SRC=${1:-}
 BENCH_TMPDIR=${BENCH_TMPDIR:-$(cd "$(dirname "$0")/.." && pwd)/target}
 mkdir -p "$BENCH_TMPDIR"
+if [[ ${FS:-} == xfs ]]; then
+    if [[ $(id -u) != 0 ]]; then
+        echo "FS=xfs needs root to loop-mount an XFS image: skipped" >&2
+        exit 0
+    fi
+    command -v mkfs.xfs >/dev/null || { echo "mkfs.xfs missing: apt-get install -y xfsprogs" >&2; exit 1; }
+    xfs_dir=$(mktemp -d "$BENCH_TMPDIR/xfs-bench.XXXXXX")
+    mkdir "$xfs_dir/mnt"
+    truncate -s 4G "$xfs_dir/xfs.img"
+    mkfs.xfs -q -f -m reflink=1 "$xfs_dir/xfs.img"
+    mount -o loop "$xfs_dir/xfs.img" "$xfs_dir/mnt"
+    trap 'umount "$xfs_dir/mnt" && rm -rf "$xfs_dir"' EXIT
+    status=0
+    FS= OUT_SUFFIX=-xfs BENCH_TMPDIR="$xfs_dir/mnt" "$0" "$@" || status=$?
+    exit "$status"
+fi
 export BENCH_TMPDIR
 source "$(dirname "$0")/lib/common.sh"
 
@@ -54,7 +74,7 @@ need_stagehand
 RUNS=${RUNS:-3}
 REPEATS=${REPEATS:-3}
 SETTLE=${SETTLE:-10}
-OUT="$RESULTS/real_repo"
+OUT="$RESULTS/real_repo${OUT_SUFFIX:-}"
 mkdir -p "$OUT"
 rm -f "$OUT"/*
 machine_line | tee "$OUT/machine.txt" >&2
