@@ -30,6 +30,10 @@
 //! | `git archive \| tar -x`                  | 0.20    | 1.00       |
 //! | `checkout_tree`, `update_index(false)`   | 0.31    | 1.54       |
 //!
+//! On a real disk the table turns around: on ext4 creating the 13k inodes of a big tree
+//! dominates (symfony: 300 µs per `open(O_CREAT)` under load, see bench/README.md), which
+//! is why repeat deploys go through `recycle.rs` and rarely come here.
+//!
 //! More threads than cores buys nothing (4 threads = 2 threads on 2 cores). About a third
 //! of the CPU time is libgit2 re-hashing every object it reads (SHA-1 with collision
 //! detection: `git2::opts::strict_hash_verification`, on by default); the rest is zlib

@@ -48,6 +48,15 @@
 //! listed, no longer a rollback target), kept files are its own inodes, and rewritten
 //! files are new inodes (`O_EXCL`), never written in place.
 //!
+//! # Numbers
+//!
+//! `bench/real_repo.sh` on symfony, ext4, one run, medians (bench/README.md): a repeat
+//! deploy that recycles took 212 ms (checkout 144 ms) against 3,881 ms for the
+//! Capistrano-style shell pipeline (`git archive | tar -x`, `rm -rf` of the old release):
+//! 0.05×. Before this module the same deploy wrote the whole tree: 5.0 s, 2.2× the shell
+//! pipeline; it still does for an environment's 2nd and 3rd deploy, when nothing has
+//! been retired yet.
+//!
 //! # Fallbacks
 //!
 //! A full checkout runs when there is no spare, its manifest is missing or unreadable,
