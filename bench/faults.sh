@@ -383,7 +383,8 @@ EOF
         violation "current moved: $(readlink "$mnt/production/current")"
     out=$(client verify-release "$repo2" "$mnt/production/$live_before" 2) ||
         violation "the live release is damaged: $out"
-    releases_left=$(find "$mnt/production/releases" -mindepth 1 -maxdepth 1 | wc -l)
+    # `.trees/` holds checkout manifests (src/pipeline/recycle.rs), not a release.
+    releases_left=$(find "$mnt/production/releases" -mindepth 1 -maxdepth 1 ! -name .trees | wc -l)
     [ "$releases_left" = 1 ] || violation "releases/ holds $releases_left entries: $(ls "$mnt/production/releases")"
     echo "after the failure: current → $live_before; releases/: $(ls "$mnt/production/releases" | tr '\n' ' '); disk use $(df --output=used -h "$mnt" | tail -1 | tr -d ' ')"
 

@@ -31,10 +31,30 @@
 # Scratch goes under BENCH_TMPDIR (default: target/ of this checkout, i.e. the disk
 # the checkout is on); tmpfs is refused unless ALLOW_TMPFS=1. RUNS (3), REPEATS (3),
 # SETTLE (10), TOOLS (which of the above, space-separated), FETCH_WITH (stagehand's fetch_with, default auto). Medians reported, with the load average at start and end.
+#
+# FS=xfs runs the same on a loop-mounted XFS image with reflinks (`mkfs.xfs -m
+# reflink=1`, a 4 GB sparse file under BENCH_TMPDIR), results in results/real_repo-xfs/;
+# it needs root and is skipped with a message otherwise.
 set -euo pipefail
 SRC=${1:-}
 BENCH_TMPDIR=${BENCH_TMPDIR:-$(cd "$(dirname "$0")/.." && pwd)/target}
 mkdir -p "$BENCH_TMPDIR"
+if [[ ${FS:-} == xfs ]]; then
+    if [[ $(id -u) != 0 ]]; then
+        echo "FS=xfs needs root to loop-mount an XFS image: skipped" >&2
+        exit 0
+    fi
+    command -v mkfs.xfs >/dev/null || { echo "mkfs.xfs missing: apt-get install -y xfsprogs" >&2; exit 1; }
+    xfs_dir=$(mktemp -d "$BENCH_TMPDIR/xfs-bench.XXXXXX")
+    mkdir "$xfs_dir/mnt"
+    truncate -s 4G "$xfs_dir/xfs.img"
+    mkfs.xfs -q -f -m reflink=1 "$xfs_dir/xfs.img"
+    mount -o loop "$xfs_dir/xfs.img" "$xfs_dir/mnt"
+    trap 'umount "$xfs_dir/mnt" && rm -rf "$xfs_dir"' EXIT
+    status=0
+    FS= OUT_SUFFIX=-xfs BENCH_TMPDIR="$xfs_dir/mnt" "$0" "$@" || status=$?
+    exit "$status"
+fi
 export BENCH_TMPDIR
 source "$(dirname "$0")/lib/common.sh"
 
@@ -54,7 +74,7 @@ need_stagehand
 RUNS=${RUNS:-3}
 REPEATS=${REPEATS:-3}
 SETTLE=${SETTLE:-10}
-OUT="$RESULTS/real_repo"
+OUT="$RESULTS/real_repo${OUT_SUFFIX:-}"
 mkdir -p "$OUT"
 rm -f "$OUT"/*
 machine_line | tee "$OUT/machine.txt" >&2
@@ -177,37 +197,51 @@ for i in $(seq "$RUNS"); do
             shell-shallow) shell_tool shallow "$i" ;;
             stagehand) stagehand_tool stagehand "$STAGEHAND" "$i" full ;;
             stagehand-treeless) stagehand_tool stagehand-treeless "$STAGEHAND" "$i" treeless ;;
-            baseline) stagehand_tool baseline "$STAGEHAND_BASELINE" "$i" full ;;
+            baseline) stagehand_tool baseline "$STAGEHAND_BASELINE" "$i" "${BASELINE_MIRROR:-full}" ;;
         esac
     done
 done
 printf 'load average at end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt" >&2
 
 # ---- summary ---------------------------------------------------------------------------
-"$PY" - "$OUT" <<'PY' | tee "$OUT/summary.txt"
+"$PY" - "$OUT" "$REPEATS" <<'PY' | tee "$OUT/summary.txt"
 import json, os, statistics, sys
-out = sys.argv[1]
+out, repeats = sys.argv[1], int(sys.argv[2])
 med = statistics.median
-def nums(p): return [float(x) for x in open(p).read().split()]
-def jl(p): return [json.loads(l) for l in open(p) if l.strip()]
-def stamps(p):
+# Repeat deploy k (1-based) of a round is line (k - 1) of each block of `repeats` lines.
+# From k = 3 on (the 4th deploy) every tool deletes, and stagehand recycles, a release
+# retired by the deploy before: the steady state of an environment deployed often.
+STEADY = 3
+def steady(xs): return [x for i, x in enumerate(xs) if i % repeats + 1 >= STEADY]
+def nums(p, kind): 
+    xs = [float(x) for x in open(p).read().split()]
+    return steady(xs) if kind == "steady" else xs
+def jl(p, kind):
+    xs = [json.loads(l) for l in open(p) if l.strip()]
+    return steady(xs) if kind == "steady" else xs
+def stamps(p, kind):
     rows = [[float(x) for x in l.split()] for l in open(p) if l.strip()]
+    if kind == "steady": rows = steady(rows)
     names = ("fetch", "write", "switch", "cleanup")
     return {k: med([(t[i + 1] - t[i]) * 1000 for t in rows]) for i, k in enumerate(names)}
 res = {}
-for kind in ("first", "repeat"):
-    full = med(nums(f"{out}/shell-full-{kind}-ms.txt"))
-    shallow = med(nums(f"{out}/shell-shallow-{kind}-ms.txt"))
-    rows = [("shell-full", full, stamps(f"{out}/shell-full-{kind}-stages.txt")),
-            ("shell-shallow", shallow, stamps(f"{out}/shell-shallow-{kind}-stages.txt"))]
+for kind in ("first", "repeat", "steady"):
+    src = "repeat" if kind == "steady" else kind
+    if kind == "steady" and repeats < STEADY:
+        break
+    full = med(nums(f"{out}/shell-full-{src}-ms.txt", kind))
+    shallow = med(nums(f"{out}/shell-shallow-{src}-ms.txt", kind))
+    rows = [("shell-full", full, stamps(f"{out}/shell-full-{src}-stages.txt", kind)),
+            ("shell-shallow", shallow, stamps(f"{out}/shell-shallow-{src}-stages.txt", kind))]
     for label in ("stagehand", "stagehand-treeless", "baseline"):
-        p = f"{out}/{label}-{kind}.jsonl"
+        p = f"{out}/{label}-{src}.jsonl"
         if os.path.exists(p):
-            d = jl(p)
+            d = jl(p, kind)
             rows.append((label, med([x["server_ms"] for x in d]),
                          {k: med([x["stages"].get(k) or 0 for x in d]) for k in d[0]["stages"]}))
-    n = len(nums(f"{out}/shell-full-{kind}-ms.txt"))
-    print(f"{kind} deploy (median of {n}): ms, ratio to shell-full, ratio to shell-shallow; stages")
+    n = len(nums(f"{out}/shell-full-{src}-ms.txt", kind))
+    what = f"repeat deploys {STEADY}..{repeats} of each round" if kind == "steady" else f"{kind} deploy"
+    print(f"{what} (median of {n}): ms, ratio to shell-full, ratio to shell-shallow; stages")
     res[kind] = {}
     for label, ms, stages in rows:
         print(f"  {label:14}{ms:>9.0f}{ms / full:>7.2f}×{ms / shallow:>7.2f}×   " +

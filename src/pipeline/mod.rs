@@ -17,6 +17,7 @@ pub mod partial;
 pub(crate) mod preflight;
 pub(crate) mod reaper;
 pub(crate) mod reconcile;
+pub(crate) mod recycle;
 pub(crate) mod releases;
 pub(crate) mod runner;
 pub(crate) mod sync;

@@ -34,6 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
+use super::recycle::{MANIFESTS, SPARE_PREFIX};
+
 /// Unlinks between two checks for a running checkout.
 pub const BATCH: usize = 256;
 /// Sleep after each batch: leaves the journal room for whatever else writes.
@@ -81,8 +83,14 @@ impl Drop for Busy {
 }
 
 /// Queues every `.removing-*` directory in `releases` for deletion and returns how
-/// many were new to the queue. Cheap (one `read_dir`); the deletion happens later on
-/// the deleter thread.
+/// many were new to the queue. Cheap (a `read_dir` or two); the deletion happens later
+/// on the deleter thread.
+///
+/// One of them is kept instead: when `releases` holds no `.spare-*` directory, the
+/// newest `.removing-<id>` that is not already being deleted and has a checkout manifest
+/// (`.trees/<id>`) is renamed `.spare-<id>`, for the next checkout to recycle (see
+/// `recycle.rs`: on ext4 that saves creating, and deleting, every file of a release).
+/// Manifests whose release is gone are deleted.
 pub fn sweep(releases: &Path) -> io::Result<usize> {
     let dir = match fs::read_dir(releases) {
         Ok(dir) => dir,
@@ -90,18 +98,54 @@ pub fn sweep(releases: &Path) -> io::Result<usize> {
         Err(e) => return Err(e),
     };
     let mut found = Vec::new();
+    let mut names = HashSet::new();
+    let mut has_spare = false;
     for entry in dir {
         let entry = entry?;
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(REMOVING_PREFIX))
-        {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.starts_with(REMOVING_PREFIX) {
             found.push(entry.path());
         }
+        has_spare |= name.starts_with(SPARE_PREFIX);
+        names.insert(name);
     }
+    found.sort();
+    let manifests = releases.join(MANIFESTS);
     let (lock, wake) = &*QUEUE;
     let mut queue = lock.lock().unwrap_or_else(|p| p.into_inner());
+    if !has_spare {
+        let candidate = found.iter().rposition(|path| {
+            !queue.known.contains(path)
+                && released_id(path).is_some_and(|id| manifests.join(id).is_file())
+        });
+        if let Some(at) = candidate {
+            let path = found.remove(at);
+            if let Some(id) = released_id(&path) {
+                let spare = releases.join(format!("{SPARE_PREFIX}{id}"));
+                // Not fatal: without a spare the next checkout writes in full.
+                if fs::rename(&path, &spare).is_err() {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    if let Ok(listed) = fs::read_dir(&manifests) {
+        for entry in listed.filter_map(Result::ok) {
+            let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let alive = [
+                id.clone(),
+                format!("{REMOVING_PREFIX}{id}"),
+                format!("{SPARE_PREFIX}{id}"),
+            ];
+            if !alive.iter().any(|name| names.contains(name)) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
     let mut added = 0;
     for path in found {
         if queue.known.insert(path.clone()) {
@@ -126,6 +170,11 @@ pub fn sweep(releases: &Path) -> io::Result<usize> {
     Ok(added)
 }
 
+/// `<id>` of `releases/.removing-<id>`.
+fn released_id(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.strip_prefix(REMOVING_PREFIX)
+}
+
 /// Whether `path` is queued or being deleted.
 #[cfg(test)]
 fn is_pending(path: &Path) -> bool {
@@ -146,9 +195,15 @@ fn run() {
             }
         };
         let mut since_pause = 0;
-        if let Err(error) = delete(&path, &mut since_pause) {
-            tracing::warn!(path = %path.display(), %error,
-                "could not delete a removed release; the next cleanup tries again");
+        match delete(&path, &mut since_pause) {
+            Ok(()) => {
+                // Its checkout manifest (`recycle.rs`) goes with it.
+                if let (Some(id), Some(releases)) = (released_id(&path), path.parent()) {
+                    let _ = fs::remove_file(releases.join(MANIFESTS).join(id));
+                }
+            }
+            Err(error) => tracing::warn!(path = %path.display(), %error,
+                "could not delete a removed release; the next cleanup tries again"),
         }
         let mut queue = lock.lock().unwrap_or_else(|p| p.into_inner());
         queue.known.remove(&path);
@@ -284,5 +339,49 @@ mod tests {
         );
         drop(guard);
         wait_until_gone(&doomed);
+    }
+
+    #[test]
+    fn sweep_keeps_the_newest_recyclable_release_as_the_spare_and_drops_stale_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let releases = dir.path().join("releases");
+        let manifests = releases.join(MANIFESTS);
+        fs::create_dir_all(&manifests).unwrap();
+        let older = "20260101T000000Z-aaaaaaa";
+        let newer = "20260102T000000Z-bbbbbbb";
+        let unrecorded = "20260103T000000Z-ccccccc";
+        for id in [older, newer, unrecorded] {
+            fs::create_dir_all(releases.join(format!("{REMOVING_PREFIX}{id}/src"))).unwrap();
+        }
+        for id in [older, newer, "20251231T000000Z-fffffff"] {
+            fs::write(manifests.join(id), "sha\n").unwrap();
+        }
+        let live = "20260104T000000Z-ddddddd";
+        fs::create_dir(releases.join(live)).unwrap();
+        fs::write(manifests.join(live), "sha\n").unwrap();
+
+        assert_eq!(sweep(&releases).unwrap(), 2);
+        let spare = releases.join(format!("{SPARE_PREFIX}{newer}"));
+        assert!(
+            spare.join("src").is_dir(),
+            "the newest with a manifest is kept"
+        );
+        wait_until_gone(&releases.join(format!("{REMOVING_PREFIX}{older}")));
+        wait_until_gone(&releases.join(format!("{REMOVING_PREFIX}{unrecorded}")));
+        assert!(!manifests.join(older).exists(), "deleted with its release");
+        assert!(
+            !manifests.join("20251231T000000Z-fffffff").exists(),
+            "stale"
+        );
+        assert!(manifests.join(newer).is_file());
+        assert!(manifests.join(live).is_file());
+
+        // A second retired release while a spare exists goes to the deleter.
+        let next = "20260105T000000Z-eeeeeee";
+        fs::create_dir(releases.join(format!("{REMOVING_PREFIX}{next}"))).unwrap();
+        fs::write(manifests.join(next), "sha\n").unwrap();
+        assert_eq!(sweep(&releases).unwrap(), 1);
+        wait_until_gone(&releases.join(format!("{REMOVING_PREFIX}{next}")));
+        assert!(spare.is_dir());
     }
 }

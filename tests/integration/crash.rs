@@ -115,19 +115,21 @@ branch = "develop"
     git(&repo, &["rm", "-r", "-q", "big"]);
     git(&repo, &["commit", "-q", "-m", "Small"]);
     let small = git(&repo, &["rev-parse", "HEAD"]);
+    let later = commit(&repo, "Later", &[("later.txt", "later\n")]);
     let next = commit(&repo, "Next", &[("next.txt", "next\n")]);
 
     let (mut server, client) = b.spawn();
     // Each push is of the branch's head at the time (a push of an older commit is a
-    // replay and is skipped); `next` is the head again by the end.
-    for sha in [&big, &small] {
+    // replay and is skipped); `next` is the head again by the end. Deploying `later`
+    // retires the big release as the spare the next checkout recycles (recycle.rs).
+    for sha in [&big, &small, &later] {
         git(&repo, &["update-ref", "refs/heads/develop", sha]);
         let (_, answer) = client.push(&push_body("refs/heads/develop", sha)).await;
         let deploy = client.wait(&answer["deploy"]["id"], 120).await;
         assert_eq!(deploy["status"], "succeeded", "{deploy}");
     }
-    // Deploying `next` with keep_releases = 1 removes the big release in its cleanup:
-    // renamed out of the listing, then deleted in the background (pipeline/reaper.rs).
+    // Deploying `next` recycles the big release: its 6,000 files not in `next` are
+    // renamed out of it (`.removing-…`), then deleted in the background (reaper.rs).
     git(&repo, &["update-ref", "refs/heads/develop", &next]);
     let (_, answer) = client.push(&push_body("refs/heads/develop", &next)).await;
     let id = answer["deploy"]["id"].as_str().unwrap().to_owned();
@@ -191,6 +193,8 @@ branch = "develop"
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|name| name.starts_with('.'))
+            // Kept on purpose: the next checkout's spare and the checkout manifests.
+            .filter(|name| !name.starts_with(".spare-") && name != ".trees")
             .collect();
         if leftovers.is_empty() {
             break;

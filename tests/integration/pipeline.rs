@@ -524,8 +524,12 @@ async fn shutdown_cancels_a_build_past_the_grace_period() {
         .unwrap();
     assert_eq!(deploy.status.as_str(), "cancelled", "{:?}", deploy.reason);
     assert!(std::fs::symlink_metadata(root.join("staging/current")).is_err());
+    // `.trees/` holds checkout manifests (recycle.rs); a stale one goes at the next sweep.
     let left = std::fs::read_dir(root.join("staging/releases"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.filter(|e| e.as_ref().unwrap().file_name() != ".trees")
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(left, 0, "the cancelled release was not removed");
 }
@@ -587,5 +591,143 @@ async fn the_in_process_libgit2_fetcher_deploys_too() {
     let second = s.push_and_wait("develop").await;
     assert_eq!(second["status"], "succeeded", "{second}");
     assert_eq!(s.revision("staging"), Some(sha));
+    s.stop().await;
+}
+
+/// Every regular file and symlink below `root` (not following links), `/`-separated.
+fn files_below(root: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(root).unwrap().to_owned();
+                out.insert(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Issue 14: a repeat deploy turns the release cleanup retired into the new one
+/// (src/pipeline/recycle.rs), and nothing the old release's build did comes along: the
+/// build appends to a tracked file in place and leaves output behind, the shared links
+/// replace a tracked directory, and the next commits turn a file into a directory and
+/// change a mode.
+#[actix_web::test]
+async fn a_repeat_deploy_recycles_a_retired_release_and_nothing_its_build_did_leaks() {
+    let s = setup("", "keep_releases = 1").await;
+    checkout(&s.repo, "develop");
+    commit(
+        &s.repo,
+        "A build that edits a tracked file",
+        &[
+            (
+                "build.sh",
+                "echo built >> tracked.txt\nmkdir -p out && echo artifact > out/a\n",
+            ),
+            ("tracked.txt", "v0\n"),
+            ("gone.txt", "a file for now\n"),
+            ("dir/keep.txt", "kept\n"),
+        ],
+    );
+    let first = s.push_and_wait("develop").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    commit(&s.repo, "Second", &[("VERSION", "2\n")]);
+    let second = s.push_and_wait("develop").await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    commit(&s.repo, "Third", &[("VERSION", "3\n")]);
+    let third = s.push_and_wait("develop").await;
+    assert_eq!(third["status"], "succeeded", "{third}");
+    // Cleanup keeps the live release and the one before: the first is retired now: kept as the spare rather than deleted.
+    let releases = s.root.join("staging/releases");
+    let spare = releases.join(format!(".spare-{}", first["release"].as_str().unwrap()));
+    assert!(spare.is_dir(), "{spare:?}");
+
+    git(&s.repo, &["rm", "-q", "gone.txt"]);
+    git(&s.repo, &["update-index", "--chmod=+x", "dir/keep.txt"]);
+    commit(
+        &s.repo,
+        "A file becomes a directory",
+        &[("gone.txt/inner.txt", "a directory now\n")],
+    );
+    let fourth = s.push_and_wait("develop").await;
+    assert_eq!(fourth["status"], "succeeded", "{fourth}");
+    let log = s.log(&fourth["id"]).await;
+    assert!(
+        log.contains(&format!(
+            "recycled retired release {}",
+            first["release"].as_str().unwrap()
+        )),
+        "{log}"
+    );
+    let release = releases.join(fourth["release"].as_str().unwrap());
+    // The build ran once on a clean tracked.txt: the first build's line did not come along.
+    assert_eq!(
+        std::fs::read_to_string(release.join("tracked.txt")).unwrap(),
+        "v0\nbuilt\n"
+    );
+    let sha = git(&s.repo, &["rev-parse", "HEAD"]);
+    let mut expected: std::collections::BTreeSet<String> =
+        git(&s.repo, &["ls-tree", "-r", "--name-only", &sha])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    // What the deploy adds: REVISION, the build's output, the shared links.
+    expected.remove("storage/.gitkeep");
+    expected.extend(["REVISION", "out/a", "storage", ".env"].map(str::to_owned));
+    let found = files_below(&release);
+    assert_eq!(found, expected);
+    for path in [
+        "gone.txt/inner.txt",
+        "dir/keep.txt",
+        "index.html",
+        "VERSION",
+    ] {
+        let want = git(&s.repo, &["show", &format!("{sha}:{path}")]);
+        let got = std::fs::read_to_string(release.join(path)).unwrap();
+        assert_eq!(got.trim_end(), want, "{path}");
+    }
+    let mode = |p: &str| {
+        std::fs::metadata(release.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("dir/keep.txt"), 0o755);
+    assert_eq!(mode("index.html"), 0o644);
+    assert_eq!(
+        std::fs::read_link(release.join("home.html")).unwrap(),
+        Path::new("index.html")
+    );
+
+    // The fallback: a spare (now the second release) whose manifest is gone is not trusted; the checkout writes
+    // the whole tree and the deploy says why.
+    let spare = releases.join(format!(".spare-{}", second["release"].as_str().unwrap()));
+    assert!(spare.is_dir(), "{spare:?}");
+    std::fs::remove_file(
+        releases
+            .join(".trees")
+            .join(second["release"].as_str().unwrap()),
+    )
+    .unwrap();
+    commit(&s.repo, "Fifth", &[("VERSION", "5\n")]);
+    let fifth = s.push_and_wait("develop").await;
+    assert_eq!(fifth["status"], "succeeded", "{fifth}");
+    let log = s.log(&fifth["id"]).await;
+    assert!(log.contains("not recycled"), "{log}");
+    let release = releases.join(fifth["release"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(release.join("tracked.txt")).unwrap(),
+        "v0\nbuilt\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(release.join("VERSION")).unwrap(),
+        "5\n"
+    );
     s.stop().await;
 }

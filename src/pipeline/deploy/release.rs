@@ -13,10 +13,9 @@ use crate::core::release::{
     SkipFacts, new_release_id, releases_to_remove, replay_reason, skip_reason,
 };
 use crate::core::stage::StageName;
-use crate::pipeline::checkout;
 use crate::pipeline::git::{Mirror, Remote};
 use crate::pipeline::health;
-use crate::pipeline::{partial, reaper, releases};
+use crate::pipeline::{partial, reaper, recycle, releases};
 
 use super::{Outcome2, Result, Run, Stop, blocking, locked};
 
@@ -260,15 +259,19 @@ impl Run<'_> {
             commit.to_string(),
             self.ctx.checkout_threads,
         );
-        let stats = blocking(move || {
+        let written = blocking(move || {
             let _writing = reaper::busy();
-            let stats = checkout::write_tree(&repo, &c, &dest, threads)
+            let written = recycle::checkout(&repo, &c, &dest, threads)
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             std::fs::write(dest.join("REVISION"), format!("{c}\n"))
                 .map_err(|e| Stop::failed(format!("writing REVISION: {e}")))?;
-            Ok(stats)
+            Ok(written)
         })
         .await?;
+        for note in recycle::notes(&written) {
+            self.info(StageName::Checkout, &note);
+        }
+        let stats = written.stats;
         self.info(
             StageName::Checkout,
             &format!(

@@ -1,0 +1,311 @@
+use super::*;
+use std::collections::BTreeMap;
+use std::os::unix::fs::symlink;
+use std::process::Command;
+use tempfile::TempDir;
+
+/// Runs git in `dir`, isolated from the user's and system's configuration.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("spawn git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// A work tree whose commits the tests make, and a `releases/` directory.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = TempDir::new().expect("tempdir");
+        fs::create_dir(dir.path().join("work")).expect("mkdir");
+        fs::create_dir(dir.path().join("releases")).expect("mkdir");
+        git(&dir.path().join("work"), &["init", "-q"]);
+        Fixture { dir }
+    }
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+    fn repo(&self) -> PathBuf {
+        self.work()
+    }
+    fn releases(&self) -> PathBuf {
+        self.dir.path().join("releases")
+    }
+    fn write(&self, rel: &str, content: &[u8]) {
+        let path = self.work().join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, content).expect("write");
+    }
+    fn commit(&self) -> String {
+        git(&self.work(), &["add", "-A"]);
+        git(&self.work(), &["commit", "-q", "--allow-empty", "-m", "c"]);
+        git(&self.work(), &["rev-parse", "HEAD"])
+    }
+    /// Checks out `commit` as `release`, then re-records its manifest one clock tick
+    /// later, so that every file the checkout wrote is strictly older (a real build
+    /// starts that much later anyway), and lets the clock move on once more, so that
+    /// what the test changes next (as a build would) is strictly newer.
+    fn deploy(&self, release: &str, commit: &str) -> Written {
+        let written =
+            checkout(&self.repo(), commit, &self.releases().join(release), 2).expect("checkout");
+        let manifest = self.releases().join(MANIFESTS).join(release);
+        next_tick(&manifest);
+        let recorded = fs::read(&manifest).expect("manifest");
+        fs::write(&manifest, recorded).expect("re-record");
+        next_tick(&manifest);
+        written
+    }
+    /// What cleanup + `reaper::sweep` do to a release leaving: it becomes the spare.
+    fn retire(&self, release: &str) {
+        fs::rename(
+            self.releases().join(release),
+            self.releases().join(format!("{SPARE_PREFIX}{release}")),
+        )
+        .expect("retire");
+    }
+    /// The tree a full checkout writes, for comparison.
+    fn fresh(&self, commit: &str) -> BTreeMap<Vec<u8>, Node> {
+        let dest = self.dir.path().join(format!("fresh-{commit}"));
+        let _ = fs::remove_dir_all(&dest);
+        checkout::write_tree(&self.repo(), commit, &dest, 1).expect("write_tree");
+        listing(&dest)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    Dir { mode: u32 },
+    File { mode: u32, content: Vec<u8> },
+    Link { target: Vec<u8> },
+}
+
+fn listing(root: &Path) -> BTreeMap<Vec<u8>, Node> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let rel = path.strip_prefix(root).expect("below");
+            let rel = rel.as_os_str().as_bytes().to_vec();
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            let mode = meta.permissions().mode() & 0o7777;
+            let node = if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).expect("read_link");
+                Node::Link {
+                    target: target.as_os_str().as_bytes().to_vec(),
+                }
+            } else if meta.is_dir() {
+                pending.push(path.clone());
+                Node::Dir { mode }
+            } else {
+                Node::File {
+                    mode,
+                    content: fs::read(&path).expect("read"),
+                }
+            };
+            out.insert(rel, node);
+        }
+    }
+    out
+}
+
+/// Makes the next change to any file get a later ctime than everything written so
+/// far: the kernel's timestamps move in clock ticks. Waits on the clock itself (no
+/// fixed sleep): writes probes until one's ctime is later than `than`'s.
+fn next_tick(than: &Path) {
+    let probe = than.with_extension("probe");
+    let old = fs::symlink_metadata(than).expect("lstat");
+    loop {
+        fs::write(&probe, b"").expect("probe");
+        let new = fs::symlink_metadata(&probe).expect("lstat");
+        if (new.ctime(), new.ctime_nsec()) > (old.ctime(), old.ctime_nsec()) {
+            let _ = fs::remove_file(&probe);
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_recycled_release_is_exactly_the_new_commits_tree() {
+    let f = Fixture::new();
+    f.write("same.txt", b"unchanged\n");
+    f.write("modified.txt", b"before\n");
+    f.write("removed.txt", b"gone soon\n");
+    f.write("mode.sh", b"#!/bin/sh\n");
+    f.write("becomes-dir", b"a file first\n");
+    f.write("becomes-file/inner.txt", b"in a dir first\n");
+    f.write("becomes-link/inner.txt", b"in a dir first\n");
+    f.write("deep/a/b/c.txt", b"deep\n");
+    f.write("deep/a/b/d.txt", b"deep, changes\n");
+    symlink("same.txt", f.work().join("link")).expect("symlink");
+    let c1 = f.commit();
+    f.write("modified.txt", b"after, longer\n");
+    fs::remove_file(f.work().join("removed.txt")).expect("rm");
+    fs::set_permissions(f.work().join("mode.sh"), Permissions::from_mode(0o755)).expect("chmod");
+    fs::remove_file(f.work().join("becomes-dir")).expect("rm");
+    f.write("becomes-dir/x.txt", b"now a dir\n");
+    fs::remove_dir_all(f.work().join("becomes-file")).expect("rm");
+    f.write("becomes-file", b"now a file\n");
+    fs::remove_dir_all(f.work().join("becomes-link")).expect("rm");
+    symlink("deep", f.work().join("becomes-link")).expect("symlink");
+    fs::remove_file(f.work().join("link")).expect("rm");
+    symlink("modified.txt", f.work().join("link")).expect("symlink");
+    f.write("deep/a/b/d.txt", b"deep, changed\n");
+    f.write("added/new.txt", b"new\n");
+    let c2 = f.commit();
+
+    let first = f.deploy("r1", &c1);
+    assert!(first.recycled.is_none());
+    assert!(f.releases().join(MANIFESTS).join("r1").is_file());
+    f.retire("r1");
+    let second = f.deploy("r2", &c2);
+    let recycled = second.recycled.clone().expect("recycled");
+    assert_eq!(recycled.from, "r1");
+    assert_eq!(second.fallback, None);
+    assert_eq!(listing(&f.releases().join("r2")), f.fresh(&c2));
+    assert!(!f.releases().join(format!("{SPARE_PREFIX}r1")).exists());
+    assert!(!f.releases().join(MANIFESTS).join("r1").exists());
+    assert!(f.releases().join(MANIFESTS).join("r2").is_file());
+    // Only what changed was written: same.txt and deep/a/b/c.txt are the same blob,
+    // mode and path in both commits (mode.sh's mode changed: rewritten).
+    assert_eq!(recycled.kept, 2, "{second:?}");
+    assert_eq!(second.stats.files + second.stats.symlinks, 8, "{second:?}");
+
+    // And back: the file turned into a directory turns into a file again.
+    f.retire("r2");
+    let third = f.deploy("r3", &c1);
+    assert!(third.recycled.is_some());
+    assert_eq!(listing(&f.releases().join("r3")), f.fresh(&c1));
+}
+
+#[test]
+fn what_a_build_changed_in_the_retired_release_never_reaches_the_next_one() {
+    let f = Fixture::new();
+    f.write("config.php", b"return 'clean';\n");
+    f.write("chmodded.txt", b"plain\n");
+    f.write("linked.txt", b"linked\n");
+    f.write("was-file.txt", b"file\n");
+    f.write("src/app.php", b"app\n");
+    let c1 = f.commit();
+    f.write("README.md", b"one more file\n");
+    let c2 = f.commit();
+    let outside = f.dir.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir");
+    fs::write(outside.join("secret"), b"keep me\n").expect("write");
+
+    f.deploy("r1", &c1);
+    let r1 = f.releases().join("r1");
+    // The build: an in-place write of the same length with the mtime put back (only
+    // ctime tells), a chmod, a hard link out, a file swapped for a symlink out, build
+    // output (a read-only tree), a shared link, REVISION.
+    let config = r1.join("config.php");
+    let mtime = fs::metadata(&config)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    fs::write(&config, b"return 'dirty';\n").expect("tamper");
+    fs::File::options()
+        .write(true)
+        .open(&config)
+        .and_then(|file| file.set_modified(mtime))
+        .expect("restore mtime");
+    fs::set_permissions(r1.join("chmodded.txt"), Permissions::from_mode(0o600)).expect("chmod");
+    fs::hard_link(r1.join("linked.txt"), outside.join("hard")).expect("link");
+    fs::remove_file(r1.join("was-file.txt")).expect("rm");
+    symlink(outside.join("secret"), r1.join("was-file.txt")).expect("symlink");
+    f.write("../releases/r1/vendor/pkg/ro/lib.php", b"vendor\n");
+    fs::set_permissions(r1.join("vendor/pkg/ro"), Permissions::from_mode(0o555)).expect("chmod");
+    fs::set_permissions(r1.join("src"), Permissions::from_mode(0o555)).expect("chmod");
+    symlink(&outside, r1.join("storage")).expect("symlink");
+    fs::write(r1.join("REVISION"), &c1).expect("revision");
+
+    f.retire("r1");
+    let written = f.deploy("r2", &c2);
+    assert!(written.recycled.is_some(), "{written:?}");
+    let r2 = f.releases().join("r2");
+    assert_eq!(listing(&r2), f.fresh(&c2));
+    assert_eq!(
+        fs::read(r2.join("config.php")).expect("read"),
+        b"return 'clean';\n"
+    );
+    // Nothing outside was followed or changed, and the new release's file is not
+    // the hard-linked inode.
+    assert_eq!(
+        fs::read(outside.join("secret")).expect("read"),
+        b"keep me\n"
+    );
+    fs::write(r2.join("linked.txt"), b"written by the next build\n").expect("write");
+    assert_eq!(fs::read(outside.join("hard")).expect("read"), b"linked\n");
+    // The build output went in one rename, for the reaper.
+    let trash = f.releases().join(format!("{REMOVING_PREFIX}r2.recycled"));
+    assert!(trash.join("0/pkg/ro/lib.php").is_file() || trash.join("1/pkg/ro/lib.php").is_file());
+}
+
+#[test]
+fn a_spare_without_a_usable_manifest_is_retired_and_the_checkout_writes_in_full() {
+    let f = Fixture::new();
+    f.write("a.txt", b"a\n");
+    let c1 = f.commit();
+    f.write("b.txt", b"b\n");
+    let c2 = f.commit();
+    for (case, manifest) in [
+        ("missing", None),
+        (
+            "unknown commit",
+            Some("0123456789abcdef0123456789abcdef01234567\n"),
+        ),
+        ("garbage", Some("not a commit\n")),
+    ] {
+        let (old, new) = (format!("old-{case}"), format!("new-{case}"));
+        f.deploy(&old, &c1);
+        let path = f.releases().join(MANIFESTS).join(&old);
+        match manifest {
+            None => fs::remove_file(&path).expect("rm"),
+            Some(text) => fs::write(&path, text).expect("write"),
+        }
+        f.retire(&old);
+        let written = f.deploy(&new, &c2);
+        assert!(written.recycled.is_none(), "{case}: {written:?}");
+        let why = written.fallback.expect("a reason");
+        assert!(why.contains(&old), "{case}: {why}");
+        assert_eq!(listing(&f.releases().join(&new)), f.fresh(&c2), "{case}");
+        assert!(!f.releases().join(format!("{SPARE_PREFIX}{old}")).exists());
+        assert!(
+            f.releases()
+                .join(format!("{REMOVING_PREFIX}{old}.spare"))
+                .is_dir(),
+            "{case}: handed to the reaper"
+        );
+        fs::remove_dir_all(f.releases().join(&new)).expect("rm");
+    }
+}
+
+#[test]
+fn without_a_spare_the_checkout_writes_in_full_and_records_a_manifest() {
+    let f = Fixture::new();
+    f.write("a.txt", b"a\n");
+    let c1 = f.commit();
+    let written = f.deploy("r1", &c1);
+    assert_eq!(written.recycled, None);
+    assert_eq!(written.fallback, None);
+    assert_eq!(written.stats.files, 1);
+    assert_eq!(
+        fs::read_to_string(f.releases().join(MANIFESTS).join("r1")).expect("manifest"),
+        format!("{c1}\n")
+    );
+    assert_eq!(notes(&written), Vec::<String>::new());
+}
