@@ -10,10 +10,13 @@
 //!   (the live config, swapped on SIGHUP or `/api/reload`).
 //! - State: [`store`] (SQLite; every SQL statement), [`logs`] (deploy logs, live
 //!   followers), [`metrics`], [`state_lock`] (one server per state dir).
-//! - Work: [`pipeline`] (the runner, the deploy and its kinds of work, the command
-//!   environment, git, checkout, commands, reconciliation) and [`supervisor`] (the app processes of environments that `run`).
-//! - Reporting back: [`report`] (GitHub Deployments, notify), [`report_status`] (commit
-//!   statuses on the other forges), [`report_comment`] (one comment per pull request).
+//! - Work: [`pipeline`] (the runner, the deploy and its kinds of work, git, checkout,
+//!   commands, reconciliation) and [`supervisor`] (the app processes of environments
+//!   that `run`), over three leaves both use: [`layout`] (an environment's directories),
+//!   [`command_env`] (the one environment commands and app processes get) and
+//!   [`health`] (HTTP health checks).
+//! - Reporting back: [`report`] (GitHub Deployments, notify; commit statuses on the other
+//!   forges; one comment per pull request).
 //! - Operations: [`ops`] (deploy, rollback, promote, sync, overview, releases, pins;
 //!   HTTP-free, the same for the API and the dashboard) and [`api_types`] (the API's
 //!   JSON as types, shared by the server and the CLI client).
@@ -29,23 +32,24 @@ pub(crate) mod api_types;
 pub mod app_cli;
 pub mod cli;
 pub mod client;
+pub(crate) mod command_env;
 pub mod config;
 pub mod core;
 pub mod demo;
 pub mod front_door;
+pub(crate) mod health;
 pub mod hook_forge;
 pub mod hook_send;
 pub mod http;
 pub mod init;
 pub mod intake;
+pub(crate) mod layout;
 pub mod logs;
 pub mod metrics;
 pub(crate) mod ops;
 pub mod pipeline;
 pub mod reload;
 pub(crate) mod report;
-pub(crate) mod report_comment;
-pub(crate) mod report_status;
 pub mod server;
 pub(crate) mod state_lock;
 pub mod stdout;

@@ -14,6 +14,7 @@
 pub(crate) mod address;
 pub(crate) mod in_flight;
 pub(crate) mod proxy;
+pub(crate) mod routes_file;
 pub(crate) mod static_files;
 pub mod table;
 pub(crate) mod websocket;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, Config};
 use crate::core::hosts::HostMatch;
 use crate::core::ids::{AppName, EnvironmentName};
-use crate::pipeline::layout::EnvironmentDir;
+use crate::layout::EnvironmentDir;
 
 use super::in_flight::Publisher;
 
@@ -52,7 +52,7 @@ struct PortEntry {
 
 /// Blocking: reads one small file. A missing file is an empty table (nothing runs yet).
 fn read_ports(state_dir: &Path) -> std::io::Result<HashMap<(String, String), u16>> {
-    let text = match std::fs::read(crate::supervisor::routes::path(state_dir)) {
+    let text = match std::fs::read(crate::front_door::routes_file::path(state_dir)) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
         Err(e) => return Err(e),
@@ -283,7 +283,8 @@ impl Follower {
         std::thread::spawn(move || {
             let first = shared.get();
             let config_file = first.config.file.clone();
-            let mut routes_file = crate::supervisor::routes::path(&first.config.server.state_dir);
+            let mut routes_file =
+                crate::front_door::routes_file::path(&first.config.server.state_dir);
             let mut seen = (stamp(&config_file), stamp(&routes_file));
             drop(first);
             while !stopped.load(Ordering::Relaxed) {
@@ -306,7 +307,7 @@ impl Follower {
                         }
                     }
                 }
-                routes_file = crate::supervisor::routes::path(&config.server.state_dir);
+                routes_file = crate::front_door::routes_file::path(&config.server.state_dir);
                 match Snapshot::read(config) {
                     Ok(snapshot) => {
                         shared.set(snapshot);

@@ -8,7 +8,7 @@ use crate::core::deploy::{Deploy, DeployStatus, ReasonCode, Trigger};
 use crate::core::ids::{AppName, DeployId};
 use crate::core::release::is_release_id;
 use crate::core::routing::RefSource;
-use crate::pipeline::layout::LiveRelease;
+use crate::layout::LiveRelease;
 use crate::pipeline::preflight::{self, PreflightError};
 use crate::store::{DeployFilter, NewDeploy, StoreError};
 

@@ -29,7 +29,7 @@ use crate::config::{AppConfig, Config};
 use crate::core::deploy::Deploy;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::time::Clock;
-use crate::pipeline::layout::EnvironmentDir;
+use crate::layout::EnvironmentDir;
 use crate::pipeline::runner::Runner;
 use crate::reload::LiveConfig;
 use crate::store::{NewDeploy, Store, StoreError, Target};

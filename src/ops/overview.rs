@@ -13,7 +13,7 @@ use crate::core::deploy::{DeployStatus, ReasonCode, Trigger};
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::routing::RefSource;
 use crate::core::time::UnixMillis;
-use crate::pipeline::layout::{EnvironmentDir, LiveRelease};
+use crate::layout::{EnvironmentDir, LiveRelease};
 use crate::store::{ProcessRecord, Store, StoreError};
 
 /// One environment to show, before anything about it is read.

@@ -10,8 +10,6 @@ pub(crate) mod deploy;
 pub(crate) mod expiry;
 pub(crate) mod final_status;
 pub mod git;
-pub(crate) mod health;
-pub(crate) mod layout;
 pub(crate) mod leftovers;
 pub mod partial;
 pub(crate) mod preflight;

@@ -26,8 +26,8 @@ use crate::store::{NewDeploy, StoreError, Target};
 
 use super::deploy::Context;
 use super::git::{GitError, Mirror, Remote};
-use super::layout::EnvironmentDir;
 use super::runner::Runner;
+use crate::layout::EnvironmentDir;
 
 /// The first words of a `reconcile` deploy's log, after the line naming its trigger.
 pub const WHY: &str = "reconciliation found this commit at the head of the branch on the \

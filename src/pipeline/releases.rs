@@ -17,8 +17,8 @@ use std::path::{Component, Path, PathBuf};
 use crate::config::SharedPath;
 use crate::core::release::is_release_id;
 
-use super::layout::EnvironmentDir;
 use super::reaper::REMOVING_PREFIX;
+use crate::layout::EnvironmentDir;
 
 /// Points `current` at `releases/<release>` atomically.
 pub fn switch(env: &EnvironmentDir, release: &str) -> io::Result<()> {

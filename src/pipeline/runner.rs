@@ -21,8 +21,8 @@ use crate::store::StoreError;
 use super::checks_gate;
 use super::deploy::{Context, execute};
 use super::git::Mirror;
-use super::layout::EnvironmentDir;
 use super::{leftovers, reaper, releases};
+use crate::layout::EnvironmentDir;
 
 type EnvKey = (AppName, EnvironmentName);
 

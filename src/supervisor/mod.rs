@@ -24,7 +24,6 @@ pub(crate) mod app_log;
 mod drain;
 mod ports;
 pub mod procfs;
-pub(crate) mod routes;
 mod spawn;
 mod watch;
 
@@ -35,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::command_env::{CommandEnv, ReleaseVars};
 use crate::config::{AppConfig, EnvironmentConfig, HealthCheck, HealthTarget, RunConfig};
 use crate::core::app_process::{
     AtStart, Liveness, ProcessState, Role, StopSignal, at_start, liveness, restart_delay,
@@ -44,10 +44,9 @@ use crate::core::duration::format_limit;
 use crate::core::ids::{AppName, EnvironmentName};
 use crate::core::time::{Clock, UnixMillis};
 use crate::front_door::in_flight::{self, DrainState};
+use crate::health::get_status;
+use crate::layout::EnvironmentDir;
 use crate::metrics::Metrics;
-use crate::pipeline::commands::env::{CommandEnv, ReleaseVars};
-use crate::pipeline::health::get_status;
-use crate::pipeline::layout::EnvironmentDir;
 use crate::reload::LiveConfig;
 use crate::store::{NewProcess, ProcessRecord, Respawned, Store, StoreError};
 
@@ -321,7 +320,7 @@ impl Supervisor {
         let state_dir = self.state_dir();
         match self.inner.store.processes() {
             Ok(all) => {
-                if let Err(e) = routes::write(&state_dir, &all) {
+                if let Err(e) = crate::front_door::routes_file::write(&state_dir, &all) {
                     tracing::warn!(error = %e, "cannot write routes.json");
                 }
             }

@@ -111,3 +111,71 @@ fn big_files_are_one_concept() {
         "over {LIMIT} lines without \"One concept:\" in the module doc: {offenders:#?}"
     );
 }
+
+/// Issue 10: no import cycle between the crate's top-level modules (`crate::x` from
+/// inside `y` is an edge y → x; a module's own children may call each other). A cycle
+/// means two modules each need the other to be understood; the fix is to move the
+/// shared piece below both (as `layout`, `health`, `command_env` were).
+#[test]
+fn top_level_modules_form_no_cycle() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in rust_files(&src) {
+        let rel = path.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_owned();
+        let is_tests = rel.file_name().is_some_and(|n| n == "tests.rs")
+            || rel.components().any(|c| c.as_os_str() == "tests");
+        if module == "lib" || module == "main" || is_tests {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = non_test_part(&text);
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != module {
+                edges.entry(module.clone()).or_default().insert(name);
+            }
+        }
+    }
+    // Depth-first search for a back edge, reporting the cycle it closes.
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in edges.keys() {
+        if let Some(cycle) = visit(module, &edges, &mut Vec::new(), &mut done) {
+            panic!("import cycle between modules: {}", cycle.join(" → "));
+        }
+    }
+}

@@ -64,7 +64,6 @@ use super::leftovers::ProcessRegistry;
 use crate::core::duration::format_limit;
 use crate::core::mask::Masker;
 
-pub mod env;
 mod group;
 mod output;
 

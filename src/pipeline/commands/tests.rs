@@ -6,9 +6,9 @@ use std::time::Instant as StdInstant;
 use rustix::process::{Pid, Signal};
 use tokio::sync::mpsc;
 
-use super::env::inherited;
 use super::output::read_lines;
 use super::*;
+use crate::command_env::inherited;
 
 fn spec(dir: &std::path::Path, command: &str) -> CommandSpec {
     CommandSpec {

@@ -15,7 +15,7 @@ use crate::store::ProcessRecord;
 use crate::supervisor::{Supervisor, SupervisorError};
 
 use super::{Outcome2, Run, Stop, locked};
-use crate::pipeline::commands::env::CommandEnv;
+use crate::command_env::CommandEnv;
 
 fn stop_from(e: SupervisorError) -> Stop {
     Stop::failed(e.to_string())

@@ -2,11 +2,11 @@
 //! and `sync` (by hand) copy another environment's shared directories into this one's,
 //! around the source's `before_sync` and the app's `sync` commands.
 
+use crate::command_env::{CommandEnv, DataCopyVars};
 use crate::config::EnvironmentConfig;
 use crate::core::ids::EnvironmentName;
 use crate::core::stage::StageName;
-use crate::pipeline::commands::env::{CommandEnv, DataCopyVars};
-use crate::pipeline::layout::EnvironmentDir;
+use crate::layout::EnvironmentDir;
 use crate::pipeline::sync;
 
 use super::{Result, Run, Stop, blocking};

@@ -36,12 +36,12 @@ use crate::report::{ReportEvent, Reporter};
 use crate::store::{Store, StoreError};
 use crate::supervisor::Supervisor;
 
-use super::commands::env::{CommandEnv, DeployVars, ReleaseVars};
 use super::commands::{self, CommandSpec, Outcome, Stream};
 use super::final_status::store_final_status;
-use super::layout::EnvironmentDir;
 use super::leftovers::ProcessRegistry;
 use super::releases;
+use crate::command_env::{CommandEnv, DeployVars, ReleaseVars};
+use crate::layout::EnvironmentDir;
 
 mod blue_green;
 mod data;

@@ -13,8 +13,8 @@ use crate::core::release::{
     SkipFacts, new_release_id, releases_to_remove, replay_reason, skip_reason,
 };
 use crate::core::stage::StageName;
+use crate::health;
 use crate::pipeline::git::{Mirror, Remote};
-use crate::pipeline::health;
 use crate::pipeline::{partial, reaper, recycle, releases};
 
 use super::{Outcome2, Result, Run, Stop, blocking, locked};

@@ -1,7 +1,10 @@
 //! `<state_dir>/routes.json`: which port each running environment's live process
-//! listens on (stopped environments are left out), for whatever sits in front (a future front door, nginx templating, the
-//! zero-downtime benchmark). Rewritten after every switch from the store's live rows,
-//! atomically (temporary file + rename), so a reader sees the old or the new file.
+//! listens on (stopped environments are left out), for the front door (`table.rs`
+//! follows it), nginx templating and the zero-downtime benchmark. The supervisor
+//! rewrites it after every switch from the store's live rows, atomically (temporary
+//! file + rename), so a reader sees the old or the new file. It lives here, with the
+//! front door's other file (`in_flight.rs`, the reports the supervisor's drain reads),
+//! so the dependency runs one way: supervisor → front door's file formats.
 //!
 //! `{"apps": {"shop": {"staging": {"port": 20417, "release": "2026…-3f2a1c9", "pid": 4242}}}}`
 

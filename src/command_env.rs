@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::core::deploy::Trigger;
 use crate::core::event::GitRef;
 use crate::core::ids::{AppName, CommitSha, DeployId, EnvironmentName};
-use crate::pipeline::layout::EnvironmentDir;
+use crate::layout::EnvironmentDir;
 
 /// The variables a command inherits from stagehand's own environment: `PATH`,
 /// `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_*`, `TZ`, `TMPDIR` and `TERM`,

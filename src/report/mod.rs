@@ -7,6 +7,9 @@
 //! channel; one task sends them in order, each retried with backoff, and gives up
 //! with a log line. GitHub being down costs a warning, not a deploy.
 
+pub(crate) mod comment;
+pub(crate) mod status;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -119,8 +122,8 @@ async fn handle(
             _ => {}
         }
     }
-    crate::report_status::report(client, config, app, &event).await;
-    crate::report_comment::report(client, config, app, &event).await;
+    crate::report::status::report(client, config, app, &event).await;
+    crate::report::comment::report(client, config, app, &event).await;
     if let ReportEvent::Finished(_) = event {
         let page = notify::deploy_page(config.server.public_url.as_deref(), deploy);
         let log = log_url(config, deploy);
