@@ -140,6 +140,16 @@ pub fn start(
             .app_data(web::PayloadConfig::new(proxy::MAX_REQUEST_BODY as usize))
             .default_service(web::to(handle))
     })
+    // A proxied response goes out as its head, then its body as it arrives from the
+    // app: two writes. With Nagle on, the second waits for the client's ACK of the
+    // first, which a client waiting for the body delays by ~40 ms (measured here:
+    // 44 ms added to every keep-alive request; nginx sets tcp_nodelay for the same
+    // reason).
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .shutdown_timeout(DRAIN.as_secs())
     .listen(listener)?
     .run();
