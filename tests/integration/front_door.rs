@@ -766,8 +766,14 @@ async fn a_slow_request_started_before_a_deploy_finishes_with_200_after_the_swit
         d.s.log(id).await.contains("1 request(s) in flight")
     })
     .await;
-    let (status, _, body) = raw_get(port, "shop.test", "/", "").await;
-    assert_eq!((status, text(&body)), (200, second.clone()));
+    // The drain can say so before this front door has read the new routes.json (it
+    // polls every 200 ms): new requests reach the new process soon after, while the
+    // slow one is still held on the old.
+    eventually("new requests on the new process", async || {
+        let (status, _, body) = raw_get(port, "shop.test", "/", "").await;
+        (status, text(&body)) == (200, second.clone())
+    })
+    .await;
     assert_eq!(
         d.s.get(&format!("/api/deploys/{}", id.as_str().unwrap()))
             .await
