@@ -1,7 +1,8 @@
 //! Reporting deploys back: GitHub Deployments (a deployment per deploy of a commit, then
 //! its statuses `in_progress` → `success` / `failure` / `error`), commit statuses on the
-//! other forges (`report_status`), and the `notify` webhooks (a JSON summary, or a
-//! Slack/Discord message, POSTed when a deploy ends; `core::notify` shapes it).
+//! other forges (`status.rs`), a preview's one comment on its pull request
+//! (`comment.rs`), and the `notify` webhooks (a JSON summary, or a Slack/Discord
+//! message, POSTed when a deploy ends; `core::notify` shapes it).
 //!
 //! Reporting never fails or delays a deploy: the runner only drops an event into a
 //! channel; one task sends them in order, each retried with backoff, and gives up

@@ -1,5 +1,5 @@
 //! The one comment a pull/merge-request preview keeps on its request: what it says and
-//! where each forge's API lists, creates and edits it. Pure: `report_comment` sends.
+//! where each forge's API lists, creates and edits it. Pure: `report::comment` sends.
 //!
 //! The comment carries a marker stagehand finds it by among the request's comments
 //! (`<!-- stagehand preview review-pr-7 -->`; on Bitbucket, whose Markdown shows HTML
