@@ -448,4 +448,4 @@ fn write_some(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

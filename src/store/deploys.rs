@@ -170,18 +170,7 @@ impl Store {
         environment: &EnvironmentName,
         release: &str,
     ) -> Result<Option<Deploy>, StoreError> {
-        let conn = self.lock();
-        let mut found = load_deploys(
-            &conn,
-            &format!(
-                "WHERE app = ?1 AND environment = ?2 AND release = ?3
-                   AND trigger IN ({})
-                 ORDER BY id DESC LIMIT 1",
-                *COMMIT_TRIGGERS
-            ),
-            params![app.as_str(), environment.as_str(), release],
-        )?;
-        Ok(found.pop())
+        self.newest_with_release(app, environment, release, "")
     }
 
     /// The newest deploy that put `release` live in an environment.
@@ -191,12 +180,23 @@ impl Store {
         environment: &EnvironmentName,
         release: &str,
     ) -> Result<Option<Deploy>, StoreError> {
+        self.newest_with_release(app, environment, release, "AND status = 'succeeded'")
+    }
+
+    /// The newest deploy of a commit that recorded `release`, narrowed by `and`.
+    fn newest_with_release(
+        &self,
+        app: &AppName,
+        environment: &EnvironmentName,
+        release: &str,
+        and: &str,
+    ) -> Result<Option<Deploy>, StoreError> {
         let conn = self.lock();
         let mut found = load_deploys(
             &conn,
             &format!(
                 "WHERE app = ?1 AND environment = ?2 AND release = ?3
-                   AND status = 'succeeded' AND trigger IN ({})
+                   AND trigger IN ({}) {and}
                  ORDER BY id DESC LIMIT 1",
                 *COMMIT_TRIGGERS
             ),

@@ -271,6 +271,27 @@ require_checks = ["ci/jenkins"]
     full.stop().await;
 }
 
+/// `forge`'s push of `develop`'s head (from its sample), answered 202: the head and the
+/// deploy's id.
+async fn forge_push_develop(s: &Harness, forge: Forge) -> (String, Value) {
+    let sha = git(&s.repo, &["rev-parse", "develop"]);
+    let before = git(&s.repo, &["rev-parse", "develop~1"]);
+    let (event, body) = crate::forges::delivery(
+        forge,
+        &crate::forges::Change {
+            git_ref: "refs/heads/develop",
+            before: &before,
+            after: &sha,
+            commit: &sha,
+            message: "Add cart totals",
+        },
+    );
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let (status, answer) = s.send(&Delivery::from_forge(forge, &event, bytes)).await;
+    assert_eq!(status, 202, "{forge}: {answer}");
+    (sha, answer["deploy"]["id"].clone())
+}
+
 /// A forge's push of `develop` for `forge`, then its check event from the samples.
 async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check: Value) {
     let s = Harness::builder().config(|dir, repo| {
@@ -284,24 +305,7 @@ async fn forge_push_then_check(forge: Forge, required: &str, event: &str, check:
         )
     }).start()
     .await;
-    let sha = git(&s.repo, &["rev-parse", "develop"]);
-    let before = git(&s.repo, &["rev-parse", "develop~1"]);
-    let (push_event, body) = crate::forges::delivery(
-        forge,
-        &crate::forges::Change {
-            git_ref: "refs/heads/develop",
-            before: &before,
-            after: &sha,
-            commit: &sha,
-            message: "Add cart totals",
-        },
-    );
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = s
-        .send(&Delivery::from_forge(forge, &push_event, bytes.clone()))
-        .await;
-    assert_eq!(status, 202, "{forge}: {answer}");
-    let id = answer["deploy"]["id"].clone();
+    let (sha, id) = forge_push_develop(&s, forge).await;
     wait_for(&s, &id, "waiting", 30).await;
     let text = check.to_string().replace("SHA", &sha);
     let (status, answer) = s
@@ -369,24 +373,8 @@ require_checks = ["ci/jenkins"]
         .env("FJ_TOKEN", "fj-secret-token")
         .start()
         .await;
-    let sha = git(&repo, &["rev-parse", "develop"]);
-    let before = git(&repo, &["rev-parse", "develop~1"]);
-    let (event, body) = crate::forges::delivery(
-        Forge::Forgejo,
-        &crate::forges::Change {
-            git_ref: "refs/heads/develop",
-            before: &before,
-            after: &sha,
-            commit: &sha,
-            message: "Add cart totals",
-        },
-    );
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let (status, answer) = s
-        .send(&Delivery::from_forge(Forge::Forgejo, &event, bytes))
-        .await;
-    assert_eq!(status, 202, "{answer}");
-    let done = s.wait_through_checks(&answer["deploy"]["id"], 60).await;
+    let (sha, id) = forge_push_develop(&s, Forge::Forgejo).await;
+    let done = s.wait_through_checks(&id, 60).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let asked = asked.lock().unwrap().clone();
     let status_path = format!("/api/v1/repos/acme/shop/commits/{sha}/status");

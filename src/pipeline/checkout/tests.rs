@@ -113,15 +113,16 @@ fn fixture() -> Fixture {
     Fixture { dir, commit, tag }
 }
 
+/// A path's kind, permission bits and content (also recycle.rs's tests' yardstick).
 #[derive(Debug, PartialEq, Eq)]
-enum Node {
+pub(crate) enum Node {
     Dir { mode: u32 },
     File { mode: u32, content: Vec<u8> },
     Link { target: Vec<u8> },
 }
 
 /// Every path below `root` with its kind, permission bits and content.
-fn listing(root: &Path) -> BTreeMap<Vec<u8>, Node> {
+pub(crate) fn listing(root: &Path) -> BTreeMap<Vec<u8>, Node> {
     let mut out = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {

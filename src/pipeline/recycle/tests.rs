@@ -1,4 +1,5 @@
 use super::*;
+use crate::pipeline::checkout::tests::{Node, listing};
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::process::Command;
@@ -83,43 +84,6 @@ impl Fixture {
         checkout::write_tree(&self.repo(), commit, &dest, 1).expect("write_tree");
         listing(&dest)
     }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, content: Vec<u8> },
-    Link { target: Vec<u8> },
-}
-
-fn listing(root: &Path) -> BTreeMap<Vec<u8>, Node> {
-    let mut out = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            let rel = path.strip_prefix(root).expect("below");
-            let rel = rel.as_os_str().as_bytes().to_vec();
-            let meta = fs::symlink_metadata(&path).expect("lstat");
-            let mode = meta.permissions().mode() & 0o7777;
-            let node = if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path).expect("read_link");
-                Node::Link {
-                    target: target.as_os_str().as_bytes().to_vec(),
-                }
-            } else if meta.is_dir() {
-                pending.push(path.clone());
-                Node::Dir { mode }
-            } else {
-                Node::File {
-                    mode,
-                    content: fs::read(&path).expect("read"),
-                }
-            };
-            out.insert(rel, node);
-        }
-    }
-    out
 }
 
 /// Makes the next change to any file get a later ctime than everything written so
