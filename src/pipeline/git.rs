@@ -222,7 +222,20 @@ impl Mirror {
         refspecs: Vec<String>,
         timeout: Duration,
     ) -> Result<(), GitError> {
-        self.fetch_with(remote, refspecs, timeout, false).await
+        self.fetch_with(remote, refspecs, timeout, Fetch::History)
+            .await
+    }
+
+    /// A treeless mirror's first fetch (`partial::first_fetch_is_shallow`): the refspecs'
+    /// commits only, with every tree and blob, no history; the mirror is shallow until
+    /// its next fetch of any kind, which deepens it ([`Mirror::is_shallow`]).
+    pub async fn fetch_tip(
+        &self,
+        remote: &Remote,
+        refspecs: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(), GitError> {
+        self.fetch_with(remote, refspecs, timeout, Fetch::Tip).await
     }
 
     /// [`Mirror::fetch`], and refs under the refspecs' destinations that the remote no
@@ -233,7 +246,23 @@ impl Mirror {
         refspecs: Vec<String>,
         timeout: Duration,
     ) -> Result<(), GitError> {
-        self.fetch_with(remote, refspecs, timeout, true).await
+        self.fetch_with(remote, refspecs, timeout, Fetch::Pruning)
+            .await
+    }
+
+    /// Whether the mirror lacks history: a first fetch ([`Mirror::fetch_tip`]) whose
+    /// deepening has not run yet. Every fetch of a shallow mirror deepens it.
+    pub fn is_shallow(&self) -> bool {
+        self.path.join("shallow").exists()
+    }
+
+    /// Whether the mirror holds no objects yet (never fetched into). Blocking.
+    pub fn is_empty(&self) -> bool {
+        let no_refs = self
+            .open()
+            .and_then(|repo| Ok(repo.references()?.next().is_none()))
+            .unwrap_or(false);
+        no_refs && !self.is_shallow()
     }
 
     async fn fetch_with(
@@ -241,7 +270,7 @@ impl Mirror {
         remote: &Remote,
         refspecs: Vec<String>,
         timeout: Duration,
-        prune: bool,
+        kind: Fetch,
     ) -> Result<(), GitError> {
         // Two fetches updating one ref at once make the loser fail on git's ref lock
         // (a deploy and a reconciliation round, or two environments of one app): one
@@ -258,6 +287,7 @@ impl Mirror {
             FetchWith::Git2 | FetchWith::Auto => {
                 let remote = remote.clone();
                 let specs = refspecs.clone();
+                let prune = kind == Fetch::Pruning;
                 let work =
                     tokio::task::spawn_blocking(move || mirror.fetch_git2(&remote, &specs, prune));
                 match tokio::time::timeout(timeout, work).await {
@@ -274,7 +304,7 @@ impl Mirror {
                 tokio::task::spawn_blocking(move || mirror.open().map(drop))
                     .await
                     .map_err(|e| fetch_err(e.to_string()))??;
-                self.fetch_cli(remote, &refspecs, timeout, prune)
+                self.fetch_cli(remote, &refspecs, timeout, kind)
                     .await
                     .map_err(fetch_err)
             }
@@ -377,14 +407,23 @@ impl Mirror {
         remote: &Remote,
         refspecs: &[String],
         timeout: Duration,
-        prune: bool,
+        kind: Fetch,
     ) -> Result<(), String> {
         let mut cmd = self.git_command(remote);
         cmd.args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
-            .args(prune.then_some("--prune"));
-        if remote.treeless {
-            cmd.arg(format!("--filter={}", partial::FILTER))
-                .arg("origin");
+            .args((kind == Fetch::Pruning).then_some("--prune"));
+        if remote.treeless && kind == Fetch::Tip {
+            // Everything of the tip in one pack, as `git clone --depth 1` gets it.
+            cmd.args(["--depth=1", "--no-filter", "origin"]);
+        } else if remote.treeless {
+            cmd.arg(format!("--filter={}", partial::FILTER));
+            if self.is_shallow() {
+                // The history a first fetch left out, commits only: whichever fetch
+                // comes next (the deepening after that deploy, the next deploy's, a
+                // reconciliation round) makes the mirror whole before anything reads it.
+                cmd.arg("--unshallow");
+            }
+            cmd.arg("origin");
         } else {
             cmd.arg("--").arg(&remote.url);
         }
@@ -525,6 +564,17 @@ impl Mirror {
         let author = String::from_utf8_lossy(c.author().name_bytes()).into_owned();
         Ok((summary, author))
     }
+}
+
+/// What a fetch asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// The refspecs with their history (deepening a shallow mirror).
+    History,
+    /// The same, and refs the remote no longer has are deleted.
+    Pruning,
+    /// A treeless mirror's first fetch: the tips only (`--depth=1`), with their files.
+    Tip,
 }
 
 /// One async lock per mirror path, for [`Mirror::fetch_with`].

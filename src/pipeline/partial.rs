@@ -28,6 +28,19 @@
 //!
 //! Then `checkout::write_tree` reads the object database as for a full mirror.
 //!
+//! # The first fetch
+//!
+//! Even commits only, a big history's first fetch is seconds the first deploy does
+//! not need: nothing compares the pushed commit with an older one while the
+//! environment has no live release. So a push's first fetch into an empty treeless
+//! mirror is `--depth=1` with every file ([`Mirror::fetch_tip`], what
+//! `git clone --depth 1` fetches), and the history follows in the background once the
+//! deploy has ended ([`Deepen`]). Until then the mirror is shallow, and every fetch of
+//! a shallow mirror adds `--unshallow`: the next deploy, a reconciliation round, or
+//! the background fetch, whichever takes the mirror's fetch lock first, makes it whole,
+//! and nothing reads history without fetching first. A push whose commit the depth-1
+//! fetch did not bring (the branch moved on) fetches with history at once.
+//!
 //! # Limits
 //!
 //! The repository must serve filters and objects by id: GitHub, GitLab, Gitea and
@@ -55,6 +68,43 @@ pub enum PartialError {
     Git(#[from] GitError),
     #[error("{what} in the treeless mirror: {detail}")]
     Command { what: String, detail: String },
+}
+
+/// The history a shallow first fetch left out ([`Mirror::fetch_tip`]), fetched in the
+/// background once that deploy has ended. Whichever fetch of the mirror comes first,
+/// this one or the next deploy's (they take turns on the mirror's fetch lock), deepens
+/// it: nothing reads history from a shallow mirror.
+#[derive(Debug)]
+pub struct Deepen {
+    pub mirror: Mirror,
+    pub remote: Remote,
+    pub refspecs: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Deepen {
+    pub fn spawn(self) {
+        tokio::spawn(async move {
+            let Deepen {
+                mirror,
+                remote,
+                refspecs,
+                timeout,
+            } = self;
+            if !mirror.is_shallow() {
+                return;
+            }
+            match mirror.fetch(&remote, refspecs, timeout).await {
+                Ok(()) => {
+                    tracing::info!(mirror = %mirror.path.display(), "fetched the history a first deploy left out")
+                }
+                // The next fetch of the mirror tries again before anything reads it.
+                Err(e) => {
+                    tracing::warn!(mirror = %mirror.path.display(), "fetching the history after a first deploy: {e}")
+                }
+            }
+        });
+    }
 }
 
 /// What [`prefetch`] fetched.

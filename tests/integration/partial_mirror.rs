@@ -56,7 +56,10 @@ async fn a_treeless_mirror_checks_out_exactly_the_commit_and_keeps_the_history()
 
     let deploy = s.push_and_wait("develop").await;
     assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    let log = s.log(&deploy["id"]).await;
+    assert!(log.contains("first fetch of this mirror"), "{log}");
     let mirror = mirror_dir(&s);
+    wait_deepened(&mirror).await;
     assert!(stagehand::pipeline::partial::is_partial(&mirror));
     // Partial: a blob of a commit never checked out was not fetched...
     assert!(!holds(&mirror, &old_blob), "the mirror holds every blob");
@@ -113,6 +116,65 @@ async fn a_treeless_mirror_checks_out_exactly_the_commit_and_keeps_the_history()
         "only in the past\n"
     );
     assert!(holds(&mirror, &old_blob));
+    s.stop().await;
+}
+
+/// Waits for the history a shallow first fetch left out to arrive in the background.
+async fn wait_deepened(mirror: &Path) {
+    let m = Mirror {
+        path: mirror.to_owned(),
+    };
+    for _ in 0..300 {
+        if !m.is_shallow() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{} is still shallow after 30 s", mirror.display());
+}
+
+/// The first deploy of a treeless mirror fetches the pushed commit alone (`--depth=1`)
+/// and its history after the deploy; whatever deploy comes next sees the whole history,
+/// also when it comes before that background fetch (it deepens the mirror itself).
+#[actix_web::test]
+async fn after_a_shallow_first_deploy_the_rules_that_read_history_still_hold() {
+    let s = treeless().await;
+    git(&s.repo, &["checkout", "-q", "develop"]);
+    let older = commit(&s.repo, "Older", &[("index.html", "<h1>older</h1>\n")]);
+    let newer = commit(&s.repo, "Newer", &[("index.html", "<h1>newer</h1>\n")]);
+    let deploy = s.push_and_wait("develop").await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    let log = s.log(&deploy["id"]).await;
+    assert!(log.contains("first fetch of this mirror"), "{log}");
+    assert_eq!(s.revision("staging").as_deref(), Some(newer.as_str()));
+
+    // At once, without waiting for the background fetch: a late delivery of the older
+    // commit must be recognised as older (its ancestry is read from the history).
+    let (status, answer) = s.push(&push_body("refs/heads/develop", &older)).await;
+    assert_eq!(status, 202, "{answer}");
+    let late = s.wait(&answer["deploy"]["id"], 60).await;
+    assert_eq!(late["status"], "skipped", "{late}");
+    assert_eq!(s.revision("staging").as_deref(), Some(newer.as_str()));
+    let mirror = Mirror {
+        path: mirror_dir(&s),
+    };
+    assert!(
+        !mirror.is_shallow(),
+        "a deploy read history from a shallow mirror"
+    );
+    let root = git(&s.repo, &["rev-list", "--max-parents=0", "HEAD"]);
+    assert!(mirror.is_ancestor(&root, &newer).unwrap());
+    let late_log = s.log(&late["id"]).await;
+    assert!(
+        !late_log.contains("first fetch of this mirror"),
+        "{late_log}"
+    );
+
+    // A later push is an ordinary treeless deploy.
+    let next = commit(&s.repo, "Next", &[("index.html", "<h1>next</h1>\n")]);
+    let deploy = s.push_and_wait("develop").await;
+    assert_eq!(deploy["status"], "succeeded", "{deploy}");
+    assert_eq!(s.revision("staging").as_deref(), Some(next.as_str()));
     s.stop().await;
 }
 

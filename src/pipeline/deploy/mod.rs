@@ -100,7 +100,7 @@ type Result<T> = std::result::Result<T, Stop>;
 pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     let id = deploy.id;
     let config = ctx.config.get();
-    let (outcome, log) = match resolve(&config, &deploy) {
+    let (outcome, log, deepen) = match resolve(&config, &deploy) {
         Ok((app, env_config)) => {
             let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
             let max_log = app.max_log_size.unwrap_or(config.server.max_log_size);
@@ -116,12 +116,14 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
                 log,
                 new_release: std::sync::Mutex::new(None),
                 git_ref: std::sync::Mutex::new(deploy.git_ref.clone()),
+                deepen: std::sync::Mutex::new(None),
             };
             let outcome = run.go().await;
             run.finish_log(&outcome);
-            (outcome, Some(run.log))
+            let deepen = locked(&run.deepen).take();
+            (outcome, Some(run.log), deepen)
         }
-        Err(stop) => (Err(stop), None),
+        Err(stop) => (Err(stop), None, None),
     };
     let (status, reason) = match outcome {
         Ok(None) => (DeployStatus::Succeeded, None),
@@ -141,6 +143,10 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     };
     // Dropping the log ends the live feed; a follower then reads the store.
     drop(log);
+    // After the deploy's end is stored: its duration does not include the history.
+    if let Some(deepen) = deepen {
+        deepen.spawn();
+    }
     if let Some(reporter) = &ctx.reporter {
         reporter.send(ReportEvent::Finished(deploy.clone()));
     }
@@ -198,6 +204,8 @@ struct Run<'a> {
     new_release: std::sync::Mutex<Option<String>>,
     /// The deploy's ref, made precise by fetch for manual deploys.
     git_ref: std::sync::Mutex<String>,
+    /// Set by a shallow first fetch: the history to fetch once the deploy has ended.
+    deepen: std::sync::Mutex<Option<super::partial::Deepen>>,
 }
 
 /// `Ok(None)`: succeeded. `Ok(Some(stop))`: ended after the switch with another status

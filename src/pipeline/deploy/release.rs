@@ -118,16 +118,41 @@ impl Run<'_> {
             StageName::Fetch,
             &format!("fetching {} from {}", refspecs.join(" "), remote.url),
         );
-        mirror
-            .fetch(&remote, refspecs, self.env_config.step_timeout)
-            .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
         // A push names its commit (for a tag, possibly the tag object); a manual deploy
         // names a ref or a sha; a promote, the commit live in its source.
         let spec = match (&self.deploy.commit, self.deploy.trigger) {
             (Some(commit), _) => commit.clone(),
             (None, _) => self.deploy.git_ref.clone(),
         };
+        let timeout = self.env_config.step_timeout;
+        let mut fetched = false;
+        if self.first_fetch_is_shallow(mirror, pushed).await {
+            self.info(
+                StageName::Fetch,
+                "first fetch of this mirror: the pushed commit and its files only; \
+                 its history follows once this deploy ends",
+            );
+            mirror
+                .fetch_tip(&remote, refspecs.clone(), timeout)
+                .await
+                .map_err(|e| Stop::failed(e.to_string()))?;
+            *locked(&self.deepen) = Some(partial::Deepen {
+                mirror: mirror.clone(),
+                remote: remote.clone(),
+                refspecs: refspecs.clone(),
+                timeout,
+            });
+            // The ref may have moved on since the push: then only its history holds
+            // the pushed commit, and the fetch below (which deepens) brings it.
+            let (m, s) = (mirror.clone(), spec.clone());
+            fetched = blocking(move || Ok(m.resolve_commit(&s).is_ok())).await?;
+        }
+        if !fetched {
+            mirror
+                .fetch(&remote, refspecs, timeout)
+                .await
+                .map_err(|e| Stop::failed(e.to_string()))?;
+        }
         let m = mirror.clone();
         let hint = missing_commit_hint(self.deploy.trigger, &self.deploy.git_ref);
         let (commit, found_as) = blocking(move || {
@@ -164,6 +189,21 @@ impl Run<'_> {
                 .await?;
         }
         Ok(commit)
+    }
+
+    /// Whether this deploy's fetch may leave history out (`partial.rs`, "The first
+    /// fetch"): a push to a treeless mirror that holds nothing yet, into an environment
+    /// with no live release (so no rule compares against an older commit).
+    async fn first_fetch_is_shallow(&self, mirror: &Mirror, pushed: bool) -> bool {
+        if self.app.mirror != MirrorMode::Treeless
+            || !pushed
+            || self.deploy.commit.is_none()
+            || self.env_dir.live().is_some()
+        {
+            return false;
+        }
+        let m = mirror.clone();
+        blocking(move || Ok(m.is_empty())).await.unwrap_or(false)
     }
 
     pub(super) async fn skip_if_stale(&self, mirror: &Mirror, commit: &CommitSha) -> Result<()> {
