@@ -118,6 +118,8 @@ pub enum CheckoutError {
     },
     #[error("tree entry {name:?} is not a safe file name")]
     UnsafeName { name: String },
+    #[error("stopped: a deploy needs the directory")]
+    Cancelled,
 }
 
 // Git's tree entry modes, as normalized by libgit2's `TreeEntry::filemode()` (which maps
@@ -173,12 +175,32 @@ pub fn write_tree(
     let tree_id = resolve_tree(&repository, repo, commit)?;
 
     create_dir(dest)?;
-    let result = write_into(&repository, tree_id, dest, threads.max(1));
+    let never = AtomicBool::new(false);
+    let result = write_into(&repository, tree_id, dest, threads.max(1), &never);
     if result.is_err() {
         // `remove_dir_all` does not follow symlinks, so this stays inside `dest`.
         let _ = fs::remove_dir_all(dest);
     }
     result
+}
+
+/// [`write_tree`] that stops between two files once `cancel` is set (then
+/// [`CheckoutError::Cancelled`]), and leaves `dest` to the caller on any error: deleting
+/// a half-written tree is the reaper's job, not the caller's thread's.
+pub(super) fn write_tree_cancellable(
+    repo: &Path,
+    commit: &str,
+    dest: &Path,
+    threads: usize,
+    cancel: &AtomicBool,
+) -> Result<CheckoutStats, CheckoutError> {
+    let repository = Repository::open(repo).map_err(|source| CheckoutError::Open {
+        path: repo.to_path_buf(),
+        source,
+    })?;
+    let tree_id = resolve_tree(&repository, repo, commit)?;
+    create_dir(dest)?;
+    write_into(&repository, tree_id, dest, threads.max(1), cancel)
 }
 
 pub(super) fn resolve_tree(
@@ -210,10 +232,11 @@ fn write_into(
     tree_id: Oid,
     dest: &Path,
     threads: usize,
+    cancel: &AtomicBool,
 ) -> Result<CheckoutStats, CheckoutError> {
     let mut stats = CheckoutStats::default();
     let jobs = plan(repo, tree_id, dest, dest, &mut stats)?;
-    let counts = write_blobs(repo, &jobs, threads)?;
+    let counts = write_blobs(repo, &jobs, threads, cancel)?;
     stats.files = counts.files;
     stats.symlinks = counts.symlinks;
     stats.bytes = counts.bytes;
@@ -317,6 +340,7 @@ pub(super) fn write_blobs(
     repo: &Repository,
     jobs: &[Job],
     threads: usize,
+    cancel: &AtomicBool,
 ) -> Result<Counts, CheckoutError> {
     let threads = threads.min(jobs.len()).max(1);
     let next = AtomicUsize::new(0);
@@ -325,7 +349,7 @@ pub(super) fn write_blobs(
     let git_dir = repo.path();
 
     let run = |repo: &Repository| -> Counts {
-        let result = write_some(repo, jobs, &next, &stop);
+        let result = write_some(repo, jobs, &next, &stop, cancel);
         match result {
             Ok(counts) => counts,
             Err(error) => {
@@ -373,6 +397,7 @@ pub(super) fn write_blobs(
     let error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
     match error {
         Some(error) => Err(error),
+        None if cancel.load(Ordering::Relaxed) => Err(CheckoutError::Cancelled),
         None => Ok(total),
     }
 }
@@ -390,13 +415,14 @@ fn write_some(
     jobs: &[Job],
     next: &AtomicUsize,
     stop: &AtomicBool,
+    cancel: &AtomicBool,
 ) -> Result<Counts, CheckoutError> {
     let odb = repo.odb().map_err(|source| CheckoutError::Git {
         what: "the object database".to_string(),
         source,
     })?;
     let mut counts = Counts::default();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
         let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
             break;
         };

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
-use super::recycle::{MANIFESTS, SPARE_PREFIX};
+use super::recycle::{MANIFESTS, PREPARING_PREFIX, SPARE_PREFIX};
 
 /// Unlinks between two checks for a running checkout.
 pub const BATCH: usize = 256;
@@ -140,6 +140,7 @@ pub fn sweep(releases: &Path) -> io::Result<usize> {
                 id.clone(),
                 format!("{REMOVING_PREFIX}{id}"),
                 format!("{SPARE_PREFIX}{id}"),
+                format!("{PREPARING_PREFIX}{id}"),
             ];
             if !alive.iter().any(|name| names.contains(name)) {
                 let _ = fs::remove_file(entry.path());

@@ -54,12 +54,20 @@
 //! deploy that recycles took 212 ms (checkout 144 ms) against 3,881 ms for the
 //! Capistrano-style shell pipeline (`git archive | tar -x`, `rm -rf` of the old release):
 //! 0.05×. Before this module the same deploy wrote the whole tree: 5.0 s, 2.2× the shell
-//! pipeline; it still does for an environment's 2nd and 3rd deploy, when nothing has
-//! been retired yet.
+//! pipeline.
+//!
+//! # Spares written ahead
+//!
+//! Until an environment retires a release (its first `keep_releases` + 1 deploys) there
+//! is nothing to recycle. Then, after a deploy has ended, [`prepare_spare`] writes the
+//! live commit's tree once more, in the background, as `.spare-<live>.ahead`: the next
+//! deploy recycles that. The write costs what a full checkout costs, but off any
+//! deploy's clock; a deploy that starts meanwhile stops it within a file
+//! ([`stop_spare`]) and writes in full, as it would have anyway.
 //!
 //! # Fallbacks
 //!
-//! A full checkout runs when there is no spare, its manifest is missing or unreadable,
+//! A full checkout runs when there is no spare (or the one being written ahead was not finished), its manifest is missing or unreadable,
 //! its commit is not in the mirror, the rename fails, or the repair fails (the half
 //! repaired tree is moved aside for the reaper and `dest` written afresh).
 //!
@@ -72,6 +80,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use git2::{Oid, Repository};
 
@@ -122,6 +131,7 @@ pub fn checkout(
             "a release directory needs a parent and a name",
         )));
     };
+    stop_spare(releases);
     let mut written = Written::default();
     match take_spare(repo, commit, releases, dest) {
         Ok(None) => {}
@@ -159,9 +169,12 @@ pub fn notes(written: &Written) -> Vec<String> {
         notes.push(why.clone());
     }
     if let Some(r) = &written.recycled {
+        let from = match r.from.strip_suffix(".ahead") {
+            Some(release) => format!("the spare tree of {release} written after its deploy"),
+            None => format!("retired release {}", r.from),
+        };
         notes.push(format!(
-            "recycled retired release {}: {} files kept, {} entries removed, {} written",
-            r.from,
+            "recycled {from}: {} files kept, {} entries removed, {} written",
             r.kept,
             r.discarded,
             written.stats.files + written.stats.symlinks
@@ -295,7 +308,7 @@ fn repair(
         recycled,
         ..
     } = walk;
-    let counts = checkout::write_blobs(&repository, &jobs, threads)?;
+    let counts = checkout::write_blobs(&repository, &jobs, threads, &AtomicBool::new(false))?;
     stats.files = counts.files;
     stats.symlinks = counts.symlinks;
     stats.bytes = counts.bytes;
@@ -472,6 +485,9 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> CheckoutError + '_ {
         source,
     }
 }
+
+mod ahead;
+pub use ahead::{PREPARING_PREFIX, checkouts_started, has_spare, prepare_spare, stop_spare};
 
 #[cfg(test)]
 mod tests;

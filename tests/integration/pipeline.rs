@@ -731,3 +731,62 @@ async fn a_repeat_deploy_recycles_a_retired_release_and_nothing_its_build_did_le
     );
     s.stop().await;
 }
+
+/// Issue 14: until an environment has retired a release there is nothing to recycle, so
+/// a spare of the live tree is written after a deploy ends (recycle::prepare_spare) and
+/// the environment's second deploy recycles it instead of writing every file.
+#[actix_web::test]
+async fn a_second_deploy_recycles_the_spare_tree_written_after_the_first() {
+    let s = setup("", "").await;
+    checkout(&s.repo, "develop");
+    commit(
+        &s.repo,
+        "First",
+        &[("VERSION", "1\n"), ("dir/kept.txt", "kept\n")],
+    );
+    let first = s.push_and_wait("develop").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let first_release = first["release"].as_str().unwrap().to_owned();
+    let releases = s.root.join("staging/releases");
+    let spare = releases.join(format!(".spare-{first_release}.ahead"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !spare.is_dir() {
+        assert!(std::time::Instant::now() < deadline, "no spare written");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    commit(&s.repo, "Second", &[("VERSION", "2\n")]);
+    let second = s.push_and_wait("develop").await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    let log = s.log(&second["id"]).await;
+    assert!(
+        log.contains(&format!(
+            "recycled the spare tree of {first_release} written after its deploy"
+        )),
+        "{log}"
+    );
+    assert!(!spare.exists());
+    let sha = git(&s.repo, &["rev-parse", "HEAD"]);
+    let mut expected: std::collections::BTreeSet<String> =
+        git(&s.repo, &["ls-tree", "-r", "--name-only", &sha])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    expected.remove("storage/.gitkeep");
+    expected.extend(["REVISION", "storage", ".env"].map(str::to_owned));
+    let release = releases.join(second["release"].as_str().unwrap());
+    assert_eq!(files_below(&release), expected);
+    assert_eq!(
+        std::fs::read_to_string(release.join("VERSION")).unwrap(),
+        "2\n"
+    );
+    // The first release, the rollback target, is whole and shares no file.
+    let old = releases.join(&first_release);
+    assert_eq!(std::fs::read_to_string(old.join("VERSION")).unwrap(), "1\n");
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    assert_ne!(
+        inode(&old.join("dir/kept.txt")),
+        inode(&release.join("dir/kept.txt"))
+    );
+    s.stop().await;
+}

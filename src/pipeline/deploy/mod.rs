@@ -100,7 +100,7 @@ type Result<T> = std::result::Result<T, Stop>;
 pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     let id = deploy.id;
     let config = ctx.config.get();
-    let (outcome, log, deepen) = match resolve(&config, &deploy) {
+    let (outcome, log, after_end) = match resolve(&config, &deploy) {
         Ok((app, env_config)) => {
             let env_dir = EnvironmentDir::new(&app.root, &deploy.environment);
             let max_log = app.max_log_size.unwrap_or(config.server.max_log_size);
@@ -116,14 +116,14 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
                 log,
                 new_release: std::sync::Mutex::new(None),
                 git_ref: std::sync::Mutex::new(deploy.git_ref.clone()),
-                deepen: std::sync::Mutex::new(None),
+                after_end: std::sync::Mutex::new(Vec::new()),
             };
             let outcome = run.go().await;
             run.finish_log(&outcome);
-            let deepen = locked(&run.deepen).take();
-            (outcome, Some(run.log), deepen)
+            let after_end = std::mem::take(&mut *locked(&run.after_end));
+            (outcome, Some(run.log), after_end)
         }
-        Err(stop) => (Err(stop), None, None),
+        Err(stop) => (Err(stop), None, Vec::new()),
     };
     let (status, reason) = match outcome {
         Ok(None) => (DeployStatus::Succeeded, None),
@@ -143,9 +143,9 @@ pub async fn execute(ctx: &Context, deploy: Deploy) -> Deploy {
     };
     // Dropping the log ends the live feed; a follower then reads the store.
     drop(log);
-    // After the deploy's end is stored: its duration does not include the history.
-    if let Some(deepen) = deepen {
-        deepen.spawn();
+    // Once the deploy's end is stored: its duration does not include them.
+    for work in after_end {
+        work.spawn();
     }
     if let Some(reporter) = &ctx.reporter {
         reporter.send(ReportEvent::Finished(deploy.clone()));
@@ -204,8 +204,61 @@ struct Run<'a> {
     new_release: std::sync::Mutex<Option<String>>,
     /// The deploy's ref, made precise by fetch for manual deploys.
     git_ref: std::sync::Mutex<String>,
-    /// Set by a shallow first fetch: the history to fetch once the deploy has ended.
-    deepen: std::sync::Mutex<Option<super::partial::Deepen>>,
+    /// Background work for after the deploy's end (see [`AfterEnd`]).
+    after_end: std::sync::Mutex<Vec<AfterEnd>>,
+}
+
+/// Work a deploy leaves for the background once its end is stored: none of it is
+/// needed for this deploy, and all of it makes the next one faster.
+enum AfterEnd {
+    /// The history a shallow first fetch left out (`partial.rs`).
+    Deepen(super::partial::Deepen),
+    /// A spare tree for the next checkout to recycle (`recycle::prepare_spare`).
+    Spare {
+        repo: PathBuf,
+        commit: String,
+        releases: PathBuf,
+        id: String,
+        threads: usize,
+        after_checkouts: u64,
+    },
+}
+
+impl AfterEnd {
+    fn spawn(self) {
+        match self {
+            AfterEnd::Deepen(deepen) => deepen.spawn(),
+            AfterEnd::Spare {
+                repo,
+                commit,
+                releases,
+                id,
+                threads,
+                after_checkouts,
+            } => {
+                tokio::task::spawn_blocking(move || {
+                    let made = super::recycle::prepare_spare(
+                        &repo,
+                        &commit,
+                        &releases,
+                        &id,
+                        threads,
+                        after_checkouts,
+                    );
+                    match made {
+                        Ok(true) => {
+                            tracing::info!(releases = %releases.display(), "spare tree {id} ready for the next checkout")
+                        }
+                        Ok(false) => {}
+                        // Not needed by anything: the next checkout writes in full.
+                        Err(e) => {
+                            tracing::warn!(releases = %releases.display(), "writing a spare tree: {e}")
+                        }
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// `Ok(None)`: succeeded. `Ok(Some(stop))`: ended after the switch with another status

@@ -17,7 +17,7 @@ use crate::health;
 use crate::pipeline::git::{Mirror, Remote};
 use crate::pipeline::{partial, reaper, recycle, releases};
 
-use super::{Outcome2, Result, Run, Stop, blocking, locked};
+use super::{AfterEnd, Outcome2, Result, Run, Stop, blocking, locked};
 
 impl Run<'_> {
     pub(super) async fn release_commit(&self) -> Outcome2 {
@@ -136,12 +136,12 @@ impl Run<'_> {
                 .fetch_tip(&remote, refspecs.clone(), timeout)
                 .await
                 .map_err(|e| Stop::failed(e.to_string()))?;
-            *locked(&self.deepen) = Some(partial::Deepen {
+            locked(&self.after_end).push(AfterEnd::Deepen(partial::Deepen {
                 mirror: mirror.clone(),
                 remote: remote.clone(),
                 refspecs: refspecs.clone(),
                 timeout,
-            });
+            }));
             // The ref may have moved on since the push: then only its history holds
             // the pushed commit, and the fetch below (which deepens) brings it.
             let (m, s) = (mirror.clone(), spec.clone());
@@ -444,6 +444,7 @@ impl Run<'_> {
             Ok(doomed)
         })
         .await;
+        self.spare_ahead();
         match &removed {
             Ok(list) if list.is_empty() => self.info(
                 StageName::Cleanup,
@@ -456,6 +457,33 @@ impl Run<'_> {
             ),
         }
         removed.map(drop)
+    }
+}
+
+impl Run<'_> {
+    /// Leaves a spare of the live release's tree to be written after the deploy when
+    /// cleanup retired nothing to recycle (`recycle::prepare_spare`).
+    fn spare_ahead(&self) {
+        let releases = self.env_dir.releases();
+        let Some(live) = self.env_dir.live() else {
+            return;
+        };
+        let Some(commit) = live.commit.clone() else {
+            return;
+        };
+        if recycle::has_spare(&releases) {
+            return;
+        }
+        let mirror = Mirror::new(&self.ctx.config.get().server.state_dir, &self.app.name);
+        let after_checkouts = recycle::checkouts_started(&releases);
+        locked(&self.after_end).push(AfterEnd::Spare {
+            repo: mirror.path,
+            commit,
+            releases,
+            id: format!("{}.ahead", live.release),
+            threads: self.ctx.checkout_threads,
+            after_checkouts,
+        });
     }
 }
 

@@ -40,7 +40,10 @@ impl Run<'_> {
                 );
             }
             let path = dir.clone();
+            let spares = self.env_dir.releases();
             blocking(move || {
+                // Nothing may write into the directory while it goes.
+                crate::pipeline::recycle::stop_spare(&spares);
                 releases::remove_tree(&path)
                     .map_err(|e| Stop::failed(format!("removing {}: {e}", path.display())))
             })

@@ -1,8 +1,10 @@
+use super::ahead::ahead_of;
 use super::*;
 use crate::pipeline::checkout::tests::{Node, listing};
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use tempfile::TempDir;
 
 /// Runs git in `dir`, isolated from the user's and system's configuration.
@@ -272,4 +274,144 @@ fn without_a_spare_the_checkout_writes_in_full_and_records_a_manifest() {
         format!("{c1}\n")
     );
     assert_eq!(notes(&written), Vec::<String>::new());
+}
+
+#[test]
+fn a_spare_written_ahead_is_recycled_by_the_next_checkout() {
+    let f = Fixture::new();
+    f.write("a.txt", b"a\n");
+    f.write("dir/b.txt", b"b\n");
+    let c1 = f.commit();
+    f.write("a.txt", b"a, changed\n");
+    let c2 = f.commit();
+    f.deploy("r1", &c1);
+    assert!(!has_spare(&f.releases()));
+
+    assert!(
+        prepare_spare(
+            &f.repo(),
+            &c1,
+            &f.releases(),
+            "r1.ahead",
+            2,
+            checkouts_started(&f.releases())
+        )
+        .expect("prepare")
+    );
+    let spare = f.releases().join(format!("{SPARE_PREFIX}r1.ahead"));
+    assert_eq!(listing(&spare), f.fresh(&c1));
+    assert!(f.releases().join(MANIFESTS).join("r1.ahead").is_file());
+    // The live release is untouched and not shared: a different inode per file.
+    let live = fs::metadata(f.releases().join("r1/a.txt")).expect("stat");
+    let ahead = fs::metadata(spare.join("a.txt")).expect("stat");
+    assert_ne!(live.ino(), ahead.ino());
+    // One spare at a time.
+    assert!(
+        !prepare_spare(
+            &f.repo(),
+            &c1,
+            &f.releases(),
+            "r1.again",
+            2,
+            checkouts_started(&f.releases())
+        )
+        .expect("prepare")
+    );
+
+    // As in `Fixture::deploy`: files written in the manifest's clock tick are not
+    // trusted; the test's whole tree was.
+    let manifest = f.releases().join(MANIFESTS).join("r1.ahead");
+    next_tick(&manifest);
+    fs::write(&manifest, fs::read(&manifest).expect("manifest")).expect("re-record");
+    next_tick(&manifest);
+    let second = f.deploy("r2", &c2);
+    let recycled = second.recycled.clone().expect("recycled");
+    assert_eq!(recycled.from, "r1.ahead");
+    assert_eq!(recycled.kept, 1, "{second:?}");
+    assert_eq!(listing(&f.releases().join("r2")), f.fresh(&c2));
+    assert!(!has_spare(&f.releases()));
+}
+
+#[test]
+fn a_checkout_stops_a_spare_being_written_and_its_half_goes_to_the_reaper() {
+    let f = Fixture::new();
+    for i in 0..200 {
+        f.write(&format!("f{i}.txt"), format!("{i}\n").as_bytes());
+    }
+    let c1 = f.commit();
+    // A checkout is starting: the cancel flag is up when the writer looks.
+    let ahead = ahead_of(&f.releases());
+    ahead.cancel.store(true, Ordering::SeqCst);
+    assert!(
+        !prepare_spare(
+            &f.repo(),
+            &c1,
+            &f.releases(),
+            "r0.ahead",
+            2,
+            checkouts_started(&f.releases())
+        )
+        .expect("prepare")
+    );
+    ahead.cancel.store(false, Ordering::SeqCst);
+    assert!(!has_spare(&f.releases()));
+
+    // Stopped halfway: what it wrote is hidden for the reaper, and no spare appears.
+    std::thread::scope(|scope| {
+        let seen = checkouts_started(&f.releases());
+        let (repo, releases, commit) = (f.repo(), f.releases(), c1.clone());
+        let writer =
+            scope.spawn(move || prepare_spare(&repo, &commit, &releases, "r1.ahead", 1, seen));
+        let preparing = f.releases().join(format!("{PREPARING_PREFIX}r1.ahead"));
+        while !preparing.exists() && !writer.is_finished() {
+            std::thread::yield_now();
+        }
+        ahead.cancel.store(true, Ordering::SeqCst);
+        let made = writer.join().expect("join").expect("prepare");
+        ahead.cancel.store(false, Ordering::SeqCst);
+        if !made {
+            assert!(!preparing.exists());
+            assert!(
+                f.releases()
+                    .join(format!("{REMOVING_PREFIX}r1.ahead.unfinished"))
+                    .is_dir()
+            );
+            assert!(!has_spare(&f.releases()));
+        }
+    });
+    // A checkout after it writes in full or recycles; either way the exact tree.
+    let written = f.deploy("r1", &c1);
+    assert_eq!(listing(&f.releases().join("r1")), f.fresh(&c1));
+    assert_eq!(written.fallback, None);
+}
+
+#[test]
+fn a_spare_a_crash_left_half_written_goes_to_the_reaper() {
+    let f = Fixture::new();
+    f.write("a.txt", b"a\n");
+    let c1 = f.commit();
+    let leftover = f.releases().join(format!("{PREPARING_PREFIX}r0.ahead"));
+    fs::create_dir_all(leftover.join("half")).expect("mkdir");
+    let seen = checkouts_started(&f.releases());
+    assert!(prepare_spare(&f.repo(), &c1, &f.releases(), "r1.ahead", 1, seen).expect("prepare"));
+    assert!(!leftover.exists());
+    assert!(
+        f.releases()
+            .join(format!("{REMOVING_PREFIX}r0.ahead.unfinished"))
+            .is_dir()
+    );
+    assert!(has_spare(&f.releases()));
+}
+
+#[test]
+fn a_spare_asked_for_before_another_checkout_began_is_not_written() {
+    let f = Fixture::new();
+    f.write("a.txt", b"a\n");
+    let c1 = f.commit();
+    let seen = checkouts_started(&f.releases());
+    f.deploy("r1", &c1);
+    assert!(!prepare_spare(&f.repo(), &c1, &f.releases(), "r0.ahead", 1, seen).expect("prepare"));
+    assert!(!has_spare(&f.releases()));
+    let seen = checkouts_started(&f.releases());
+    assert!(prepare_spare(&f.repo(), &c1, &f.releases(), "r1.ahead", 1, seen).expect("prepare"));
 }
