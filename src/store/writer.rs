@@ -24,14 +24,16 @@
 //!   check counts an earlier delivery's new preview).
 //! - Each delivery is written under its own savepoint: one that fails is rolled back
 //!   alone and answered with its error; the rest of the batch commits.
-//! - When the batch's COMMIT (or BEGIN) fails, nothing of it is kept and each delivery
-//!   is retried in a transaction of its own, so one that cannot be committed costs the
-//!   others nothing and each gets its own answer.
+//! - When the batch's COMMIT fails, nothing of it is kept and each delivery is retried
+//!   in a transaction of its own, so one that cannot be committed costs the others
+//!   nothing and each gets its own answer. When the transaction cannot even begin
+//!   (SQLite's write lock held elsewhere past `busy_timeout`), every delivery of the
+//!   batch is answered with that error at once: a retry would wait just as long.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::deliveries::{self, Intent, NewDelivery, Recorded};
@@ -142,7 +144,15 @@ pub(super) fn commit_group(
     conn: &mut Connection,
     batch: &[(NewDelivery, Intent)],
 ) -> Vec<Result<Recorded, StoreError>> {
-    match try_group(conn, batch) {
+    // A transaction that cannot even begin (another process holds SQLite's write lock
+    // past busy_timeout) would fail each retry the same way, after the same wait.
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(error) => {
+            return batch.iter().map(|_| Err(copy_of(&error))).collect();
+        }
+    };
+    match try_group(tx, batch) {
         Ok(answers) => answers,
         Err(error) => {
             tracing::warn!(
@@ -158,13 +168,12 @@ pub(super) fn commit_group(
     }
 }
 
-/// The batch in one transaction, each delivery under its own savepoint. `Err` when the
-/// transaction itself failed: then none of it was kept.
+/// The batch in `tx`, each delivery under its own savepoint. `Err` when the
+/// transaction itself failed: then none of it was kept (`tx` rolls back when dropped).
 fn try_group(
-    conn: &mut Connection,
+    tx: Transaction<'_>,
     batch: &[(NewDelivery, Intent)],
 ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(batch.len());
     for (delivery, intent) in batch {
         tx.prepare_cached("SAVEPOINT delivery")?.execute([])?;
@@ -184,6 +193,17 @@ fn try_group(
     }
     tx.commit()?;
     Ok(answers)
+}
+
+/// One error for each delivery of a batch (rusqlite's errors are not `Clone`): SQLite's
+/// own code and message are kept, anything else becomes its text.
+fn copy_of(error: &rusqlite::Error) -> StoreError {
+    match error {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        other => StoreError::Task(format!("database error: {other}")),
+    }
 }
 
 #[cfg(test)]
@@ -325,6 +345,34 @@ mod tests {
         assert_eq!(count(&store, "deliveries"), 0);
         assert_eq!(count(&store, "deploys"), 0);
         assert_eq!(count(&store, "deploy_counts"), 0);
+    }
+
+    #[test]
+    fn when_the_transaction_cannot_begin_every_delivery_gets_the_error_at_once() {
+        let (dir, store) = store();
+        // No wait for the lock, so the test does not sit through busy_timeout.
+        store
+            .lock()
+            .execute_batch("PRAGMA busy_timeout = 0")
+            .unwrap();
+        let other = Connection::open(dir.path().join("stagehand.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let batch: Vec<_> = (0..3)
+            .map(|i| (delivery(&format!("d{i}"), i), push("staging")))
+            .collect();
+        let answers = commit_group(&mut store.lock(), &batch);
+        assert!(
+            answers.iter().all(|a| matches!(
+                a,
+                Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+            )),
+            "{answers:?}"
+        );
+        other.execute_batch("ROLLBACK").unwrap();
+        let answers = commit_group(&mut store.lock(), &batch);
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(count(&store, "deliveries"), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
