@@ -3,7 +3,7 @@
 //!
 //! Why: committing one delivery per transaction, each through tokio's blocking pool,
 //! capped intake at about 4,800 deliveries/s on 2 cores (bench/README.md, "Intake after
-//! round 2"): the rejected path (same HTTP, body read and HMAC, no store) did 33,000/s.
+//! round 2: group commit"): the rejected path (same HTTP, body read and HMAC, no store) did 33,000/s.
 //! Most of the store's time went to per-transaction work (BEGIN's and COMMIT's locks,
 //! the same few pages written to the WAL again for every delivery) and to handing each
 //! delivery from an HTTP worker to a blocking thread and back, one at a time.
