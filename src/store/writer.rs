@@ -43,7 +43,7 @@ use super::{StoreError, lock_connection};
 /// Deliveries in one transaction at most. The queue itself is bounded by intake's
 /// requests in flight (512); this bounds how long one batch holds the connection from
 /// the runner's writes (a delivery takes tens of microseconds inside a batch).
-pub(super) const MAX_BATCH: usize = 128;
+const MAX_BATCH: usize = 128;
 
 /// One delivery waiting for the writer, and where its answer goes.
 struct Job {
