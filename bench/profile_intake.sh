@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where stagehand's CPU goes under the intake load of bench/intake.sh: `perf record`
 # on the server during a wrk run (not timed: perf slows it), then a flat report by
-# symbol and one by shared object. Writes bench/results/profile_intake/.
+# symbol and one by shared object, and the server's CPU per request. Writes
+# bench/results/profile_intake/.
 #
 #   bench/profile_intake.sh      (DURATION=8)
 set -euo pipefail
@@ -12,6 +13,7 @@ need perf linux-perf
 need_stagehand
 
 DURATION=${DURATION:-8}
+FREQ=999
 OUT="$RESULTS/profile_intake"
 mkdir -p "$OUT"
 rm -f "$OUT"/*
@@ -40,7 +42,7 @@ auto_deploy = false
 TOML
 start_stagehand "$TMP/stagehand.toml" "$TMP"
 run env BENCH_RUN=warm wrk -t2 -c64 -d2s -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >/dev/null
-perf record -F 999 -g -p "$SH_PID" -o "$TMP/perf.data" -- sleep "$DURATION" 2>"$OUT/perf-record.txt" &
+perf record -F "$FREQ" -g -p "$SH_PID" -o "$TMP/perf.data" -- sleep "$DURATION" 2>"$OUT/perf-record.txt" &
 PERF_PID=$!
 track "$PERF_PID"
 run env BENCH_RUN=run wrk -t2 -c64 -d"${DURATION}s" -s "$BENCH_DIR/lib/post-push.lua" "$SH_URL/hooks/shop" >"$OUT/wrk.txt"
@@ -56,5 +58,16 @@ report by-dso --no-children --sort dso -g none
 report by-symbol --no-children --sort dso,symbol -g none
 report by-symbol-inclusive --children --sort symbol -g none
 report by-thread --no-children --sort comm -g none
+# The server's CPU per request: its samples (FREQ a second on each core it ran on) over
+# the requests wrk completed. Comparable between builds where requests/s under perf are not.
+"$PY" - "$OUT" "$FREQ" "$DURATION" <<'PY' | tee "$OUT/cpu-per-request.txt"
+import re, sys
+out, freq, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+samples = int(re.search(r"\((\d+) samples\)", open(f"{out}/perf-record.txt").read()).group(1))
+requests = int(re.search(r"(\d+) requests in", open(f"{out}/wrk.txt").read()).group(1))
+cpu_s = samples / freq
+print(f"server CPU: {cpu_s:.2f} s over {duration:.0f} s ({cpu_s / duration:.2f} cores), "
+      f"{requests} requests, {cpu_s / requests * 1e6:.0f} us per request")
+PY
 cat "$OUT/wrk.txt" "$OUT/by-thread.txt" "$OUT/by-dso.txt"
 sed -n 1,40p "$OUT/by-symbol.txt"

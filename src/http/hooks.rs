@@ -127,7 +127,7 @@ async fn handle(
         };
         let recorded = state
             .store
-            .run(move |s| s.record_delivery(&delivery, intent))
+            .record_delivery_grouped(delivery, intent)
             .await?;
         // Start a queued deploy now, not at the runner's next poll (up to 2 s later).
         if let Recorded::Deploy {

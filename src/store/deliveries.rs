@@ -2,7 +2,7 @@
 //! (a deploy, a ping, or why it was ignored), so a redelivery finds the first answer
 //! instead of acting twice; and the hooks that pinged, per app.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::core::deploy::Deploy;
 use crate::core::ids::{AppName, DeployId, EnvironmentName};
@@ -53,98 +53,27 @@ pub enum Recorded {
 }
 
 impl Store {
-    /// Records a delivery and what it asks for in one transaction: a redelivery (same
-    /// app, hook id and delivery id) returns what the first one recorded and does nothing.
+    /// Records a delivery and what it asks for in one transaction of its own: a
+    /// redelivery (same app, hook id and delivery id) returns what the first one
+    /// recorded and does nothing. Webhook intake goes through
+    /// [`Store::record_delivery_grouped`] instead, which commits many at once.
     pub fn record_delivery(
         &self,
         delivery: &NewDelivery,
         intent: Intent,
     ) -> Result<Recorded, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing = tx.prepare_cached("SELECT outcome, detail, deploy_id FROM deliveries WHERE app = ?1 AND hook_id = ?2 AND delivery_id = ?3")?.query_row(params![delivery.app.as_str(), delivery.hook_id, delivery.delivery_id],
-                |r| Ok((r.get::<_, String>("outcome")?, r.get::<_, Option<String>>("detail")?, r.get::<_, Option<i64>>("deploy_id")?)),
-            )
-            .optional()?;
-        if let Some((outcome, detail, deploy_id)) = existing {
-            return match (outcome.as_str(), deploy_id) {
-                ("deploy", Some(id)) => Ok(Recorded::Deploy {
-                    deploy: Box::new(deploys::load_deploy(&tx, DeployId(id))?.ok_or_else(
-                        || StoreError::Corrupt(format!("delivery points at missing deploy {id}")),
-                    )?),
-                    duplicate: true,
-                }),
-                ("ping", _) => Ok(Recorded::Ping { duplicate: true }),
-                _ => Ok(Recorded::Ignored {
-                    reason: detail.unwrap_or_default(),
-                    duplicate: true,
-                }),
-            };
-        }
-        let recorded = match intent {
-            Intent::Ping => {
-                tx.prepare_cached(
-                    "INSERT INTO hooks (app, hook_id, last_ping_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (app, hook_id) DO UPDATE SET last_ping_at = excluded.last_ping_at",
-                )?
-                .execute(params![
-                    delivery.app.as_str(),
-                    delivery.hook_id,
-                    delivery.received_at.0
-                ])?;
-                Recorded::Ping { duplicate: false }
-            }
-            Intent::Ignore { reason } => Recorded::Ignored {
-                reason,
-                duplicate: false,
-            },
-            Intent::Deploy(new)
-                if let Some(reason) = lifecycle::over_limit(&tx, &delivery.app, &new.target)? =>
-            {
-                Recorded::Ignored {
-                    reason,
-                    duplicate: false,
-                }
-            }
-            Intent::Deploy(new) => {
-                let deploy = deploys::insert_deploy(&tx, &delivery.app, new, delivery.received_at)?;
-                Recorded::Deploy {
-                    deploy: Box::new(deploy),
-                    duplicate: false,
-                }
-            }
-            Intent::Teardown {
-                base,
-                branch,
-                git_ref,
-            } => temporary_environments::teardown(
-                &tx,
-                &delivery.app,
-                &base,
-                &branch,
-                git_ref,
-                delivery.received_at,
-            )?,
-        };
-        let (outcome, detail, deploy_id) = match &recorded {
-            Recorded::Ping { .. } => ("ping", None, None),
-            Recorded::Ignored { reason, .. } => ("ignored", Some(reason.as_str()), None),
-            Recorded::Deploy { deploy, .. } => ("deploy", None, Some(deploy.id.0)),
-        };
-        tx.prepare_cached("INSERT INTO deliveries (app, delivery_id, hook_id, event, outcome, detail, deploy_id, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
-                delivery.app.as_str(),
-                delivery.delivery_id,
-                delivery.hook_id,
-                delivery.event,
-                outcome,
-                detail,
-                deploy_id,
-                delivery.received_at.0
-            ],
-        )?;
-        tx.commit()?;
-        Ok(recorded)
+        record_alone(&mut self.lock(), delivery, intent)
+    }
+
+    /// [`Store::record_delivery`] through the group-committing writer thread
+    /// (`writer.rs`): answered once the transaction holding this delivery, and whatever
+    /// else was waiting with it, has committed. Never blocks the caller's thread.
+    pub async fn record_delivery_grouped(
+        &self,
+        delivery: NewDelivery,
+        intent: Intent,
+    ) -> Result<Recorded, StoreError> {
+        self.writer.record(delivery, intent).await
     }
 
     /// Deletes delivery records received before `before`; returns how many.
@@ -163,6 +92,109 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
+}
+
+/// A delivery recorded in a transaction of its own.
+pub(super) fn record_alone(
+    conn: &mut Connection,
+    delivery: &NewDelivery,
+    intent: Intent,
+) -> Result<Recorded, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let recorded = record(&tx, delivery, intent)?;
+    tx.commit()?;
+    Ok(recorded)
+}
+
+/// A delivery and what it asks for, written inside `tx` (committed by the caller, alone
+/// or with others): a redelivery finds what the first one recorded and writes nothing.
+pub(super) fn record(
+    tx: &Transaction<'_>,
+    delivery: &NewDelivery,
+    intent: Intent,
+) -> Result<Recorded, StoreError> {
+    let existing = tx.prepare_cached("SELECT outcome, detail, deploy_id FROM deliveries WHERE app = ?1 AND hook_id = ?2 AND delivery_id = ?3")?.query_row(params![delivery.app.as_str(), delivery.hook_id, delivery.delivery_id],
+            |r| Ok((r.get::<_, String>("outcome")?, r.get::<_, Option<String>>("detail")?, r.get::<_, Option<i64>>("deploy_id")?)),
+        )
+        .optional()?;
+    if let Some((outcome, detail, deploy_id)) = existing {
+        return match (outcome.as_str(), deploy_id) {
+            ("deploy", Some(id)) => Ok(Recorded::Deploy {
+                deploy: Box::new(deploys::load_deploy(tx, DeployId(id))?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("delivery points at missing deploy {id}"))
+                })?),
+                duplicate: true,
+            }),
+            ("ping", _) => Ok(Recorded::Ping { duplicate: true }),
+            _ => Ok(Recorded::Ignored {
+                reason: detail.unwrap_or_default(),
+                duplicate: true,
+            }),
+        };
+    }
+    let recorded = match intent {
+        Intent::Ping => {
+            tx.prepare_cached(
+                "INSERT INTO hooks (app, hook_id, last_ping_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app, hook_id) DO UPDATE SET last_ping_at = excluded.last_ping_at",
+            )?
+            .execute(params![
+                delivery.app.as_str(),
+                delivery.hook_id,
+                delivery.received_at.0
+            ])?;
+            Recorded::Ping { duplicate: false }
+        }
+        Intent::Ignore { reason } => Recorded::Ignored {
+            reason,
+            duplicate: false,
+        },
+        Intent::Deploy(new)
+            if let Some(reason) = lifecycle::over_limit(tx, &delivery.app, &new.target)? =>
+        {
+            Recorded::Ignored {
+                reason,
+                duplicate: false,
+            }
+        }
+        Intent::Deploy(new) => {
+            let deploy = deploys::insert_deploy(tx, &delivery.app, new, delivery.received_at)?;
+            Recorded::Deploy {
+                deploy: Box::new(deploy),
+                duplicate: false,
+            }
+        }
+        Intent::Teardown {
+            base,
+            branch,
+            git_ref,
+        } => temporary_environments::teardown(
+            tx,
+            &delivery.app,
+            &base,
+            &branch,
+            git_ref,
+            delivery.received_at,
+        )?,
+    };
+    let (outcome, detail, deploy_id) = match &recorded {
+        Recorded::Ping { .. } => ("ping", None, None),
+        Recorded::Ignored { reason, .. } => ("ignored", Some(reason.as_str()), None),
+        Recorded::Deploy { deploy, .. } => ("deploy", None, Some(deploy.id.0)),
+    };
+    tx.prepare_cached("INSERT INTO deliveries (app, delivery_id, hook_id, event, outcome, detail, deploy_id, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
+            delivery.app.as_str(),
+            delivery.delivery_id,
+            delivery.hook_id,
+            delivery.event,
+            outcome,
+            detail,
+            deploy_id,
+            delivery.received_at.0
+        ],
+    )?;
+    Ok(recorded)
 }
 
 #[cfg(test)]

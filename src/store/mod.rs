@@ -8,6 +8,7 @@
 //! - `queue.rs`: what the runner starts (queued → running, superseding) and the
 //!   start-up sweep of deploys a previous process left running
 //! - `temporary_environments.rs`: a branch's environment, found or made; teardowns
+//! - `writer.rs`: the thread that group-commits webhook deliveries
 //! - `lifecycle.rs`, `checks.rs`, `reconcile.rs`, `processes.rs`, `app_processes.rs`,
 //!   `counts.rs`, `health.rs`, `migrations.rs`: see each file
 //!
@@ -17,7 +18,9 @@
 //! One connection behind a `std::sync::Mutex`: SQLite serialises writers anyway, and
 //! a statement here takes microseconds. The methods are blocking; async callers go
 //! through [`Store::run`], which moves the work to tokio's blocking pool so the HTTP
-//! workers never wait on the disk.
+//! workers never wait on the disk. Webhook deliveries, the one write that comes in
+//! bursts, go to the writer thread instead ([`Store::record_delivery_grouped`]), which
+//! takes the same lock once per batch of them.
 //!
 //! Durability: WAL with `synchronous = NORMAL`. A committed row survives a crash of
 //! the process (what a 202 promises); a power cut may lose the last commits.
@@ -37,6 +40,7 @@ mod stages;
 mod temporary_environments;
 #[cfg(test)]
 mod test_support;
+mod writer;
 
 pub use app_processes::{NewProcess, ProcessRecord, Respawned};
 pub use deliveries::{Intent, NewDelivery, Recorded};
@@ -91,6 +95,8 @@ pub struct Store {
     /// Read-only, for `/metrics`: WAL readers neither wait for the writer nor hold it up.
     reader: Arc<tokio::sync::Mutex<Connection>>,
     path: Arc<PathBuf>,
+    /// Webhook deliveries, group-committed on their own thread (`writer.rs`).
+    writer: Arc<writer::Writer>,
 }
 
 impl Store {
@@ -133,8 +139,13 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = writer::Writer::start(conn.clone()).map_err(|e| {
+            StoreError::Task(format!("cannot start the store's writer thread: {e}"))
+        })?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            writer: Arc::new(writer),
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
             reader: Arc::new(tokio::sync::Mutex::new(reader)),
             path: Arc::new(path.to_owned()),
@@ -142,11 +153,7 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite half-written (transactions
-        // roll back on drop), so a poisoned lock is safe to keep using.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_connection(&self.conn)
     }
 
     /// Runs blocking store work on tokio's blocking pool.
@@ -175,6 +182,12 @@ impl Store {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+fn lock_connection(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite half-written (transactions
+    // roll back on drop), so a poisoned lock is safe to keep using.
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

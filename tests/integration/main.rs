@@ -33,6 +33,9 @@ mod front_door;
 mod hooks;
 /// Webhook bodies read within bounds: bytes held at once, requests in flight, a deadline.
 mod intake;
+/// Many deliveries at once through the store's group commit: each recorded once, a
+/// `202` only for a committed row, a failed commit answered `500`.
+mod intake_concurrency;
 /// Previews' lifecycle: teardown commands, expiry, pinning, the cap.
 mod lifecycle;
 /// Build output into the log: masking across splits and encodings, control
