@@ -552,8 +552,20 @@ mod tests {
     fn no_trigger_name_is_copied_into_the_stores_sql() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
         let mut found = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        // Every file below src/store, subdirectories (a module's tests.rs) included.
+        let mut files = Vec::new();
+        let mut dirs = vec![dir];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
             let code = text
                 .split("#[cfg(test)]\nmod tests")
