@@ -278,6 +278,19 @@ impl Mirror {
         let lock = fetch_lock(&self.path);
         let _guard = lock.lock().await;
         let mirror = self.clone();
+        // Decided before the lock was ours: a fetch that ran meanwhile (a reconciliation
+        // round at start) may have brought the commit, and asked again for it by depth,
+        // git would send nothing (it has the commit) and leave its files missing.
+        let kind = match kind {
+            Fetch::Tip => {
+                let m = mirror.clone();
+                match tokio::task::spawn_blocking(move || m.is_empty()).await {
+                    Ok(true) => Fetch::Tip,
+                    _ => Fetch::History,
+                }
+            }
+            other => other,
+        };
         let fetch_err = |detail: String| GitError::Fetch {
             url: remote.url.clone(),
             refspecs: refspecs.join(" "),

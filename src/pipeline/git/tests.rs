@@ -58,3 +58,93 @@ fn url_kinds() {
         assert_eq!((is_ssh_url(url), is_local_url(url)), (ssh, local), "{url}");
     }
 }
+
+/// Runs git in `dir` with a fixed identity, for the fetch tests' origins.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// An origin with two commits, serving filters and objects by id, and a treeless remote.
+fn treeless_origin(dir: &Path) -> (Remote, String) {
+    let origin = dir.join("origin");
+    std::fs::create_dir(&origin).unwrap();
+    git_in(&origin, &["init", "-q", "-b", "main"]);
+    git_in(&origin, &["config", "uploadpack.allowFilter", "true"]);
+    git_in(
+        &origin,
+        &["config", "uploadpack.allowAnySHA1InWant", "true"],
+    );
+    for (i, text) in ["one", "two"].iter().enumerate() {
+        std::fs::write(origin.join(format!("f{i}.txt")), text).unwrap();
+        git_in(&origin, &["add", "-A"]);
+        git_in(&origin, &["commit", "-q", "-m", text]);
+    }
+    let head = git_in(&origin, &["rev-parse", "HEAD"]);
+    let remote = Remote {
+        url: origin.to_string_lossy().into_owned(),
+        ssh_key: None,
+        token: None,
+        with: FetchWith::GitCli,
+        treeless: true,
+    };
+    (remote, head)
+}
+
+#[tokio::test]
+async fn a_first_fetch_by_depth_is_shallow_until_any_next_fetch_deepens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, head) = treeless_origin(dir.path());
+    let mirror = Mirror::new(&dir.path().join("state"), &AppName::parse("shop").unwrap());
+    let spec = vec!["+refs/heads/main:refs/heads/main".to_owned()];
+    assert!(mirror.is_empty());
+    mirror
+        .fetch_tip(&remote, spec.clone(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(mirror.is_shallow());
+    assert!(!mirror.is_empty());
+    let repo = mirror.open().unwrap();
+    let commit = repo
+        .find_commit(git2::Oid::from_str(&head).unwrap())
+        .unwrap();
+    // The tip's files came with it.
+    assert!(repo.odb().unwrap().exists(commit.tree_id()));
+    mirror
+        .fetch(&remote, spec, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!mirror.is_shallow());
+    let first = git_in(
+        dir.path().join("origin").as_path(),
+        &["rev-list", "--max-parents=0", "HEAD"],
+    );
+    assert!(mirror.is_ancestor(&first, &head).unwrap());
+}
+
+/// Found trying it as an operator: a reconciliation round at start fetched the history
+/// while the first push waited for the mirror's lock; the push's depth-1 fetch then got
+/// nothing (git had the commit), left its files missing and made the mirror shallow.
+#[tokio::test]
+async fn regression_a_depth_fetch_into_a_mirror_fetched_meanwhile_fetches_with_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, _head) = treeless_origin(dir.path());
+    let mirror = Mirror::new(&dir.path().join("state"), &AppName::parse("shop").unwrap());
+    let spec = vec!["+refs/heads/main:refs/heads/main".to_owned()];
+    mirror
+        .fetch(&remote, spec.clone(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    mirror
+        .fetch_tip(&remote, spec, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!mirror.is_shallow());
+}
