@@ -226,16 +226,20 @@ impl Mirror {
             .await
     }
 
-    /// A treeless mirror's first fetch (`partial::first_fetch_is_shallow`): the refspecs'
+    /// A treeless mirror's first fetch (`partial.rs`, "The first fetch"): the refspecs'
     /// commits only, with every tree and blob, no history; the mirror is shallow until
-    /// its next fetch of any kind, which deepens it ([`Mirror::is_shallow`]).
+    /// its next fetch of any kind, which deepens it ([`Mirror::is_shallow`]). When
+    /// another fetch filled the mirror while this one waited for it, an ordinary fetch
+    /// instead. True when the mirror was left shallow.
     pub async fn fetch_tip(
         &self,
         remote: &Remote,
         refspecs: Vec<String>,
         timeout: Duration,
-    ) -> Result<(), GitError> {
-        self.fetch_with(remote, refspecs, timeout, Fetch::Tip).await
+    ) -> Result<bool, GitError> {
+        self.fetch_with(remote, refspecs, timeout, Fetch::Tip)
+            .await?;
+        Ok(self.is_shallow())
     }
 
     /// [`Mirror::fetch`], and refs under the refspecs' destinations that the remote no

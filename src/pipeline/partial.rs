@@ -39,7 +39,10 @@
 //! a shallow mirror adds `--unshallow`: the next deploy, a reconciliation round, or
 //! the background fetch, whichever takes the mirror's fetch lock first, makes it whole,
 //! and nothing reads history without fetching first. A push whose commit the depth-1
-//! fetch did not bring (the branch moved on) fetches with history at once.
+//! fetch did not bring (the branch moved on) fetches with history at once. A
+//! reconciliation round (at start, then every `reconcile_interval`) fetches the history
+//! itself, off any push's clock; a first push that finds the mirror filled meanwhile
+//! (checked again under the fetch lock) fetches as usual and walks its tree.
 //!
 //! # Limits
 //!

@@ -127,25 +127,28 @@ impl Run<'_> {
         let timeout = self.env_config.step_timeout;
         let mut fetched = false;
         if self.first_fetch_is_shallow(mirror, pushed).await {
-            self.info(
-                StageName::Fetch,
-                "first fetch of this mirror: the pushed commit and its files only; \
-                 its history follows once this deploy ends",
-            );
-            mirror
+            let shallow = mirror
                 .fetch_tip(&remote, refspecs.clone(), timeout)
                 .await
                 .map_err(|e| Stop::failed(e.to_string()))?;
-            locked(&self.after_end).push(AfterEnd::Deepen(partial::Deepen {
-                mirror: mirror.clone(),
-                remote: remote.clone(),
-                refspecs: refspecs.clone(),
-                timeout,
-            }));
-            // The ref may have moved on since the push: then only its history holds
-            // the pushed commit, and the fetch below (which deepens) brings it.
-            let (m, s) = (mirror.clone(), spec.clone());
-            fetched = blocking(move || Ok(m.resolve_commit(&s).is_ok())).await?;
+            fetched = true;
+            if shallow {
+                self.info(
+                    StageName::Fetch,
+                    "first fetch of this mirror: the pushed commit and its files only; \
+                     its history follows once this deploy ends",
+                );
+                locked(&self.after_end).push(AfterEnd::Deepen(partial::Deepen {
+                    mirror: mirror.clone(),
+                    remote: remote.clone(),
+                    refspecs: refspecs.clone(),
+                    timeout,
+                }));
+                // The ref may have moved on since the push: then only its history holds
+                // the pushed commit, and the fetch below (which deepens) brings it.
+                let (m, s) = (mirror.clone(), spec.clone());
+                fetched = blocking(move || Ok(m.resolve_commit(&s).is_ok())).await?;
+            }
         }
         if !fetched {
             mirror
