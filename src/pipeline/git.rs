@@ -23,13 +23,15 @@ use std::time::Duration;
 
 use git2::{CredentialType, FetchOptions, RemoteCallbacks, Repository};
 
-use crate::config::{AppConfig, FetchWith, MirrorMode};
+use crate::config::FetchWith;
 use crate::core::duration::format_limit;
 use crate::core::ids::{AppName, CommitSha};
 use crate::core::reconcile::RemoteRefs;
-use crate::core::secret::Secret;
 
 use super::partial;
+
+mod remote;
+pub use remote::{Remote, is_local_url, is_ssh_url};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -47,59 +49,11 @@ pub enum GitError {
     Read(#[from] git2::Error),
 }
 
-/// How to reach the app's repository.
-#[derive(Debug, Clone)]
-pub struct Remote {
-    pub url: String,
-    pub ssh_key: Option<PathBuf>,
-    /// Prints as `***` in `Debug`, like every other secret.
-    pub token: Option<Secret>,
-    pub with: FetchWith,
-    /// A treeless mirror (`pipeline::partial`): fetched by the git CLI with a filter.
-    pub treeless: bool,
-}
-
-impl Remote {
-    pub fn of(app: &AppConfig) -> Remote {
-        let treeless = app.mirror == MirrorMode::Treeless;
-        let with = match app.fetch_with {
-            // libgit2 has no partial clone.
-            _ if treeless || is_ssh_url(&app.repo) => FetchWith::GitCli,
-            FetchWith::Auto if is_local_url(&app.repo) => FetchWith::GitCli,
-            FetchWith::Auto => FetchWith::Git2,
-            chosen => chosen,
-        };
-        Remote {
-            url: app.repo.clone(),
-            ssh_key: app.ssh_key.clone(),
-            token: app.repo_token.clone(),
-            with,
-            treeless,
-        }
-    }
-}
-
 fn unix_millis() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0)
-}
-
-/// `ssh://…` and scp-like `user@host:path`.
-pub fn is_ssh_url(url: &str) -> bool {
-    if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
-        return true;
-    }
-    match url.split_once(':') {
-        Some((host, _)) => !host.contains('/') && host.contains('@'),
-        None => false,
-    }
-}
-
-/// A path or `file://`: a repository on this machine.
-pub fn is_local_url(url: &str) -> bool {
-    url.starts_with("file://") || (!url.contains("://") && !is_ssh_url(url))
 }
 
 #[derive(Debug, Clone)]

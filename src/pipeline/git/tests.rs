@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::secret::Secret;
 
 #[test]
 fn a_remote_prints_its_token_as_stars() {
