@@ -30,19 +30,10 @@
 //!
 //! # The first fetch
 //!
-//! Even commits only, a big history's first fetch is seconds the first deploy does
-//! not need: nothing compares the pushed commit with an older one while the
-//! environment has no live release. So a push's first fetch into an empty treeless
-//! mirror is `--depth=1` with every file ([`Mirror::fetch_tip`], what
-//! `git clone --depth 1` fetches), and the history follows in the background once the
-//! deploy has ended ([`Deepen`]). Until then the mirror is shallow, and every fetch of
-//! a shallow mirror adds `--unshallow`: the next deploy, a reconciliation round, or
-//! the background fetch, whichever takes the mirror's fetch lock first, makes it whole,
-//! and nothing reads history without fetching first. A push whose commit the depth-1
-//! fetch did not bring (the branch moved on) fetches with history at once. A
-//! reconciliation round (at start, then every `reconcile_interval`) fetches the history
-//! itself, off any push's clock; a first push that finds the mirror filled meanwhile
-//! (checked again under the fetch lock) fetches as usual and walks its tree.
+//! Described in `git.rs` ("The first fetch"), as it applies to full mirrors too: a
+//! push's first fetch into an empty mirror is `--depth=1` and the history follows after
+//! the deploy ([`Deepen`]). For a treeless mirror the depth-1 fetch is `--no-filter`: it
+//! brings the tip's files, and [`prefetch`] then finds nothing missing.
 //!
 //! # Limits
 //!

@@ -127,11 +127,21 @@ impl Run<'_> {
         let timeout = self.env_config.step_timeout;
         let mut fetched = false;
         if self.first_fetch_is_shallow(mirror, pushed).await {
-            let shallow = mirror
-                .fetch_tip(&remote, refspecs.clone(), timeout)
-                .await
-                .map_err(|e| Stop::failed(e.to_string()))?;
-            fetched = true;
+            // Any trouble (no git CLI for an https app, a server that cannot serve a
+            // shallow fetch) leaves the ordinary fetch below to do it.
+            let shallow = match mirror.fetch_tip(&remote, refspecs.clone(), timeout).await {
+                Ok(shallow) => {
+                    fetched = true;
+                    shallow
+                }
+                Err(e) => {
+                    self.info(
+                        StageName::Fetch,
+                        &format!("a shallow first fetch failed, fetching the history: {e}"),
+                    );
+                    false
+                }
+            };
             if shallow {
                 self.info(
                     StageName::Fetch,
@@ -195,14 +205,10 @@ impl Run<'_> {
     }
 
     /// Whether this deploy's fetch may leave history out (`partial.rs`, "The first
-    /// fetch"): a push to a treeless mirror that holds nothing yet, into an environment
-    /// with no live release (so no rule compares against an older commit).
+    /// fetch"): a push to a mirror that holds nothing yet, into an environment with no
+    /// live release (so no rule compares against an older commit).
     async fn first_fetch_is_shallow(&self, mirror: &Mirror, pushed: bool) -> bool {
-        if self.app.mirror != MirrorMode::Treeless
-            || !pushed
-            || self.deploy.commit.is_none()
-            || self.env_dir.live().is_some()
-        {
+        if !pushed || self.deploy.commit.is_none() || self.env_dir.live().is_some() {
             return false;
         }
         let m = mirror.clone();

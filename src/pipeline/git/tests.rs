@@ -103,7 +103,35 @@ fn treeless_origin(dir: &Path) -> (Remote, String) {
 async fn a_first_fetch_by_depth_is_shallow_until_any_next_fetch_deepens_it() {
     let dir = tempfile::tempdir().unwrap();
     let (remote, head) = treeless_origin(dir.path());
-    let mirror = Mirror::new(&dir.path().join("state"), &AppName::parse("shop").unwrap());
+    first_fetch_by_depth(dir.path(), remote, &head).await;
+}
+
+/// A full mirror fetched by libgit2 takes the same path: the git CLI makes it shallow
+/// and deepens it; libgit2 fetches into it afterwards as into any mirror.
+#[tokio::test]
+async fn a_full_mirror_fetched_by_libgit2_is_deepened_by_the_cli_then_fetched_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut remote, head) = treeless_origin(dir.path());
+    remote.treeless = false;
+    remote.with = FetchWith::Git2;
+    let mirror = first_fetch_by_depth(dir.path(), remote.clone(), &head).await;
+    let origin = dir.path().join("origin");
+    std::fs::write(origin.join("f2.txt"), "three").unwrap();
+    git_in(&origin, &["add", "-A"]);
+    git_in(&origin, &["commit", "-q", "-m", "three"]);
+    let newest = git_in(&origin, &["rev-parse", "HEAD"]);
+    let spec = vec!["+refs/heads/main:refs/heads/main".to_owned()];
+    mirror
+        .fetch(&remote, spec, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(mirror.resolve_commit("main").unwrap().0.as_str(), newest);
+    assert!(mirror.is_ancestor(&head, &newest).unwrap());
+}
+
+async fn first_fetch_by_depth(dir: &Path, remote: Remote, head: &str) -> Mirror {
+    let head = head.to_owned();
+    let mirror = Mirror::new(&dir.join("state"), &AppName::parse("shop").unwrap());
     let spec = vec!["+refs/heads/main:refs/heads/main".to_owned()];
     assert!(mirror.is_empty());
     let shallow = mirror
@@ -124,10 +152,11 @@ async fn a_first_fetch_by_depth_is_shallow_until_any_next_fetch_deepens_it() {
         .unwrap();
     assert!(!mirror.is_shallow());
     let first = git_in(
-        dir.path().join("origin").as_path(),
+        &dir.join("origin"),
         &["rev-list", "--max-parents=0", "HEAD"],
     );
     assert!(mirror.is_ancestor(&first, &head).unwrap());
+    mirror
 }
 
 /// Found trying it as an operator: a reconciliation round at start fetched the history
