@@ -167,21 +167,7 @@ pub fn write_tree(
     dest: &Path,
     threads: usize,
 ) -> Result<CheckoutStats, CheckoutError> {
-    let repository = Repository::open(repo).map_err(|source| CheckoutError::Open {
-        path: repo.to_path_buf(),
-        source,
-    })?;
-    // Resolve before creating `dest`, so a bad commit leaves nothing behind.
-    let tree_id = resolve_tree(&repository, repo, commit)?;
-
-    create_dir(dest)?;
-    let never = AtomicBool::new(false);
-    let result = write_into(&repository, tree_id, dest, threads.max(1), &never);
-    if result.is_err() {
-        // `remove_dir_all` does not follow symlinks, so this stays inside `dest`.
-        let _ = fs::remove_dir_all(dest);
-    }
-    result
+    write_fresh(repo, commit, dest, threads, &AtomicBool::new(false), true)
 }
 
 /// [`write_tree`] that stops between two files once `cancel` is set (then
@@ -194,13 +180,31 @@ pub(super) fn write_tree_cancellable(
     threads: usize,
     cancel: &AtomicBool,
 ) -> Result<CheckoutStats, CheckoutError> {
+    write_fresh(repo, commit, dest, threads, cancel, false)
+}
+
+/// [`write_tree`]'s work; `remove_on_error` removes `dest` again once it was created.
+fn write_fresh(
+    repo: &Path,
+    commit: &str,
+    dest: &Path,
+    threads: usize,
+    cancel: &AtomicBool,
+    remove_on_error: bool,
+) -> Result<CheckoutStats, CheckoutError> {
     let repository = Repository::open(repo).map_err(|source| CheckoutError::Open {
         path: repo.to_path_buf(),
         source,
     })?;
+    // Resolve before creating `dest`, so a bad commit leaves nothing behind.
     let tree_id = resolve_tree(&repository, repo, commit)?;
     create_dir(dest)?;
-    write_into(&repository, tree_id, dest, threads.max(1), cancel)
+    let result = write_into(&repository, tree_id, dest, threads.max(1), cancel);
+    if result.is_err() && remove_on_error {
+        // `remove_dir_all` does not follow symlinks, so this stays inside `dest`.
+        let _ = fs::remove_dir_all(dest);
+    }
+    result
 }
 
 pub(super) fn resolve_tree(

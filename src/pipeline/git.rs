@@ -197,8 +197,8 @@ impl Mirror {
             .await
     }
 
-    /// A treeless mirror's first fetch (`partial.rs`, "The first fetch"): the refspecs'
-    /// commits only, with every tree and blob, no history; the mirror is shallow until
+    /// A push's first fetch into an empty mirror (the module docs' "The first fetch"):
+    /// the refspecs' commits only, with every tree and blob, no history; the mirror is shallow until
     /// its next fetch of any kind, which deepens it ([`Mirror::is_shallow`]). When
     /// another fetch filled the mirror while this one waited for it, an ordinary fetch
     /// instead. True when the mirror was left shallow.
@@ -231,7 +231,7 @@ impl Mirror {
         self.path.join("shallow").exists()
     }
 
-    /// Whether the mirror holds no objects yet (never fetched into). Blocking.
+    /// Whether the mirror has never been fetched into (no refs, not shallow). Blocking.
     pub fn is_empty(&self) -> bool {
         let no_refs = self
             .open()
@@ -569,7 +569,7 @@ enum Fetch {
     History,
     /// The same, and refs the remote no longer has are deleted.
     Pruning,
-    /// A treeless mirror's first fetch: the tips only (`--depth=1`), with their files.
+    /// A first fetch: the tips only (`--depth=1`), with their files.
     Tip,
 }
 

@@ -487,7 +487,7 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> CheckoutError + '_ {
 }
 
 mod ahead;
-pub use ahead::{PREPARING_PREFIX, checkouts_started, has_spare, prepare_spare, stop_spare};
+pub use ahead::{PREPARING_PREFIX, SpareAhead, checkouts_started, has_spare, stop_spare};
 
 #[cfg(test)]
 mod tests;

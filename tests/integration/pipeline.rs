@@ -612,6 +612,21 @@ fn files_below(root: &Path) -> std::collections::BTreeSet<String> {
     out
 }
 
+/// The files a release of `sha` holds under this setup: the commit's, REVISION, the
+/// shared links (`storage` replaces the tracked `storage/`, `.env`), and `built` (what
+/// the build made).
+fn release_files(repo: &Path, sha: &str, built: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut expected: std::collections::BTreeSet<String> =
+        git(repo, &["ls-tree", "-r", "--name-only", sha])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    expected.remove("storage/.gitkeep");
+    expected.extend(["REVISION", "storage", ".env"].map(str::to_owned));
+    expected.extend(built.iter().map(|p| p.to_string()));
+    expected
+}
+
 /// Issue 14: a repeat deploy turns the release cleanup retired into the new one
 /// (src/pipeline/recycle.rs), and nothing the old release's build did comes along: the
 /// build appends to a tracked file in place and leaves output behind, the shared links
@@ -671,14 +686,8 @@ async fn a_repeat_deploy_recycles_a_retired_release_and_nothing_its_build_did_le
         "v0\nbuilt\n"
     );
     let sha = git(&s.repo, &["rev-parse", "HEAD"]);
-    let mut expected: std::collections::BTreeSet<String> =
-        git(&s.repo, &["ls-tree", "-r", "--name-only", &sha])
-            .lines()
-            .map(str::to_owned)
-            .collect();
     // What the deploy adds: REVISION, the build's output, the shared links.
-    expected.remove("storage/.gitkeep");
-    expected.extend(["REVISION", "out/a", "storage", ".env"].map(str::to_owned));
+    let expected = release_files(&s.repo, &sha, &["out/a"]);
     let found = files_below(&release);
     assert_eq!(found, expected);
     for path in [
@@ -767,13 +776,7 @@ async fn a_second_deploy_recycles_the_spare_tree_written_after_the_first() {
     );
     assert!(!spare.exists());
     let sha = git(&s.repo, &["rev-parse", "HEAD"]);
-    let mut expected: std::collections::BTreeSet<String> =
-        git(&s.repo, &["ls-tree", "-r", "--name-only", &sha])
-            .lines()
-            .map(str::to_owned)
-            .collect();
-    expected.remove("storage/.gitkeep");
-    expected.extend(["REVISION", "storage", ".env"].map(str::to_owned));
+    let expected = release_files(&s.repo, &sha, &[]);
     let release = releases.join(second["release"].as_str().unwrap());
     assert_eq!(files_below(&release), expected);
     assert_eq!(

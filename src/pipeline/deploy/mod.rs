@@ -211,52 +211,17 @@ struct Run<'a> {
 /// Work a deploy leaves for the background once its end is stored: none of it is
 /// needed for this deploy, and all of it makes the next one faster.
 enum AfterEnd {
-    /// The history a shallow first fetch left out (`partial.rs`).
+    /// The history a shallow first fetch left out (`git.rs`, "The first fetch").
     Deepen(super::partial::Deepen),
-    /// A spare tree for the next checkout to recycle (`recycle::prepare_spare`).
-    Spare {
-        repo: PathBuf,
-        commit: String,
-        releases: PathBuf,
-        id: String,
-        threads: usize,
-        after_checkouts: u64,
-    },
+    /// A spare tree for the next checkout to recycle (`recycle/ahead.rs`).
+    Spare(super::recycle::SpareAhead),
 }
 
 impl AfterEnd {
     fn spawn(self) {
         match self {
             AfterEnd::Deepen(deepen) => deepen.spawn(),
-            AfterEnd::Spare {
-                repo,
-                commit,
-                releases,
-                id,
-                threads,
-                after_checkouts,
-            } => {
-                tokio::task::spawn_blocking(move || {
-                    let made = super::recycle::prepare_spare(
-                        &repo,
-                        &commit,
-                        &releases,
-                        &id,
-                        threads,
-                        after_checkouts,
-                    );
-                    match made {
-                        Ok(true) => {
-                            tracing::info!(releases = %releases.display(), "spare tree {id} ready for the next checkout")
-                        }
-                        Ok(false) => {}
-                        // Not needed by anything: the next checkout writes in full.
-                        Err(e) => {
-                            tracing::warn!(releases = %releases.display(), "writing a spare tree: {e}")
-                        }
-                    }
-                });
-            }
+            AfterEnd::Spare(spare) => spare.spawn(),
         }
     }
 }

@@ -204,7 +204,7 @@ impl Run<'_> {
         Ok(commit)
     }
 
-    /// Whether this deploy's fetch may leave history out (`partial.rs`, "The first
+    /// Whether this deploy's fetch may leave history out (`git.rs`, "The first
     /// fetch"): a push to a mirror that holds nothing yet, into an environment with no
     /// live release (so no rule compares against an older commit).
     async fn first_fetch_is_shallow(&self, mirror: &Mirror, pushed: bool) -> bool {
@@ -485,14 +485,14 @@ impl Run<'_> {
         }
         let mirror = Mirror::new(&self.ctx.config.get().server.state_dir, &self.app.name);
         let after_checkouts = recycle::checkouts_started(&releases);
-        locked(&self.after_end).push(AfterEnd::Spare {
+        locked(&self.after_end).push(AfterEnd::Spare(recycle::SpareAhead {
             repo: mirror.path,
             commit,
             releases,
             id: format!("{}.ahead", live.release),
             threads: self.ctx.checkout_threads,
             after_checkouts,
-        });
+        }));
     }
 }
 

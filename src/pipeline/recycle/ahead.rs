@@ -62,6 +62,45 @@ pub fn has_spare(releases: &Path) -> bool {
     })
 }
 
+/// A spare a deploy asks for as it ends ([`prepare_spare`]'s arguments), written once
+/// the deploy's end is stored.
+#[derive(Debug)]
+pub struct SpareAhead {
+    pub repo: PathBuf,
+    pub commit: String,
+    pub releases: PathBuf,
+    pub id: String,
+    pub threads: usize,
+    /// [`checkouts_started`] when it was asked for.
+    pub after_checkouts: u64,
+}
+
+impl SpareAhead {
+    /// Writes it on the blocking pool; failures are only logged (the next checkout then
+    /// writes in full).
+    pub fn spawn(self) {
+        tokio::task::spawn_blocking(move || {
+            let SpareAhead {
+                repo,
+                commit,
+                releases,
+                id,
+                threads,
+                after_checkouts,
+            } = self;
+            match prepare_spare(&repo, &commit, &releases, &id, threads, after_checkouts) {
+                Ok(true) => {
+                    tracing::info!(releases = %releases.display(), "spare tree {id} ready for the next checkout")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(releases = %releases.display(), "writing a spare tree: {e}")
+                }
+            }
+        });
+    }
+}
+
 /// Writes `commit`'s tree as `releases/.spare-<id>` (with its manifest) when
 /// `releases` holds no spare, so the next checkout recycles instead of writing in full:
 /// until an environment has retired a release (its first `keep_releases` deploys) there
@@ -73,7 +112,7 @@ pub fn has_spare(releases: &Path) -> bool {
 ///
 /// The spare is written from the object database like any checkout and shares no inode
 /// with any release. Blocking.
-pub fn prepare_spare(
+pub(super) fn prepare_spare(
     repo: &Path,
     commit: &str,
     releases: &Path,

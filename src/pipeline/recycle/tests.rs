@@ -1,4 +1,4 @@
-use super::ahead::ahead_of;
+use super::ahead::{ahead_of, prepare_spare};
 use super::*;
 use crate::pipeline::checkout::tests::{Node, listing};
 use std::collections::BTreeMap;
@@ -64,12 +64,17 @@ impl Fixture {
     fn deploy(&self, release: &str, commit: &str) -> Written {
         let written =
             checkout(&self.repo(), commit, &self.releases().join(release), 2).expect("checkout");
-        let manifest = self.releases().join(MANIFESTS).join(release);
+        self.settle_manifest(release);
+        written
+    }
+    /// Re-records `id`'s manifest one clock tick after everything written so far, and
+    /// lets the clock move on once more (see [`Fixture::deploy`]).
+    fn settle_manifest(&self, id: &str) {
+        let manifest = self.releases().join(MANIFESTS).join(id);
         next_tick(&manifest);
         let recorded = fs::read(&manifest).expect("manifest");
         fs::write(&manifest, recorded).expect("re-record");
         next_tick(&manifest);
-        written
     }
     /// What cleanup + `reaper::sweep` do to a release leaving: it becomes the spare.
     fn retire(&self, release: &str) {
@@ -320,10 +325,7 @@ fn a_spare_written_ahead_is_recycled_by_the_next_checkout() {
 
     // As in `Fixture::deploy`: files written in the manifest's clock tick are not
     // trusted; the test's whole tree was.
-    let manifest = f.releases().join(MANIFESTS).join("r1.ahead");
-    next_tick(&manifest);
-    fs::write(&manifest, fs::read(&manifest).expect("manifest")).expect("re-record");
-    next_tick(&manifest);
+    f.settle_manifest("r1.ahead");
     let second = f.deploy("r2", &c2);
     let recycled = second.recycled.clone().expect("recycled");
     assert_eq!(recycled.from, "r1.ahead");
