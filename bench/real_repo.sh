@@ -23,6 +23,9 @@
 #   stagehand:     the release binary's `serve` and a signed delivery per deploy, polled
 #                  through GET /api/deploys/{id}; the server's finished_at - created_at
 #   stagehand-treeless: the same with `mirror = "treeless"` (src/pipeline/partial.rs)
+#   stagehand-archive: the full mirror with `export_ignore = true`: the release holds what
+#                  `git archive` writes (shell-full's release, like for like; symfony: 5,488
+#                  files), where stagehand and shell-shallow write the whole tree (13,139)
 #   baseline:      only with STAGEHAND_BASELINE=<another stagehand binary>, run the same
 #                  way (e.g. a build of main before background deletion)
 # Between two tools: their scratch trees are deleted, `sync`, then SETTLE seconds of
@@ -169,7 +172,7 @@ wait_background() {
 }
 
 stagehand_tool() {
-    local label=$1 binary=$2 i=$3 mirror=$4 dir="$TMP/$1-$3" k kind
+    local label=$1 binary=$2 i=$3 mirror=$4 export_ignore=${5:-false} dir="$TMP/$1-$3" k kind
     mkdir -p "$dir/state" "$dir/srv"
     cat >"$dir/stagehand.toml" <<TOML
 [server]
@@ -185,6 +188,7 @@ secret_env = "BENCH_WEBHOOK_SECRET"
 root = "$dir/srv"
 fetch_with = "${FETCH_WITH:-auto}"
 keep_releases = 1
+export_ignore = $export_ignore
 $([[ $mirror == full ]] || echo "mirror = \"$mirror\"")
 
 [apps.shop.environments.production]
@@ -198,6 +202,13 @@ TOML
         run "$PY" "$HELPER" deploy "$SH_URL" shop "$BENCH_WEBHOOK_SECRET" "$TMP/push-$k.json" "$STAGEHAND_API_TOKEN" 20 600 \
             | tee -a "$OUT/$label-$kind.jsonl" >&2
         [[ $(cat "$dir/srv/production/current/REVISION") == "${COMMITS[$k]}" ]] || die "$label: current is not C$k"
+        if [[ $export_ignore == true && $k == 0 ]]; then
+            # Like for like: the release holds the files `git archive` writes (+ REVISION).
+            local want have
+            want=$(git --git-dir "$ORIGIN_DIR" archive "${COMMITS[0]}" | tar -t | grep -vc '/$')
+            have=$(cd "$dir/srv/production/current/" && find . \( -type f -o -type l \) ! -path ./REVISION | wc -l)
+            [[ $want == "$have" ]] || die "$label: the release holds $have files, git archive writes $want"
+        fi
         wait_background "$dir" "$OUT/$label-background-ms.txt"
     done
     stop_pid "$SH_PID"
@@ -205,7 +216,7 @@ TOML
     settle "$dir"
 }
 
-TOOLS=(${TOOLS:-shell-full stagehand stagehand-treeless shell-shallow})
+TOOLS=(${TOOLS:-shell-full stagehand stagehand-treeless shell-shallow stagehand-archive})
 [[ -n ${STAGEHAND_BASELINE:-} && " ${TOOLS[*]} " != *" baseline "* ]] && TOOLS+=(baseline)
 for i in $(seq "$RUNS"); do
     log "round $i/$RUNS (load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -218,6 +229,7 @@ for i in $(seq "$RUNS"); do
             shell-shallow) shell_tool shallow "$i" ;;
             stagehand) stagehand_tool stagehand "$STAGEHAND" "$i" full ;;
             stagehand-treeless) stagehand_tool stagehand-treeless "$STAGEHAND" "$i" treeless ;;
+            stagehand-archive) stagehand_tool stagehand-archive "$STAGEHAND" "$i" full true ;;
             baseline) stagehand_tool baseline "$STAGEHAND_BASELINE" "$i" "${BASELINE_MIRROR:-full}" ;;
         esac
     done
@@ -254,7 +266,7 @@ for kind in ("first", "repeat", "steady"):
     shallow = med(nums(f"{out}/shell-shallow-{src}-ms.txt", kind))
     rows = [("shell-full", full, stamps(f"{out}/shell-full-{src}-stages.txt", kind)),
             ("shell-shallow", shallow, stamps(f"{out}/shell-shallow-{src}-stages.txt", kind))]
-    for label in ("stagehand", "stagehand-treeless", "baseline"):
+    for label in ("stagehand", "stagehand-treeless", "stagehand-archive", "baseline"):
         p = f"{out}/{label}-{src}.jsonl"
         if os.path.exists(p):
             d = jl(p, kind)
@@ -265,10 +277,10 @@ for kind in ("first", "repeat", "steady"):
     print(f"{what} (median of {n}): ms, ratio to shell-full, ratio to shell-shallow; stages")
     res[kind] = {}
     for label, ms, stages in rows:
-        print(f"  {label:14}{ms:>9.0f}{ms / full:>7.2f}×{ms / shallow:>7.2f}×   " +
+        print(f"  {label:18}{ms:>9.0f}{ms / full:>7.2f}×{ms / shallow:>7.2f}×   " +
               ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
         res[kind][label] = {"ms": ms, "vs_full": ms / full, "vs_shallow": ms / shallow, "stages_ms": stages}
-for label in ("stagehand", "stagehand-treeless", "baseline"):
+for label in ("stagehand", "stagehand-treeless", "stagehand-archive", "baseline"):
     p = f"{out}/{label}-background-ms.txt"
     if os.path.exists(p):
         xs = [float(x) for x in open(p).read().split()]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use stagehand::pipeline::checkout::write_tree;
+use stagehand::pipeline::checkout::{Contents, write_tree};
 
 const FILES: usize = 5_000;
 const DIRECTORIES: usize = 100;
@@ -81,7 +81,7 @@ fn main() {
             // collision detection). The switch is process-global, so `write_tree` never
             // touches it; this shows what turning it off at startup would buy.
             git2::opts::strict_hash_verification(verify);
-            let stats = write_tree(mirror, sha, d, threads).expect("write_tree");
+            let stats = write_tree(mirror, sha, d, threads, Contents::Tree).expect("write_tree");
             git2::opts::strict_hash_verification(true);
             assert_eq!(stats.files + stats.symlinks, files);
         }

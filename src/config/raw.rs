@@ -66,6 +66,43 @@ impl<'de, T: Enumerated> Deserialize<'de> for Choice<T> {
     }
 }
 
+/// A boolean key of a flattened table. Through `#[serde(flatten)]` a value that is not a
+/// boolean fails naming only the table (`apps.shop`): kept instead, and judged in
+/// validation under its own key.
+#[derive(Clone)]
+pub(super) enum Flag {
+    Valid(bool),
+    Invalid(String),
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Flag, E> {
+                Ok(Flag::Valid(value))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Flag, E> {
+                Ok(Flag::Invalid(format!("{value:?}")))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Flag, E> {
+                Ok(Flag::Invalid(value.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Flag, E> {
+                Ok(Flag::Invalid(value.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Flag, E> {
+                Ok(Flag::Invalid(value.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// The one error a unit enum's derive gives for a string: which names it takes.
 #[derive(Debug)]
 struct NotAVariant {
@@ -133,7 +170,8 @@ pub(super) struct RawOverridable {
     pub checks_timeout: Option<String>,
     pub sync_exclude: Option<Vec<String>>,
     pub before_sync: Option<Vec<String>>,
-    pub link_after_build: Option<bool>,
+    pub link_after_build: Option<Flag>,
+    pub export_ignore: Option<Flag>,
     pub run: Option<String>,
     pub teardown: Option<Vec<String>>,
     pub stop_signal: Option<Choice<StopSignal>>,

@@ -163,6 +163,9 @@ pub struct EnvironmentConfig {
     pub before_sync: Vec<String>,
     /// Link `shared` after the build instead of before, so builds never see live data.
     pub link_after_build: bool,
+    /// Leave out of every release what the commit's `.gitattributes` mark
+    /// `export-ignore`, as `git archive` does (`core::export_ignore`).
+    pub export_ignore: bool,
     pub auto_deploy: bool,
     pub protected: bool,
     pub health_check: Option<HealthCheck>,

@@ -60,6 +60,9 @@
 //! - `.gitattributes` filters (`eol`, `ident`, `filter=`, `export-subst`) are **not**
 //!   applied, unlike `git checkout` and `git archive`: files are written byte for byte as
 //!   stored in the repository. Projects that rely on checkout-time conversion must not.
+//!   The one attribute honoured is `export-ignore`, and only with [`Contents::Archive`]
+//!   (`export_ignore = true`): its paths are left out as `git archive` leaves them out
+//!   (`checkout/attributes.rs`, rules in `core::export_ignore`).
 //! - Submodules: gitlinks are skipped without creating the empty directory `git checkout`
 //!   and `git archive` leave; their paths are returned for the caller to log.
 //! - Durability: nothing is fsynced. A release only becomes visible through the atomic
@@ -84,6 +87,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use git2::{ObjectType, Oid, Repository};
 
+mod attributes;
+pub use attributes::Contents;
+pub(super) use attributes::Filter;
+
 /// What [`write_tree`] wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CheckoutStats {
@@ -97,6 +104,9 @@ pub struct CheckoutStats {
     /// Paths of submodule entries (gitlinks), relative to `dest`, `/`-separated, in tree
     /// order; non-UTF-8 bytes are replaced lossily.
     pub submodules_skipped: Vec<String>,
+    /// Entries left out as `export-ignore` ([`Contents::Archive`]); a directory counts
+    /// once, whatever it holds.
+    pub export_ignored: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +166,8 @@ pub(super) struct Counts {
 /// annotated tag). `repo` may be a bare repository or a work tree's top directory; only its
 /// object database is read. `dest` must not exist (its parent must): it is created, filled,
 /// and on error removed again. `threads` is the number of writer threads, each with its own
-/// `Repository`; 0 is treated as 1.
+/// `Repository`; 0 is treated as 1. `contents` says whether `export-ignore` paths are left
+/// out.
 ///
 /// `.gitattributes` filters are not applied and nothing is fsynced: see the module docs.
 ///
@@ -166,8 +177,10 @@ pub fn write_tree(
     commit: &str,
     dest: &Path,
     threads: usize,
+    contents: Contents,
 ) -> Result<CheckoutStats, CheckoutError> {
-    write_fresh(repo, commit, dest, threads, &AtomicBool::new(false), true)
+    let never = AtomicBool::new(false);
+    write_fresh(repo, commit, dest, threads, contents, &never, true)
 }
 
 /// [`write_tree`] that stops between two files once `cancel` is set (then
@@ -178,9 +191,10 @@ pub(super) fn write_tree_cancellable(
     commit: &str,
     dest: &Path,
     threads: usize,
+    contents: Contents,
     cancel: &AtomicBool,
 ) -> Result<CheckoutStats, CheckoutError> {
-    write_fresh(repo, commit, dest, threads, cancel, false)
+    write_fresh(repo, commit, dest, threads, contents, cancel, false)
 }
 
 /// [`write_tree`]'s work; `remove_on_error` removes `dest` again once it was created.
@@ -189,6 +203,7 @@ fn write_fresh(
     commit: &str,
     dest: &Path,
     threads: usize,
+    contents: Contents,
     cancel: &AtomicBool,
     remove_on_error: bool,
 ) -> Result<CheckoutStats, CheckoutError> {
@@ -199,7 +214,21 @@ fn write_fresh(
     // Resolve before creating `dest`, so a bad commit leaves nothing behind.
     let tree_id = resolve_tree(&repository, repo, commit)?;
     create_dir(dest)?;
-    let result = write_into(&repository, tree_id, dest, threads.max(1), cancel);
+    let mut stats = CheckoutStats::default();
+    let start = Start {
+        tree: tree_id,
+        dest,
+        exists: true,
+        above: &Filter::new(contents),
+    };
+    let result = plan(&repository, start, dest, &mut stats)
+        .and_then(|planned| write_blobs(&repository, &planned.jobs, threads.max(1), cancel))
+        .map(|counts| {
+            stats.files = counts.files;
+            stats.symlinks = counts.symlinks;
+            stats.bytes = counts.bytes;
+            stats
+        });
     if result.is_err() && remove_on_error {
         // `remove_dir_all` does not follow symlinks, so this stays inside `dest`.
         let _ = fs::remove_dir_all(dest);
@@ -231,52 +260,80 @@ pub(super) fn resolve_tree(
     Ok(commit.tree_id())
 }
 
-fn write_into(
-    repo: &Repository,
-    tree_id: Oid,
-    dest: &Path,
-    threads: usize,
-    cancel: &AtomicBool,
-) -> Result<CheckoutStats, CheckoutError> {
-    let mut stats = CheckoutStats::default();
-    let jobs = plan(repo, tree_id, dest, dest, &mut stats)?;
-    let counts = write_blobs(repo, &jobs, threads, cancel)?;
-    stats.files = counts.files;
-    stats.symlinks = counts.symlinks;
-    stats.bytes = counts.bytes;
-    Ok(stats)
+/// Where [`plan`] starts: a tree, the directory it goes to (empty, or not there yet), and
+/// the `export-ignore` filter of that directory's parent.
+pub(super) struct Start<'a> {
+    pub(super) tree: Oid,
+    pub(super) dest: &'a Path,
+    pub(super) exists: bool,
+    pub(super) above: &'a Filter,
 }
 
-/// Walks the tree into the existing, empty directory `dest`, creates all directories
-/// below it, and returns the blobs still to be written. `root` is the release directory
-/// submodule paths are reported relative to (`dest` itself or one of its ancestors).
+/// What [`plan`] leaves to write.
+pub(super) struct Planned {
+    pub(super) jobs: Vec<Job>,
+    /// Whether the start directory exists now (it was there, or the walk created it).
+    pub(super) created: bool,
+}
+
+struct PlannedDir {
+    path: PathBuf,
+    created: bool,
+    parent: Option<usize>,
+}
+
+/// Walks the tree into `start.dest`, creates its directories, and returns the blobs still
+/// to be written. `root` is the release directory submodule and `.gitattributes` paths are
+/// relative to (`dest` itself or one of its ancestors).
+///
+/// A directory is created when the walk meets the first entry below it that is not a
+/// directory, whether that entry is left out or not: `git archive` does the same, so a
+/// directory holding only directories left out as `export-ignore` is not there (in a
+/// whole tree every directory holds some file, and all are created).
 pub(super) fn plan(
     repo: &Repository,
-    tree_id: Oid,
-    dest: &Path,
+    start: Start,
     root: &Path,
     stats: &mut CheckoutStats,
-) -> Result<Vec<Job>, CheckoutError> {
+) -> Result<Planned, CheckoutError> {
     let mut jobs = Vec::new();
+    let mut dirs = vec![PlannedDir {
+        path: start.dest.to_path_buf(),
+        created: start.exists,
+        parent: None,
+    }];
     // An explicit stack rather than recursion: a crafted tree can nest deeper than the
     // thread's stack could follow.
-    let mut pending = vec![(tree_id, dest.to_path_buf())];
-    while let Some((tree_id, dir)) = pending.pop() {
+    let mut pending = vec![(start.tree, 0, start.above.clone())];
+    while let Some((tree_id, index, above)) = pending.pop() {
+        let dir = dirs[index].path.clone();
         let tree = repo
             .find_tree(tree_id)
             .map_err(|source| CheckoutError::Git {
                 what: format!("tree {tree_id} for {}", dir.display()),
                 source,
             })?;
+        let filter = above.enter(repo, relative(&dir, root), &tree)?;
         for entry in tree.iter() {
             let name = entry.name_bytes();
             check_name(name)?;
             let path = dir.join(OsStr::from_bytes(name));
+            let is_tree = entry.filemode() == MODE_TREE;
+            if !is_tree {
+                create_dirs_to(&mut dirs, index, stats)?;
+            }
+            if filter.ignores(relative(&path, root), is_tree) {
+                stats.export_ignored += 1;
+                continue;
+            }
             match entry.filemode() {
                 MODE_TREE => {
-                    create_dir(&path)?;
-                    stats.directories += 1;
-                    pending.push((entry.id(), path));
+                    dirs.push(PlannedDir {
+                        path,
+                        created: false,
+                        parent: Some(index),
+                    });
+                    pending.push((entry.id(), dirs.len() - 1, filter.clone()));
                 }
                 MODE_BLOB => jobs.push(Job {
                     path,
@@ -308,7 +365,39 @@ pub(super) fn plan(
             }
         }
     }
-    Ok(jobs)
+    Ok(Planned {
+        jobs,
+        created: dirs[0].created,
+    })
+}
+
+/// Creates directory `index` of the walk and those above it that are not there yet,
+/// parents first.
+fn create_dirs_to(
+    dirs: &mut [PlannedDir],
+    index: usize,
+    stats: &mut CheckoutStats,
+) -> Result<(), CheckoutError> {
+    let mut missing = Vec::new();
+    let mut next = Some(index);
+    while let Some(i) = next.filter(|&i| !dirs[i].created) {
+        missing.push(i);
+        next = dirs[i].parent;
+    }
+    for i in missing.into_iter().rev() {
+        create_dir(&dirs[i].path)?;
+        dirs[i].created = true;
+        stats.directories += 1;
+    }
+    Ok(())
+}
+
+/// `path` relative to the release's `root`, as the bytes `.gitattributes` patterns match.
+pub(super) fn relative<'p>(path: &'p Path, root: &Path) -> &'p [u8] {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .as_os_str()
+        .as_bytes()
 }
 
 pub(super) fn check_name(name: &[u8]) -> Result<(), CheckoutError> {

@@ -85,8 +85,8 @@ use std::sync::atomic::AtomicBool;
 use git2::{Oid, Repository};
 
 use super::checkout::{
-    self, CheckoutError, CheckoutStats, Job, Kind, MODE_BLOB, MODE_BLOB_EXECUTABLE, MODE_COMMIT,
-    MODE_LINK, MODE_TREE,
+    self, CheckoutError, CheckoutStats, Contents, Filter, Job, Kind, MODE_BLOB,
+    MODE_BLOB_EXECUTABLE, MODE_COMMIT, MODE_LINK, MODE_TREE,
 };
 use super::reaper::REMOVING_PREFIX;
 
@@ -124,6 +124,7 @@ pub fn checkout(
     commit: &str,
     dest: &Path,
     threads: usize,
+    contents: Contents,
 ) -> Result<Written, CheckoutError> {
     let (Some(releases), Some(release)) = (dest.parent(), dest.file_name()) else {
         return Err(io_at(dest)(io::Error::new(
@@ -135,7 +136,7 @@ pub fn checkout(
     let mut written = Written::default();
     match take_spare(repo, commit, releases, dest) {
         Ok(None) => {}
-        Ok(Some(spare)) => match repair(repo, commit, dest, threads, &spare) {
+        Ok(Some(spare)) => match repair(repo, commit, dest, threads, contents, &spare) {
             Ok((stats, recycled)) => {
                 written.stats = stats;
                 written.recycled = Some(recycled);
@@ -156,7 +157,7 @@ pub fn checkout(
         Err(reason) => written.fallback = Some(reason),
     }
     if written.recycled.is_none() {
-        written.stats = checkout::write_tree(repo, commit, dest, threads)?;
+        written.stats = checkout::write_tree(repo, commit, dest, threads, contents)?;
     }
     record(releases, release, commit)?;
     Ok(written)
@@ -273,6 +274,7 @@ fn repair(
     commit: &str,
     dest: &Path,
     threads: usize,
+    contents: Contents,
     spare: &Spare,
 ) -> Result<(CheckoutStats, Recycled), CheckoutError> {
     let repository = Repository::open(repo).map_err(|source| CheckoutError::Open {
@@ -300,8 +302,10 @@ fn repair(
             from: spare.id.clone(),
             ..Recycled::default()
         },
+        visited: Vec::new(),
+        needed: HashSet::new(),
     };
-    walk.run(new_tree, old_tree)?;
+    walk.run(new_tree, old_tree, Filter::new(contents))?;
     let Walk {
         jobs,
         mut stats,
@@ -325,15 +329,40 @@ struct Walk<'a> {
     jobs: Vec<Job>,
     stats: CheckoutStats,
     recycled: Recycled,
+    /// Directories the walk kept from the spare, parents before children.
+    visited: Vec<PathBuf>,
+    /// Those with an entry below that is not a directory: the ones `checkout::plan`
+    /// would have created (the others hold only directories left out as export-ignore).
+    needed: HashSet<PathBuf>,
 }
 
 impl<'a> Walk<'a> {
     /// Repairs `root` from the old tree into the new one, collecting the blobs to write.
-    fn run(&mut self, new_tree: Oid, old_tree: Oid) -> Result<(), CheckoutError> {
+    /// `above` is the `export-ignore` filter above the root.
+    fn run(&mut self, new_tree: Oid, old_tree: Oid, above: Filter) -> Result<(), CheckoutError> {
         // An explicit stack, as in `checkout::plan`: trees can nest deeper than a stack.
-        let mut pending = vec![(new_tree, old_tree, self.root.to_path_buf())];
-        while let Some((new_id, old_id, dir)) = pending.pop() {
+        let mut pending = vec![(new_tree, old_tree, self.root.to_path_buf(), above)];
+        while let Some((new_id, old_id, dir, above)) = pending.pop() {
             let new = self.tree(new_id, &dir)?;
+            let filter = above.enter(self.repo, checkout::relative(&dir, self.root), &new)?;
+            self.visited.push(dir.clone());
+            if new.iter().any(|e| e.filemode() != MODE_TREE) {
+                self.mark_needed(&dir);
+            }
+            // What the release holds of this directory: left-out entries are unwanted,
+            // so whatever sits at their names is discarded below.
+            let kept: Vec<git2::TreeEntry> = new
+                .iter()
+                .filter(|e| {
+                    let path = dir.join(OsStr::from_bytes(e.name_bytes()));
+                    let out = filter.ignores(
+                        checkout::relative(&path, self.root),
+                        e.filemode() == MODE_TREE,
+                    );
+                    self.stats.export_ignored += usize::from(out);
+                    !out
+                })
+                .collect();
             let old: HashMap<Vec<u8>, (i32, Oid)> = self
                 .tree(old_id, &dir)?
                 .iter()
@@ -342,7 +371,7 @@ impl<'a> Walk<'a> {
             // Every directory is made 0o755 (the build may have left it read-only, and
             // its extras must go) before anything in it is removed.
             self.make_dir_mode(&dir)?;
-            let wanted: HashSet<Vec<u8>> = new.iter().map(|e| e.name_bytes().to_vec()).collect();
+            let wanted: HashSet<Vec<u8>> = kept.iter().map(|e| e.name_bytes().to_vec()).collect();
             let listing = fs::read_dir(&dir).map_err(io_at(&dir))?;
             for entry in listing {
                 let entry = entry.map_err(io_at(&dir))?;
@@ -351,7 +380,7 @@ impl<'a> Walk<'a> {
                     self.discard(&entry.path(), kind)?;
                 }
             }
-            for entry in new.iter() {
+            for entry in kept {
                 let name = entry.name_bytes();
                 checkout::check_name(name)?;
                 let path = dir.join(OsStr::from_bytes(name));
@@ -366,22 +395,24 @@ impl<'a> Walk<'a> {
                     MODE_TREE => {
                         match (&meta, before) {
                             (Some(m), Some((MODE_TREE, old_sub))) if m.file_type().is_dir() => {
-                                pending.push((entry.id(), old_sub, path));
+                                pending.push((entry.id(), old_sub, path, filter.clone()));
                             }
                             _ => {
                                 if let Some(m) = &meta {
                                     self.discard(&path, m.file_type())?;
                                 }
-                                checkout::create_dir(&path)?;
-                                self.stats.directories += 1;
-                                let jobs = checkout::plan(
-                                    self.repo,
-                                    entry.id(),
-                                    &path,
-                                    self.root,
-                                    &mut self.stats,
-                                )?;
-                                self.jobs.extend(jobs);
+                                let start = checkout::Start {
+                                    tree: entry.id(),
+                                    dest: &path,
+                                    exists: false,
+                                    above: &filter,
+                                };
+                                let planned =
+                                    checkout::plan(self.repo, start, self.root, &mut self.stats)?;
+                                if planned.created {
+                                    self.mark_needed(&dir);
+                                }
+                                self.jobs.extend(planned.jobs);
                             }
                         }
                         continue;
@@ -424,7 +455,25 @@ impl<'a> Walk<'a> {
                 });
             }
         }
+        // Children before parents, so a parent left empty by its children goes too.
+        for dir in std::mem::take(&mut self.visited).iter().rev() {
+            if dir != self.root && !self.needed.contains(dir) {
+                self.discard(
+                    dir,
+                    fs::symlink_metadata(dir).map_err(io_at(dir))?.file_type(),
+                )?;
+            }
+        }
         Ok(())
+    }
+
+    /// `dir` and every directory above it up to the root stay.
+    fn mark_needed(&mut self, dir: &Path) {
+        for above in dir.ancestors() {
+            if !above.starts_with(self.root) || !self.needed.insert(above.to_path_buf()) {
+                break;
+            }
+        }
     }
 
     fn tree(&self, id: Oid, dir: &Path) -> Result<git2::Tree<'a>, CheckoutError> {

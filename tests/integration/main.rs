@@ -19,6 +19,8 @@ mod crash;
 mod dashboard;
 /// Runtime data and build caches: sync_exclude, before_sync, the cache dir, link_after_build.
 mod data;
+/// `export_ignore = true`: releases as `git archive` writes them, recycled alike.
+mod export_ignore;
 /// A deploy always ends in the store, even when the final write fails for a while.
 mod final_status;
 /// Following a deploy's log live.

@@ -198,3 +198,62 @@ fn sync_exclude_before_sync_and_link_after_build() {
         "{message}"
     );
 }
+
+/// `export_ignore`: off unless set; an environment's value overrides its app's; a value
+/// that is not a boolean names the key.
+#[test]
+fn export_ignore_is_an_overridable_switch() {
+    let env_of = |config: &crate::config::Config, name: &str| {
+        let app = config.apps.values().next().unwrap();
+        app.environments
+            .values()
+            .find(|e| e.name.as_str() == name)
+            .unwrap()
+            .export_ignore
+    };
+    let plain = parse(GOOD, &[("SHOP_SECRET", "s")]).unwrap();
+    assert!(!env_of(&plain, "preview"));
+    let toml = GOOD
+        .replace(
+            "build = [\"make\"]\n",
+            "build = [\"make\"]\nexport_ignore = true\n",
+        )
+        .replace(
+            "[apps.shop.environments.preview]",
+            "[apps.shop.environments.preview]\nexport_ignore = false",
+        );
+    let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!env_of(&config, "preview"));
+    let others: Vec<bool> = config
+        .apps
+        .values()
+        .next()
+        .unwrap()
+        .environments
+        .values()
+        .filter(|e| e.name.as_str() != "preview")
+        .map(|e| e.export_ignore)
+        .collect();
+    assert!(!others.is_empty() && others.iter().all(|&on| on));
+
+    // Named by key, both of them (a flattened table's booleans used to name only the
+    // table: "for key `apps.shop`").
+    let bad = GOOD
+        .replace(
+            "build = [\"make\"]\n",
+            "build = [\"make\"]\nexport_ignore = \"yes\"\n",
+        )
+        .replace(
+            "keep_releases = 3\n",
+            "keep_releases = 3\nlink_after_build = 1\n",
+        );
+    let message = errors(&bad, &[("SHOP_SECRET", "s")]);
+    assert!(
+        message.contains("apps.shop.export_ignore: \"yes\" is not a boolean: use true or false"),
+        "{message}"
+    );
+    assert!(
+        message.contains("apps.shop.environments.staging.link_after_build: 1 is not a boolean"),
+        "{message}"
+    );
+}

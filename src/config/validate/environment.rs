@@ -89,6 +89,7 @@ impl Validator<'_> {
                 .link_after_build
                 .or(app.link_after_build)
                 .unwrap_or(false),
+            export_ignore: own.export_ignore.or(app.export_ignore).unwrap_or(false),
             require_checks: own
                 .require_checks
                 .or_else(|| app.require_checks.clone())

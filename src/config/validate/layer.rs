@@ -34,6 +34,7 @@ pub(super) struct Layer {
     pub sync_exclude: SyncExclude,
     pub before_sync: Option<Vec<String>>,
     pub link_after_build: Option<bool>,
+    pub export_ignore: Option<bool>,
     pub run: Option<String>,
     pub teardown: Option<Vec<String>>,
     pub stop_signal: Option<StopSignal>,
@@ -128,7 +129,11 @@ impl Validator<'_> {
             ),
             sync_exclude: self.sync_exclude(key, raw.sync_exclude.as_deref()),
             before_sync: raw.before_sync.clone(),
-            link_after_build: raw.link_after_build,
+            link_after_build: self.flag(
+                &format!("{key}.link_after_build"),
+                raw.link_after_build.as_ref(),
+            ),
+            export_ignore: self.flag(&format!("{key}.export_ignore"), raw.export_ignore.as_ref()),
             run,
             teardown: raw.teardown.clone(),
             stop_signal: self.choice(

@@ -25,7 +25,7 @@ use crate::core::ids::AppName;
 use crate::core::secret::Secret;
 use crate::core::size::parse_size;
 
-use super::raw::{Choice, RawConfig, RawServer, UnknownKeys};
+use super::raw::{Choice, Flag, RawConfig, RawServer, UnknownKeys};
 use super::types::{Config, DEFAULT_MAX_LOG_SIZE, ServerConfig};
 
 mod app;
@@ -123,6 +123,16 @@ impl Validator<'_> {
     }
 
     /// A word from a fixed list; a wrong one is reported with the list.
+    fn flag(&mut self, key: &str, flag: Option<&Flag>) -> Option<bool> {
+        match flag? {
+            Flag::Valid(value) => Some(*value),
+            Flag::Invalid(text) => {
+                self.problem(key, format!("{text} is not a boolean: use true or false"));
+                None
+            }
+        }
+    }
+
     fn choice<T>(&mut self, key: &str, noun: &str, choice: Option<Choice<T>>) -> Option<T> {
         match choice? {
             Choice::Valid(value) => Some(value),

@@ -9,7 +9,7 @@ const SUBMODULE_TARGET: &str = "1234567890abcdef1234567890abcdef12345678";
 const UMASK_CHILD_ENV: &str = "CHECKOUT_TEST_UMASK_CHILD";
 
 /// Runs git isolated from the user's and system's configuration (autocrlf, hooks…).
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     git_stdin(dir, args, None)
 }
 
@@ -216,6 +216,7 @@ fn assert_fixture_written(dest: &Path, stats: &CheckoutStats) {
             directories: 13,
             bytes: (6 + 13 + 17 + 10 + 21 + 27 + 10 + 300_000 + 13) as u64,
             submodules_skipped: vec!["vendor/sub".to_string()],
+            export_ignored: 0,
         }
     );
 }
@@ -224,7 +225,7 @@ fn assert_fixture_written(dest: &Path, stats: &CheckoutStats) {
 fn writes_contents_modes_symlinks_and_odd_names_from_a_bare_mirror() {
     let f = fixture();
     let dest = f.dest("release");
-    let stats = write_tree(&f.bare(), &f.commit, &dest, 2).expect("write_tree");
+    let stats = write_tree(&f.bare(), &f.commit, &dest, 2, Contents::Tree).expect("write_tree");
     assert_fixture_written(&dest, &stats);
     assert!(
         !f.bare().join("index").exists(),
@@ -237,8 +238,8 @@ fn works_from_a_non_bare_repository() {
     let f = fixture();
     let from_bare = f.dest("from-bare");
     let from_work = f.dest("from-work");
-    write_tree(&f.bare(), &f.commit, &from_bare, 2).expect("bare");
-    let stats = write_tree(&f.work(), &f.commit, &from_work, 2).expect("work tree");
+    write_tree(&f.bare(), &f.commit, &from_bare, 2, Contents::Tree).expect("bare");
+    let stats = write_tree(&f.work(), &f.commit, &from_work, 2, Contents::Tree).expect("work tree");
     assert_fixture_written(&from_work, &stats);
     assert_eq!(listing(&from_bare), listing(&from_work));
 }
@@ -248,8 +249,8 @@ fn annotated_tag_writes_the_tagged_commits_tree() {
     let f = fixture();
     let by_commit = f.dest("by-commit");
     let by_tag = f.dest("by-tag");
-    let a = write_tree(&f.bare(), &f.commit, &by_commit, 1).expect("commit");
-    let b = write_tree(&f.bare(), &f.tag, &by_tag, 1).expect("tag");
+    let a = write_tree(&f.bare(), &f.commit, &by_commit, 1, Contents::Tree).expect("commit");
+    let b = write_tree(&f.bare(), &f.tag, &by_tag, 1, Contents::Tree).expect("tag");
     assert_eq!(a, b);
     assert_eq!(listing(&by_commit), listing(&by_tag));
 }
@@ -259,8 +260,8 @@ fn one_and_four_threads_write_identical_trees() {
     let f = fixture();
     let one = f.dest("one");
     let four = f.dest("four");
-    let a = write_tree(&f.bare(), &f.commit, &one, 1).expect("1 thread");
-    let b = write_tree(&f.bare(), &f.commit, &four, 4).expect("4 threads");
+    let a = write_tree(&f.bare(), &f.commit, &one, 1, Contents::Tree).expect("1 thread");
+    let b = write_tree(&f.bare(), &f.commit, &four, 4, Contents::Tree).expect("4 threads");
     assert_eq!(a, b);
     let listed = listing(&one);
     assert_eq!(listed.len(), 10 + 2 + 13);
@@ -272,7 +273,7 @@ fn matches_git_archive() {
     let f = fixture();
     let ours = f.dest("ours");
     let theirs = f.dest("theirs");
-    write_tree(&f.bare(), &f.commit, &ours, 2).expect("write_tree");
+    write_tree(&f.bare(), &f.commit, &ours, 2, Contents::Tree).expect("write_tree");
     // `git archive` applies the fixture's eol/ident attributes and we (by design) do
     // not; the repository's own attributes file outranks the tree's and turns them off,
     // so what remains to compare is the tree itself.
@@ -323,7 +324,7 @@ fn existing_dest_is_refused_and_left_alone() {
     let dest = f.dest("taken");
     fs::create_dir(&dest).expect("mkdir");
     fs::write(dest.join("keep"), b"mine").expect("write");
-    let err = write_tree(&f.bare(), &f.commit, &dest, 2).expect_err("must refuse");
+    let err = write_tree(&f.bare(), &f.commit, &dest, 2, Contents::Tree).expect_err("must refuse");
     assert!(
         matches!(&err, CheckoutError::Io { path, source }
             if path == &dest && source.kind() == std::io::ErrorKind::AlreadyExists),
@@ -341,7 +342,7 @@ fn existing_dest_is_refused_and_left_alone() {
 fn missing_parent_is_an_io_error() {
     let f = fixture();
     let dest = f.dest("no/such/parent");
-    let err = write_tree(&f.bare(), &f.commit, &dest, 2).expect_err("must fail");
+    let err = write_tree(&f.bare(), &f.commit, &dest, 2, Contents::Tree).expect_err("must fail");
     assert!(matches!(err, CheckoutError::Io { .. }), "{err:?}");
 }
 
@@ -357,7 +358,7 @@ fn unknown_or_malformed_commit_is_a_commit_error_and_creates_nothing() {
         "not hex at all",
         blob.as_str(),
     ] {
-        let err = write_tree(&f.bare(), commit, &dest, 2).expect_err("must fail");
+        let err = write_tree(&f.bare(), commit, &dest, 2, Contents::Tree).expect_err("must fail");
         assert!(
             matches!(&err, CheckoutError::Commit { commit: c, .. } if c == commit),
             "{commit}: {err:?}"
@@ -369,8 +370,14 @@ fn unknown_or_malformed_commit_is_a_commit_error_and_creates_nothing() {
 #[test]
 fn missing_repository_is_an_open_error() {
     let f = fixture();
-    let err = write_tree(&f.dest("no-repo-here"), &f.commit, &f.dest("release"), 2)
-        .expect_err("must fail");
+    let err = write_tree(
+        &f.dest("no-repo-here"),
+        &f.commit,
+        &f.dest("release"),
+        2,
+        Contents::Tree,
+    )
+    .expect_err("must fail");
     assert!(matches!(err, CheckoutError::Open { .. }), "{err:?}");
 }
 
@@ -413,7 +420,7 @@ fn unsafe_names_are_refused_and_nothing_escapes() {
         let outer = raw_tree(&repo, &[("40000", b"sub", &inner)]);
         let commit = raw_commit(&repo, &outer);
         let dest = f.dest("release");
-        let err = write_tree(&repo, &commit, &dest, 1).expect_err("must refuse");
+        let err = write_tree(&repo, &commit, &dest, 1, Contents::Tree).expect_err("must refuse");
         assert!(
             matches!(err, CheckoutError::UnsafeName { .. }),
             "{name:?}: {err:?}"
@@ -476,7 +483,8 @@ fn a_duplicate_name_cannot_write_through_a_planted_symlink() {
     let commit = raw_commit(&repo, &tree);
     for threads in [1, 2] {
         let dest = f.dest("release");
-        let err = write_tree(&repo, &commit, &dest, threads).expect_err("must fail");
+        let err =
+            write_tree(&repo, &commit, &dest, threads, Contents::Tree).expect_err("must fail");
         assert!(matches!(err, CheckoutError::Io { .. }), "{err:?}");
         assert_eq!(fs::read(&victim).expect("read"), b"original\n");
         assert!(!dest.exists());
@@ -515,6 +523,7 @@ fn umask_child() {
     let root = PathBuf::from(root);
     let commit = commit.to_str().expect("utf-8");
     let dest = root.join("umask-release");
-    let stats = write_tree(&root.join("mirror.git"), commit, &dest, 2).expect("write_tree");
+    let stats =
+        write_tree(&root.join("mirror.git"), commit, &dest, 2, Contents::Tree).expect("write_tree");
     assert_fixture_written(&dest, &stats);
 }

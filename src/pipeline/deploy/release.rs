@@ -14,6 +14,7 @@ use crate::core::release::{
 };
 use crate::core::stage::StageName;
 use crate::health;
+use crate::pipeline::checkout::Contents;
 use crate::pipeline::git::{Mirror, Remote};
 use crate::pipeline::{partial, reaper, recycle, releases};
 
@@ -308,9 +309,10 @@ impl Run<'_> {
             commit.to_string(),
             self.ctx.checkout_threads,
         );
+        let contents = self.contents();
         let written = blocking(move || {
             let _writing = reaper::busy();
-            let written = recycle::checkout(&repo, &c, &dest, threads)
+            let written = recycle::checkout(&repo, &c, &dest, threads, contents)
                 .map_err(|e| Stop::failed(format!("checkout: {e}")))?;
             std::fs::write(dest.join("REVISION"), format!("{c}\n"))
                 .map_err(|e| Stop::failed(format!("writing REVISION: {e}")))?;
@@ -330,6 +332,15 @@ impl Run<'_> {
                 stats.bytes as f64 / 1e6
             ),
         );
+        if stats.export_ignored > 0 {
+            self.info(
+                StageName::Checkout,
+                &format!(
+                    "{} paths left out: .gitattributes marks them export-ignore (export_ignore = true)",
+                    stats.export_ignored
+                ),
+            );
+        }
         for path in &stats.submodules_skipped {
             self.info(
                 StageName::Checkout,
@@ -491,8 +502,18 @@ impl Run<'_> {
             releases,
             id: format!("{}.ahead", live.release),
             threads: self.ctx.checkout_threads,
+            contents: self.contents(),
             after_checkouts,
         }));
+    }
+
+    /// What a release of this environment holds of its commit's tree.
+    fn contents(&self) -> Contents {
+        if self.env_config.export_ignore {
+            Contents::Archive
+        } else {
+            Contents::Tree
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::super::checkout::{self, CheckoutError};
+use super::super::checkout::{self, CheckoutError, Contents};
 use super::super::reaper::REMOVING_PREFIX;
 use super::{SPARE_PREFIX, record};
 
@@ -71,6 +71,7 @@ pub struct SpareAhead {
     pub releases: PathBuf,
     pub id: String,
     pub threads: usize,
+    pub contents: Contents,
     /// [`checkouts_started`] when it was asked for.
     pub after_checkouts: u64,
 }
@@ -86,9 +87,19 @@ impl SpareAhead {
                 releases,
                 id,
                 threads,
+                contents,
                 after_checkouts,
             } = self;
-            match prepare_spare(&repo, &commit, &releases, &id, threads, after_checkouts) {
+            let (repo, releases) = (repo.as_path(), releases.as_path());
+            match prepare_spare(
+                repo,
+                &commit,
+                releases,
+                &id,
+                threads,
+                contents,
+                after_checkouts,
+            ) {
                 Ok(true) => {
                     tracing::info!(releases = %releases.display(), "spare tree {id} ready for the next checkout")
                 }
@@ -118,6 +129,7 @@ pub(super) fn prepare_spare(
     releases: &Path,
     id: &str,
     threads: usize,
+    contents: Contents,
     after_checkouts: u64,
 ) -> Result<bool, CheckoutError> {
     let ahead = ahead_of(releases);
@@ -142,7 +154,8 @@ pub(super) fn prepare_spare(
         }
     }
     let preparing = releases.join(format!("{PREPARING_PREFIX}{id}"));
-    match checkout::write_tree_cancellable(repo, commit, &preparing, threads, &ahead.cancel) {
+    let cancel = &ahead.cancel;
+    match checkout::write_tree_cancellable(repo, commit, &preparing, threads, contents, cancel) {
         Ok(_) => {}
         Err(error) => {
             if preparing.exists() {

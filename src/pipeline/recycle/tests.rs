@@ -62,8 +62,11 @@ impl Fixture {
     /// starts that much later anyway), and lets the clock move on once more, so that
     /// what the test changes next (as a build would) is strictly newer.
     fn deploy(&self, release: &str, commit: &str) -> Written {
-        let written =
-            checkout(&self.repo(), commit, &self.releases().join(release), 2).expect("checkout");
+        self.deploy_as(release, commit, Contents::Tree)
+    }
+    fn deploy_as(&self, release: &str, commit: &str, contents: Contents) -> Written {
+        let dest = self.releases().join(release);
+        let written = checkout(&self.repo(), commit, &dest, 2, contents).expect("checkout");
         self.settle_manifest(release);
         written
     }
@@ -86,9 +89,12 @@ impl Fixture {
     }
     /// The tree a full checkout writes, for comparison.
     fn fresh(&self, commit: &str) -> BTreeMap<Vec<u8>, Node> {
+        self.fresh_as(commit, Contents::Tree)
+    }
+    fn fresh_as(&self, commit: &str, contents: Contents) -> BTreeMap<Vec<u8>, Node> {
         let dest = self.dir.path().join(format!("fresh-{commit}"));
         let _ = fs::remove_dir_all(&dest);
-        checkout::write_tree(&self.repo(), commit, &dest, 1).expect("write_tree");
+        checkout::write_tree(&self.repo(), commit, &dest, 1, contents).expect("write_tree");
         listing(&dest)
     }
 }
@@ -299,6 +305,7 @@ fn a_spare_written_ahead_is_recycled_by_the_next_checkout() {
             &f.releases(),
             "r1.ahead",
             2,
+            Contents::Tree,
             checkouts_started(&f.releases())
         )
         .expect("prepare")
@@ -318,6 +325,7 @@ fn a_spare_written_ahead_is_recycled_by_the_next_checkout() {
             &f.releases(),
             "r1.again",
             2,
+            Contents::Tree,
             checkouts_started(&f.releases())
         )
         .expect("prepare")
@@ -351,6 +359,7 @@ fn a_checkout_stops_a_spare_being_written_and_its_half_goes_to_the_reaper() {
             &f.releases(),
             "r0.ahead",
             2,
+            Contents::Tree,
             checkouts_started(&f.releases())
         )
         .expect("prepare")
@@ -362,8 +371,17 @@ fn a_checkout_stops_a_spare_being_written_and_its_half_goes_to_the_reaper() {
     std::thread::scope(|scope| {
         let seen = checkouts_started(&f.releases());
         let (repo, releases, commit) = (f.repo(), f.releases(), c1.clone());
-        let writer =
-            scope.spawn(move || prepare_spare(&repo, &commit, &releases, "r1.ahead", 1, seen));
+        let writer = scope.spawn(move || {
+            prepare_spare(
+                &repo,
+                &commit,
+                &releases,
+                "r1.ahead",
+                1,
+                Contents::Tree,
+                seen,
+            )
+        });
         let preparing = f.releases().join(format!("{PREPARING_PREFIX}r1.ahead"));
         while !preparing.exists() && !writer.is_finished() {
             std::thread::yield_now();
@@ -395,7 +413,18 @@ fn a_spare_a_crash_left_half_written_goes_to_the_reaper() {
     let leftover = f.releases().join(format!("{PREPARING_PREFIX}r0.ahead"));
     fs::create_dir_all(leftover.join("half")).expect("mkdir");
     let seen = checkouts_started(&f.releases());
-    assert!(prepare_spare(&f.repo(), &c1, &f.releases(), "r1.ahead", 1, seen).expect("prepare"));
+    assert!(
+        prepare_spare(
+            &f.repo(),
+            &c1,
+            &f.releases(),
+            "r1.ahead",
+            1,
+            Contents::Tree,
+            seen
+        )
+        .expect("prepare")
+    );
     assert!(!leftover.exists());
     assert!(
         f.releases()
@@ -412,8 +441,75 @@ fn a_spare_asked_for_before_another_checkout_began_is_not_written() {
     let c1 = f.commit();
     let seen = checkouts_started(&f.releases());
     f.deploy("r1", &c1);
-    assert!(!prepare_spare(&f.repo(), &c1, &f.releases(), "r0.ahead", 1, seen).expect("prepare"));
+    assert!(
+        !prepare_spare(
+            &f.repo(),
+            &c1,
+            &f.releases(),
+            "r0.ahead",
+            1,
+            Contents::Tree,
+            seen
+        )
+        .expect("prepare")
+    );
     assert!(!has_spare(&f.releases()));
     let seen = checkouts_started(&f.releases());
-    assert!(prepare_spare(&f.repo(), &c1, &f.releases(), "r1.ahead", 1, seen).expect("prepare"));
+    assert!(
+        prepare_spare(
+            &f.repo(),
+            &c1,
+            &f.releases(),
+            "r1.ahead",
+            1,
+            Contents::Tree,
+            seen
+        )
+        .expect("prepare")
+    );
+}
+
+/// `export_ignore` turned on, changed and turned off between deploys: each recycled
+/// release is exactly what a full checkout of the same contents writes, including a
+/// directory that ends up holding only directories left out (not created, as in
+/// `git archive`) and one whose every file is left out (kept, empty, as in `git archive`).
+#[test]
+fn recycling_follows_export_ignore_both_ways() {
+    let f = Fixture::new();
+    f.write(".gitattributes", b"*.md export-ignore\n");
+    f.write("app.php", b"<?php\n");
+    f.write("README.md", b"readme\n");
+    f.write("lib/x/fixtures/a.json", b"{}\n");
+    f.write("lib/code.php", b"<?php\n");
+    f.write("docs/GUIDE.md", b"guide\n");
+    let c1 = f.commit();
+    f.write(
+        ".gitattributes",
+        b"*.md export-ignore\n/lib/**/fixtures export-ignore\n",
+    );
+    let c2 = f.commit();
+
+    // Whole tree, then recycled into the archive contents of the next commit.
+    f.deploy("r1", &c1);
+    f.retire("r1");
+    let second = f.deploy_as("r2", &c2, Contents::Archive);
+    assert!(second.recycled.is_some(), "{second:?}");
+    let expected = f.fresh_as(&c2, Contents::Archive);
+    assert_eq!(listing(&f.releases().join("r2")), expected);
+    assert!(
+        !expected.contains_key(b"lib/x".as_slice()),
+        "holds only a left-out directory"
+    );
+    assert!(
+        expected.contains_key(b"docs".as_slice()),
+        "its one file is left out"
+    );
+    assert!(!expected.contains_key(b"README.md".as_slice()));
+    assert!(second.stats.export_ignored >= 3, "{second:?}");
+
+    // And back to the whole tree.
+    f.retire("r2");
+    let third = f.deploy_as("r3", &c2, Contents::Tree);
+    assert!(third.recycled.is_some(), "{third:?}");
+    assert_eq!(listing(&f.releases().join("r3")), f.fresh(&c2));
 }
