@@ -230,6 +230,9 @@ impl Config {
                 if env.health_check.is_some() {
                     notes.push("health-checked".into());
                 }
+                if env.export_ignore {
+                    notes.push("releases without export-ignore paths".into());
+                }
                 out.push_str(&format!(
                     "  {:<14} {:<22} {:<7} {:<10} {}\n",
                     env.name.as_str(),

@@ -24,10 +24,14 @@
 //! round, or the background fetch, whichever takes the mirror's fetch lock first, makes
 //! it whole, and nothing reads history without fetching first. Shallow mirrors are made
 //! and deepened by the git CLI only, whatever `fetch_with` says; if that fails (no CLI,
-//! a server without shallow support) the deploy fetches with history as before. A
-//! reconciliation round at start fills the mirror on its own, off any push's clock; the
-//! depth-1 decision is taken again under the fetch lock, so a push that waited for that
-//! round fetches as usual.
+//! a server without shallow support) the deploy fetches with history as before.
+//!
+//! A reconciliation round at start into an empty mirror fetches the heads it follows the
+//! same way when no environment of the app has a live release and none follows tags
+//! (choosing among tags reads history), and deploys that find the mirror shallow and
+//! have nothing live fetch their tip by depth too, so a first start and a first push do
+//! not wait for the history. The depth decision is taken again under the fetch lock: a
+//! fetch that waited for one with history fetches as usual.
 //!
 //! All libgit2 calls block: callers run them on the blocking pool, one `Repository`
 //! handle per call (it is `Send` but not `Sync`).
@@ -197,10 +201,10 @@ impl Mirror {
             .await
     }
 
-    /// A push's first fetch into an empty mirror (the module docs' "The first fetch"):
-    /// the refspecs' commits only, with every tree and blob, no history; the mirror is shallow until
-    /// its next fetch of any kind, which deepens it ([`Mirror::is_shallow`]). When
-    /// another fetch filled the mirror while this one waited for it, an ordinary fetch
+    /// A first fetch into a mirror without history (the module docs' "The first fetch"):
+    /// the refspecs' commits only, with every tree and blob, no history; the mirror is
+    /// shallow until a fetch with history deepens it ([`Mirror::is_shallow`]). When
+    /// another fetch brought the history while this one waited for it, an ordinary fetch
     /// instead. True when the mirror was left shallow.
     pub async fn fetch_tip(
         &self,
@@ -226,9 +230,15 @@ impl Mirror {
     }
 
     /// Whether the mirror lacks history: a first fetch ([`Mirror::fetch_tip`]) whose
-    /// deepening has not run yet. Every fetch of a shallow mirror deepens it.
+    /// deepening has not run yet. Every fetch with history deepens it.
     pub fn is_shallow(&self) -> bool {
         self.path.join("shallow").exists()
+    }
+
+    /// Whether a fetch without history ([`Mirror::fetch_tip`]) is all this mirror has
+    /// had: it is empty, or shallow (its history not fetched yet). Blocking.
+    pub fn holds_no_history(&self) -> bool {
+        self.is_shallow() || self.is_empty()
     }
 
     /// Whether the mirror has never been fetched into (no refs, not shallow). Blocking.
@@ -259,7 +269,7 @@ impl Mirror {
         let kind = match kind {
             Fetch::Tip => {
                 let m = mirror.clone();
-                match tokio::task::spawn_blocking(move || m.is_empty()).await {
+                match tokio::task::spawn_blocking(move || m.holds_no_history()).await {
                     Ok(true) => Fetch::Tip,
                     _ => Fetch::History,
                 }

@@ -26,7 +26,9 @@ use crate::store::{NewDeploy, StoreError, Target};
 
 use super::deploy::Context;
 use super::git::{GitError, Mirror, Remote};
+use super::partial;
 use super::runner::Runner;
+use crate::core::routing::RefSource;
 use crate::layout::EnvironmentDir;
 
 /// The first words of a `reconcile` deploy's log, after the line naming its trigger.
@@ -144,9 +146,36 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
         .map(|e| e.step_timeout)
         .max()
         .unwrap_or(Duration::from_secs(15 * 60));
-    mirror
-        .fetch_pruning(&Remote::of(app), refspecs, timeout)
-        .await?;
+    let remote_of_app = Remote::of(app);
+    let shallow = if first_fetch_is_shallow(app, &rules, &mirror).await {
+        match mirror
+            .fetch_tip(&remote_of_app, refspecs.clone(), timeout)
+            .await
+        {
+            Ok(shallow) => shallow,
+            // As for a deploy: no git CLI, or a server without shallow fetches.
+            Err(e) => {
+                tracing::info!(app = %app.name, "a shallow first fetch failed, fetching the history: {e}");
+                mirror
+                    .fetch_pruning(&remote_of_app, refspecs.clone(), timeout)
+                    .await?;
+                false
+            }
+        }
+    } else {
+        mirror
+            .fetch_pruning(&remote_of_app, refspecs.clone(), timeout)
+            .await?;
+        false
+    };
+    // The history a depth-1 fetch left out: after the deploys this round queues (each
+    // fetches it once it has ended), or now when it queues none.
+    let deepen = shallow.then(|| partial::Deepen {
+        mirror: mirror.clone(),
+        remote: remote_of_app.clone(),
+        refspecs,
+        timeout,
+    });
     let m = mirror.clone();
     let remote = blocking(move || Ok(m.refs()?)).await?;
     let name = app.name.clone();
@@ -175,7 +204,8 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
         busy: &busy,
     };
     let mut step_failed = None;
-    for step in plan(&rules, &remote, &temporaries, seen.as_ref()) {
+    let steps = plan(&rules, &remote, &temporaries, seen.as_ref());
+    for step in steps {
         let subject = step_subject(&step);
         match edge.step(step).await {
             Ok(Some(Done::Deploy)) => summary.deploys += 1,
@@ -187,6 +217,11 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
                 step_failed = Some(e);
             }
         }
+    }
+    if summary.deploys == 0
+        && let Some(deepen) = deepen
+    {
+        deepen.spawn();
     }
     // Not remembered after a failed step: a branch whose environment could not be
     // made this round must still look new to the next.
@@ -202,6 +237,26 @@ pub async fn app_round(ctx: &Context, app: &AppConfig) -> Result<RoundSummary, R
             .await?;
     }
     Ok(summary)
+}
+
+/// Whether this round's fetch can leave the history out (`git.rs`, "The first fetch"):
+/// the mirror holds none yet, nothing of the app is live (no out-of-order question), and
+/// no environment follows tags (the newest tag is found by history).
+async fn first_fetch_is_shallow(app: &AppConfig, rules: &[Rule], mirror: &Mirror) -> bool {
+    if rules.iter().any(|r| matches!(r.source, RefSource::Tag(_))) {
+        return false;
+    }
+    let (root, m) = (app.root.clone(), mirror.clone());
+    let nothing_live = move || {
+        let live = std::fs::read_dir(&root).is_ok_and(|dirs| {
+            dirs.filter_map(Result::ok)
+                .any(|d| std::fs::symlink_metadata(d.path().join("current")).is_ok())
+        });
+        !live && m.is_empty()
+    };
+    tokio::task::spawn_blocking(nothing_live)
+        .await
+        .unwrap_or(false)
 }
 
 enum Done {

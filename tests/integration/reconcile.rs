@@ -449,3 +449,37 @@ async fn the_server_log_says_what_a_round_queued() {
     assert_eq!(summary["deploys"], 1, "{summary}");
     drop(child);
 }
+
+/// The first round at start into an empty mirror, with nothing live and no tag
+/// environment, fetches the heads by depth (git.rs, "The first fetch"): the deploys it
+/// queues fetch their tips the same way instead of the whole history, which follows in
+/// the background; afterwards the mirror holds it all.
+#[actix_web::test]
+async fn the_first_round_leaves_the_history_for_after_its_deploys() {
+    let setup = Harness::builder()
+        .config(|dir, repo| {
+            git(repo, &["branch", "release"]);
+            commit(repo, "More history", &[("more.txt", "more\n")]);
+            shop_toml_with(dir, repo, "reconcile_interval = \"1h\"", ENVIRONMENTS)
+        })
+        .start()
+        .await;
+    let (client, repo, root) = (&setup, &setup.repo, &setup.root);
+    let main = git(repo, &["rev-parse", "main"]);
+    wait_live(root, "production", &main).await;
+    let deploy = last_finished(client, "production").await;
+    assert_eq!(deploy["trigger"], "reconcile", "{deploy}");
+    let log = client.log(&deploy["id"]).await;
+    assert!(log.contains("first fetch of this mirror"), "{log}");
+
+    let mirror = stagehand::pipeline::git::Mirror {
+        path: root.parent().unwrap().join("state/mirrors/shop.git"),
+    };
+    wait_until("the history after the first deploys", || async {
+        !mirror.is_shallow()
+    })
+    .await;
+    let first = git(repo, &["rev-list", "--max-parents=0", "main"]);
+    assert_ne!(first, main);
+    assert!(mirror.is_ancestor(&first, &main).unwrap());
+}

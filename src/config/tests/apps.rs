@@ -224,6 +224,14 @@ fn export_ignore_is_an_overridable_switch() {
         );
     let config = parse(&toml, &[("SHOP_SECRET", "s")]).unwrap_or_else(|e| panic!("{e}"));
     assert!(!env_of(&config, "preview"));
+    // `stagehand check` says so beside each environment it applies to.
+    let table = config.describe();
+    let noted = |env: &str| {
+        table.lines().any(|l| {
+            l.trim_start().starts_with(env) && l.contains("releases without export-ignore paths")
+        })
+    };
+    assert!(noted("production") && !noted("preview"), "{table}");
     let others: Vec<bool> = config
         .apps
         .values()

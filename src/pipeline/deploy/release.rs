@@ -213,7 +213,9 @@ impl Run<'_> {
             return false;
         }
         let m = mirror.clone();
-        blocking(move || Ok(m.is_empty())).await.unwrap_or(false)
+        blocking(move || Ok(m.holds_no_history()))
+            .await
+            .unwrap_or(false)
     }
 
     pub(super) async fn skip_if_stale(&self, mirror: &Mirror, commit: &CommitSha) -> Result<()> {
