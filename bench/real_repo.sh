@@ -36,7 +36,7 @@
 # SETTLE (10), TOOLS (which of the above, space-separated), FETCH_WITH (stagehand's fetch_with, default auto). Medians reported, with the load average at start and end.
 #
 # FS=xfs runs the same on a loop-mounted XFS image with reflinks (`mkfs.xfs -m
-# reflink=1`, a 4 GB sparse file under BENCH_TMPDIR), results in results/real_repo-xfs/;
+# reflink=1`, a 4 GB sparse file under BENCH_TMPDIR), results in results/real_repo-xfs$OUT_SUFFIX/;
 # it needs root and is skipped with a message otherwise.
 set -euo pipefail
 SRC=${1:-}
@@ -55,7 +55,7 @@ if [[ ${FS:-} == xfs ]]; then
     mount -o loop "$xfs_dir/xfs.img" "$xfs_dir/mnt"
     trap 'umount "$xfs_dir/mnt" && rm -rf "$xfs_dir"' EXIT
     status=0
-    FS= OUT_SUFFIX=-xfs BENCH_TMPDIR="$xfs_dir/mnt" "$0" "$@" || status=$?
+    FS= OUT_SUFFIX=-xfs${OUT_SUFFIX:-} BENCH_TMPDIR="$xfs_dir/mnt" "$0" "$@" || status=$?
     exit "$status"
 fi
 export BENCH_TMPDIR

@@ -313,7 +313,8 @@ pub(super) fn plan(
                 what: format!("tree {tree_id} for {}", dir.display()),
                 source,
             })?;
-        let filter = above.enter(repo, relative(&dir, root), &tree)?;
+        let dir_relative = relative(&dir, root);
+        let filter = above.enter(repo, dir_relative, &tree)?;
         for entry in tree.iter() {
             let name = entry.name_bytes();
             check_name(name)?;
@@ -322,7 +323,7 @@ pub(super) fn plan(
             if !is_tree {
                 create_dirs_to(&mut dirs, index, stats)?;
             }
-            if filter.ignores(relative(&path, root), is_tree) {
+            if filter.ignores(dir_relative, name, is_tree) {
                 stats.export_ignored += 1;
                 continue;
             }

@@ -73,22 +73,17 @@
 //!
 //! Blocking: call from a blocking thread.
 
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, FileType, Metadata, Permissions};
+use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
-use git2::{Oid, Repository};
+use git2::Repository;
 
-use super::checkout::{
-    self, CheckoutError, CheckoutStats, Contents, Filter, Job, Kind, MODE_BLOB,
-    MODE_BLOB_EXECUTABLE, MODE_COMMIT, MODE_LINK, MODE_TREE,
-};
+use super::checkout::{self, CheckoutError, CheckoutStats, Contents};
 use super::reaper::REMOVING_PREFIX;
+use repair::repair;
 
 /// The name prefix `reaper::sweep` gives the retired release it keeps for recycling.
 pub const SPARE_PREFIX: &str = ".spare-";
@@ -269,265 +264,6 @@ fn record(releases: &Path, release: &OsStr, commit: &str) -> Result<(), Checkout
     fs::write(&path, format!("{commit}\n")).map_err(io)
 }
 
-fn repair(
-    repo: &Path,
-    commit: &str,
-    dest: &Path,
-    threads: usize,
-    contents: Contents,
-    spare: &Spare,
-) -> Result<(CheckoutStats, Recycled), CheckoutError> {
-    let repository = Repository::open(repo).map_err(|source| CheckoutError::Open {
-        path: repo.to_path_buf(),
-        source,
-    })?;
-    let new_tree = checkout::resolve_tree(&repository, repo, commit)?;
-    let old_tree = checkout::resolve_tree(&repository, repo, &spare.commit)?;
-    let trash = match (dest.parent(), dest.file_name()) {
-        (Some(parent), Some(name)) => parent.join(format!(
-            "{REMOVING_PREFIX}{}.recycled",
-            name.to_string_lossy()
-        )),
-        _ => dest.with_extension("recycled"),
-    };
-    let mut walk = Walk {
-        repo: &repository,
-        root: dest,
-        since: spare.since,
-        trash,
-        trash_entries: None,
-        jobs: Vec::new(),
-        stats: CheckoutStats::default(),
-        recycled: Recycled {
-            from: spare.id.clone(),
-            ..Recycled::default()
-        },
-        visited: Vec::new(),
-        needed: HashSet::new(),
-    };
-    walk.run(new_tree, old_tree, Filter::new(contents))?;
-    let Walk {
-        jobs,
-        mut stats,
-        recycled,
-        ..
-    } = walk;
-    let counts = checkout::write_blobs(&repository, &jobs, threads, &AtomicBool::new(false))?;
-    stats.files = counts.files;
-    stats.symlinks = counts.symlinks;
-    stats.bytes = counts.bytes;
-    Ok((stats, recycled))
-}
-
-struct Walk<'a> {
-    repo: &'a Repository,
-    root: &'a Path,
-    since: (i64, i64),
-    trash: PathBuf,
-    /// How many directories were moved into `trash` (`None`: it does not exist yet).
-    trash_entries: Option<usize>,
-    jobs: Vec<Job>,
-    stats: CheckoutStats,
-    recycled: Recycled,
-    /// Directories the walk kept from the spare, parents before children.
-    visited: Vec<PathBuf>,
-    /// Those with an entry below that is not a directory: the ones `checkout::plan`
-    /// would have created (the others hold only directories left out as export-ignore).
-    needed: HashSet<PathBuf>,
-}
-
-impl<'a> Walk<'a> {
-    /// Repairs `root` from the old tree into the new one, collecting the blobs to write.
-    /// `above` is the `export-ignore` filter above the root.
-    fn run(&mut self, new_tree: Oid, old_tree: Oid, above: Filter) -> Result<(), CheckoutError> {
-        // An explicit stack, as in `checkout::plan`: trees can nest deeper than a stack.
-        let mut pending = vec![(new_tree, old_tree, self.root.to_path_buf(), above)];
-        while let Some((new_id, old_id, dir, above)) = pending.pop() {
-            let new = self.tree(new_id, &dir)?;
-            let filter = above.enter(self.repo, checkout::relative(&dir, self.root), &new)?;
-            self.visited.push(dir.clone());
-            if new.iter().any(|e| e.filemode() != MODE_TREE) {
-                self.mark_needed(&dir);
-            }
-            // What the release holds of this directory: left-out entries are unwanted,
-            // so whatever sits at their names is discarded below.
-            let kept: Vec<git2::TreeEntry> = new
-                .iter()
-                .filter(|e| {
-                    let path = dir.join(OsStr::from_bytes(e.name_bytes()));
-                    let out = filter.ignores(
-                        checkout::relative(&path, self.root),
-                        e.filemode() == MODE_TREE,
-                    );
-                    self.stats.export_ignored += usize::from(out);
-                    !out
-                })
-                .collect();
-            let old: HashMap<Vec<u8>, (i32, Oid)> = self
-                .tree(old_id, &dir)?
-                .iter()
-                .map(|e| (e.name_bytes().to_vec(), (e.filemode(), e.id())))
-                .collect();
-            // Every directory is made 0o755 (the build may have left it read-only, and
-            // its extras must go) before anything in it is removed.
-            self.make_dir_mode(&dir)?;
-            let wanted: HashSet<Vec<u8>> = kept.iter().map(|e| e.name_bytes().to_vec()).collect();
-            let listing = fs::read_dir(&dir).map_err(io_at(&dir))?;
-            for entry in listing {
-                let entry = entry.map_err(io_at(&dir))?;
-                if !wanted.contains(entry.file_name().as_bytes()) {
-                    let kind = entry.file_type().map_err(io_at(&entry.path()))?;
-                    self.discard(&entry.path(), kind)?;
-                }
-            }
-            for entry in kept {
-                let name = entry.name_bytes();
-                checkout::check_name(name)?;
-                let path = dir.join(OsStr::from_bytes(name));
-                let meta = match fs::symlink_metadata(&path) {
-                    Ok(meta) => Some(meta),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(io_at(&path)(e)),
-                };
-                let before = old.get(name).copied();
-                let mode = entry.filemode();
-                let kind = match mode {
-                    MODE_TREE => {
-                        match (&meta, before) {
-                            (Some(m), Some((MODE_TREE, old_sub))) if m.file_type().is_dir() => {
-                                pending.push((entry.id(), old_sub, path, filter.clone()));
-                            }
-                            _ => {
-                                if let Some(m) = &meta {
-                                    self.discard(&path, m.file_type())?;
-                                }
-                                let start = checkout::Start {
-                                    tree: entry.id(),
-                                    dest: &path,
-                                    exists: false,
-                                    above: &filter,
-                                };
-                                let planned =
-                                    checkout::plan(self.repo, start, self.root, &mut self.stats)?;
-                                if planned.created {
-                                    self.mark_needed(&dir);
-                                }
-                                self.jobs.extend(planned.jobs);
-                            }
-                        }
-                        continue;
-                    }
-                    MODE_BLOB => Kind::File,
-                    MODE_BLOB_EXECUTABLE => Kind::Executable,
-                    MODE_LINK => Kind::Symlink,
-                    MODE_COMMIT => {
-                        if let Some(m) = &meta {
-                            self.discard(&path, m.file_type())?;
-                        }
-                        let relative = path.strip_prefix(self.root).unwrap_or(&path);
-                        self.stats
-                            .submodules_skipped
-                            .push(relative.to_string_lossy().into_owned());
-                        continue;
-                    }
-                    mode => {
-                        return Err(CheckoutError::Git {
-                            what: format!("tree entry {}", path.display()),
-                            source: git2::Error::from_str(&format!(
-                                "unsupported file mode {mode:o}"
-                            )),
-                        });
-                    }
-                };
-                let same_blob = before == Some((mode, entry.id()));
-                match &meta {
-                    Some(m) if same_blob && self.untouched(m, kind) => {
-                        self.recycled.kept += 1;
-                        continue;
-                    }
-                    Some(m) => self.discard(&path, m.file_type())?,
-                    None => {}
-                }
-                self.jobs.push(Job {
-                    path,
-                    oid: entry.id(),
-                    kind,
-                });
-            }
-        }
-        // Children before parents, so a parent left empty by its children goes too.
-        for dir in std::mem::take(&mut self.visited).iter().rev() {
-            if dir != self.root && !self.needed.contains(dir) {
-                self.discard(
-                    dir,
-                    fs::symlink_metadata(dir).map_err(io_at(dir))?.file_type(),
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `dir` and every directory above it up to the root stay.
-    fn mark_needed(&mut self, dir: &Path) {
-        for above in dir.ancestors() {
-            if !above.starts_with(self.root) || !self.needed.insert(above.to_path_buf()) {
-                break;
-            }
-        }
-    }
-
-    fn tree(&self, id: Oid, dir: &Path) -> Result<git2::Tree<'a>, CheckoutError> {
-        self.repo
-            .find_tree(id)
-            .map_err(|source| CheckoutError::Git {
-                what: format!("tree {id} for {}", dir.display()),
-                source,
-            })
-    }
-
-    /// Whether the checkout that wrote `meta`'s file would still recognise it.
-    fn untouched(&self, meta: &Metadata, kind: Kind) -> bool {
-        let (kind_ok, mode_ok) = match kind {
-            Kind::Symlink => (meta.file_type().is_symlink(), true),
-            Kind::File => (meta.file_type().is_file(), meta.mode() & 0o7777 == 0o644),
-            Kind::Executable => (meta.file_type().is_file(), meta.mode() & 0o7777 == 0o755),
-        };
-        kind_ok && mode_ok && meta.nlink() == 1 && (meta.ctime(), meta.ctime_nsec()) < self.since
-    }
-
-    fn make_dir_mode(&self, dir: &Path) -> Result<(), CheckoutError> {
-        let meta = fs::symlink_metadata(dir).map_err(io_at(dir))?;
-        if meta.mode() & 0o7777 != 0o755 {
-            fs::set_permissions(dir, Permissions::from_mode(0o755)).map_err(io_at(dir))?;
-        }
-        Ok(())
-    }
-
-    /// Removes one entry: a file or symlink at once, a directory (of any size) by one
-    /// rename into the trash directory the reaper deletes.
-    fn discard(&mut self, path: &Path, kind: FileType) -> Result<(), CheckoutError> {
-        self.recycled.discarded += 1;
-        if !kind.is_dir() {
-            return fs::remove_file(path).map_err(io_at(path));
-        }
-        let n = match self.trash_entries {
-            Some(n) => n,
-            None => {
-                checkout::create_dir(&self.trash)?;
-                0
-            }
-        };
-        self.trash_entries = Some(n + 1);
-        // Moving a directory to another parent rewrites its `..`: it must be writable.
-        let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
-        if meta.mode() & 0o700 != 0o700 {
-            fs::set_permissions(path, Permissions::from_mode(meta.mode() | 0o700))
-                .map_err(io_at(path))?;
-        }
-        fs::rename(path, self.trash.join(n.to_string())).map_err(io_at(path))
-    }
-}
-
 fn io_at(path: &Path) -> impl Fn(io::Error) -> CheckoutError + '_ {
     move |source| CheckoutError::Io {
         path: path.to_path_buf(),
@@ -536,6 +272,7 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> CheckoutError + '_ {
 }
 
 mod ahead;
+mod repair;
 pub use ahead::{PREPARING_PREFIX, SpareAhead, checkouts_started, has_spare, stop_spare};
 
 #[cfg(test)]

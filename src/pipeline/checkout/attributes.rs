@@ -87,15 +87,21 @@ impl Filter {
         Ok(inner)
     }
 
-    /// Whether the entry at `relative` (from the release's root, `/`-separated) of this
-    /// filter's directory is left out.
-    pub(crate) fn ignores(&self, relative: &[u8], is_dir: bool) -> bool {
-        if self.stack.is_none() {
+    /// Whether the entry `name` of this filter's directory (`dir`, relative to the
+    /// release's root) is left out. Free when nothing is ever left out.
+    pub(crate) fn ignores(&self, dir: &[u8], name: &[u8], is_dir: bool) -> bool {
+        let Some(stack) = self.stack.as_deref() else {
             return false;
+        };
+        let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+        if !dir.is_empty() {
+            path.extend_from_slice(dir);
+            path.push(b'/');
         }
-        let files = std::iter::successors(self.stack.as_deref(), |node| node.parent.as_deref())
+        path.extend_from_slice(name);
+        let files = std::iter::successors(Some(stack), |node| node.parent.as_deref())
             .map(|node| &node.file);
-        crate::core::export_ignore::is_ignored(files, relative, is_dir)
+        crate::core::export_ignore::is_ignored(files, &path, is_dir)
     }
 }
 
