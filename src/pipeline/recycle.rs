@@ -48,6 +48,12 @@
 //! listed, no longer a rollback target), kept files are its own inodes, and rewritten
 //! files are new inodes (`O_EXCL`), never written in place.
 //!
+//! With `export_ignore` (`checkout::Contents::Archive`) the new tree is read through the
+//! same `.gitattributes` rules as a full checkout: a left-out path is unwanted like any
+//! extra, and a directory holding only left-out directories goes, so a recycled release
+//! is what a full checkout of the same contents writes, whichever contents the spare had.
+//! The walk itself is `recycle/repair.rs`.
+//!
 //! # Numbers
 //!
 //! `bench/real_repo.sh` on symfony, ext4, one run, medians (bench/README.md): a repeat

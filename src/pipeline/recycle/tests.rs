@@ -1,11 +1,11 @@
 use super::ahead::{ahead_of, prepare_spare};
 use super::*;
-use std::fs::Permissions;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use crate::pipeline::checkout::tests::{Node, listing};
 use std::collections::BTreeMap;
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::symlink;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use tempfile::TempDir;
