@@ -101,6 +101,10 @@ impl Starter {
                 "link shared after the build instead: builds never see live data",
             ),
             (
+                "# export_ignore = true".into(),
+                "releases leave out what .gitattributes marks export-ignore, as `git archive` does",
+            ),
+            (
                 "# sync_exclude = [\"*.key\"]".into(),
                 "paths in shared/ that `sync` and seeding never copy",
             ),
